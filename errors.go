@@ -1,0 +1,91 @@
+package durable
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+
+	"connectrpc.com/connect"
+)
+
+// Errors callers can test for with [errors.Is]. The errors Durable returns
+// wrap these with detail; over the network, the client package restores
+// them from the error's code and its "Durable-Error" metadata.
+var (
+	// ErrInvalidID matches every malformed or foreign ID: see ErrIDLength,
+	// ErrIDNotHex and ErrIDNamespace for the precise cause.
+	ErrInvalidID = errors.New("durable: invalid object ID")
+	// ErrIDLength: the string is not 64 characters long.
+	ErrIDLength = errors.New("durable: object ID has the wrong length")
+	// ErrIDNotHex: the string has a character other than 0-9 and a-f.
+	ErrIDNotHex = errors.New("durable: object ID is not lowercase hexadecimal")
+	// ErrIDNamespace: the ID's MAC does not verify for the class, so it was
+	// minted for another class or by another server secret, or mistyped.
+	ErrIDNamespace = errors.New("durable: object ID belongs to another namespace")
+
+	// ErrClassNotFound: no object class of that name is registered. The
+	// concrete error is a *ClassNotFoundError listing the classes that exist.
+	ErrClassNotFound = errors.New("durable: object class not found")
+	// ErrOverloaded: the object's mailbox is full; the call was not queued
+	// and can be retried later. Its Connect code is ResourceExhausted.
+	ErrOverloaded = errors.New("durable: object is overloaded")
+	// ErrReentrantCall: the call would wait on an object that is itself
+	// waiting for this call chain (A→B→A, or A→A), which could never finish.
+	// Durable fails such a call instead of deadlocking; its Connect code is
+	// FailedPrecondition.
+	ErrReentrantCall = errors.New("durable: reentrant call would deadlock")
+	// ErrShutdown: the server is shutting down and takes no new calls.
+	ErrShutdown = errors.New("durable: server is shutting down")
+)
+
+type idError struct {
+	kind error
+	msg  string
+}
+
+func (e *idError) Error() string { return e.msg }
+
+func (e *idError) Is(target error) bool { return target == e.kind || target == ErrInvalidID }
+
+// ClassNotFoundError reports a call to a class that is not registered.
+type ClassNotFoundError struct {
+	// Class is the name that was asked for.
+	Class string
+	// Known lists the registered classes, sorted.
+	Known []string
+}
+
+func (e *ClassNotFoundError) Error() string {
+	return fmt.Sprintf("durable: object class %q not found; registered classes: %s", e.Class, strings.Join(e.Known, ", "))
+}
+
+// Is makes errors.Is(err, ErrClassNotFound) hold.
+func (e *ClassNotFoundError) Is(target error) bool { return target == ErrClassNotFound }
+
+// RPCError reports a method of an object that failed: it returned an
+// error, panicked, or its changes could not be committed. Nothing the method
+// changed was kept.
+//
+// In process, Unwrap returns the method's own error, so errors.Is and
+// errors.As see through to it. Over the network only the code and message
+// travel.
+type RPCError struct {
+	// Class and Method name the object class and the method, as in the
+	// .proto file ("Counter", "Increment").
+	Class, Method string
+	// Code is the Connect code: the one of a *connect.Error the method
+	// returned, CodeInternal for a panic or a storage failure, CodeUnknown
+	// for any other error.
+	Code connect.Code
+	// Message is the method's error message, without the prefix Error adds.
+	Message string
+	// Err is the underlying error; nil for errors received over the network.
+	Err error
+}
+
+func (e *RPCError) Error() string {
+	return fmt.Sprintf("durable: %s.%s failed: %s: %s", e.Class, e.Method, e.Code, e.Message)
+}
+
+// Unwrap returns the method's own error.
+func (e *RPCError) Unwrap() error { return e.Err }
