@@ -67,8 +67,8 @@ func (e *ClassNotFoundError) Is(target error) bool { return target == ErrClassNo
 // changed was kept.
 //
 // In process, Unwrap returns the method's own error, so errors.Is and
-// errors.As see through to it. Over the network only the code and message
-// travel.
+// errors.As see through to it. Over the network only the code, message,
+// details and metadata travel: Unwrap returns the *connect.Error received.
 type RPCError struct {
 	// Class and Method name the object class and the method, as in the
 	// .proto file ("Counter", "Increment").
@@ -79,7 +79,8 @@ type RPCError struct {
 	Code connect.Code
 	// Message is the method's error message, without the prefix Error adds.
 	Message string
-	// Err is the underlying error; nil for errors received over the network.
+	// Err is the underlying error: the method's own in process, the
+	// *connect.Error received over the network.
 	Err error
 }
 

@@ -1,0 +1,356 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/storage"
+)
+
+// call is one method call waiting in, or taken from, a mailbox.
+type call[S proto.Message] struct {
+	ctx    context.Context
+	id     durable.ID
+	method string
+	run    func(context.Context, *durable.Object[S]) (any, error)
+
+	// Set by the actor, read by the caller after done is closed.
+	res  any
+	err  error
+	done chan struct{}
+}
+
+// actor is one active object: its mailbox and the goroutine that runs its
+// calls one at a time.
+type actor[S proto.Message] struct {
+	ns      *Namespace[S]
+	key     callchain.Key
+	mailbox chan *call[S]
+	evict   chan struct{} // a request to leave memory when idle
+
+	// Owned by the actor's goroutine.
+	obj   durable.Object[S]
+	last  []byte // the state's encoding after the last successful call
+	dirty bool   // write the state even if unchanged (a new object after Init)
+	epoch int64  // incremented each time state is reloaded from storage
+	batch []*call[S]
+
+	// poisoned is the latest epoch whose writes failed to commit: batches
+	// of that epoch still queued in storage are discarded, and the actor
+	// reloads its state before running more calls.
+	poisoned atomic.Int64
+	pending  atomic.Int64   // batches submitted and not yet acknowledged
+	inflight sync.WaitGroup // the same, to wait on
+	lastUsed atomic.Int64   // UnixNano of the last delivery, for eviction
+}
+
+func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
+	a := &actor[S]{
+		ns:      n,
+		key:     key,
+		mailbox: make(chan *call[S], n.srv.opts.mailboxSize),
+		evict:   make(chan struct{}, 1),
+		epoch:   1,
+	}
+	a.obj.ID = durable.ResolvedID(key.Class, key.ID, "")
+	a.lastUsed.Store(time.Now().UnixNano())
+	return a
+}
+
+// deliver queues c, or fails at once when the mailbox is full. The caller
+// holds the namespace lock.
+func (a *actor[S]) deliver(c *call[S]) error {
+	select {
+	case a.mailbox <- c:
+		a.lastUsed.Store(time.Now().UnixNano())
+		return nil
+	default:
+		return overloadedError(a.key, cap(a.mailbox))
+	}
+}
+
+func (a *actor[S]) requestEviction() {
+	select {
+	case a.evict <- struct{}{}:
+	default:
+	}
+}
+
+func (a *actor[S]) loop() {
+	defer a.ns.srv.actors.Done()
+	if err := a.load(); err != nil {
+		a.abandon(err)
+		return
+	}
+	timeout := a.ns.srv.opts.idleTimeout
+	idle := time.NewTimer(timeout)
+	defer idle.Stop()
+	shutdown := a.ns.srv.shutdown
+	leaving := false
+	for {
+		if leaving && len(a.mailbox) == 0 && a.leave() {
+			return
+		}
+		select {
+		case c := <-a.mailbox:
+			a.runBatch(c)
+			idle.Reset(timeout)
+		case <-idle.C:
+			leaving = true
+		case <-a.evict:
+			leaving = true
+		case <-shutdown:
+			shutdown = nil
+			leaving = true
+		}
+	}
+}
+
+// leave waits until the actor's writes are durable, so that a reactivation
+// reads them, and then takes it out of memory unless a call arrived.
+func (a *actor[S]) leave() bool {
+	a.inflight.Wait()
+	return a.ns.remove(a)
+}
+
+// abandon takes an actor that could not activate out of memory and fails
+// the calls that were waiting for it.
+func (a *actor[S]) abandon(err error) {
+	a.ns.mu.Lock()
+	delete(a.ns.actors, a.key.ID)
+	a.ns.srv.active.Add(-1)
+	a.ns.mu.Unlock()
+	for {
+		select {
+		case c := <-a.mailbox:
+			c.err = a.failure(c.method, connect.CodeInternal, err)
+			close(c.done)
+		default:
+			return
+		}
+	}
+}
+
+// load reads the object's state from storage, or builds it with the Init
+// hook for a new object.
+func (a *actor[S]) load() error {
+	enc, found, err := a.ns.srv.db.LoadState(context.Background(), a.key.Class, a.key.ID)
+	if err != nil {
+		return err
+	}
+	state := a.ns.newState()
+	if found {
+		if err := proto.Unmarshal(enc, state); err != nil {
+			return fmt.Errorf("stored state of %s does not decode as %s: %w", a.key, state.ProtoReflect().Descriptor().FullName(), err)
+		}
+		a.obj.State, a.last, a.dirty = state, enc, false
+		return nil
+	}
+	a.obj.State, a.last, a.dirty = state, nil, false
+	if a.ns.init == nil {
+		return nil
+	}
+	if err := a.runInit(); err != nil {
+		return err
+	}
+	if a.last, err = marshal(a.obj.State); err != nil {
+		return err
+	}
+	a.dirty = true
+	return nil
+}
+
+func (a *actor[S]) runInit() (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.logPanic("Init", r)
+			err = fmt.Errorf("Init panicked: %v", r)
+		}
+	}()
+	if err := a.ns.init.Init(callchain.With(context.Background(), a.key), &a.obj); err != nil {
+		return fmt.Errorf("Init: %w", err)
+	}
+	return nil
+}
+
+// runBatch runs first and the calls queued behind it, up to the batch
+// limit, and hands their writes to storage as one batch. The callers are
+// answered when storage acknowledges it: the output gate.
+func (a *actor[S]) runBatch(first *call[S]) {
+	calls := append(a.batch[:0], first)
+	for len(calls) < a.ns.srv.opts.maxBatch {
+		select {
+		case c := <-a.mailbox:
+			calls = append(calls, c)
+			continue
+		default:
+		}
+		break
+	}
+	a.batch = calls[:0]
+
+	if a.poisoned.Load() >= a.epoch {
+		a.inflight.Wait()
+		if err := a.load(); err != nil {
+			for _, c := range calls {
+				c.err = a.failure(c.method, connect.CodeInternal, fmt.Errorf("reloading state after a failed commit: %w", err))
+				close(c.done)
+			}
+			return
+		}
+		a.epoch++
+	}
+
+	write := a.dirty
+	for _, c := range calls {
+		if err := c.ctx.Err(); err != nil {
+			c.err = connect.NewError(codeOf(err), err)
+			continue
+		}
+		if c.id.Name() != "" && a.obj.ID.Name() == "" {
+			a.obj.ID = c.id
+		}
+		res, err := a.exec(c)
+		if err == nil {
+			var enc []byte
+			if enc, err = marshal(a.obj.State); err != nil {
+				err = a.failure(c.method, connect.CodeInternal, err)
+			} else if !bytes.Equal(enc, a.last) {
+				a.last, write = enc, true
+			}
+		}
+		if err != nil {
+			c.err = err
+			a.restore()
+			continue
+		}
+		c.res = res
+	}
+
+	if !write && a.pending.Load() == 0 {
+		// Nothing to write and nothing earlier still in flight: what the
+		// callers saw is already durable.
+		for _, c := range calls {
+			close(c.done)
+		}
+		return
+	}
+	a.dirty = false
+	a.submit(append([]*call[S](nil), calls...), write)
+}
+
+func (a *actor[S]) submit(calls []*call[S], write bool) {
+	epoch := a.epoch
+	a.pending.Add(1)
+	a.inflight.Add(1)
+	a.ns.srv.db.Submit(&storage.Batch{
+		Class:      a.key.Class,
+		ID:         a.key.ID,
+		State:      a.last,
+		WriteState: write,
+		Valid:      func() bool { return a.poisoned.Load() < epoch },
+		Done: func(err error) {
+			if err != nil {
+				a.poison(epoch)
+				code := connect.CodeInternal
+				if storage.IsStorageFull(err) {
+					code = connect.CodeResourceExhausted
+				}
+				for _, c := range calls {
+					if c.err == nil {
+						c.res, c.err = nil, a.failure(c.method, code, fmt.Errorf("its writes were not committed, and nothing of it was kept: %w", err))
+					}
+				}
+			}
+			for _, c := range calls {
+				close(c.done)
+			}
+			a.pending.Add(-1)
+			a.inflight.Done()
+		},
+	})
+}
+
+func (a *actor[S]) poison(epoch int64) {
+	for {
+		old := a.poisoned.Load()
+		if old >= epoch || a.poisoned.CompareAndSwap(old, epoch) {
+			return
+		}
+	}
+}
+
+// exec runs one call, turning its error or panic into an *RPCError.
+func (a *actor[S]) exec(c *call[S]) (res any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			a.logPanic(c.method, r)
+			res, err = nil, a.failure(c.method, connect.CodeInternal, fmt.Errorf("panic: %v", r))
+		}
+	}()
+	res, err = c.run(callchain.With(c.ctx, a.key), &a.obj)
+	if err != nil {
+		return nil, a.failure(c.method, codeOf(err), err)
+	}
+	return res, nil
+}
+
+// restore puts the state back as it was after the last successful call.
+func (a *actor[S]) restore() {
+	state := a.ns.newState()
+	if err := proto.Unmarshal(a.last, state); err != nil {
+		// a.last was produced by marshal; this cannot fail short of memory
+		// corruption.
+		panic(fmt.Sprintf("durable: state of %s no longer decodes: %v", a.key, err))
+	}
+	a.obj.State = state
+}
+
+func (a *actor[S]) logPanic(method string, r any) {
+	a.ns.srv.log.Error("durable: object panicked", "class", a.key.Class, "method", method,
+		"id", a.obj.ID.String(), "panic", fmt.Sprint(r), "stack", string(debug.Stack()))
+}
+
+func (a *actor[S]) failure(method string, code connect.Code, err error) *durable.RPCError {
+	msg := err.Error()
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		msg = ce.Message()
+	}
+	return &durable.RPCError{Class: a.key.Class, Method: method, Code: code, Message: msg, Err: err}
+}
+
+// codeOf returns the Connect code a method's error carries: that of a
+// nested object call, of a *connect.Error, or of a context error.
+func codeOf(err error) connect.Code {
+	var rpc *durable.RPCError
+	if errors.As(err, &rpc) {
+		return rpc.Code
+	}
+	switch {
+	case errors.Is(err, context.Canceled):
+		return connect.CodeCanceled
+	case errors.Is(err, context.DeadlineExceeded):
+		return connect.CodeDeadlineExceeded
+	}
+	return connect.CodeOf(err)
+}
+
+func marshal(m proto.Message) ([]byte, error) {
+	enc, err := proto.MarshalOptions{Deterministic: true}.Marshal(m)
+	if err != nil {
+		return nil, fmt.Errorf("state does not encode: %w", err)
+	}
+	return enc, nil
+}

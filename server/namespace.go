@@ -1,0 +1,358 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math/rand/v2"
+	"net/http"
+	"regexp"
+	"sync"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/internal/callchain"
+)
+
+// Class describes an object class. Generated Register functions fill it in
+// from the .proto service and its (durable.v1.object) option.
+type Class struct {
+	// Name is the class name: the service name ("ChatRoom").
+	Name string
+	// Binding is the constant-case binding name ("CHAT_ROOM").
+	Binding string
+	// Segment is the kebab-case URL segment ("chat-room").
+	Segment string
+	// Service is the fully qualified protobuf service name.
+	Service string
+	// SQL reports whether each object has its own SQL database.
+	SQL bool
+}
+
+var className = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+// Namespace is a registered class: it mints IDs and runs calls on the
+// class's objects. Generated namespaces wrap it with typed methods.
+type Namespace[S proto.Message] struct {
+	srv      *Server
+	class    Class
+	space    *durable.IDSpace
+	init     durable.Initializer[S]
+	newState func() S
+
+	mu      sync.RWMutex // guards actors and closing; see enqueue and evict
+	actors  map[[32]byte]*actor[S]
+	closing bool
+}
+
+// Register adds a class to srv with impl as its implementation, which
+// generated code has already checked to implement the class's methods. It
+// fails if the class name is taken or invalid, or after Handler was called.
+func Register[S proto.Message](srv *Server, class Class, impl any, opts ...ClassOption) (*Namespace[S], error) {
+	var co classOptions
+	for _, o := range opts {
+		o.applyClass(&co)
+	}
+	if !className.MatchString(class.Name) {
+		return nil, fmt.Errorf("server: invalid class name %q", class.Name)
+	}
+	if class.SQL {
+		return nil, fmt.Errorf("server: class %s declares an SQL database, which this version does not support yet", class.Name)
+	}
+	var zero S
+	proto := zero.ProtoReflect().Type()
+	n := &Namespace[S]{
+		srv:      srv,
+		class:    class,
+		space:    durable.NewIDSpace(class.Name, srv.secret),
+		newState: func() S { return proto.New().Interface().(S) },
+		actors:   make(map[[32]byte]*actor[S]),
+	}
+	n.init, _ = impl.(durable.Initializer[S])
+
+	srv.mu.Lock()
+	defer srv.mu.Unlock()
+	switch {
+	case srv.handler != nil:
+		return nil, fmt.Errorf("server: class %s registered after Handler was called", class.Name)
+	case srv.closing.Load():
+		return nil, durable.ErrShutdown
+	case srv.classes[class.Name] != nil:
+		return nil, fmt.Errorf("server: class %s is already registered", class.Name)
+	}
+	srv.classes[class.Name] = n
+	if class.Service != "" {
+		srv.services = append(srv.services, class.Service)
+	}
+	return n, nil
+}
+
+// Class returns the class description.
+func (n *Namespace[S]) Class() Class { return n.class }
+
+// IDFromName returns the ID that name maps to.
+func (n *Namespace[S]) IDFromName(name string) durable.ID { return n.space.FromName(name) }
+
+// IDFromString parses the canonical form of an ID of this class. An ID of
+// another registered class fails with a message naming that class.
+func (n *Namespace[S]) IDFromString(s string) (durable.ID, error) {
+	id, err := n.space.FromString(s)
+	if errors.Is(err, durable.ErrIDNamespace) {
+		raw, _ := durable.ParseIDBytes(s)
+		if other := n.srv.classOfID(raw); other != "" {
+			return durable.ID{}, fmt.Errorf("%w: it was minted for class %s, not %s", err, other, n.class.Name)
+		}
+	}
+	return id, err
+}
+
+// NewUniqueID returns a fresh random ID.
+func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
+
+func (n *Namespace[S]) info() Class            { return n.class }
+func (n *Namespace[S]) ids() *durable.IDSpace { return n.space }
+
+// classOfID returns the registered class whose namespace minted raw, or "".
+func (s *Server) classOfID(raw [32]byte) string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for name, ns := range s.classes {
+		if ns.ids().Verify(raw) {
+			return name
+		}
+	}
+	return ""
+}
+
+// resolve checks that id belongs to this class and derives the bytes of a
+// name-only ID.
+func (n *Namespace[S]) resolve(id durable.ID) (durable.ID, callchain.Key, error) {
+	switch {
+	case id.IsZero():
+		return id, callchain.Key{}, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
+	case id.Class() != n.class.Name:
+		return id, callchain.Key{}, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class.Name)
+	case !id.Resolved():
+		id = n.space.FromName(id.Name())
+	}
+	return id, callchain.Key{Class: n.class.Name, ID: id.Bytes()}, nil
+}
+
+// Invoke calls method on the object id in process: fn is the method of the
+// class's implementation. The request and the response are cloned, so the
+// object and its caller never share memory. Generated stubs call it.
+func Invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*Res, error) {
+	return invoke(ctx, n, id, method, clone(req), fn)
+}
+
+// Handle serves method for a Connect handler: it takes the object's ID or
+// name from the request headers, runs the call through the object's
+// mailbox, and turns failures into Connect errors whose "Durable-Error"
+// metadata tells Durable's own failures apart. Generated handlers call it.
+func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
+	id, err := n.idFromHeader(req.Header())
+	if err != nil {
+		return nil, err
+	}
+	ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
+	if err != nil {
+		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("header %s: %w", durable.HeaderCallChain, err)), "invalid-chain")
+	}
+	res, err := invoke(ctx, n, id, method, req.Msg, fn)
+	if err != nil {
+		return nil, toConnectError(err)
+	}
+	return connect.NewResponse(res), nil
+}
+
+// idFromHeader reads the ID from exactly one of the two ID headers.
+func (n *Namespace[S]) idFromHeader(h http.Header) (durable.ID, error) {
+	names, ids := h.Values(durable.HeaderObjectName), h.Values(durable.HeaderObjectID)
+	invalid := func(format string, args ...any) error {
+		return withKind(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...)), "invalid-id")
+	}
+	switch {
+	case len(names)+len(ids) == 0:
+		return durable.ID{}, invalid("durable: missing header %s or %s: set one to address a %s object", durable.HeaderObjectName, durable.HeaderObjectID, n.class.Name)
+	case len(names)+len(ids) > 1:
+		return durable.ID{}, invalid("durable: set exactly one %s or %s header, not %d", durable.HeaderObjectName, durable.HeaderObjectID, len(names)+len(ids))
+	case len(names) == 1:
+		return n.IDFromName(names[0]), nil
+	}
+	id, err := n.IDFromString(ids[0])
+	if err != nil {
+		return durable.ID{}, invalid("header %s: %w", durable.HeaderObjectID, err)
+	}
+	return id, nil
+}
+
+func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*Res, error) {
+	id, key, err := n.resolve(id)
+	if err != nil {
+		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, err), "invalid-id")
+	}
+	if callchain.Contains(ctx, key) {
+		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition,
+			fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)), "reentrant")
+	}
+	c := &call[S]{
+		ctx:    ctx,
+		id:     id,
+		method: method,
+		done:   make(chan struct{}),
+		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+			res, err := fn(ctx, o, req)
+			if err != nil {
+				return nil, err
+			}
+			if res == nil {
+				return new(Res), nil
+			}
+			// Cloned here, on the object's goroutine, because the next
+			// call may change state the response shares memory with.
+			return clone(res), nil
+		},
+	}
+	if err := n.enqueue(key, c); err != nil {
+		return nil, err
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, connect.NewError(codeOf(ctx.Err()), ctx.Err())
+	}
+	if c.err != nil {
+		return nil, c.err
+	}
+	return c.res.(*Res), nil
+}
+
+func clone[T any](m *T) *T { return any(proto.Clone(any(m).(proto.Message))).(*T) }
+
+// enqueue delivers c to the object's mailbox, activating the object if it
+// is not in memory. The read lock orders enqueue before an eviction, which
+// takes the write lock and leaves only when the mailbox is empty.
+func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
+	n.mu.RLock()
+	a := n.actors[key.ID]
+	if a != nil && !n.closing {
+		err := a.deliver(c)
+		n.mu.RUnlock()
+		return err
+	}
+	closing := n.closing
+	n.mu.RUnlock()
+	if closing {
+		return shutdownError()
+	}
+
+	n.mu.Lock()
+	if n.closing {
+		n.mu.Unlock()
+		return shutdownError()
+	}
+	a = n.actors[key.ID]
+	activated := a == nil
+	if activated {
+		a = newActor(n, key)
+		n.actors[key.ID] = a
+		n.srv.active.Add(1)
+		n.srv.actors.Add(1)
+		go a.loop()
+	}
+	err := a.deliver(c)
+	n.mu.Unlock()
+	if activated {
+		n.srv.shed()
+	}
+	return err
+}
+
+// remove takes a out of memory if its mailbox is empty, atomically with
+// respect to enqueue. It reports whether it did.
+func (n *Namespace[S]) remove(a *actor[S]) bool {
+	n.mu.Lock()
+	defer n.mu.Unlock()
+	if len(a.mailbox) > 0 {
+		return false
+	}
+	delete(n.actors, a.key.ID)
+	n.srv.active.Add(-1)
+	return true
+}
+
+// drain stops new calls; every actor then runs what it has and leaves.
+func (n *Namespace[S]) drain() {
+	n.mu.Lock()
+	n.closing = true
+	n.mu.Unlock()
+}
+
+// evictSample looks at up to k objects and returns a function that asks the
+// least recently used of them to leave, with its last use time.
+func (n *Namespace[S]) evictSample(k int) (func(), int64) {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	var victim *actor[S]
+	oldest := int64(1<<63 - 1)
+	skip := 0
+	if len(n.actors) > k {
+		skip = rand.IntN(len(n.actors) - k + 1)
+	}
+	for _, a := range n.actors {
+		if skip > 0 {
+			skip--
+			continue
+		}
+		if used := a.lastUsed.Load(); used < oldest {
+			victim, oldest = a, used
+		}
+		if k--; k == 0 {
+			break
+		}
+	}
+	if victim == nil {
+		return nil, 0
+	}
+	return victim.requestEviction, oldest
+}
+
+func shutdownError() error {
+	return withKind(connect.NewError(connect.CodeUnavailable, durable.ErrShutdown), "shutdown")
+}
+
+func overloadedError(key callchain.Key, size int) error {
+	return withKind(connect.NewError(connect.CodeResourceExhausted,
+		fmt.Errorf("%w: %d calls already wait for %s", durable.ErrOverloaded, size, key)), "overloaded")
+}
+
+func withKind(err *connect.Error, kind string) *connect.Error {
+	err.Meta().Set(durable.HeaderError, kind)
+	return err
+}
+
+// toConnectError turns an error of a call into the Connect error a remote
+// caller receives.
+func toConnectError(err error) error {
+	var rpc *durable.RPCError
+	if errors.As(err, &rpc) {
+		out := connect.NewError(rpc.Code, errors.New(rpc.Message))
+		var own *connect.Error
+		if errors.As(rpc.Err, &own) {
+			for _, d := range own.Details() {
+				out.AddDetail(d)
+			}
+			for k, v := range own.Meta() {
+				out.Meta()[k] = v
+			}
+		}
+		return withKind(out, "method")
+	}
+	var ce *connect.Error
+	if errors.As(err, &ce) {
+		return ce
+	}
+	return connect.NewError(connect.CodeInternal, err)
+}

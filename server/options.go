@@ -1,0 +1,85 @@
+package server
+
+import (
+	"log/slog"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/durablego/durable/storage"
+)
+
+// Option configures a Server.
+type Option func(*options)
+
+type options struct {
+	dataDir        string
+	secret         []byte
+	idleTimeout    time.Duration
+	maxActive      int
+	mailboxSize    int
+	maxBatch       int
+	logger         *slog.Logger
+	handlerOptions []connect.HandlerOption
+	durability     storage.Durability
+}
+
+func defaultOptions() options {
+	return options{
+		dataDir:     "data",
+		idleTimeout: 10 * time.Second,
+		maxActive:   100_000,
+		mailboxSize: 1024,
+		maxBatch:    256,
+		logger:      slog.Default(),
+	}
+}
+
+// WithDataDir sets the directory holding the server's databases and its ID
+// secret. It is created if missing. Default "data".
+func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir } }
+
+// WithSecret sets the secret from which every class's ID keys derive. By
+// default the server reads it from the file "secret" in the data directory,
+// creating it with 32 random bytes on first start. Servers that must mint
+// the same IDs (or verify each other's) share one secret.
+func WithSecret(secret []byte) Option {
+	return func(o *options) { o.secret = append([]byte(nil), secret...) }
+}
+
+// WithIdleTimeout sets how long an object stays in memory after its last
+// call. Its state stays on disk; the next call reactivates it. Default 10s.
+func WithIdleTimeout(d time.Duration) Option { return func(o *options) { o.idleTimeout = d } }
+
+// WithMaxActiveObjects caps the number of objects in memory across all
+// classes. Past it, activating an object evicts least recently used idle
+// ones (sampled, as Redis does, not a strict LRU). Default 100,000.
+func WithMaxActiveObjects(n int) Option { return func(o *options) { o.maxActive = max(1, n) } }
+
+// WithMailboxSize sets how many calls may wait for one object. A call that
+// finds the mailbox full fails at once with durable.ErrOverloaded
+// (ResourceExhausted). Default 1024.
+func WithMailboxSize(n int) Option { return func(o *options) { o.mailboxSize = max(1, n) } }
+
+// WithMaxBatch caps how many queued calls of one object run before their
+// writes are handed to storage as one group commit. Default 256.
+func WithMaxBatch(n int) Option { return func(o *options) { o.maxBatch = max(1, n) } }
+
+// WithLogger sets the logger. Default slog.Default().
+func WithLogger(l *slog.Logger) Option { return func(o *options) { o.logger = l } }
+
+// WithHandlerOptions adds Connect handler options (interceptors, codecs,
+// compression, read limits) to every class's handlers.
+func WithHandlerOptions(opts ...connect.HandlerOption) Option {
+	return func(o *options) { o.handlerOptions = append(o.handlerOptions, opts...) }
+}
+
+// WithDurability chooses what an acknowledged write survives. Default
+// storage.CrashSafe; storage.PowerSafe adds an fsync per commit.
+func WithDurability(d storage.Durability) Option { return func(o *options) { o.durability = d } }
+
+// ClassOption configures one class at registration. None exist yet; the
+// type keeps generated Register functions stable as they are added.
+type ClassOption interface{ applyClass(*classOptions) }
+
+type classOptions struct{}

@@ -1,0 +1,295 @@
+// Package server hosts Durable Objects: the registry of classes, one
+// mailbox per active object, activation and eviction, the Connect, gRPC and
+// gRPC-Web handlers of every class, and graceful shutdown.
+//
+// Generated code registers classes (counterv1durable.RegisterCounter(srv,
+// impl)); a program then serves srv.Handler(), or calls Serve, and calls
+// Shutdown on its way out.
+//
+// # Calls
+//
+// Each active object has a bounded mailbox. Calls, whether from in-process
+// stubs or from the network, run one at a time in arrival order. Calls that
+// queue up while one runs are run back to back and their writes committed
+// together (group commit); every caller still gets only its own result, and
+// only once its writes are durable (the output gate).
+//
+// In-process stubs clone the request and the response (proto.Clone), so the
+// object never shares memory with its caller, as over the network; the
+// network path decodes a fresh request and only clones the response.
+//
+// # Call chains
+//
+// An object waiting on a call to another object keeps its mailbox busy, so
+// a chain A→B→A would wait forever. Durable records the chain in the
+// context (and, across processes, in the Durable-Call-Chain header) and
+// fails the nested call to A with durable.ErrReentrantCall
+// (FailedPrecondition) instead of running it reentrantly: reentrancy would
+// interleave two calls on one object's state, which the single-threaded
+// model promises never happens. Chains that only meet across independent
+// calls (A→B while B→A) are not detected; give such calls deadlines.
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	"connectrpc.com/grpcreflect"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
+	"github.com/durablego/durable/storage"
+)
+
+// Server hosts object classes. Create one with New, register classes with
+// the generated Register functions, then serve Handler.
+type Server struct {
+	opts   options
+	log    *slog.Logger
+	db     *storage.DB
+	secret []byte
+
+	mu         sync.RWMutex
+	classes    map[string]namespace // by class name
+	services   []string             // fully qualified service names
+	mux        *http.ServeMux
+	handler    http.Handler // built on first Handler call; registration ends then
+	httpServer *http.Server
+
+	active   atomic.Int64 // objects in memory, across classes
+	actors   sync.WaitGroup
+	closing  atomic.Bool
+	shutdown chan struct{} // closed when Shutdown starts draining objects
+}
+
+// namespace is what the server needs of a class, whatever its state type.
+type namespace interface {
+	info() Class
+	ids() *durable.IDSpace
+	drain()
+	evictSample(n int) (victim func(), lastUsed int64)
+}
+
+// New opens the server's storage in its data directory and returns a
+// server with no classes.
+func New(opts ...Option) (*Server, error) {
+	o := defaultOptions()
+	for _, opt := range opts {
+		opt(&o)
+	}
+	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
+		return nil, fmt.Errorf("server: data directory: %w", err)
+	}
+	secret := o.secret
+	if secret == nil {
+		var err error
+		if secret, err = loadSecret(filepath.Join(o.dataDir, "secret")); err != nil {
+			return nil, err
+		}
+	}
+	db, err := storage.Open(filepath.Join(o.dataDir, "objects.db"), storage.WithDurability(o.durability))
+	if err != nil {
+		return nil, err
+	}
+	s := &Server{
+		opts:     o,
+		log:      o.logger,
+		db:       db,
+		secret:   secret,
+		classes:  make(map[string]namespace),
+		mux:      http.NewServeMux(),
+		shutdown: make(chan struct{}),
+	}
+	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
+	return s, nil
+}
+
+// loadSecret reads the hex secret at path, creating it on first start.
+func loadSecret(path string) ([]byte, error) {
+	b, err := os.ReadFile(path)
+	if errors.Is(err, os.ErrNotExist) {
+		secret := make([]byte, 32)
+		rand.Read(secret)
+		// O_EXCL: two servers starting on one directory must not each
+		// write a different secret.
+		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+		if err == nil {
+			_, err = f.WriteString(hex.EncodeToString(secret) + "\n")
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+			if err == nil {
+				return secret, nil
+			}
+		}
+		if !errors.Is(err, os.ErrExist) {
+			return nil, fmt.Errorf("server: create secret: %w", err)
+		}
+		b, err = os.ReadFile(path)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("server: read secret: %w", err)
+	}
+	secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
+	if err != nil || len(secret) < 16 {
+		return nil, fmt.Errorf("server: secret file %s must hold at least 16 bytes in hexadecimal", path)
+	}
+	return secret, nil
+}
+
+// Mount adds a handler for the path pattern; generated Register functions
+// use it for their Connect handlers, and a program may add its own routes.
+// It panics, as http.ServeMux does, on a conflicting pattern.
+func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+
+// HandlerOptions returns the Connect handler options every class's handlers
+// are built with.
+func (s *Server) HandlerOptions() []connect.HandlerOption { return s.opts.handlerOptions }
+
+// Classes returns the names of the registered classes, sorted.
+func (s *Server) Classes() []string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	names := make([]string, 0, len(s.classes))
+	for n := range s.classes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Class returns the description of a registered class, or an error
+// matching durable.ErrClassNotFound that lists the classes that exist.
+func (s *Server) Class(name string) (Class, error) {
+	ns, err := s.lookup(name)
+	if err != nil {
+		return Class{}, err
+	}
+	return ns.info(), nil
+}
+
+func (s *Server) lookup(name string) (namespace, error) {
+	s.mu.RLock()
+	ns, ok := s.classes[name]
+	s.mu.RUnlock()
+	if !ok {
+		return nil, &durable.ClassNotFoundError{Class: name, Known: s.Classes()}
+	}
+	return ns, nil
+}
+
+// Handler returns the server's HTTP handler: every class's Connect, gRPC
+// and gRPC-Web handlers, the ID service, gRPC health checking and server
+// reflection (so grpcurl and buf curl work without the .proto files).
+// Registration ends with the first call.
+//
+// HTTP/2 without TLS (h2c), which gRPC clients need, must be enabled on the
+// http.Server that serves it (Protocols.SetUnencryptedHTTP2); Serve does.
+func (s *Server) Handler() http.Handler {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.handler == nil {
+		services := append([]string{durablev1connect.IDServiceName}, s.services...)
+		s.mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...))
+		reflector := grpcreflect.NewStaticReflector(services...)
+		s.mux.Handle(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...))
+		s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...))
+		s.handler = s.mux
+	}
+	return s.handler
+}
+
+// Serve serves Handler on ln with HTTP/1.1 and h2c until Shutdown, and
+// returns http.ErrServerClosed then.
+func (s *Server) Serve(ln net.Listener) error {
+	var protocols http.Protocols
+	protocols.SetHTTP1(true)
+	protocols.SetUnencryptedHTTP2(true)
+	hs := &http.Server{
+		Handler:           s.Handler(),
+		Protocols:         &protocols,
+		ReadHeaderTimeout: 10 * time.Second,
+		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	s.mu.Lock()
+	if s.closing.Load() {
+		s.mu.Unlock()
+		return http.ErrServerClosed
+	}
+	s.httpServer = hs
+	s.mu.Unlock()
+	return hs.Serve(ln)
+}
+
+// Shutdown stops the server gracefully: it stops accepting connections and
+// lets in-flight requests finish (if Serve is running), refuses new calls
+// with durable.ErrShutdown, lets every object run the calls already in its
+// mailbox and commit them, and closes storage. It returns early with ctx's
+// error if ctx ends first; storage is then closed anyway, and calls not yet
+// committed fail rather than being acknowledged.
+func (s *Server) Shutdown(ctx context.Context) error {
+	if s.closing.Swap(true) {
+		return errors.New("server: Shutdown called twice")
+	}
+	var errs []error
+	s.mu.RLock()
+	hs := s.httpServer
+	s.mu.RUnlock()
+	if hs != nil {
+		if err := hs.Shutdown(ctx); err != nil {
+			errs = append(errs, fmt.Errorf("server: http shutdown: %w", err))
+		}
+	}
+	s.mu.RLock()
+	for _, ns := range s.classes {
+		ns.drain()
+	}
+	s.mu.RUnlock()
+	close(s.shutdown)
+	drained := make(chan struct{})
+	go func() { s.actors.Wait(); close(drained) }()
+	select {
+	case <-drained:
+	case <-ctx.Done():
+		errs = append(errs, fmt.Errorf("server: objects still draining: %w", ctx.Err()))
+	}
+	if err := s.db.Close(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+// shed evicts sampled least recently used objects while more than the cap
+// are in memory. Victims leave when their mailboxes are empty.
+func (s *Server) shed() {
+	if s.active.Load() <= int64(s.opts.maxActive) {
+		return
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	var victim func()
+	oldest := int64(1<<63 - 1)
+	for _, ns := range s.classes {
+		if v, used := ns.evictSample(8); v != nil && used < oldest {
+			victim, oldest = v, used
+		}
+	}
+	if victim != nil {
+		victim()
+	}
+}

@@ -1,0 +1,219 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// Durability chooses what an acknowledged write survives.
+type Durability int
+
+const (
+	// CrashSafe writes survive the process being killed (WAL with
+	// synchronous=NORMAL). The default.
+	CrashSafe Durability = iota
+	// PowerSafe writes also survive power loss or an OS crash
+	// (synchronous=FULL: an fsync per commit).
+	PowerSafe
+)
+
+// ErrClosed is returned by a DB after Close.
+var ErrClosed = errors.New("storage: database is closed")
+
+// Option configures Open.
+type Option func(*config)
+
+type config struct {
+	durability Durability
+	readers    int
+	maxGroup   int
+	queue      int
+}
+
+// WithDurability sets what an acknowledged write survives. Default CrashSafe.
+func WithDurability(d Durability) Option { return func(c *config) { c.durability = d } }
+
+// WithReaders sets the number of read-only connections, which bounds how
+// many objects can load their state at once. Default 4.
+func WithReaders(n int) Option { return func(c *config) { c.readers = max(1, n) } }
+
+// WithMaxGroup caps how many batches one transaction commits. Default 1024.
+func WithMaxGroup(n int) Option { return func(c *config) { c.maxGroup = max(1, n) } }
+
+// DB is the node-level database holding the state of objects. It is safe
+// for concurrent use.
+type DB struct {
+	cfg     config
+	path    string
+	readers chan *reader
+
+	mu     sync.RWMutex // guards closed against Submit
+	closed bool
+	queue  chan *Batch
+	done   chan struct{} // closed when the writer has finished
+	writer *writer
+}
+
+// Open opens (creating if needed) the database at path, a file name inside
+// a directory the server owns.
+func Open(path string, opts ...Option) (*DB, error) {
+	cfg := config{readers: 4, maxGroup: 1024, queue: 4096}
+	for _, o := range opts {
+		o(&cfg)
+	}
+	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+		return nil, fmt.Errorf("storage: %w", err)
+	}
+	w, err := openWriter(path, cfg.durability)
+	if err != nil {
+		return nil, err
+	}
+	db := &DB{
+		cfg:     cfg,
+		path:    path,
+		readers: make(chan *reader, cfg.readers),
+		queue:   make(chan *Batch, cfg.queue),
+		done:    make(chan struct{}),
+		writer:  w,
+	}
+	for range cfg.readers {
+		r, err := openReader(path)
+		if err != nil {
+			db.closeReaders()
+			w.close()
+			return nil, err
+		}
+		db.readers <- r
+	}
+	go db.commitLoop()
+	return db, nil
+}
+
+// Path returns the database's file name.
+func (db *DB) Path() string { return db.path }
+
+// LoadState returns the stored state of an object, and whether there is one.
+func (db *DB) LoadState(ctx context.Context, class string, id [32]byte) ([]byte, bool, error) {
+	var r *reader
+	select {
+	case r = <-db.readers:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	defer func() { db.readers <- r }()
+	return r.loadState(class, id)
+}
+
+// Batch is the writes of one or more calls to one object, committed
+// atomically, and the callback that acknowledges them.
+type Batch struct {
+	// Class and ID name the object.
+	Class string
+	ID    [32]byte
+	// State, when WriteState is set, replaces the object's stored state.
+	State      []byte
+	WriteState bool
+	// Valid, if set, is asked just before the batch is applied; a batch
+	// that is no longer valid (its object was reset after an earlier batch
+	// failed) is skipped and acknowledged with ErrStale.
+	Valid func() bool
+	// Done is called exactly once, from the writer goroutine, with nil
+	// once the batch is durable or with the reason it is not. It must not
+	// block.
+	Done func(error)
+}
+
+// ErrStale acknowledges a batch that was skipped because its object was
+// reset after an earlier batch of it failed to commit.
+var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")
+
+func (b *Batch) empty() bool { return !b.WriteState }
+
+// Submit queues b for the next group commit. It blocks while the queue is
+// full, which slows the objects that write faster than the disk commits.
+// After Close, b is acknowledged with ErrClosed at once.
+func (db *DB) Submit(b *Batch) {
+	db.mu.RLock()
+	defer db.mu.RUnlock()
+	if db.closed {
+		b.Done(ErrClosed)
+		return
+	}
+	db.queue <- b
+}
+
+// Close commits what is queued, then closes the database. Batches submitted
+// after Close are acknowledged with ErrClosed.
+func (db *DB) Close() error {
+	db.mu.Lock()
+	if db.closed {
+		db.mu.Unlock()
+		<-db.done
+		return nil
+	}
+	db.closed = true
+	close(db.queue)
+	db.mu.Unlock()
+	<-db.done
+	db.closeReaders()
+	return db.writer.close()
+}
+
+func (db *DB) closeReaders() {
+	for {
+		select {
+		case r := <-db.readers:
+			r.close()
+		default:
+			return
+		}
+	}
+}
+
+func (db *DB) commitLoop() {
+	defer close(db.done)
+	group := make([]*Batch, 0, db.cfg.maxGroup)
+	for b := range db.queue {
+		group = append(group[:0], b)
+	fill:
+		for len(group) < cap(group) {
+			select {
+			case b, ok := <-db.queue:
+				if !ok {
+					break fill
+				}
+				group = append(group, b)
+			default:
+				break fill
+			}
+		}
+		db.commitGroup(group)
+		clear(group)
+	}
+}
+
+// commitGroup applies every valid batch of group in one transaction and
+// acknowledges each.
+func (db *DB) commitGroup(group []*Batch) {
+	live := group[:0:0]
+	for _, b := range group {
+		if b.Valid != nil && !b.Valid() {
+			b.Done(ErrStale)
+			continue
+		}
+		live = append(live, b)
+	}
+	err := db.writer.apply(live)
+	for _, b := range live {
+		b.Done(err)
+	}
+}
+
+// IsStorageFull reports whether err is SQLite's "database or disk is full".
+func IsStorageFull(err error) bool { return errors.Is(err, sqlite3.FULL) }
