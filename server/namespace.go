@@ -283,6 +283,19 @@ func (n *Namespace[S]) remove(a *actor[S]) bool {
 	return true
 }
 
+func (n *Namespace[S]) queued(id durable.ID) int {
+	_, key, err := n.resolve(id)
+	if err != nil {
+		return 0
+	}
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	if a := n.actors[key.ID]; a != nil {
+		return len(a.mailbox)
+	}
+	return 0
+}
+
 // drain stops new calls; every actor then runs what it has and leaves.
 func (n *Namespace[S]) drain() {
 	n.mu.Lock()

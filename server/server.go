@@ -82,6 +82,7 @@ type namespace interface {
 	info() Class
 	ids() *durable.IDSpace
 	drain()
+	queued(id durable.ID) int
 	evictSample(n int) (victim func(), lastUsed int64)
 }
 
@@ -171,6 +172,19 @@ func (s *Server) Classes() []string {
 	}
 	slices.Sort(names)
 	return names
+}
+
+// ActiveObjects returns the number of objects in memory, across classes.
+func (s *Server) ActiveObjects() int { return int(s.active.Load()) }
+
+// QueuedCalls returns how many calls wait in the mailbox of an object,
+// not counting the one running; 0 when the object is not in memory.
+func (s *Server) QueuedCalls(class string, id durable.ID) int {
+	ns, err := s.lookup(class)
+	if err != nil {
+		return 0
+	}
+	return ns.queued(id)
 }
 
 // Class returns the description of a registered class, or an error
