@@ -111,7 +111,7 @@ func (n *Namespace[S]) IDFromString(s string) (durable.ID, error) {
 // NewUniqueID returns a fresh random ID.
 func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
 
-func (n *Namespace[S]) info() Class            { return n.class }
+func (n *Namespace[S]) info() Class           { return n.class }
 func (n *Namespace[S]) ids() *durable.IDSpace { return n.space }
 
 // classOfID returns the registered class whose namespace minted raw, or "".
