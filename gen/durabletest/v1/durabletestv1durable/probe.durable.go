@@ -175,6 +175,12 @@ func (c *ProbeClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
 	return c.ns.NewUniqueID(ctx)
 }
 
+// ResolveName returns the resolved ID that name maps to, asking the
+// server unless the client holds the secret.
+func (c *ProbeClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
+	return c.ns.ResolveName(ctx, name)
+}
+
 // Get returns a remote stub for the object with the given ID.
 func (c *ProbeClient) Get(id durable.ID) ProbeStub {
 	return &probeRemoteStub{c: c, id: id}

@@ -175,6 +175,12 @@ func (c *CounterClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
 	return c.ns.NewUniqueID(ctx)
 }
 
+// ResolveName returns the resolved ID that name maps to, asking the
+// server unless the client holds the secret.
+func (c *CounterClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
+	return c.ns.ResolveName(ctx, name)
+}
+
 // Get returns a remote stub for the object with the given ID.
 func (c *CounterClient) Get(id durable.ID) CounterStub {
 	return &counterRemoteStub{c: c, id: id}
