@@ -53,6 +53,7 @@ type actor[S proto.Message] struct {
 	pending  atomic.Int64   // batches submitted and not yet acknowledged
 	inflight sync.WaitGroup // the same, to wait on
 	lastUsed atomic.Int64   // UnixNano of the last delivery, for eviction
+	evicting atomic.Bool    // asked to leave; not a candidate again
 }
 
 func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
@@ -81,6 +82,7 @@ func (a *actor[S]) deliver(c *call[S]) error {
 }
 
 func (a *actor[S]) requestEviction() {
+	a.evicting.Store(true)
 	select {
 	case a.evict <- struct{}{}:
 	default:

@@ -3,7 +3,9 @@ package server_test
 import (
 	"context"
 	"errors"
+	"log/slog"
 	"net"
+	"runtime"
 	"net/http"
 	"testing"
 	"time"
@@ -33,7 +35,8 @@ func newEnv(t testing.TB, opts ...server.Option) *env {
 
 func newEnvIn(t testing.TB, dir string, opts ...server.Option) *env {
 	t.Helper()
-	srv, err := server.New(append([]server.Option{server.WithDataDir(dir)}, opts...)...)
+	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
+	srv, err := server.New(append([]server.Option{server.WithDataDir(dir), server.WithLogger(logger)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -99,3 +102,5 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -319,6 +319,9 @@ func (n *Namespace[S]) evictSample(k int) (func(), int64) {
 			skip--
 			continue
 		}
+		if a.evicting.Load() {
+			continue
+		}
 		if used := a.lastUsed.Load(); used < oldest {
 			victim, oldest = a, used
 		}

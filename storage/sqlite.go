@@ -33,8 +33,9 @@ func pragmas(c *sqlite3.Conn, sql string) error {
 
 // writer is the one connection that writes; only the commit loop uses it.
 type writer struct {
-	conn   *sqlite3.Conn
-	upsert *sqlite3.Stmt
+	conn                    *sqlite3.Conn
+	begin, commit, rollback *sqlite3.Stmt
+	upsert                  *sqlite3.Stmt
 }
 
 func openWriter(path string, d Durability) (*writer, error) {
@@ -50,11 +51,17 @@ func openWriter(path string, d Durability) (*writer, error) {
 		return nil, err
 	}
 	w := &writer{conn: c}
-	w.upsert, _, err = c.Prepare(`INSERT INTO objects (class, id, state) VALUES (?, ?, ?)
-		ON CONFLICT (class, id) DO UPDATE SET state = excluded.state`)
-	if err != nil {
-		c.Close()
-		return nil, fmt.Errorf("storage: prepare: %w", err)
+	for stmt, sql := range map[**sqlite3.Stmt]string{
+		&w.begin:    `BEGIN IMMEDIATE`,
+		&w.commit:   `COMMIT`,
+		&w.rollback: `ROLLBACK`,
+		&w.upsert: `INSERT INTO objects (class, id, state) VALUES (?, ?, ?)
+			ON CONFLICT (class, id) DO UPDATE SET state = excluded.state`,
+	} {
+		if *stmt, _, err = c.Prepare(sql); err != nil {
+			w.close()
+			return nil, fmt.Errorf("storage: prepare: %w", err)
+		}
 	}
 	return w, nil
 }
@@ -71,12 +78,12 @@ func (w *writer) apply(batches []*Batch) (err error) {
 	if !writes {
 		return nil
 	}
-	if err := w.conn.Exec(`BEGIN IMMEDIATE`); err != nil {
+	if err := w.begin.Exec(); err != nil {
 		return fmt.Errorf("storage: begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
-			w.conn.Exec(`ROLLBACK`) // the original error matters, not this one
+			w.rollback.Exec() // the original error matters, not this one
 		}
 	}()
 	for _, b := range batches {
@@ -90,7 +97,7 @@ func (w *writer) apply(batches []*Batch) (err error) {
 			return fmt.Errorf("storage: write state of %s object: %w", b.Class, err)
 		}
 	}
-	if err := w.conn.Exec(`COMMIT`); err != nil {
+	if err := w.commit.Exec(); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
 	return nil
@@ -105,7 +112,11 @@ func nonNil(b []byte) []byte {
 }
 
 func (w *writer) close() error {
-	w.upsert.Close()
+	for _, s := range []*sqlite3.Stmt{w.begin, w.commit, w.rollback, w.upsert} {
+		if s != nil {
+			s.Close()
+		}
+	}
 	return w.conn.Close()
 }
 
