@@ -5,8 +5,8 @@ import (
 	"errors"
 	"log/slog"
 	"net"
-	"runtime"
 	"net/http"
+	"runtime"
 	"testing"
 	"time"
 
