@@ -2,15 +2,14 @@
 //
 // Source: durabletest/v1/probe.proto
 
-// Package durabletestv1durable holds the Durable Object glue for the services
-// of durabletest/v1/probe.proto: the interfaces to implement, typed
-// namespaces and stubs, in process and remote.
+// Package durabletestv1durable holds the Durable Object glue for the
+// services of durabletest/v1/probe.proto: the interfaces to implement,
+// typed namespaces and stubs, in process and remote.
 package durabletestv1durable
 
 import (
-	context "context"
-
 	connect "connectrpc.com/connect"
+	context "context"
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/durabletest/v1"
@@ -32,46 +31,51 @@ const (
 type ProbeObject = durable.Object[*v1.ProbeState]
 
 // Probe is implemented by the Probe durable object.
-// Probe is a named, persistent probe.
+//
+// Probe is a test object.
 //
 // An implementation may also satisfy the optional hooks of package durable,
 // such as durable.Initializer[*v1.ProbeState].
 type Probe interface {
-	// Add adds amount (1 when zero or absent) and returns the new value.
+	// Add adds amount to the value, then fails or panics if asked to, after
+	// the change, so that a test sees whether the change was rolled back.
 	Add(context.Context, *ProbeObject, *v1.AddRequest) (*v1.AddResponse, error)
-	// Get subtracts amount (1 when zero or absent), flooring at zero.
+	// Get returns the state.
 	Get(context.Context, *ProbeObject, *v1.GetRequest) (*v1.GetResponse, error)
-	// Hop returns the current value.
+	// Hop calls Hop on the first object named in path with the rest of the
+	// path, and returns the value of the last object reached.
 	Hop(context.Context, *ProbeObject, *v1.HopRequest) (*v1.HopResponse, error)
-	// Block sets the value back to zero.
+	// Block waits until the test releases the probe implementation's gate.
 	Block(context.Context, *ProbeObject, *v1.BlockRequest) (*v1.BlockResponse, error)
 }
 
-// ProbeStub calls one Probe object. Stubs from ProbeNamespace.Get
-// call it in process; stubs from ProbeClient.Get call it over the network.
+// ProbeStub calls one Probe object. Stubs from ProbeNamespace.Get call it
+// in process; stubs from ProbeClient.Get call it over the network.
 type ProbeStub interface {
 	// ID returns the ID of the object the stub calls.
 	ID() durable.ID
-	// Add adds amount (1 when zero or absent) and returns the new value.
+	// Add adds amount to the value, then fails or panics if asked to, after
+	// the change, so that a test sees whether the change was rolled back.
 	Add(context.Context, *v1.AddRequest) (*v1.AddResponse, error)
-	// Get subtracts amount (1 when zero or absent), flooring at zero.
+	// Get returns the state.
 	Get(context.Context, *v1.GetRequest) (*v1.GetResponse, error)
-	// Hop returns the current value.
+	// Hop calls Hop on the first object named in path with the rest of the
+	// path, and returns the value of the last object reached.
 	Hop(context.Context, *v1.HopRequest) (*v1.HopResponse, error)
-	// Block sets the value back to zero.
+	// Block waits until the test releases the probe implementation's gate.
 	Block(context.Context, *v1.BlockRequest) (*v1.BlockResponse, error)
 }
 
-// ProbeNamespace is the in-process namespace of the Probe class: it
-// mints IDs and returns stubs that call objects through their mailboxes,
-// without HTTP or serialization.
+// ProbeNamespace is the in-process namespace of the Probe class: it mints
+// IDs and returns stubs that call objects through their mailboxes, without
+// HTTP or serialization.
 type ProbeNamespace struct {
 	ns   *server.Namespace[*v1.ProbeState]
 	impl Probe
 }
 
-// RegisterProbe registers impl as the Probe class of srv and
-// mounts its Connect, gRPC and gRPC-Web handlers.
+// RegisterProbe registers impl as the Probe class of srv and mounts its
+// Connect, gRPC and gRPC-Web handlers.
 func RegisterProbe(srv *server.Server, impl Probe, opts ...server.ClassOption) (*ProbeNamespace, error) {
 	ns, err := server.Register[*v1.ProbeState](srv, server.Class{
 		Name:    ProbeClassName,
@@ -154,8 +158,8 @@ type ProbeClient struct {
 	rpc durabletestv1connect.ProbeClient
 }
 
-// NewProbeClient returns a remote namespace of the Probe class served
-// at baseURL, for example "http://127.0.0.1:8080".
+// NewProbeClient returns a remote namespace of the Probe class served at
+// baseURL, for example "http://127.0.0.1:8080".
 func NewProbeClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *ProbeClient {
 	ns := client.NewNamespace(ProbeClassName, httpClient, baseURL, opts...)
 	return &ProbeClient{ns: ns, rpc: durabletestv1connect.NewProbeClient(httpClient, baseURL, ns.ConnectOptions()...)}
@@ -165,8 +169,8 @@ func NewProbeClient(httpClient connect.HTTPClient, baseURL string, opts ...clien
 // derives its bytes (see client.WithSecret to derive them locally).
 func (c *ProbeClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
 
-// IDFromString parses the canonical form of a Probe ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
+// IDFromString parses the canonical form of a Probe ID. Its MAC is checked
+// by the server, or locally when the client holds the secret.
 func (c *ProbeClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
 
 // NewUniqueID asks the server for a fresh random ID, unless the client
@@ -175,8 +179,8 @@ func (c *ProbeClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
 	return c.ns.NewUniqueID(ctx)
 }
 
-// ResolveName returns the resolved ID that name maps to, asking the
-// server unless the client holds the secret.
+// ResolveName returns the resolved ID that name maps to, asking the server
+// unless the client holds the secret.
 func (c *ProbeClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
 	return c.ns.ResolveName(ctx, name)
 }

@@ -8,9 +8,8 @@
 package counterv1durable
 
 import (
-	context "context"
-
 	connect "connectrpc.com/connect"
+	context "context"
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/counter/v1"
@@ -32,6 +31,7 @@ const (
 type CounterObject = durable.Object[*v1.CounterState]
 
 // Counter is implemented by the Counter durable object.
+//
 // Counter is a named, persistent counter.
 //
 // An implementation may also satisfy the optional hooks of package durable,
@@ -48,7 +48,8 @@ type Counter interface {
 }
 
 // CounterStub calls one Counter object. Stubs from CounterNamespace.Get
-// call it in process; stubs from CounterClient.Get call it over the network.
+// call it in process; stubs from CounterClient.Get call it over the
+// network.
 type CounterStub interface {
 	// ID returns the ID of the object the stub calls.
 	ID() durable.ID
@@ -70,8 +71,8 @@ type CounterNamespace struct {
 	impl Counter
 }
 
-// RegisterCounter registers impl as the Counter class of srv and
-// mounts its Connect, gRPC and gRPC-Web handlers.
+// RegisterCounter registers impl as the Counter class of srv and mounts its
+// Connect, gRPC and gRPC-Web handlers.
 func RegisterCounter(srv *server.Server, impl Counter, opts ...server.ClassOption) (*CounterNamespace, error) {
 	ns, err := server.Register[*v1.CounterState](srv, server.Class{
 		Name:    CounterClassName,
@@ -175,8 +176,8 @@ func (c *CounterClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
 	return c.ns.NewUniqueID(ctx)
 }
 
-// ResolveName returns the resolved ID that name maps to, asking the
-// server unless the client holds the secret.
+// ResolveName returns the resolved ID that name maps to, asking the server
+// unless the client holds the secret.
 func (c *CounterClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
 	return c.ns.ResolveName(ctx, name)
 }

@@ -1,0 +1,113 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/pluginpb"
+)
+
+// TestCompileGen type-checks and vets the committed generated code, the
+// counter's golden file among it, against this checkout's server and client.
+func TestCompileGen(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go tool")
+	}
+	t.Parallel()
+	goTool(t, "..", "GOWORK=off", "vet", "./gen/...")
+}
+
+// TestCompileGolden compiles the output of the golden cases other than the
+// counter with the code protoc-gen-go and protoc-gen-connect-go generate for
+// them, in a module of their own that a workspace joins to this one.
+func TestCompileGolden(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go tool")
+	}
+	t.Parallel()
+	root, err := filepath.Abs("..")
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := t.TempDir()
+	goTool(t, root, "", "build", "-o", bin+string(filepath.Separator),
+		"google.golang.org/protobuf/cmd/protoc-gen-go",
+		"connectrpc.com/connect/cmd/protoc-gen-connect-go")
+
+	out := t.TempDir()
+	for _, tc := range goldenCases(t) {
+		if tc.name == "counter" {
+			continue // its Go packages live in this module; see TestCompileGen
+		}
+		req := request(t, "paths=source_relative", tc.files...)
+		responses := []*pluginpb.CodeGeneratorResponse{
+			runBinary(t, filepath.Join(bin, "protoc-gen-go"), req),
+			runBinary(t, filepath.Join(bin, "protoc-gen-connect-go"), req),
+			run(t, req),
+		}
+		for _, resp := range responses {
+			if resp.Error != nil {
+				t.Fatalf("%s: %s", tc.name, resp.GetError())
+			}
+			for _, f := range resp.File {
+				path := filepath.Join(out, filepath.FromSlash(f.GetName()))
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(f.GetContent()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	if err := os.WriteFile(filepath.Join(out, "go.mod"), []byte("module example.com/durabletest/gen\n\ngo 1.26\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	work := "GOWORK=" + filepath.Join(out, "go.work")
+	goTool(t, out, work, "work", "init", ".", root)
+	goTool(t, out, work, "vet", "./...")
+}
+
+// runBinary runs the plugin at path on req.
+func runBinary(t *testing.T, path string, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
+	t.Helper()
+	in, err := proto.Marshal(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(path)
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Stderr = os.Stderr
+	data, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	resp := &pluginpb.CodeGeneratorResponse{}
+	if err := proto.Unmarshal(data, resp); err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// goTool runs the go command with args in dir, with the environment
+// variable env set unless it is empty, and fails t on error.
+func goTool(t *testing.T, dir, env string, args ...string) {
+	t.Helper()
+	path, err := exec.LookPath("go")
+	if err != nil {
+		t.Skip("no go tool: ", err)
+	}
+	cmd := exec.Command(path, args...)
+	cmd.Dir = dir
+	cmd.Env = os.Environ()
+	if env != "" {
+		cmd.Env = append(cmd.Env, env)
+	}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go %v in %s: %v\n%s", args, dir, err, out)
+	}
+}
