@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"slices"
 	"strings"
@@ -22,6 +23,7 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/client"
+	"github.com/durablego/durable/examples/counter"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1connect"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
@@ -283,5 +285,36 @@ func TestHTTP1Connect(t *testing.T) {
 	body, _ := io.ReadAll(res.Body)
 	if res.StatusCode != http.StatusOK || res.ProtoMajor != 1 || strings.TrimSpace(string(body)) != `{"value":"4"}` {
 		t.Fatalf("HTTP/%d %d %s", res.ProtoMajor, res.StatusCode, body)
+	}
+}
+
+// TestRemoteUnknownClass calls a class the server does not register, over
+// every protocol.
+func TestRemoteUnknownClass(t *testing.T) {
+	srv, err := server.New(server.WithDataDir(t.TempDir()), server.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
+		t.Fatal(err)
+	}
+	e := &env{srv: srv}
+	t.Cleanup(func() { e.shutdown(t) })
+	e.serve(t)
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			probes := durabletestv1durable.NewProbeClient(h2cClient(), e.url, client.WithClientOptions(p.opts...))
+			_, err := probes.Get(probes.IDFromName("x")).Get(context.Background(), &durabletestv1.GetRequest{})
+			if !errors.Is(err, durable.ErrClassNotFound) || connect.CodeOf(err) != connect.CodeUnimplemented {
+				t.Fatalf("error %v (code %v), want ErrClassNotFound with Unimplemented", err, connect.CodeOf(err))
+			}
+			if !strings.Contains(err.Error(), `"Probe" not found; registered classes: Counter`) {
+				t.Fatalf("error %q does not list the classes", err)
+			}
+			_, err = probes.NewUniqueID(context.Background())
+			if !errors.Is(err, durable.ErrClassNotFound) || connect.CodeOf(err) != connect.CodeNotFound {
+				t.Fatalf("NewUniqueID of an unknown class: %v", err)
+			}
+		})
 	}
 }

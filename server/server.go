@@ -223,6 +223,7 @@ func (s *Server) Handler() http.Handler {
 		reflector := grpcreflect.NewStaticReflector(services...)
 		s.mux.Handle(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...))
 		s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...))
+		s.mux.Handle("/", s.unknownProcedure())
 		s.handler = s.mux
 	}
 	return s.handler
