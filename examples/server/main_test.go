@@ -134,7 +134,7 @@ func TestKillDashNineKeepsAcknowledgedWrites(t *testing.T) {
 	counters := p.counters()
 
 	const objects, callers, maxCalls = 4, 16, 2000
-	var acked [objects]atomic.Int64   // highest value acknowledged per object
+	var acked [objects]atomic.Int64    // highest value acknowledged per object
 	var attempts [objects]atomic.Int64 // increments sent per object
 	var total atomic.Int64
 	ctx, cancel := context.WithCancel(context.Background())
