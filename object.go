@@ -4,6 +4,8 @@ import (
 	"context"
 
 	"google.golang.org/protobuf/proto"
+
+	"github.com/durablego/durable/storage"
 )
 
 // Object is the live handle of one object, passed to every method of its
@@ -22,6 +24,15 @@ type Object[S proto.Message] struct {
 	// with its other writes, and undone when it returns an error or panics.
 	// A method may replace State entirely.
 	State S
+
+	// Storage is the object's key-value storage, Cloudflare's ctx.storage.
+	// Its writes commit atomically with the call's state change.
+	Storage *storage.KV
+
+	// SQL is the object's SQL database, Cloudflare's ctx.storage.sql, for
+	// classes declared with sql: true; for other classes its methods fail
+	// with storage.ErrNoSQL. Its writes commit atomically with the call's.
+	SQL *storage.SQL
 }
 
 // Initializer is the optional hook an implementation satisfies to build the

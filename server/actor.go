@@ -10,6 +10,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
 
@@ -40,6 +41,7 @@ type actor[S proto.Message] struct {
 	evict   chan struct{} // a request to leave memory when idle
 
 	// Owned by the actor's goroutine.
+	store *storage.Store // nil until the first load
 	obj   durable.Object[S]
 	last  []byte // the state's encoding after the last successful call
 	dirty bool   // write the state even if unchanged (a new object after Init)
@@ -123,7 +125,20 @@ func (a *actor[S]) loop() {
 // reads them, and then takes it out of memory unless a call arrived.
 func (a *actor[S]) leave() bool {
 	a.inflight.Wait()
-	return a.ns.remove(a)
+	if !a.ns.remove(a) {
+		return false
+	}
+	a.closeStore()
+	return true
+}
+
+func (a *actor[S]) closeStore() {
+	if a.store == nil {
+		return
+	}
+	if err := a.store.Close(); err != nil {
+		a.ns.srv.log.Warn("durable: closing an object's storage", "class", a.key.Class, "id", a.obj.ID.String(), "err", err)
+	}
 }
 
 // abandon takes an actor that could not activate out of memory and fails
@@ -133,6 +148,7 @@ func (a *actor[S]) abandon(err error) {
 	delete(a.ns.actors, a.key.ID)
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
+	a.closeStore()
 	for {
 		select {
 		case c := <-a.mailbox:
@@ -147,7 +163,15 @@ func (a *actor[S]) abandon(err error) {
 // load reads the object's state from storage, or builds it with the Init
 // hook for a new object.
 func (a *actor[S]) load() error {
-	enc, found, err := a.ns.srv.db.LoadState(context.Background(), a.key.Class, a.key.ID)
+	if a.store == nil {
+		store, err := a.ns.openStore(a.key)
+		if err != nil {
+			return err
+		}
+		a.store = store
+		a.obj.Storage, a.obj.SQL = store.KV, store.SQL
+	}
+	enc, found, err := a.store.LoadState(context.Background())
 	if err != nil {
 		return err
 	}
@@ -173,15 +197,26 @@ func (a *actor[S]) load() error {
 	return nil
 }
 
+// runInit runs the Init hook as a call of its own: its writes join the
+// first batch, or vanish if it fails.
 func (a *actor[S]) runInit() (err error) {
+	if err := a.store.BeginCall(); err != nil {
+		return err
+	}
 	defer func() {
 		if r := recover(); r != nil {
 			a.logPanic("Init", r)
 			err = fmt.Errorf("Init panicked: %v", r)
 		}
+		if endErr := a.store.EndCall(err == nil); endErr != nil && err == nil {
+			err = endErr
+		}
 	}()
 	if err := a.ns.init.Init(callchain.With(context.Background(), a.key), &a.obj); err != nil {
 		return fmt.Errorf("Init: %w", err)
+	}
+	if err := a.ns.srv.validate(a.obj.State); err != nil {
+		return fmt.Errorf("Init left an invalid state: %w", err)
 	}
 	return nil
 }
@@ -204,6 +239,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 
 	if a.poisoned.Load() >= a.epoch {
 		a.inflight.Wait()
+		a.store.Reset()
 		if err := a.load(); err != nil {
 			for _, c := range calls {
 				c.err = a.failure(c.method, connect.CodeInternal, fmt.Errorf("reloading state after a failed commit: %w", err))
@@ -223,24 +259,37 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		if c.id.Name() != "" && a.obj.ID.Name() == "" {
 			a.obj.ID = c.id
 		}
+		if err := a.store.BeginCall(); err != nil {
+			c.err = a.failure(c.method, connect.CodeInternal, err)
+			continue
+		}
 		res, err := a.exec(c)
+		var enc []byte
 		if err == nil {
-			var enc []byte
-			if enc, err = marshal(a.obj.State); err != nil {
+			if err = a.ns.srv.validate(a.obj.State); err != nil {
+				err = a.failure(c.method, connect.CodeInvalidArgument, fmt.Errorf("the call would leave an invalid state: %w", err))
+			} else if enc, err = marshal(a.obj.State); err != nil {
 				err = a.failure(c.method, connect.CodeInternal, err)
-			} else if !bytes.Equal(enc, a.last) {
-				a.last, write = enc, true
 			}
+		}
+		if endErr := a.store.EndCall(err == nil); endErr != nil {
+			// The batch's transaction is gone: fail the whole batch and
+			// start again from what storage holds.
+			a.failBatch(calls, endErr)
+			return
 		}
 		if err != nil {
 			c.err = err
 			a.restore()
 			continue
 		}
+		if !bytes.Equal(enc, a.last) {
+			a.last, write = enc, true
+		}
 		c.res = res
 	}
 
-	if !write && a.pending.Load() == 0 {
+	if !write && !a.store.Dirty() && a.pending.Load() == 0 {
 		// Nothing to write and nothing earlier still in flight: what the
 		// callers saw is already durable.
 		for _, c := range calls {
@@ -252,22 +301,28 @@ func (a *actor[S]) runBatch(first *call[S]) {
 	a.submit(append([]*call[S](nil), calls...), write)
 }
 
+// failBatch fails every call of a batch that can no longer commit, and has
+// the next batch reload the object from storage.
+func (a *actor[S]) failBatch(calls []*call[S], err error) {
+	a.poison(a.epoch)
+	for _, c := range calls {
+		c.res, c.err = nil, a.failure(c.method, connect.CodeInternal, fmt.Errorf("nothing of the call was kept: %w", err))
+		close(c.done)
+	}
+	a.restore()
+}
+
 func (a *actor[S]) submit(calls []*call[S], write bool) {
 	epoch := a.epoch
 	a.pending.Add(1)
 	a.inflight.Add(1)
-	a.ns.srv.db.Submit(&storage.Batch{
-		Class:      a.key.Class,
-		ID:         a.key.ID,
-		State:      a.last,
-		WriteState: write,
-		Valid:      func() bool { return a.poisoned.Load() < epoch },
-		Done: func(err error) {
+	a.store.Commit(a.last, write, func() bool { return a.poisoned.Load() < epoch },
+		func(err error) {
 			if err != nil {
 				a.poison(epoch)
-				code := connect.CodeInternal
-				if storage.IsStorageFull(err) {
-					code = connect.CodeResourceExhausted
+				code := codeOf(err)
+				if code == connect.CodeUnknown {
+					code = connect.CodeInternal
 				}
 				for _, c := range calls {
 					if c.err == nil {
@@ -280,8 +335,7 @@ func (a *actor[S]) submit(calls []*call[S], write bool) {
 			}
 			a.pending.Add(-1)
 			a.inflight.Done()
-		},
-	})
+		})
 }
 
 func (a *actor[S]) poison(epoch int64) {
@@ -340,13 +394,23 @@ func codeOf(err error) connect.Code {
 	if errors.As(err, &rpc) {
 		return rpc.Code
 	}
+	if code := connect.CodeOf(err); code != connect.CodeUnknown {
+		return code
+	}
+	var invalid *protovalidate.ValidationError
 	switch {
 	case errors.Is(err, context.Canceled):
 		return connect.CodeCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		return connect.CodeDeadlineExceeded
+	case errors.Is(err, storage.ErrInvalid), errors.As(err, &invalid):
+		return connect.CodeInvalidArgument
+	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall):
+		return connect.CodeFailedPrecondition
+	case errors.Is(err, storage.ErrDatabaseFull):
+		return connect.CodeResourceExhausted
 	}
-	return connect.CodeOf(err)
+	return connect.CodeUnknown
 }
 
 func marshal(m proto.Message) ([]byte, error) {

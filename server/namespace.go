@@ -2,10 +2,12 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"path/filepath"
 	"regexp"
 	"sync"
 
@@ -14,6 +16,7 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/storage"
 )
 
 // Class describes an object class. Generated Register functions fill it in
@@ -57,9 +60,6 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	}
 	if !className.MatchString(class.Name) {
 		return nil, fmt.Errorf("server: invalid class name %q", class.Name)
-	}
-	if class.SQL {
-		return nil, fmt.Errorf("server: class %s declares an SQL database, which this version does not support yet", class.Name)
 	}
 	var zero S
 	proto := zero.ProtoReflect().Type()
@@ -110,6 +110,16 @@ func (n *Namespace[S]) IDFromString(s string) (durable.ID, error) {
 
 // NewUniqueID returns a fresh random ID.
 func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
+
+// openStore opens the storage of one object: a row in the node database,
+// or, for a class with SQL, a database file of its own named by the ID.
+func (n *Namespace[S]) openStore(key callchain.Key) (*storage.Store, error) {
+	if !n.class.SQL {
+		return n.srv.db.Store(key.Class, key.ID), nil
+	}
+	path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
+	return storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability), storage.WithMaxSize(n.srv.opts.maxSQLSize))
+}
 
 func (n *Namespace[S]) info() Class           { return n.class }
 func (n *Namespace[S]) ids() *durable.IDSpace { return n.space }
@@ -192,6 +202,10 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	id, key, err := n.resolve(id)
 	if err != nil {
 		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, err), "invalid-id")
+	}
+	if err := n.srv.validate(any(req).(proto.Message)); err != nil {
+		return nil, &durable.RPCError{Class: n.class.Name, Method: method, Code: connect.CodeInvalidArgument,
+			Message: "invalid request: " + err.Error(), Err: err}
 	}
 	if callchain.Contains(ctx, key) {
 		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition,

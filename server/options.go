@@ -22,6 +22,7 @@ type options struct {
 	logger         *slog.Logger
 	handlerOptions []connect.HandlerOption
 	durability     storage.Durability
+	maxSQLSize     int64
 }
 
 func defaultOptions() options {
@@ -31,6 +32,7 @@ func defaultOptions() options {
 		maxActive:   100_000,
 		mailboxSize: 1024,
 		maxBatch:    256,
+		maxSQLSize:  storage.DefaultMaxSQLSize,
 		logger:      slog.Default(),
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
@@ -87,3 +89,8 @@ func WithDurability(d storage.Durability) Option { return func(o *options) { o.d
 type ClassOption interface{ applyClass(*classOptions) }
 
 type classOptions struct{}
+
+// WithMaxSQLSize caps the SQL database of each object of a class declared
+// with sql: true; a write past it fails the call with ResourceExhausted
+// (storage.ErrDatabaseFull). Default 1 GiB.
+func WithMaxSQLSize(bytes int64) Option { return func(o *options) { o.maxSQLSize = bytes } }

@@ -47,9 +47,11 @@ import (
 	"sync/atomic"
 	"time"
 
+	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 	"connectrpc.com/grpcreflect"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
@@ -70,6 +72,8 @@ type Server struct {
 	mux        *http.ServeMux
 	handler    http.Handler // built on first Handler call; registration ends then
 	httpServer *http.Server
+
+	validator protovalidate.Validator
 
 	active   atomic.Int64 // objects in memory, across classes
 	actors   sync.WaitGroup
@@ -107,18 +111,27 @@ func New(opts ...Option) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
+	validator, err := protovalidate.New()
+	if err != nil {
+		db.Close()
+		return nil, fmt.Errorf("server: protovalidate: %w", err)
+	}
 	s := &Server{
-		opts:     o,
-		log:      o.logger,
-		db:       db,
-		secret:   secret,
-		classes:  make(map[string]namespace),
-		mux:      http.NewServeMux(),
-		shutdown: make(chan struct{}),
+		validator: validator,
+		opts:      o,
+		log:       o.logger,
+		db:        db,
+		secret:    secret,
+		classes:   make(map[string]namespace),
+		mux:       http.NewServeMux(),
+		shutdown:  make(chan struct{}),
 	}
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
 	return s, nil
 }
+
+// validate checks m against the protovalidate rules of its message, if any.
+func (s *Server) validate(m proto.Message) error { return s.validator.Validate(m) }
 
 // loadSecret reads the hex secret at path, creating it on first start.
 func loadSecret(path string) ([]byte, error) {

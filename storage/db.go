@@ -1,7 +1,6 @@
 package storage
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -55,7 +54,7 @@ type DB struct {
 
 	mu     sync.RWMutex // guards closed against Submit
 	closed bool
-	queue  chan *Batch
+	queue  chan *batch
 	done   chan struct{} // closed when the writer has finished
 	writer *writer
 }
@@ -78,7 +77,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		cfg:     cfg,
 		path:    path,
 		readers: make(chan *reader, cfg.readers),
-		queue:   make(chan *Batch, cfg.queue),
+		queue:   make(chan *batch, cfg.queue),
 		done:    make(chan struct{}),
 		writer:  w,
 	}
@@ -98,51 +97,32 @@ func Open(path string, opts ...Option) (*DB, error) {
 // Path returns the database's file name.
 func (db *DB) Path() string { return db.path }
 
-// LoadState returns the stored state of an object, and whether there is one.
-func (db *DB) LoadState(ctx context.Context, class string, id [32]byte) ([]byte, bool, error) {
-	var r *reader
-	select {
-	case r = <-db.readers:
-	case <-ctx.Done():
-		return nil, false, ctx.Err()
-	}
-	defer func() { db.readers <- r }()
-	return r.loadState(class, id)
-}
-
-// Batch is the writes of one or more calls to one object, committed
+// batch is the writes of one or more calls to one object, committed
 // atomically, and the callback that acknowledges them.
-type Batch struct {
-	// Class and ID name the object.
-	Class string
-	ID    [32]byte
-	// State, when WriteState is set, replaces the object's stored state.
-	State      []byte
-	WriteState bool
-	// Valid, if set, is asked just before the batch is applied; a batch
-	// that is no longer valid (its object was reset after an earlier batch
-	// failed) is skipped and acknowledged with ErrStale.
-	Valid func() bool
-	// Done is called exactly once, from the writer goroutine, with nil
-	// once the batch is durable or with the reason it is not. It must not
-	// block.
-	Done func(error)
+type batch struct {
+	class      string
+	id         [32]byte
+	state      []byte // replaces the stored state when writeState is set
+	writeState bool
+	kv         *layer      // key-value writes; cleared deletes every key first
+	valid      func() bool // asked just before applying; false: skip, ErrStale
+	done       func(error) // called once, from the writer goroutine
 }
 
 // ErrStale acknowledges a batch that was skipped because its object was
 // reset after an earlier batch of it failed to commit.
 var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")
 
-func (b *Batch) empty() bool { return !b.WriteState }
+func (b *batch) empty() bool { return !b.writeState && b.kv.empty() }
 
-// Submit queues b for the next group commit. It blocks while the queue is
+// submit queues b for the next group commit. It blocks while the queue is
 // full, which slows the objects that write faster than the disk commits.
 // After Close, b is acknowledged with ErrClosed at once.
-func (db *DB) Submit(b *Batch) {
+func (db *DB) submit(b *batch) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
-		b.Done(ErrClosed)
+		b.done(ErrClosed)
 		return
 	}
 	db.queue <- b
@@ -178,7 +158,7 @@ func (db *DB) closeReaders() {
 
 func (db *DB) commitLoop() {
 	defer close(db.done)
-	group := make([]*Batch, 0, db.cfg.maxGroup)
+	group := make([]*batch, 0, db.cfg.maxGroup)
 	for b := range db.queue {
 		group = append(group[:0], b)
 	fill:
@@ -200,20 +180,20 @@ func (db *DB) commitLoop() {
 
 // commitGroup applies every valid batch of group in one transaction and
 // acknowledges each.
-func (db *DB) commitGroup(group []*Batch) {
+func (db *DB) commitGroup(group []*batch) {
 	live := group[:0:0]
 	for _, b := range group {
-		if b.Valid != nil && !b.Valid() {
-			b.Done(ErrStale)
+		if b.valid != nil && !b.valid() {
+			b.done(ErrStale)
 			continue
 		}
 		live = append(live, b)
 	}
 	err := db.writer.apply(live)
+	if errors.Is(err, sqlite3.FULL) {
+		err = fmt.Errorf("%w: %w", ErrDatabaseFull, err)
+	}
 	for _, b := range live {
-		b.Done(err)
+		b.done(err)
 	}
 }
-
-// IsStorageFull reports whether err is SQLite's "database or disk is full".
-func IsStorageFull(err error) bool { return errors.Is(err, sqlite3.FULL) }

@@ -11,7 +11,7 @@ import (
 	"github.com/durablego/durable/storage"
 )
 
-func open(t *testing.T, path string, opts ...storage.Option) *storage.DB {
+func openDB(t testing.TB, path string, opts ...storage.Option) *storage.DB {
 	t.Helper()
 	db, err := storage.Open(path, opts...)
 	if err != nil {
@@ -21,84 +21,106 @@ func open(t *testing.T, path string, opts ...storage.Option) *storage.DB {
 	return db
 }
 
-// submit submits b and waits for its acknowledgement.
-func submit(db *storage.DB, b storage.Batch) error {
-	done := make(chan error, 1)
-	b.Done = func(err error) { done <- err }
-	db.Submit(&b)
-	return <-done
-}
-
 func id(n int) [32]byte {
 	var id [32]byte
 	copy(id[:], fmt.Sprint(n))
 	return id
 }
 
+// call runs fn as one call on st, keeping its writes if it returns nil.
+func call(t testing.TB, st *storage.Store, fn func(kv *storage.KV) error) error {
+	t.Helper()
+	if err := st.BeginCall(); err != nil {
+		t.Fatal(err)
+	}
+	err := fn(st.KV)
+	if endErr := st.EndCall(err == nil); endErr != nil {
+		t.Fatal(endErr)
+	}
+	return err
+}
+
+// commit commits st's batch, with state if given, and waits until durable.
+func commit(st *storage.Store, state []byte) error {
+	done := make(chan error, 1)
+	st.Commit(state, state != nil, nil, func(err error) { done <- err })
+	return <-done
+}
+
 func TestStateRoundTripAndReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "objects.db")
-	db := open(t, path)
+	db := openDB(t, path)
 	ctx := context.Background()
+	st := db.Store("Counter", id(1))
 
-	if _, found, err := db.LoadState(ctx, "Counter", id(1)); found || err != nil {
+	if _, found, err := st.LoadState(ctx); found || err != nil {
 		t.Fatalf("state of a new object: found %v, err %v", found, err)
 	}
 	for _, state := range [][]byte{[]byte("one"), []byte("two"), {}} {
-		if err := submit(db, storage.Batch{Class: "Counter", ID: id(1), State: state, WriteState: true}); err != nil {
+		if err := commit(st, state); err != nil {
 			t.Fatal(err)
 		}
-		got, found, err := db.LoadState(ctx, "Counter", id(1))
+		got, found, err := st.LoadState(ctx)
 		if err != nil || !found || string(got) != string(state) {
 			t.Fatalf("LoadState = %q, %v, %v; want %q", got, found, err, state)
 		}
 	}
 	// Class and ID together name an object.
-	if _, found, _ := db.LoadState(ctx, "Other", id(1)); found {
+	if _, found, _ := db.Store("Other", id(1)).LoadState(ctx); found {
 		t.Fatal("state of another class with the same ID bytes")
 	}
-	if err := submit(db, storage.Batch{Class: "Counter", ID: id(2), State: []byte("kept"), WriteState: true}); err != nil {
+	if err := commit(db.Store("Counter", id(2)), []byte("kept")); err != nil {
 		t.Fatal(err)
 	}
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
 
-	db2 := open(t, path, storage.WithDurability(storage.PowerSafe))
-	got, found, err := db2.LoadState(ctx, "Counter", id(2))
+	db2 := openDB(t, path, storage.WithDurability(storage.PowerSafe))
+	got, found, err := db2.Store("Counter", id(2)).LoadState(ctx)
 	if err != nil || !found || string(got) != "kept" {
 		t.Fatalf("after reopen: %q, %v, %v", got, found, err)
 	}
 }
 
-func TestBatchWithoutWritesIsAcknowledged(t *testing.T) {
-	db := open(t, filepath.Join(t.TempDir(), "objects.db"))
-	if err := submit(db, storage.Batch{Class: "Counter", ID: id(1)}); err != nil {
+func TestBatchWithoutWritesCreatesNothing(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "objects.db"))
+	st := db.Store("Counter", id(1))
+	if err := commit(st, nil); err != nil {
 		t.Fatal(err)
 	}
-	if _, found, _ := db.LoadState(context.Background(), "Counter", id(1)); found {
+	if _, found, _ := st.LoadState(context.Background()); found {
 		t.Fatal("a batch without writes created a state row")
 	}
 }
 
 func TestInvalidBatchIsSkipped(t *testing.T) {
-	db := open(t, filepath.Join(t.TempDir(), "objects.db"))
-	err := submit(db, storage.Batch{Class: "Counter", ID: id(1), State: []byte("x"), WriteState: true, Valid: func() bool { return false }})
-	if !errors.Is(err, storage.ErrStale) {
+	db := openDB(t, filepath.Join(t.TempDir(), "objects.db"))
+	st := db.Store("Counter", id(1))
+	done := make(chan error, 1)
+	st.Commit([]byte("x"), true, func() bool { return false }, func(err error) { done <- err })
+	if err := <-done; !errors.Is(err, storage.ErrStale) {
 		t.Fatalf("error %v, want ErrStale", err)
 	}
-	if _, found, _ := db.LoadState(context.Background(), "Counter", id(1)); found {
+	if _, found, _ := st.LoadState(context.Background()); found {
 		t.Fatal("an invalid batch was written")
 	}
 }
 
-func TestConcurrentBatchesAllCommit(t *testing.T) {
-	db := open(t, filepath.Join(t.TempDir(), "objects.db"))
+func TestConcurrentObjectsAllCommit(t *testing.T) {
+	db := openDB(t, filepath.Join(t.TempDir(), "objects.db"))
 	const writers, each = 16, 50
 	var wg sync.WaitGroup
 	for w := range writers {
 		wg.Go(func() {
+			st := db.Store("C", id(w))
 			for i := range each {
-				if err := submit(db, storage.Batch{Class: "C", ID: id(w), State: []byte(fmt.Sprint(i)), WriteState: true}); err != nil {
+				if err := call(t, st, func(kv *storage.KV) error {
+					return kv.Put(context.Background(), fmt.Sprint("k", i%7), []byte(fmt.Sprint(i)))
+				}); err != nil {
+					t.Error(err)
+				}
+				if err := commit(st, []byte(fmt.Sprint(i))); err != nil {
 					t.Error(err)
 				}
 			}
@@ -106,19 +128,28 @@ func TestConcurrentBatchesAllCommit(t *testing.T) {
 	}
 	wg.Wait()
 	for w := range writers {
-		got, _, err := db.LoadState(context.Background(), "C", id(w))
+		st := db.Store("C", id(w))
+		got, _, err := st.LoadState(context.Background())
 		if err != nil || string(got) != fmt.Sprint(each-1) {
-			t.Fatalf("writer %d: %q, %v", w, got, err)
+			t.Fatalf("writer %d: state %q, %v", w, got, err)
 		}
+		call(t, st, func(kv *storage.KV) error {
+			entries, err := kv.List(context.Background(), storage.ListOptions{})
+			if err != nil || len(entries) != 7 {
+				t.Fatalf("writer %d: %d keys, %v", w, len(entries), err)
+			}
+			return nil
+		})
 	}
 }
 
 func TestSubmitAfterClose(t *testing.T) {
-	db := open(t, filepath.Join(t.TempDir(), "objects.db"))
+	db := openDB(t, filepath.Join(t.TempDir(), "objects.db"))
+	st := db.Store("C", id(1))
 	if err := db.Close(); err != nil {
 		t.Fatal(err)
 	}
-	if err := submit(db, storage.Batch{Class: "C", ID: id(1), State: []byte("x"), WriteState: true}); !errors.Is(err, storage.ErrClosed) {
+	if err := commit(st, []byte("x")); !errors.Is(err, storage.ErrClosed) {
 		t.Fatalf("error %v, want ErrClosed", err)
 	}
 	if err := db.Close(); err != nil {
@@ -132,30 +163,7 @@ func TestOpenFailsClearly(t *testing.T) {
 	if _, err := storage.Open(dir); err == nil {
 		t.Fatal("opened a directory as a database")
 	}
-}
-
-// BenchmarkGroupCommit measures commits of one-object batches submitted by
-// 64 writers at once: the node-level group commit.
-func BenchmarkGroupCommit(b *testing.B) {
-	db, err := storage.Open(filepath.Join(b.TempDir(), "objects.db"))
-	if err != nil {
-		b.Fatal(err)
+	if _, err := storage.OpenFile(dir); err == nil {
+		t.Fatal("opened a directory as an object database")
 	}
-	defer db.Close()
-	state := make([]byte, 64)
-	b.SetParallelism(32)
-	var n sync.Mutex
-	next := 0
-	b.RunParallel(func(pb *testing.PB) {
-		n.Lock()
-		next++
-		me := next
-		n.Unlock()
-		for pb.Next() {
-			if err := submit(db, storage.Batch{Class: "C", ID: id(me), State: state, WriteState: true}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
 }

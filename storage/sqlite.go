@@ -6,12 +6,19 @@ import (
 	"github.com/ncruces/go-sqlite3"
 )
 
-const schema = `
+const nodeSchema = `
 CREATE TABLE IF NOT EXISTS objects (
 	class TEXT NOT NULL,
 	id    BLOB NOT NULL,
 	state BLOB NOT NULL,
 	PRIMARY KEY (class, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS kv (
+	class TEXT NOT NULL,
+	id    BLOB NOT NULL,
+	key   TEXT NOT NULL,
+	value BLOB NOT NULL,
+	PRIMARY KEY (class, id, key)
 ) WITHOUT ROWID;
 `
 
@@ -31,11 +38,45 @@ func pragmas(c *sqlite3.Conn, sql string) error {
 	return nil
 }
 
+func synchronous(d Durability) string {
+	if d == PowerSafe {
+		return "FULL"
+	}
+	return "NORMAL"
+}
+
+// prepare prepares each statement of stmts into its destination, closing
+// what it prepared if one fails.
+func prepare(c *sqlite3.Conn, stmts map[**sqlite3.Stmt]string) error {
+	for dst, sql := range stmts {
+		s, _, err := c.Prepare(sql)
+		if err != nil {
+			for dst := range stmts {
+				if *dst != nil {
+					(*dst).Close()
+				}
+			}
+			return fmt.Errorf("storage: prepare %q: %w", sql, err)
+		}
+		*dst = s
+	}
+	return nil
+}
+
+func closeAll(stmts ...*sqlite3.Stmt) {
+	for _, s := range stmts {
+		if s != nil {
+			s.Close()
+		}
+	}
+}
+
 // writer is the one connection that writes; only the commit loop uses it.
 type writer struct {
 	conn                    *sqlite3.Conn
 	begin, commit, rollback *sqlite3.Stmt
 	upsert                  *sqlite3.Stmt
+	kvPut, kvDelete, kvWipe *sqlite3.Stmt
 }
 
 func openWriter(path string, d Durability) (*writer, error) {
@@ -43,37 +84,33 @@ func openWriter(path string, d Durability) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	sync := "NORMAL"
-	if d == PowerSafe {
-		sync = "FULL"
-	}
-	if err := pragmas(c, `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=`+sync+`;`+schema); err != nil {
+	if err := pragmas(c, `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=`+synchronous(d)+`;`+nodeSchema); err != nil {
 		return nil, err
 	}
 	w := &writer{conn: c}
-	for stmt, sql := range map[**sqlite3.Stmt]string{
+	err = prepare(c, map[**sqlite3.Stmt]string{
 		&w.begin:    `BEGIN IMMEDIATE`,
 		&w.commit:   `COMMIT`,
 		&w.rollback: `ROLLBACK`,
 		&w.upsert: `INSERT INTO objects (class, id, state) VALUES (?, ?, ?)
 			ON CONFLICT (class, id) DO UPDATE SET state = excluded.state`,
-	} {
-		if *stmt, _, err = c.Prepare(sql); err != nil {
-			w.close()
-			return nil, fmt.Errorf("storage: prepare: %w", err)
-		}
+		&w.kvPut: `INSERT INTO kv (class, id, key, value) VALUES (?, ?, ?, ?)
+			ON CONFLICT (class, id, key) DO UPDATE SET value = excluded.value`,
+		&w.kvDelete: `DELETE FROM kv WHERE class = ? AND id = ? AND key = ?`,
+		&w.kvWipe:   `DELETE FROM kv WHERE class = ? AND id = ?`,
+	})
+	if err != nil {
+		c.Close()
+		return nil, err
 	}
 	return w, nil
 }
 
 // apply commits the batches in one transaction, all or nothing.
-func (w *writer) apply(batches []*Batch) (err error) {
+func (w *writer) apply(batches []*batch) (err error) {
 	writes := false
 	for _, b := range batches {
-		if !b.empty() {
-			writes = true
-			break
-		}
+		writes = writes || !b.empty()
 	}
 	if !writes {
 		return nil
@@ -87,14 +124,8 @@ func (w *writer) apply(batches []*Batch) (err error) {
 		}
 	}()
 	for _, b := range batches {
-		if !b.WriteState {
-			continue
-		}
-		w.upsert.BindText(1, b.Class)
-		w.upsert.BindBlob(2, b.ID[:])
-		w.upsert.BindBlob(3, nonNil(b.State))
-		if err := w.upsert.Exec(); err != nil {
-			return fmt.Errorf("storage: write state of %s object: %w", b.Class, err)
+		if err := w.applyOne(b); err != nil {
+			return fmt.Errorf("storage: write %s object: %w", b.class, err)
 		}
 	}
 	if err := w.commit.Exec(); err != nil {
@@ -103,7 +134,41 @@ func (w *writer) apply(batches []*Batch) (err error) {
 	return nil
 }
 
-// nonNil keeps empty states from binding as NULL, which the schema refuses.
+func (w *writer) applyOne(b *batch) error {
+	if b.writeState {
+		w.upsert.BindText(1, b.class)
+		w.upsert.BindBlob(2, b.id[:])
+		w.upsert.BindBlob(3, nonNil(b.state))
+		if err := w.upsert.Exec(); err != nil {
+			return err
+		}
+	}
+	if b.kv.cleared {
+		w.kvWipe.BindText(1, b.class)
+		w.kvWipe.BindBlob(2, b.id[:])
+		if err := w.kvWipe.Exec(); err != nil {
+			return err
+		}
+	}
+	for key, v := range b.kv.writes {
+		s := w.kvPut
+		if v.deleted {
+			s = w.kvDelete
+		}
+		s.BindText(1, b.class)
+		s.BindBlob(2, b.id[:])
+		s.BindText(3, key)
+		if !v.deleted {
+			s.BindBlob(4, nonNil(v.data))
+		}
+		if err := s.Exec(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// nonNil keeps empty values from binding as NULL, which the schema refuses.
 func nonNil(b []byte) []byte {
 	if b == nil {
 		return []byte{}
@@ -112,18 +177,16 @@ func nonNil(b []byte) []byte {
 }
 
 func (w *writer) close() error {
-	for _, s := range []*sqlite3.Stmt{w.begin, w.commit, w.rollback, w.upsert} {
-		if s != nil {
-			s.Close()
-		}
-	}
+	closeAll(w.begin, w.commit, w.rollback, w.upsert, w.kvPut, w.kvDelete, w.kvWipe)
 	return w.conn.Close()
 }
 
 // reader is a read-only connection of the pool.
 type reader struct {
-	conn *sqlite3.Conn
-	load *sqlite3.Stmt
+	conn  *sqlite3.Conn
+	load  *sqlite3.Stmt
+	kvGet *sqlite3.Stmt
+	scans scans
 }
 
 func openReader(path string) (*reader, error) {
@@ -135,28 +198,103 @@ func openReader(path string) (*reader, error) {
 		return nil, err
 	}
 	r := &reader{conn: c}
-	r.load, _, err = c.Prepare(`SELECT state FROM objects WHERE class = ? AND id = ?`)
-	if err != nil {
+	stmts := map[**sqlite3.Stmt]string{
+		&r.load:  `SELECT state FROM objects WHERE class = ?1 AND id = ?2`,
+		&r.kvGet: `SELECT value FROM kv WHERE class = ?1 AND id = ?2 AND key = ?3`,
+	}
+	r.scans.add(stmts, `kv`, `class = ?1 AND id = ?2 AND `)
+	if err := prepare(c, stmts); err != nil {
 		c.Close()
-		return nil, fmt.Errorf("storage: prepare: %w", err)
+		return nil, err
 	}
 	return r, nil
 }
 
 func (r *reader) loadState(class string, id [32]byte) ([]byte, bool, error) {
-	defer r.load.Reset()
 	r.load.BindText(1, class)
 	r.load.BindBlob(2, id[:])
-	if r.load.Step() {
-		return r.load.ColumnBlob(0, []byte{}), true, nil
+	return one(r.load)
+}
+
+func (r *reader) get(class string, id [32]byte, key string) ([]byte, bool, error) {
+	r.kvGet.BindText(1, class)
+	r.kvGet.BindBlob(2, id[:])
+	r.kvGet.BindText(3, key)
+	return one(r.kvGet)
+}
+
+func (r *reader) scan(class string, id [32]byte, kr keyRange, limit int, fn func(string, []byte) bool) error {
+	s := r.scans.pick(kr)
+	s.BindText(1, class)
+	s.BindBlob(2, id[:])
+	return r.scans.run(s, kr, limit, fn)
+}
+
+func (r *reader) close() {
+	closeAll(r.load, r.kvGet)
+	r.scans.close()
+	r.conn.Close()
+}
+
+// one returns the single blob column of the single row s selects.
+func one(s *sqlite3.Stmt) ([]byte, bool, error) {
+	defer s.Reset()
+	if s.Step() {
+		return s.ColumnBlob(0, []byte{}), true, nil
 	}
-	if err := r.load.Err(); err != nil {
-		return nil, false, fmt.Errorf("storage: load state of %s object: %w", class, err)
+	if err := s.Err(); err != nil {
+		return nil, false, err
 	}
 	return nil, false, nil
 }
 
-func (r *reader) close() {
-	r.load.Close()
-	r.conn.Close()
+// scans are the four range queries over a key-value table: ascending or
+// descending, with or without an upper bound. Parameters ?1 and ?2 belong to
+// the caller's filter; ?3 is the lower bound, ?4 the upper, ?5 the limit.
+type scans struct {
+	asc, desc, ascTo, descTo *sqlite3.Stmt
 }
+
+func (sc *scans) add(stmts map[**sqlite3.Stmt]string, table, filter string) {
+	q := func(bounded bool, order string) string {
+		upper := ""
+		if bounded {
+			upper = ` AND key < ?4`
+		}
+		return `SELECT key, value FROM ` + table + ` WHERE ` + filter + `key >= ?3` + upper +
+			` ORDER BY key ` + order + ` LIMIT ?5`
+	}
+	stmts[&sc.asc] = q(false, "ASC")
+	stmts[&sc.desc] = q(false, "DESC")
+	stmts[&sc.ascTo] = q(true, "ASC")
+	stmts[&sc.descTo] = q(true, "DESC")
+}
+
+func (sc *scans) pick(kr keyRange) *sqlite3.Stmt {
+	switch {
+	case kr.hasHi && kr.reverse:
+		return sc.descTo
+	case kr.hasHi:
+		return sc.ascTo
+	case kr.reverse:
+		return sc.desc
+	}
+	return sc.asc
+}
+
+func (sc *scans) run(s *sqlite3.Stmt, kr keyRange, limit int, fn func(string, []byte) bool) error {
+	defer s.Reset()
+	s.BindText(3, kr.lo)
+	if kr.hasHi {
+		s.BindText(4, kr.hi)
+	}
+	s.BindInt(5, limit)
+	for s.Step() {
+		if !fn(s.ColumnText(0), s.ColumnBlob(1, []byte{})) {
+			return nil
+		}
+	}
+	return s.Err()
+}
+
+func (sc *scans) close() { closeAll(sc.asc, sc.desc, sc.ascTo, sc.descTo) }

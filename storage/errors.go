@@ -1,0 +1,52 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// Limits on key-value storage, as Cloudflare sets them.
+const (
+	// MaxKeySize is the largest key, in bytes of UTF-8.
+	MaxKeySize = 2 << 10
+	// MaxValueSize is the largest value, in bytes.
+	MaxValueSize = 128 << 10
+	// MaxKeysPerCall is the most keys one GetMany, PutMany or DeleteMany
+	// call takes.
+	MaxKeysPerCall = 128
+	// DefaultMaxSQLSize is the default cap on an object's SQL database.
+	DefaultMaxSQLSize = 1 << 30
+)
+
+// ErrInvalid matches every error caused by what the caller asked for
+// rather than by the storage: each limit below, bad list options, and SQL
+// that an object may not run. Servers report it as InvalidArgument.
+var ErrInvalid = errors.New("storage: invalid request")
+
+// Errors a call may get from storage. Each matches ErrInvalid, except
+// ErrNoSQL and ErrDatabaseFull; nothing was written when one is returned.
+var (
+	ErrKeyEmpty      = invalid("storage: key is empty")
+	ErrKeyTooLarge   = invalid(fmt.Sprintf("storage: key is larger than %d bytes", MaxKeySize))
+	ErrKeyNotUTF8    = invalid("storage: key is not valid UTF-8")
+	ErrValueTooLarge = invalid(fmt.Sprintf("storage: value is larger than %d bytes", MaxValueSize))
+	ErrTooManyKeys   = invalid(fmt.Sprintf("storage: more than %d keys in one call", MaxKeysPerCall))
+	ErrListOptions   = invalid("storage: invalid list options")
+	ErrSQLForbidden  = invalid("storage: statement not allowed in an object's database")
+
+	// ErrNoSQL: the object's class was not declared with sql: true.
+	ErrNoSQL = errors.New("storage: this object class has no SQL database (declare it with sql: true)")
+	// ErrDatabaseFull: a write would take the object's SQL database past
+	// its size cap, or the disk is full. Servers report it as
+	// ResourceExhausted.
+	ErrDatabaseFull = errors.New("storage: object database is full")
+	// ErrNotInCall: the handle was used outside the call it was passed to.
+	ErrNotInCall = errors.New("storage: used outside the object's call")
+)
+
+type invalidError struct{ msg string }
+
+func invalid(msg string) error { return &invalidError{msg} }
+
+func (e *invalidError) Error() string        { return e.msg }
+func (e *invalidError) Is(target error) bool { return target == ErrInvalid }

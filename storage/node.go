@@ -1,0 +1,82 @@
+package storage
+
+import (
+	"context"
+	"sync/atomic"
+)
+
+// Store returns the store of an object whose state and key-value storage
+// live in the node database.
+func (db *DB) Store(class string, id [32]byte) *Store {
+	n := &nodeStore{db: db, class: class, id: id}
+	kv := newKV(n)
+	kv.flushed = &layer{}
+	kv.acked = n.acked.Load
+	n.kv = kv
+	return &Store{KV: kv, SQL: &SQL{}, b: n}
+}
+
+// nodeStore is the backend of an object in the node database.
+type nodeStore struct {
+	db    *DB
+	class string
+	id    [32]byte
+	seq   uint64        // batches submitted
+	acked atomic.Uint64 // the last batch committed
+	kv    *KV
+}
+
+func (n *nodeStore) loadState(ctx context.Context) ([]byte, bool, error) {
+	return withReader(ctx, n.db, func(r *reader) ([]byte, bool, error) { return r.loadState(n.class, n.id) })
+}
+
+func (n *nodeStore) get(ctx context.Context, key string) ([]byte, bool, error) {
+	return withReader(ctx, n.db, func(r *reader) ([]byte, bool, error) { return r.get(n.class, n.id, key) })
+}
+
+func (n *nodeStore) scan(ctx context.Context, kr keyRange, limit int, fn func(string, []byte) bool) error {
+	_, _, err := withReader(ctx, n.db, func(r *reader) ([]byte, bool, error) {
+		return nil, false, r.scan(n.class, n.id, kr, limit, fn)
+	})
+	return err
+}
+
+func (n *nodeStore) beginCall() error   { return nil }
+func (n *nodeStore) endCall(bool) error { return nil }
+func (n *nodeStore) needsCommit() bool  { return false }
+func (n *nodeStore) reset()             {}
+func (n *nodeStore) close() error       { return nil }
+
+func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func() bool, done func(error)) {
+	n.seq++
+	seq := n.seq
+	if !kv.empty() {
+		n.kv.flush(kv, seq)
+	}
+	n.db.submit(&batch{
+		class:      n.class,
+		id:         n.id,
+		state:      state,
+		writeState: writeState,
+		kv:         kv,
+		valid:      valid,
+		done: func(err error) {
+			if err == nil {
+				n.acked.Store(seq)
+			}
+			done(err)
+		},
+	})
+}
+
+// withReader runs fn on a pooled read-only connection.
+func withReader(ctx context.Context, db *DB, fn func(*reader) ([]byte, bool, error)) ([]byte, bool, error) {
+	var r *reader
+	select {
+	case r = <-db.readers:
+	case <-ctx.Done():
+		return nil, false, ctx.Err()
+	}
+	defer func() { db.readers <- r }()
+	return fn(r)
+}

@@ -1,0 +1,391 @@
+package storage
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"math"
+	"strings"
+	"time"
+
+	"github.com/ncruces/go-sqlite3"
+)
+
+// SQL is the SQL database of one object, Cloudflare's ctx.storage.sql,
+// reachable from a method as Object.SQL for classes declared with sql:
+// true. Every call runs in its own savepoint of the batch's transaction, so
+// a call's statements commit with its state and key-value writes, or not at
+// all. Each object's database is its own file: ATTACH, extension loading,
+// explicit transactions (BEGIN, COMMIT, SAVEPOINT; use KV.Transaction) and
+// Durable's own tables (_durable_*) are refused with ErrSQLForbidden.
+type SQL struct {
+	f *fileStore // nil: the class has no SQL database
+}
+
+// Exec runs query, which may hold several statements separated by
+// semicolons; args bind to the parameters of the last one. It returns the
+// last statement's rows. Arguments may be nil, bool, any integer or float
+// type, string, []byte, or time.Time (bound as RFC 3339 text).
+func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, error) {
+	if s == nil || s.f == nil {
+		return nil, ErrNoSQL
+	}
+	f := s.f
+	if f.calls == 0 {
+		return nil, ErrNotInCall
+	}
+	old := f.conn.SetInterrupt(ctx)
+	defer f.conn.SetInterrupt(old)
+	defer func() { f.trusted = true }()
+
+	before := f.conn.TotalChanges()
+	cur := &Cursor{}
+	for rest := query; ; {
+		f.trusted, f.denied = false, ""
+		stmt, tail, err := f.conn.Prepare(rest)
+		if err != nil {
+			return nil, f.sqlError(err)
+		}
+		if stmt == nil { // only white space and comments remain
+			break
+		}
+		last := blankSQL(tail)
+		err = f.run(stmt, cur, last, args)
+		stmt.Close()
+		if err != nil {
+			return nil, f.sqlError(err)
+		}
+		if last {
+			break
+		}
+		rest = tail
+	}
+	cur.written = f.conn.TotalChanges() - before
+	return cur, nil
+}
+
+// run executes one statement, keeping its rows in cur when it is the last.
+func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) error {
+	if last {
+		if n := stmt.BindCount(); n != len(args) {
+			return fmt.Errorf("%w: the statement has %d parameters, %d arguments given", ErrInvalid, n, len(args))
+		}
+		for i, a := range args {
+			if err := bind(stmt, i+1, a); err != nil {
+				return err
+			}
+		}
+		cur.columns = make([]string, stmt.ColumnCount())
+		for i := range cur.columns {
+			cur.columns[i] = stmt.ColumnName(i)
+		}
+		cur.rows = cur.rows[:0]
+	}
+	for stmt.Step() {
+		cur.read++
+		if !last {
+			continue
+		}
+		row := make([]any, stmt.ColumnCount())
+		for i := range row {
+			row[i] = column(stmt, i)
+		}
+		cur.rows = append(cur.rows, row)
+	}
+	return stmt.Err()
+}
+
+// sqlError makes the errors of an object's SQL clear: which rule a refused
+// statement broke, and the size cap for a full database.
+func (f *fileStore) sqlError(err error) error {
+	switch {
+	case f.denied != "":
+		return fmt.Errorf("%w: %s", ErrSQLForbidden, f.denied)
+	case errors.Is(err, sqlite3.FULL):
+		return fmt.Errorf("%w: the cap is %d bytes: %w", ErrDatabaseFull, f.maxSize, err)
+	case errors.Is(err, ErrInvalid):
+		return err
+	}
+	return fmt.Errorf("storage: sql: %w", err)
+}
+
+func bind(s *sqlite3.Stmt, i int, a any) error {
+	switch v := a.(type) {
+	case nil:
+		return s.BindNull(i)
+	case bool:
+		return s.BindBool(i, v)
+	case int:
+		return s.BindInt64(i, int64(v))
+	case int8:
+		return s.BindInt64(i, int64(v))
+	case int16:
+		return s.BindInt64(i, int64(v))
+	case int32:
+		return s.BindInt64(i, int64(v))
+	case int64:
+		return s.BindInt64(i, v)
+	case uint8:
+		return s.BindInt64(i, int64(v))
+	case uint16:
+		return s.BindInt64(i, int64(v))
+	case uint32:
+		return s.BindInt64(i, int64(v))
+	case uint:
+		if uint64(v) > math.MaxInt64 {
+			return fmt.Errorf("%w: argument %d overflows a 64-bit integer", ErrInvalid, i)
+		}
+		return s.BindInt64(i, int64(v))
+	case uint64:
+		if v > math.MaxInt64 {
+			return fmt.Errorf("%w: argument %d overflows a 64-bit integer", ErrInvalid, i)
+		}
+		return s.BindInt64(i, int64(v))
+	case float32:
+		return s.BindFloat(i, float64(v))
+	case float64:
+		return s.BindFloat(i, v)
+	case string:
+		return s.BindText(i, v)
+	case []byte:
+		return s.BindBlob(i, v)
+	case time.Time:
+		return s.BindText(i, v.Format(time.RFC3339Nano))
+	}
+	return fmt.Errorf("%w: argument %d has unsupported type %T", ErrInvalid, i, a)
+}
+
+func column(s *sqlite3.Stmt, i int) any {
+	switch s.ColumnType(i) {
+	case sqlite3.INTEGER:
+		return s.ColumnInt64(i)
+	case sqlite3.FLOAT:
+		return s.ColumnFloat(i)
+	case sqlite3.TEXT:
+		return s.ColumnText(i)
+	case sqlite3.BLOB:
+		return s.ColumnBlob(i, []byte{})
+	}
+	return nil
+}
+
+// blankSQL reports whether sql holds nothing but white space, semicolons
+// and comments.
+func blankSQL(sql string) bool {
+	for sql != "" {
+		switch {
+		case strings.HasPrefix(sql, "--"):
+			i := strings.IndexByte(sql, '\n')
+			if i < 0 {
+				return true
+			}
+			sql = sql[i+1:]
+		case strings.HasPrefix(sql, "/*"):
+			i := strings.Index(sql[2:], "*/")
+			if i < 0 {
+				return true
+			}
+			sql = sql[i+4:]
+		case strings.ContainsRune(" \t\r\n\f;", rune(sql[0])):
+			sql = sql[1:]
+		default:
+			return false
+		}
+	}
+	return true
+}
+
+// DatabaseSize returns the size of the object's database in bytes: its
+// tables, indexes, state and key-value storage.
+func (s *SQL) DatabaseSize(ctx context.Context) (int64, error) {
+	if s == nil || s.f == nil {
+		return 0, ErrNoSQL
+	}
+	return s.f.size()
+}
+
+// safePragmas are the pragmas an object's SQL may run: they read the
+// schema or check integrity and change nothing Durable relies on. The value
+// tells whether the pragma takes an argument (a table or index name); one
+// that does not is refused with one, since that would set it.
+var safePragmas = map[string]bool{
+	"table_info": true, "table_xinfo": true, "table_list": true, "index_list": true,
+	"index_info": true, "index_xinfo": true, "foreign_key_list": true, "foreign_key_check": true,
+	"integrity_check": true, "quick_check": true,
+	"page_count": false, "page_size": false, "freelist_count": false, "collation_list": false,
+}
+
+// authorize is the SQLite authorizer of an object's database.
+func (f *fileStore) authorize(action sqlite3.AuthorizerActionCode, name3, name4, _, _ string) sqlite3.AuthorizerReturnCode {
+	if f.trusted {
+		return sqlite3.AUTH_OK
+	}
+	deny := func(why string) sqlite3.AuthorizerReturnCode {
+		if f.denied == "" {
+			f.denied = why
+		}
+		return sqlite3.AUTH_DENY
+	}
+	switch action {
+	case sqlite3.AUTH_ATTACH, sqlite3.AUTH_DETACH:
+		return deny("ATTACH and DETACH: each object's database is isolated")
+	case sqlite3.AUTH_TRANSACTION, sqlite3.AUTH_SAVEPOINT:
+		return deny("BEGIN, COMMIT, ROLLBACK and SAVEPOINT: every call is a transaction already; use Storage.Transaction to undo part of one")
+	case sqlite3.AUTH_FUNCTION:
+		if strings.EqualFold(name4, "load_extension") {
+			return deny("load_extension: extensions cannot be loaded")
+		}
+	case sqlite3.AUTH_PRAGMA:
+		takesArg, safe := safePragmas[strings.ToLower(name3)]
+		if !safe || (name4 != "" && !takesArg) {
+			return deny(fmt.Sprintf("PRAGMA %s: only schema and integrity pragmas are allowed", name3))
+		}
+	case sqlite3.AUTH_ALTER_TABLE:
+		if reserved(name4) {
+			return deny(fmt.Sprintf("table %s belongs to Durable", name4))
+		}
+	}
+	if reserved(name3) {
+		return deny(fmt.Sprintf("table %s belongs to Durable", name3))
+	}
+	return sqlite3.AUTH_OK
+}
+
+func reserved(name string) bool { return strings.HasPrefix(strings.ToLower(name), reservedPrefix) }
+
+// Cursor holds the rows of an Exec, Cloudflare's SqlStorageCursor. The
+// rows are read when Exec runs, so a cursor stays valid after the call.
+type Cursor struct {
+	columns []string
+	rows    [][]any
+	next    int
+	read    int64
+	written int64
+}
+
+// Columns returns the names of the columns.
+func (c *Cursor) Columns() []string { return c.columns }
+
+// Next advances to the next row; it reports false when none is left.
+func (c *Cursor) Next() bool {
+	if c.next >= len(c.rows) {
+		return false
+	}
+	c.next++
+	return true
+}
+
+// Values returns the current row's values: int64, float64, string, []byte
+// or nil, in column order.
+func (c *Cursor) Values() []any {
+	if c.next == 0 {
+		return nil
+	}
+	return c.rows[c.next-1]
+}
+
+// Scan copies the current row into dest, which takes pointers to int64,
+// int, float64, string, []byte, bool or any.
+func (c *Cursor) Scan(dest ...any) error {
+	row := c.Values()
+	if row == nil {
+		return errors.New("storage: Scan called without a current row; call Next first")
+	}
+	if len(dest) != len(row) {
+		return fmt.Errorf("storage: Scan of %d columns into %d destinations", len(row), len(dest))
+	}
+	for i, d := range dest {
+		if err := assign(d, row[i]); err != nil {
+			return fmt.Errorf("storage: column %s: %w", c.columns[i], err)
+		}
+	}
+	return nil
+}
+
+func assign(dest, v any) error {
+	switch d := dest.(type) {
+	case *any:
+		*d = v
+		return nil
+	case *int64:
+		if n, ok := v.(int64); ok {
+			*d = n
+			return nil
+		}
+	case *int:
+		if n, ok := v.(int64); ok {
+			*d = int(n)
+			return nil
+		}
+	case *float64:
+		switch n := v.(type) {
+		case float64:
+			*d = n
+			return nil
+		case int64:
+			*d = float64(n)
+			return nil
+		}
+	case *string:
+		switch s := v.(type) {
+		case string:
+			*d = s
+			return nil
+		case []byte:
+			*d = string(s)
+			return nil
+		}
+	case *[]byte:
+		switch s := v.(type) {
+		case []byte:
+			*d = s
+			return nil
+		case string:
+			*d = []byte(s)
+			return nil
+		}
+	case *bool:
+		if n, ok := v.(int64); ok {
+			*d = n != 0
+			return nil
+		}
+	}
+	return fmt.Errorf("cannot scan %T into %T", v, dest)
+}
+
+// All returns the rows not yet read with Next, each as a map from column
+// name to value: Cloudflare's toArray.
+func (c *Cursor) All() []map[string]any {
+	out := make([]map[string]any, 0, len(c.rows)-c.next)
+	for ; c.next < len(c.rows); c.next++ {
+		m := make(map[string]any, len(c.columns))
+		for i, name := range c.columns {
+			m[name] = c.rows[c.next][i]
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+// One returns the only row left, or an error unless exactly one is left.
+func (c *Cursor) One() (map[string]any, error) {
+	if n := len(c.rows) - c.next; n != 1 {
+		return nil, fmt.Errorf("storage: One: the query returned %d rows, not exactly one", n)
+	}
+	return c.All()[0], nil
+}
+
+// Raw returns the rows not yet read with Next, as values without column
+// names.
+func (c *Cursor) Raw() [][]any {
+	out := c.rows[c.next:]
+	c.next = len(c.rows)
+	return out
+}
+
+// RowsRead returns how many rows the statements produced.
+func (c *Cursor) RowsRead() int64 { return c.read }
+
+// RowsWritten returns how many rows the statements inserted, updated or
+// deleted.
+func (c *Cursor) RowsWritten() int64 { return c.written }

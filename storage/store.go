@@ -1,0 +1,80 @@
+package storage
+
+import (
+	"context"
+)
+
+// Store is the storage of one object: its state, its key-value storage and,
+// for classes declared with SQL, its SQL database. The server's object
+// goroutine drives it: BeginCall and EndCall around each call, Commit after
+// a batch of calls. It is not safe for concurrent use.
+type Store struct {
+	// KV is the object's key-value storage.
+	KV *KV
+	// SQL is the object's SQL database; its methods fail with ErrNoSQL for
+	// a store without one.
+	SQL *SQL
+
+	b backend
+}
+
+// backend is where a store's writes go: the node database (committed by
+// its writer goroutine, asynchronously) or the object's own SQL file
+// (committed by the object's goroutine).
+type backend interface {
+	loadState(ctx context.Context) ([]byte, bool, error)
+	beginCall() error
+	endCall(ok bool) error
+	// needsCommit reports whether commit must run even without state or
+	// key-value writes (an open SQL transaction).
+	needsCommit() bool
+	commit(state []byte, writeState bool, kv *layer, valid func() bool, done func(error))
+	reset()
+	close() error
+}
+
+// LoadState returns the object's stored state, and whether there is one.
+func (s *Store) LoadState(ctx context.Context) ([]byte, bool, error) { return s.b.loadState(ctx) }
+
+// BeginCall starts a call: its writes are kept by EndCall(true) and undone
+// by EndCall(false).
+func (s *Store) BeginCall() error {
+	if err := s.b.beginCall(); err != nil {
+		return err
+	}
+	s.KV.push()
+	return nil
+}
+
+// EndCall ends the current call, keeping its writes in the batch when ok.
+// An error means the batch can no longer be committed: Reset the store.
+func (s *Store) EndCall(ok bool) error {
+	for s.KV.txDepth > 0 { // a Transaction left open by a panic
+		s.KV.txDepth--
+		s.KV.pop(false)
+	}
+	s.KV.pop(ok)
+	return s.b.endCall(ok)
+}
+
+// Dirty reports whether the batch has writes to commit besides the state.
+func (s *Store) Dirty() bool { return !s.KV.stack[0].empty() || s.b.needsCommit() }
+
+// Commit commits the batch: the key-value and SQL writes of its successful
+// calls and, when writeState is set, state. done is called once, with nil
+// when all of it is durable; for the node database it is called later, from
+// its writer goroutine, and valid is asked first (a batch no longer valid
+// is acknowledged with ErrStale and not written).
+func (s *Store) Commit(state []byte, writeState bool, valid func() bool, done func(error)) {
+	s.b.commit(state, writeState, s.KV.takeBatch(), valid, done)
+}
+
+// Reset drops every write not yet committed, after a failed commit, so the
+// store reads what the database holds.
+func (s *Store) Reset() {
+	s.KV.reset()
+	s.b.reset()
+}
+
+// Close releases the store's resources; the node database stays open.
+func (s *Store) Close() error { return s.b.close() }
