@@ -273,9 +273,15 @@ func (a *actor[S]) runBatch(first *call[S]) {
 			}
 		}
 		if endErr := a.store.EndCall(err == nil); endErr != nil {
-			// The batch's transaction is gone: fail the whole batch and
-			// start again from what storage holds.
-			a.failBatch(calls, endErr)
+			// The batch's transaction is gone (SQLite aborts it on a full
+			// database): fail the whole batch, with this call's error as
+			// the cause, and start again from what storage holds.
+			cause := endErr
+			var rpc *durable.RPCError
+			if errors.As(err, &rpc) {
+				cause = rpc.Err
+			}
+			a.failBatch(calls, cause)
 			return
 		}
 		if err != nil {
@@ -303,10 +309,14 @@ func (a *actor[S]) runBatch(first *call[S]) {
 
 // failBatch fails every call of a batch that can no longer commit, and has
 // the next batch reload the object from storage.
-func (a *actor[S]) failBatch(calls []*call[S], err error) {
+func (a *actor[S]) failBatch(calls []*call[S], cause error) {
 	a.poison(a.epoch)
+	code := codeOf(cause)
+	if code == connect.CodeUnknown {
+		code = connect.CodeInternal
+	}
 	for _, c := range calls {
-		c.res, c.err = nil, a.failure(c.method, connect.CodeInternal, fmt.Errorf("nothing of the call was kept: %w", err))
+		c.res, c.err = nil, a.failure(c.method, code, fmt.Errorf("nothing of the call, or of the calls committed with it, was kept: %w", cause))
 		close(c.done)
 	}
 	a.restore()
