@@ -45,7 +45,22 @@ got=$("$work/bin/grpcurl" -plaintext -H 'Durable-Object-Name: user-123' -d '{"am
 expect "grpcurl Increment" '{"value":"7"}' "$got"
 
 got=$("$work/bin/grpcurl" -plaintext "$addr" list | tr '\n' ' ')
-expect "grpcurl list" 'durable.v1.IDService examples.counter.v1.Counter ' "$got"
+expect "grpcurl list" 'durable.v1.IDService examples.analytics.v1.Analytics examples.cart.v1.Cart examples.counter.v1.Counter examples.preferences.v1.Preferences examples.ratelimiter.v1.RateLimiter examples.usersession.v1.UserSession examples.wallet.v1.Wallet ' "$got"
+
+# Reflection serves the protovalidate rules with the messages that carry
+# them (and buf/validate/validate.proto, which grpcurl needs to print them).
+got=$("$work/bin/grpcurl" -plaintext "$addr" describe examples.wallet.v1.DepositRequest | tr -d '\n')
+case "$got" in
+*'int64 amount = 2 [(.buf.validate.field) = { int64: { gt: 0 } }]'*) echo "smoke: grpcurl describe with rules: ok" ;;
+*) echo "smoke: grpcurl describe with rules: got $got"; exit 1 ;;
+esac
+
+got=$(curl -sS -H 'Content-Type: application/json' -H 'Durable-Object-Name: family' \
+	-d '{"account": "alice", "amount": 0}' "http://$addr/examples.wallet.v1.Wallet/Deposit")
+case "$got" in
+*invalid_argument*amount*) echo "smoke: invalid request refused: ok" ;;
+*) echo "smoke: invalid request refused: got $got"; exit 1 ;;
+esac
 
 got=$(curl -sS -H 'Content-Type: application/json' -d '{}' "http://$addr/examples.counter.v1.Counter/GetValue")
 case "$got" in

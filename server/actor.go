@@ -389,12 +389,21 @@ func (a *actor[S]) logPanic(method string, r any) {
 }
 
 func (a *actor[S]) failure(method string, code connect.Code, err error) *durable.RPCError {
+	return rpcError(a.key.Class, method, code, err)
+}
+
+// rpcError reports a failed call. Its Err carries code as a *connect.Error
+// too, so that connect.CodeOf agrees with RPCError.Code.
+func rpcError(class, method string, code connect.Code, err error) *durable.RPCError {
 	msg := err.Error()
 	var ce *connect.Error
 	if errors.As(err, &ce) {
 		msg = ce.Message()
 	}
-	return &durable.RPCError{Class: a.key.Class, Method: method, Code: code, Message: msg, Err: err}
+	if connect.CodeOf(err) != code {
+		err = connect.NewError(code, err)
+	}
+	return &durable.RPCError{Class: class, Method: method, Code: code, Message: msg, Err: err}
 }
 
 // codeOf returns the Connect code a method's error carries: that of a

@@ -7,6 +7,7 @@ import (
 	"net"
 	"net/http"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -104,3 +105,7 @@ func eventually(t testing.TB, what string, cond func() bool) {
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
+
+type atomicCounter struct{ n atomic.Int64 }
+
+func (c *atomicCounter) add() int64 { return c.n.Add(1) }

@@ -204,8 +204,7 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, err), "invalid-id")
 	}
 	if err := n.srv.validate(any(req).(proto.Message)); err != nil {
-		return nil, &durable.RPCError{Class: n.class.Name, Method: method, Code: connect.CodeInvalidArgument,
-			Message: "invalid request: " + err.Error(), Err: err}
+		return nil, rpcError(n.class.Name, method, connect.CodeInvalidArgument, fmt.Errorf("invalid request: %w", err))
 	}
 	if callchain.Contains(ctx, key) {
 		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition,

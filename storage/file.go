@@ -57,7 +57,9 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		return nil, err
 	}
 	pages := max(1, cfg.maxSize/4096)
-	if err := pragmas(c, fmt.Sprintf(`PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
+	// busy_timeout first: an evicted object's connection may still be
+	// closing when the object is activated again.
+	if err := pragmas(c, fmt.Sprintf(`PRAGMA busy_timeout=5000; PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, synchronous(cfg.durability), pages)+fileSchema); err != nil {
 		return nil, err
 	}

@@ -6,6 +6,7 @@ package main
 
 import (
 	"context"
+	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -14,17 +15,30 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 	"time"
 
+	"github.com/durablego/durable/examples/analytics"
+	"github.com/durablego/durable/examples/cart"
 	"github.com/durablego/durable/examples/counter"
+	"github.com/durablego/durable/examples/preferences"
+	"github.com/durablego/durable/examples/ratelimiter"
+	"github.com/durablego/durable/examples/usersession"
+	"github.com/durablego/durable/examples/wallet"
+	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
+	"github.com/durablego/durable/gen/examples/cart/v1/cartv1durable"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durable"
+	"github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durable"
+	"github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1durable"
+	"github.com/durablego/durable/gen/examples/wallet/v1/walletv1durable"
 	"github.com/durablego/durable/server"
 )
 
 func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
-	data := flag.String("data", "./data", "directory for the objects' storage and the ID secret")
+	data := flag.String("data", "./data", "directory for the objects' storage, the ID secret and the carts' orders.db")
 	idle := flag.Duration("idle", 10*time.Second, "how long an idle object stays in memory")
 	flag.Parse()
 
@@ -35,13 +49,20 @@ func main() {
 	}
 }
 
-func run(addr, data string, idle time.Duration, log *slog.Logger) error {
+func run(addr, data string, idle time.Duration, log *slog.Logger) (err error) {
 	srv, err := server.New(server.WithDataDir(data), server.WithIdleTimeout(idle), server.WithLogger(log))
 	if err != nil {
 		return err
 	}
-	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
-		return err
+	// The carts' shared orders database, closed after Shutdown, once no
+	// object runs a call any more (on every path: closing twice is a no-op).
+	orders, err := cart.OpenOrders(filepath.Join(data, "orders.db"))
+	if err != nil {
+		return errors.Join(err, srv.Shutdown(context.Background()))
+	}
+	defer func() { err = errors.Join(err, orders.Close()) }()
+	if err := register(srv, orders); err != nil {
+		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
 
 	ln, err := net.Listen("tcp", addr)
@@ -69,6 +90,35 @@ func run(addr, data string, idle time.Duration, log *slog.Logger) error {
 	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
 		return err
 	}
+	if err := orders.Close(); err != nil {
+		return err
+	}
 	log.Info("stopped cleanly")
+	return nil
+}
+
+// register registers every example class of the reference page.
+func register(srv *server.Server, orders *sql.DB) error {
+	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
+		return err
+	}
+	if _, err := preferencesv1durable.RegisterPreferences(srv, preferences.Preferences{}); err != nil {
+		return err
+	}
+	if _, err := walletv1durable.RegisterWallet(srv, wallet.Wallet{}); err != nil {
+		return err
+	}
+	if _, err := analyticsv1durable.RegisterAnalytics(srv, analytics.Analytics{}); err != nil {
+		return err
+	}
+	if _, err := usersessionv1durable.RegisterUserSession(srv, usersession.UserSession{}); err != nil {
+		return err
+	}
+	if _, err := cartv1durable.RegisterCart(srv, cart.Cart{Orders: orders}); err != nil {
+		return err
+	}
+	if _, err := ratelimiterv1durable.RegisterRateLimiter(srv, ratelimiter.RateLimiter{}); err != nil {
+		return err
+	}
 	return nil
 }

@@ -12,6 +12,7 @@ import (
 
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
+	"github.com/durablego/durable/storage"
 )
 
 // Probe implements durabletestv1durable.Probe.
@@ -79,4 +80,85 @@ func (p *Probe) Block(ctx context.Context, _ *durabletestv1durable.ProbeObject, 
 	case <-ctx.Done():
 		return nil, ctx.Err()
 	}
+}
+
+// Put writes an entry, adds one to the value, then fails if asked to.
+func (p *Probe) Put(ctx context.Context, o *durabletestv1durable.ProbeObject, req *durabletestv1.PutRequest) (*durabletestv1.PutResponse, error) {
+	if err := o.Storage.Put(ctx, req.GetKey(), req.GetValue()); err != nil {
+		return nil, err
+	}
+	o.State.Value++
+	if req.GetFail() {
+		return nil, ErrAsked
+	}
+	return &durabletestv1.PutResponse{}, nil
+}
+
+// List returns the keys of the probe's entries.
+func (p *Probe) List(ctx context.Context, o *durabletestv1durable.ProbeObject, _ *durabletestv1.ListRequest) (*durabletestv1.ListResponse, error) {
+	entries, err := o.Storage.List(ctx, storage.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	res := &durabletestv1.ListResponse{}
+	for _, e := range entries {
+		res.Keys = append(res.Keys, e.Key)
+	}
+	return res, nil
+}
+
+// Ledger implements durabletestv1durable.Ledger.
+type Ledger struct{}
+
+var _ durabletestv1durable.Ledger = Ledger{}
+
+// Init creates the ledger's table.
+func (Ledger) Init(ctx context.Context, o *durabletestv1durable.LedgerObject) error {
+	_, err := o.SQL.Exec(ctx, `CREATE TABLE IF NOT EXISTS entries (key TEXT PRIMARY KEY)`)
+	return err
+}
+
+// Record writes state, an entry and a row, then fails or panics as asked.
+func (Ledger) Record(ctx context.Context, o *durabletestv1durable.LedgerObject, req *durabletestv1.RecordRequest) (*durabletestv1.RecordResponse, error) {
+	if err := o.Storage.Put(ctx, req.GetKey(), []byte("v")); err != nil {
+		return nil, err
+	}
+	if _, err := o.SQL.Exec(ctx, `INSERT INTO entries (key) VALUES (?)`, req.GetKey()); err != nil {
+		return nil, err
+	}
+	o.State.Entries += max(1, req.GetEntries())
+	if req.GetOwner() != "" {
+		o.State.Owner = req.GetOwner()
+	}
+	switch {
+	case req.GetPanic():
+		panic("ledger: panicking as asked")
+	case req.GetFail():
+		return nil, ErrAsked
+	}
+	return &durabletestv1.RecordResponse{}, nil
+}
+
+// Read returns the state, keys and rows.
+func (Ledger) Read(ctx context.Context, o *durabletestv1durable.LedgerObject, _ *durabletestv1.ReadRequest) (*durabletestv1.ReadResponse, error) {
+	res := &durabletestv1.ReadResponse{State: o.State}
+	entries, err := o.Storage.List(ctx, storage.ListOptions{})
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range entries {
+		res.Keys = append(res.Keys, e.Key)
+	}
+	cur, err := o.SQL.Exec(ctx, `SELECT key FROM entries ORDER BY key`)
+	if err != nil {
+		return nil, err
+	}
+	for cur.Next() {
+		var k string
+		if err := cur.Scan(&k); err != nil {
+			return nil, err
+		}
+		res.Rows = append(res.Rows, k)
+	}
+	return res, nil
 }

@@ -11,6 +11,7 @@
 package durabletestv1
 
 import (
+	_ "buf.build/gen/go/bufbuild/protovalidate/protocolbuffers/go/buf/validate"
 	_ "github.com/durablego/durable/gen/durable/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
@@ -445,11 +446,462 @@ func (*BlockResponse) Descriptor() ([]byte, []int) {
 	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{8}
 }
 
+// PutRequest writes one entry.
+type PutRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Key           string                 `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Value         []byte                 `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	Fail          bool                   `protobuf:"varint,3,opt,name=fail,proto3" json:"fail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutRequest) Reset() {
+	*x = PutRequest{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutRequest) ProtoMessage() {}
+
+func (x *PutRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutRequest.ProtoReflect.Descriptor instead.
+func (*PutRequest) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *PutRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *PutRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+func (x *PutRequest) GetFail() bool {
+	if x != nil {
+		return x.Fail
+	}
+	return false
+}
+
+// PutResponse answers a Put.
+type PutResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutResponse) Reset() {
+	*x = PutResponse{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutResponse) ProtoMessage() {}
+
+func (x *PutResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutResponse.ProtoReflect.Descriptor instead.
+func (*PutResponse) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{10}
+}
+
+// ListRequest lists the entries.
+type ListRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRequest) Reset() {
+	*x = ListRequest{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRequest) ProtoMessage() {}
+
+func (x *ListRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRequest.ProtoReflect.Descriptor instead.
+func (*ListRequest) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{11}
+}
+
+// ListResponse carries the entries in key order.
+type ListResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Keys          []string               `protobuf:"bytes,1,rep,name=keys,proto3" json:"keys,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListResponse) Reset() {
+	*x = ListResponse{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListResponse) ProtoMessage() {}
+
+func (x *ListResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListResponse.ProtoReflect.Descriptor instead.
+func (*ListResponse) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *ListResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+// LedgerState is the state of a ledger; its rules make a call that breaks
+// them fail.
+type LedgerState struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// entries counts the recorded entries; at most a billion.
+	Entries int64 `protobuf:"varint,1,opt,name=entries,proto3" json:"entries,omitempty"`
+	// owner names the ledger's owner, at most 16 characters.
+	Owner         string `protobuf:"bytes,2,opt,name=owner,proto3" json:"owner,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *LedgerState) Reset() {
+	*x = LedgerState{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *LedgerState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*LedgerState) ProtoMessage() {}
+
+func (x *LedgerState) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use LedgerState.ProtoReflect.Descriptor instead.
+func (*LedgerState) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *LedgerState) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+func (x *LedgerState) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+// RecordRequest records one entry.
+type RecordRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key names the entry; required.
+	Key   string `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	Fail  bool   `protobuf:"varint,2,opt,name=fail,proto3" json:"fail,omitempty"`
+	Panic bool   `protobuf:"varint,3,opt,name=panic,proto3" json:"panic,omitempty"`
+	// owner, if set, replaces the ledger's owner.
+	Owner string `protobuf:"bytes,4,opt,name=owner,proto3" json:"owner,omitempty"`
+	// entries is added to the state's count (1 when 0).
+	Entries       int64 `protobuf:"varint,5,opt,name=entries,proto3" json:"entries,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRequest) Reset() {
+	*x = RecordRequest{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRequest) ProtoMessage() {}
+
+func (x *RecordRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRequest.ProtoReflect.Descriptor instead.
+func (*RecordRequest) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *RecordRequest) GetKey() string {
+	if x != nil {
+		return x.Key
+	}
+	return ""
+}
+
+func (x *RecordRequest) GetFail() bool {
+	if x != nil {
+		return x.Fail
+	}
+	return false
+}
+
+func (x *RecordRequest) GetPanic() bool {
+	if x != nil {
+		return x.Panic
+	}
+	return false
+}
+
+func (x *RecordRequest) GetOwner() string {
+	if x != nil {
+		return x.Owner
+	}
+	return ""
+}
+
+func (x *RecordRequest) GetEntries() int64 {
+	if x != nil {
+		return x.Entries
+	}
+	return 0
+}
+
+// RecordResponse answers a Record.
+type RecordResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordResponse) Reset() {
+	*x = RecordResponse{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordResponse) ProtoMessage() {}
+
+func (x *RecordResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordResponse.ProtoReflect.Descriptor instead.
+func (*RecordResponse) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{15}
+}
+
+// ReadRequest reads a ledger.
+type ReadRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadRequest) Reset() {
+	*x = ReadRequest{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadRequest) ProtoMessage() {}
+
+func (x *ReadRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadRequest.ProtoReflect.Descriptor instead.
+func (*ReadRequest) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{16}
+}
+
+// ReadResponse carries the state, the keys and the SQL rows.
+type ReadResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	State         *LedgerState           `protobuf:"bytes,1,opt,name=state,proto3" json:"state,omitempty"`
+	Keys          []string               `protobuf:"bytes,2,rep,name=keys,proto3" json:"keys,omitempty"`
+	Rows          []string               `protobuf:"bytes,3,rep,name=rows,proto3" json:"rows,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadResponse) Reset() {
+	*x = ReadResponse{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadResponse) ProtoMessage() {}
+
+func (x *ReadResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadResponse.ProtoReflect.Descriptor instead.
+func (*ReadResponse) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ReadResponse) GetState() *LedgerState {
+	if x != nil {
+		return x.State
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetKeys() []string {
+	if x != nil {
+		return x.Keys
+	}
+	return nil
+}
+
+func (x *ReadResponse) GetRows() []string {
+	if x != nil {
+		return x.Rows
+	}
+	return nil
+}
+
 var File_durabletest_v1_probe_proto protoreflect.FileDescriptor
 
 const file_durabletest_v1_probe_proto_rawDesc = "" +
 	"\n" +
-	"\x1adurabletest/v1/probe.proto\x12\x0edurabletest.v1\x1a\x18durable/v1/durable.proto\"?\n" +
+	"\x1adurabletest/v1/probe.proto\x12\x0edurabletest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x18durable/v1/durable.proto\"?\n" +
 	"\n" +
 	"ProbeState\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x03R\x05value\x12\x1b\n" +
@@ -472,14 +924,44 @@ const file_durabletest_v1_probe_proto_rawDesc = "" +
 	"\vHopResponse\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x03R\x05value\"\x0e\n" +
 	"\fBlockRequest\"\x0f\n" +
-	"\rBlockResponse2\x9f\x02\n" +
+	"\rBlockResponse\"H\n" +
+	"\n" +
+	"PutRequest\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\fR\x05value\x12\x12\n" +
+	"\x04fail\x18\x03 \x01(\bR\x04fail\"\r\n" +
+	"\vPutResponse\"\r\n" +
+	"\vListRequest\"\"\n" +
+	"\fListResponse\x12\x12\n" +
+	"\x04keys\x18\x01 \x03(\tR\x04keys\"S\n" +
+	"\vLedgerState\x12%\n" +
+	"\aentries\x18\x01 \x01(\x03B\v\xbaH\b\"\x06\x18\x80\x94\xeb\xdc\x03R\aentries\x12\x1d\n" +
+	"\x05owner\x18\x02 \x01(\tB\a\xbaH\x04r\x02\x18\x10R\x05owner\"\x84\x01\n" +
+	"\rRecordRequest\x12\x19\n" +
+	"\x03key\x18\x01 \x01(\tB\a\xbaH\x04r\x02\x10\x01R\x03key\x12\x12\n" +
+	"\x04fail\x18\x02 \x01(\bR\x04fail\x12\x14\n" +
+	"\x05panic\x18\x03 \x01(\bR\x05panic\x12\x14\n" +
+	"\x05owner\x18\x04 \x01(\tR\x05owner\x12\x18\n" +
+	"\aentries\x18\x05 \x01(\x03R\aentries\"\x10\n" +
+	"\x0eRecordResponse\"\r\n" +
+	"\vReadRequest\"i\n" +
+	"\fReadResponse\x121\n" +
+	"\x05state\x18\x01 \x01(\v2\x1b.durabletest.v1.LedgerStateR\x05state\x12\x12\n" +
+	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x12\n" +
+	"\x04rows\x18\x03 \x03(\tR\x04rows2\xa2\x03\n" +
 	"\x05Probe\x12>\n" +
 	"\x03Add\x12\x1a.durabletest.v1.AddRequest\x1a\x1b.durabletest.v1.AddResponse\x12>\n" +
 	"\x03Get\x12\x1a.durabletest.v1.GetRequest\x1a\x1b.durabletest.v1.GetResponse\x12>\n" +
 	"\x03Hop\x12\x1a.durabletest.v1.HopRequest\x1a\x1b.durabletest.v1.HopResponse\x12D\n" +
-	"\x05Block\x12\x1c.durabletest.v1.BlockRequest\x1a\x1d.durabletest.v1.BlockResponse\x1a\x10\xaa\x9f\x19\f\n" +
+	"\x05Block\x12\x1c.durabletest.v1.BlockRequest\x1a\x1d.durabletest.v1.BlockResponse\x12>\n" +
+	"\x03Put\x12\x1a.durabletest.v1.PutRequest\x1a\x1b.durabletest.v1.PutResponse\x12A\n" +
+	"\x04List\x12\x1b.durabletest.v1.ListRequest\x1a\x1c.durabletest.v1.ListResponse\x1a\x10\xaa\x9f\x19\f\n" +
 	"\n" +
-	"ProbeStateB?Z=github.com/durablego/durable/gen/durabletest/v1;durabletestv1b\x06proto3"
+	"ProbeState2\xa9\x01\n" +
+	"\x06Ledger\x12G\n" +
+	"\x06Record\x12\x1d.durabletest.v1.RecordRequest\x1a\x1e.durabletest.v1.RecordResponse\x12A\n" +
+	"\x04Read\x12\x1b.durabletest.v1.ReadRequest\x1a\x1c.durabletest.v1.ReadResponse\x1a\x13\xaa\x9f\x19\x0f\n" +
+	"\vLedgerState\x10\x01B?Z=github.com/durablego/durable/gen/durabletest/v1;durabletestv1b\x06proto3"
 
 var (
 	file_durabletest_v1_probe_proto_rawDescOnce sync.Once
@@ -493,33 +975,51 @@ func file_durabletest_v1_probe_proto_rawDescGZIP() []byte {
 	return file_durabletest_v1_probe_proto_rawDescData
 }
 
-var file_durabletest_v1_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_durabletest_v1_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_durabletest_v1_probe_proto_goTypes = []any{
-	(*ProbeState)(nil),    // 0: durabletest.v1.ProbeState
-	(*AddRequest)(nil),    // 1: durabletest.v1.AddRequest
-	(*AddResponse)(nil),   // 2: durabletest.v1.AddResponse
-	(*GetRequest)(nil),    // 3: durabletest.v1.GetRequest
-	(*GetResponse)(nil),   // 4: durabletest.v1.GetResponse
-	(*HopRequest)(nil),    // 5: durabletest.v1.HopRequest
-	(*HopResponse)(nil),   // 6: durabletest.v1.HopResponse
-	(*BlockRequest)(nil),  // 7: durabletest.v1.BlockRequest
-	(*BlockResponse)(nil), // 8: durabletest.v1.BlockResponse
+	(*ProbeState)(nil),     // 0: durabletest.v1.ProbeState
+	(*AddRequest)(nil),     // 1: durabletest.v1.AddRequest
+	(*AddResponse)(nil),    // 2: durabletest.v1.AddResponse
+	(*GetRequest)(nil),     // 3: durabletest.v1.GetRequest
+	(*GetResponse)(nil),    // 4: durabletest.v1.GetResponse
+	(*HopRequest)(nil),     // 5: durabletest.v1.HopRequest
+	(*HopResponse)(nil),    // 6: durabletest.v1.HopResponse
+	(*BlockRequest)(nil),   // 7: durabletest.v1.BlockRequest
+	(*BlockResponse)(nil),  // 8: durabletest.v1.BlockResponse
+	(*PutRequest)(nil),     // 9: durabletest.v1.PutRequest
+	(*PutResponse)(nil),    // 10: durabletest.v1.PutResponse
+	(*ListRequest)(nil),    // 11: durabletest.v1.ListRequest
+	(*ListResponse)(nil),   // 12: durabletest.v1.ListResponse
+	(*LedgerState)(nil),    // 13: durabletest.v1.LedgerState
+	(*RecordRequest)(nil),  // 14: durabletest.v1.RecordRequest
+	(*RecordResponse)(nil), // 15: durabletest.v1.RecordResponse
+	(*ReadRequest)(nil),    // 16: durabletest.v1.ReadRequest
+	(*ReadResponse)(nil),   // 17: durabletest.v1.ReadResponse
 }
 var file_durabletest_v1_probe_proto_depIdxs = []int32{
-	0, // 0: durabletest.v1.GetResponse.state:type_name -> durabletest.v1.ProbeState
-	1, // 1: durabletest.v1.Probe.Add:input_type -> durabletest.v1.AddRequest
-	3, // 2: durabletest.v1.Probe.Get:input_type -> durabletest.v1.GetRequest
-	5, // 3: durabletest.v1.Probe.Hop:input_type -> durabletest.v1.HopRequest
-	7, // 4: durabletest.v1.Probe.Block:input_type -> durabletest.v1.BlockRequest
-	2, // 5: durabletest.v1.Probe.Add:output_type -> durabletest.v1.AddResponse
-	4, // 6: durabletest.v1.Probe.Get:output_type -> durabletest.v1.GetResponse
-	6, // 7: durabletest.v1.Probe.Hop:output_type -> durabletest.v1.HopResponse
-	8, // 8: durabletest.v1.Probe.Block:output_type -> durabletest.v1.BlockResponse
-	5, // [5:9] is the sub-list for method output_type
-	1, // [1:5] is the sub-list for method input_type
-	1, // [1:1] is the sub-list for extension type_name
-	1, // [1:1] is the sub-list for extension extendee
-	0, // [0:1] is the sub-list for field type_name
+	0,  // 0: durabletest.v1.GetResponse.state:type_name -> durabletest.v1.ProbeState
+	13, // 1: durabletest.v1.ReadResponse.state:type_name -> durabletest.v1.LedgerState
+	1,  // 2: durabletest.v1.Probe.Add:input_type -> durabletest.v1.AddRequest
+	3,  // 3: durabletest.v1.Probe.Get:input_type -> durabletest.v1.GetRequest
+	5,  // 4: durabletest.v1.Probe.Hop:input_type -> durabletest.v1.HopRequest
+	7,  // 5: durabletest.v1.Probe.Block:input_type -> durabletest.v1.BlockRequest
+	9,  // 6: durabletest.v1.Probe.Put:input_type -> durabletest.v1.PutRequest
+	11, // 7: durabletest.v1.Probe.List:input_type -> durabletest.v1.ListRequest
+	14, // 8: durabletest.v1.Ledger.Record:input_type -> durabletest.v1.RecordRequest
+	16, // 9: durabletest.v1.Ledger.Read:input_type -> durabletest.v1.ReadRequest
+	2,  // 10: durabletest.v1.Probe.Add:output_type -> durabletest.v1.AddResponse
+	4,  // 11: durabletest.v1.Probe.Get:output_type -> durabletest.v1.GetResponse
+	6,  // 12: durabletest.v1.Probe.Hop:output_type -> durabletest.v1.HopResponse
+	8,  // 13: durabletest.v1.Probe.Block:output_type -> durabletest.v1.BlockResponse
+	10, // 14: durabletest.v1.Probe.Put:output_type -> durabletest.v1.PutResponse
+	12, // 15: durabletest.v1.Probe.List:output_type -> durabletest.v1.ListResponse
+	15, // 16: durabletest.v1.Ledger.Record:output_type -> durabletest.v1.RecordResponse
+	17, // 17: durabletest.v1.Ledger.Read:output_type -> durabletest.v1.ReadResponse
+	10, // [10:18] is the sub-list for method output_type
+	2,  // [2:10] is the sub-list for method input_type
+	2,  // [2:2] is the sub-list for extension type_name
+	2,  // [2:2] is the sub-list for extension extendee
+	0,  // [0:2] is the sub-list for field type_name
 }
 
 func init() { file_durabletest_v1_probe_proto_init() }
@@ -533,9 +1033,9 @@ func file_durabletest_v1_probe_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_durabletest_v1_probe_proto_rawDesc), len(file_durabletest_v1_probe_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   9,
+			NumMessages:   18,
 			NumExtensions: 0,
-			NumServices:   1,
+			NumServices:   2,
 		},
 		GoTypes:           file_durabletest_v1_probe_proto_goTypes,
 		DependencyIndexes: file_durabletest_v1_probe_proto_depIdxs,

@@ -27,6 +27,8 @@ const _ = connect.IsAtLeastVersion1_13_0
 const (
 	// ProbeName is the fully-qualified name of the Probe service.
 	ProbeName = "durabletest.v1.Probe"
+	// LedgerName is the fully-qualified name of the Ledger service.
+	LedgerName = "durabletest.v1.Ledger"
 )
 
 // These constants are the fully-qualified names of the RPCs defined in this package. They're
@@ -45,6 +47,14 @@ const (
 	ProbeHopProcedure = "/durabletest.v1.Probe/Hop"
 	// ProbeBlockProcedure is the fully-qualified name of the Probe's Block RPC.
 	ProbeBlockProcedure = "/durabletest.v1.Probe/Block"
+	// ProbePutProcedure is the fully-qualified name of the Probe's Put RPC.
+	ProbePutProcedure = "/durabletest.v1.Probe/Put"
+	// ProbeListProcedure is the fully-qualified name of the Probe's List RPC.
+	ProbeListProcedure = "/durabletest.v1.Probe/List"
+	// LedgerRecordProcedure is the fully-qualified name of the Ledger's Record RPC.
+	LedgerRecordProcedure = "/durabletest.v1.Ledger/Record"
+	// LedgerReadProcedure is the fully-qualified name of the Ledger's Read RPC.
+	LedgerReadProcedure = "/durabletest.v1.Ledger/Read"
 )
 
 // ProbeClient is a client for the durabletest.v1.Probe service.
@@ -59,6 +69,11 @@ type ProbeClient interface {
 	Hop(context.Context, *connect.Request[v1.HopRequest]) (*connect.Response[v1.HopResponse], error)
 	// Block waits until the test releases the probe implementation's gate.
 	Block(context.Context, *connect.Request[v1.BlockRequest]) (*connect.Response[v1.BlockResponse], error)
+	// Put writes a key-value entry and adds to the value, then fails if
+	// asked to.
+	Put(context.Context, *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error)
+	// List returns the probe's key-value entries.
+	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
 }
 
 // NewProbeClient constructs a client for the durabletest.v1.Probe service. By default, it uses the
@@ -96,6 +111,18 @@ func NewProbeClient(httpClient connect.HTTPClient, baseURL string, opts ...conne
 			connect.WithSchema(probeMethods.ByName("Block")),
 			connect.WithClientOptions(opts...),
 		),
+		put: connect.NewClient[v1.PutRequest, v1.PutResponse](
+			httpClient,
+			baseURL+ProbePutProcedure,
+			connect.WithSchema(probeMethods.ByName("Put")),
+			connect.WithClientOptions(opts...),
+		),
+		list: connect.NewClient[v1.ListRequest, v1.ListResponse](
+			httpClient,
+			baseURL+ProbeListProcedure,
+			connect.WithSchema(probeMethods.ByName("List")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
@@ -105,6 +132,8 @@ type probeClient struct {
 	get   *connect.Client[v1.GetRequest, v1.GetResponse]
 	hop   *connect.Client[v1.HopRequest, v1.HopResponse]
 	block *connect.Client[v1.BlockRequest, v1.BlockResponse]
+	put   *connect.Client[v1.PutRequest, v1.PutResponse]
+	list  *connect.Client[v1.ListRequest, v1.ListResponse]
 }
 
 // Add calls durabletest.v1.Probe.Add.
@@ -127,6 +156,16 @@ func (c *probeClient) Block(ctx context.Context, req *connect.Request[v1.BlockRe
 	return c.block.CallUnary(ctx, req)
 }
 
+// Put calls durabletest.v1.Probe.Put.
+func (c *probeClient) Put(ctx context.Context, req *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error) {
+	return c.put.CallUnary(ctx, req)
+}
+
+// List calls durabletest.v1.Probe.List.
+func (c *probeClient) List(ctx context.Context, req *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
+	return c.list.CallUnary(ctx, req)
+}
+
 // ProbeHandler is an implementation of the durabletest.v1.Probe service.
 type ProbeHandler interface {
 	// Add adds amount to the value, then fails or panics if asked to, after
@@ -139,6 +178,11 @@ type ProbeHandler interface {
 	Hop(context.Context, *connect.Request[v1.HopRequest]) (*connect.Response[v1.HopResponse], error)
 	// Block waits until the test releases the probe implementation's gate.
 	Block(context.Context, *connect.Request[v1.BlockRequest]) (*connect.Response[v1.BlockResponse], error)
+	// Put writes a key-value entry and adds to the value, then fails if
+	// asked to.
+	Put(context.Context, *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error)
+	// List returns the probe's key-value entries.
+	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
 }
 
 // NewProbeHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -172,6 +216,18 @@ func NewProbeHandler(svc ProbeHandler, opts ...connect.HandlerOption) (string, h
 		connect.WithSchema(probeMethods.ByName("Block")),
 		connect.WithHandlerOptions(opts...),
 	)
+	probePutHandler := connect.NewUnaryHandler(
+		ProbePutProcedure,
+		svc.Put,
+		connect.WithSchema(probeMethods.ByName("Put")),
+		connect.WithHandlerOptions(opts...),
+	)
+	probeListHandler := connect.NewUnaryHandler(
+		ProbeListProcedure,
+		svc.List,
+		connect.WithSchema(probeMethods.ByName("List")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/durabletest.v1.Probe/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ProbeAddProcedure:
@@ -182,6 +238,10 @@ func NewProbeHandler(svc ProbeHandler, opts ...connect.HandlerOption) (string, h
 			probeHopHandler.ServeHTTP(w, r)
 		case ProbeBlockProcedure:
 			probeBlockHandler.ServeHTTP(w, r)
+		case ProbePutProcedure:
+			probePutHandler.ServeHTTP(w, r)
+		case ProbeListProcedure:
+			probeListHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -205,4 +265,114 @@ func (UnimplementedProbeHandler) Hop(context.Context, *connect.Request[v1.HopReq
 
 func (UnimplementedProbeHandler) Block(context.Context, *connect.Request[v1.BlockRequest]) (*connect.Response[v1.BlockResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Probe.Block is not implemented"))
+}
+
+func (UnimplementedProbeHandler) Put(context.Context, *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Probe.Put is not implemented"))
+}
+
+func (UnimplementedProbeHandler) List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Probe.List is not implemented"))
+}
+
+// LedgerClient is a client for the durabletest.v1.Ledger service.
+type LedgerClient interface {
+	// Record writes state, a key-value entry and an SQL row, then fails or
+	// panics if asked to.
+	Record(context.Context, *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error)
+	// Read returns everything the ledger holds.
+	Read(context.Context, *connect.Request[v1.ReadRequest]) (*connect.Response[v1.ReadResponse], error)
+}
+
+// NewLedgerClient constructs a client for the durabletest.v1.Ledger service. By default, it uses
+// the Connect protocol with the binary Protobuf Codec, asks for gzipped responses, and sends
+// uncompressed requests. To use the gRPC or gRPC-Web protocols, supply the connect.WithGRPC() or
+// connect.WithGRPCWeb() options.
+//
+// The URL supplied here should be the base URL for the Connect or gRPC server (for example,
+// http://api.acme.com or https://acme.com/grpc).
+func NewLedgerClient(httpClient connect.HTTPClient, baseURL string, opts ...connect.ClientOption) LedgerClient {
+	baseURL = strings.TrimRight(baseURL, "/")
+	ledgerMethods := v1.File_durabletest_v1_probe_proto.Services().ByName("Ledger").Methods()
+	return &ledgerClient{
+		record: connect.NewClient[v1.RecordRequest, v1.RecordResponse](
+			httpClient,
+			baseURL+LedgerRecordProcedure,
+			connect.WithSchema(ledgerMethods.ByName("Record")),
+			connect.WithClientOptions(opts...),
+		),
+		read: connect.NewClient[v1.ReadRequest, v1.ReadResponse](
+			httpClient,
+			baseURL+LedgerReadProcedure,
+			connect.WithSchema(ledgerMethods.ByName("Read")),
+			connect.WithClientOptions(opts...),
+		),
+	}
+}
+
+// ledgerClient implements LedgerClient.
+type ledgerClient struct {
+	record *connect.Client[v1.RecordRequest, v1.RecordResponse]
+	read   *connect.Client[v1.ReadRequest, v1.ReadResponse]
+}
+
+// Record calls durabletest.v1.Ledger.Record.
+func (c *ledgerClient) Record(ctx context.Context, req *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error) {
+	return c.record.CallUnary(ctx, req)
+}
+
+// Read calls durabletest.v1.Ledger.Read.
+func (c *ledgerClient) Read(ctx context.Context, req *connect.Request[v1.ReadRequest]) (*connect.Response[v1.ReadResponse], error) {
+	return c.read.CallUnary(ctx, req)
+}
+
+// LedgerHandler is an implementation of the durabletest.v1.Ledger service.
+type LedgerHandler interface {
+	// Record writes state, a key-value entry and an SQL row, then fails or
+	// panics if asked to.
+	Record(context.Context, *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error)
+	// Read returns everything the ledger holds.
+	Read(context.Context, *connect.Request[v1.ReadRequest]) (*connect.Response[v1.ReadResponse], error)
+}
+
+// NewLedgerHandler builds an HTTP handler from the service implementation. It returns the path on
+// which to mount the handler and the handler itself.
+//
+// By default, handlers support the Connect, gRPC, and gRPC-Web protocols with the binary Protobuf
+// and JSON codecs. They also support gzip compression.
+func NewLedgerHandler(svc LedgerHandler, opts ...connect.HandlerOption) (string, http.Handler) {
+	ledgerMethods := v1.File_durabletest_v1_probe_proto.Services().ByName("Ledger").Methods()
+	ledgerRecordHandler := connect.NewUnaryHandler(
+		LedgerRecordProcedure,
+		svc.Record,
+		connect.WithSchema(ledgerMethods.ByName("Record")),
+		connect.WithHandlerOptions(opts...),
+	)
+	ledgerReadHandler := connect.NewUnaryHandler(
+		LedgerReadProcedure,
+		svc.Read,
+		connect.WithSchema(ledgerMethods.ByName("Read")),
+		connect.WithHandlerOptions(opts...),
+	)
+	return "/durabletest.v1.Ledger/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		switch r.URL.Path {
+		case LedgerRecordProcedure:
+			ledgerRecordHandler.ServeHTTP(w, r)
+		case LedgerReadProcedure:
+			ledgerReadHandler.ServeHTTP(w, r)
+		default:
+			http.NotFound(w, r)
+		}
+	})
+}
+
+// UnimplementedLedgerHandler returns CodeUnimplemented from all methods.
+type UnimplementedLedgerHandler struct{}
+
+func (UnimplementedLedgerHandler) Record(context.Context, *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Ledger.Record is not implemented"))
+}
+
+func (UnimplementedLedgerHandler) Read(context.Context, *connect.Request[v1.ReadRequest]) (*connect.Response[v1.ReadResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Ledger.Read is not implemented"))
 }

@@ -47,6 +47,11 @@ type Probe interface {
 	Hop(context.Context, *ProbeObject, *v1.HopRequest) (*v1.HopResponse, error)
 	// Block waits until the test releases the probe implementation's gate.
 	Block(context.Context, *ProbeObject, *v1.BlockRequest) (*v1.BlockResponse, error)
+	// Put writes a key-value entry and adds to the value, then fails if
+	// asked to.
+	Put(context.Context, *ProbeObject, *v1.PutRequest) (*v1.PutResponse, error)
+	// List returns the probe's key-value entries.
+	List(context.Context, *ProbeObject, *v1.ListRequest) (*v1.ListResponse, error)
 }
 
 // ProbeStub calls one Probe object. Stubs from ProbeNamespace.Get call it
@@ -64,6 +69,11 @@ type ProbeStub interface {
 	Hop(context.Context, *v1.HopRequest) (*v1.HopResponse, error)
 	// Block waits until the test releases the probe implementation's gate.
 	Block(context.Context, *v1.BlockRequest) (*v1.BlockResponse, error)
+	// Put writes a key-value entry and adds to the value, then fails if
+	// asked to.
+	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
+	// List returns the probe's key-value entries.
+	List(context.Context, *v1.ListRequest) (*v1.ListResponse, error)
 }
 
 // ProbeNamespace is the in-process namespace of the Probe class: it mints
@@ -129,6 +139,14 @@ func (s *probeLocalStub) Block(ctx context.Context, req *v1.BlockRequest) (*v1.B
 	return server.Invoke(ctx, s.ns, s.id, "Block", req, s.impl.Block)
 }
 
+func (s *probeLocalStub) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutResponse, error) {
+	return server.Invoke(ctx, s.ns, s.id, "Put", req, s.impl.Put)
+}
+
+func (s *probeLocalStub) List(ctx context.Context, req *v1.ListRequest) (*v1.ListResponse, error) {
+	return server.Invoke(ctx, s.ns, s.id, "List", req, s.impl.List)
+}
+
 type probeHandler struct {
 	ns   *server.Namespace[*v1.ProbeState]
 	impl Probe
@@ -148,6 +166,14 @@ func (h *probeHandler) Hop(ctx context.Context, req *connect.Request[v1.HopReque
 
 func (h *probeHandler) Block(ctx context.Context, req *connect.Request[v1.BlockRequest]) (*connect.Response[v1.BlockResponse], error) {
 	return server.Handle(ctx, h.ns, "Block", req, h.impl.Block)
+}
+
+func (h *probeHandler) Put(ctx context.Context, req *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error) {
+	return server.Handle(ctx, h.ns, "Put", req, h.impl.Put)
+}
+
+func (h *probeHandler) List(ctx context.Context, req *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
+	return server.Handle(ctx, h.ns, "List", req, h.impl.List)
 }
 
 // ProbeClient is a remote namespace of the Probe class: its stubs call
@@ -211,4 +237,175 @@ func (s *probeRemoteStub) Hop(ctx context.Context, req *v1.HopRequest) (*v1.HopR
 
 func (s *probeRemoteStub) Block(ctx context.Context, req *v1.BlockRequest) (*v1.BlockResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Block", req, s.c.rpc.Block)
+}
+
+func (s *probeRemoteStub) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutResponse, error) {
+	return client.Invoke(ctx, s.c.ns, s.id, "Put", req, s.c.rpc.Put)
+}
+
+func (s *probeRemoteStub) List(ctx context.Context, req *v1.ListRequest) (*v1.ListResponse, error) {
+	return client.Invoke(ctx, s.c.ns, s.id, "List", req, s.c.rpc.List)
+}
+
+// Names of the Ledger object class.
+const (
+	// LedgerClassName is the class name, as in the .proto service.
+	LedgerClassName = "Ledger"
+	// LedgerBinding is the constant-case binding name.
+	LedgerBinding = "LEDGER"
+	// LedgerURLSegment is the kebab-case segment of the class in URLs.
+	LedgerURLSegment = "ledger"
+)
+
+// LedgerObject is the live handle passed to every method of Ledger.
+type LedgerObject = durable.Object[*v1.LedgerState]
+
+// Ledger is implemented by the Ledger durable object.
+//
+// Ledger is a test object with an SQL database: each Record writes state,
+// a key-value entry and an SQL row.
+//
+// An implementation may also satisfy the optional hooks of package durable,
+// such as durable.Initializer[*v1.LedgerState].
+type Ledger interface {
+	// Record writes state, a key-value entry and an SQL row, then fails or
+	// panics if asked to.
+	Record(context.Context, *LedgerObject, *v1.RecordRequest) (*v1.RecordResponse, error)
+	// Read returns everything the ledger holds.
+	Read(context.Context, *LedgerObject, *v1.ReadRequest) (*v1.ReadResponse, error)
+}
+
+// LedgerStub calls one Ledger object. Stubs from LedgerNamespace.Get call
+// it in process; stubs from LedgerClient.Get call it over the network.
+type LedgerStub interface {
+	// ID returns the ID of the object the stub calls.
+	ID() durable.ID
+	// Record writes state, a key-value entry and an SQL row, then fails or
+	// panics if asked to.
+	Record(context.Context, *v1.RecordRequest) (*v1.RecordResponse, error)
+	// Read returns everything the ledger holds.
+	Read(context.Context, *v1.ReadRequest) (*v1.ReadResponse, error)
+}
+
+// LedgerNamespace is the in-process namespace of the Ledger class: it mints
+// IDs and returns stubs that call objects through their mailboxes, without
+// HTTP or serialization.
+type LedgerNamespace struct {
+	ns   *server.Namespace[*v1.LedgerState]
+	impl Ledger
+}
+
+// RegisterLedger registers impl as the Ledger class of srv and mounts its
+// Connect, gRPC and gRPC-Web handlers.
+func RegisterLedger(srv *server.Server, impl Ledger, opts ...server.ClassOption) (*LedgerNamespace, error) {
+	ns, err := server.Register[*v1.LedgerState](srv, server.Class{
+		Name:    LedgerClassName,
+		Binding: LedgerBinding,
+		Segment: LedgerURLSegment,
+		Service: durabletestv1connect.LedgerName,
+		SQL:     true,
+	}, impl, opts...)
+	if err != nil {
+		return nil, err
+	}
+	srv.Mount(durabletestv1connect.NewLedgerHandler(&ledgerHandler{ns: ns, impl: impl}, srv.HandlerOptions()...))
+	return &LedgerNamespace{ns: ns, impl: impl}, nil
+}
+
+// IDFromName returns the ID that name maps to, the same every time.
+func (n *LedgerNamespace) IDFromName(name string) durable.ID { return n.ns.IDFromName(name) }
+
+// IDFromString parses the canonical form of a Ledger ID.
+func (n *LedgerNamespace) IDFromString(s string) (durable.ID, error) { return n.ns.IDFromString(s) }
+
+// NewUniqueID returns a fresh random ID.
+func (n *LedgerNamespace) NewUniqueID() durable.ID { return n.ns.NewUniqueID() }
+
+// Get returns an in-process stub for the object with the given ID.
+func (n *LedgerNamespace) Get(id durable.ID) LedgerStub {
+	return &ledgerLocalStub{ns: n.ns, impl: n.impl, id: id}
+}
+
+type ledgerLocalStub struct {
+	ns   *server.Namespace[*v1.LedgerState]
+	impl Ledger
+	id   durable.ID
+}
+
+func (s *ledgerLocalStub) ID() durable.ID { return s.id }
+
+func (s *ledgerLocalStub) Record(ctx context.Context, req *v1.RecordRequest) (*v1.RecordResponse, error) {
+	return server.Invoke(ctx, s.ns, s.id, "Record", req, s.impl.Record)
+}
+
+func (s *ledgerLocalStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
+	return server.Invoke(ctx, s.ns, s.id, "Read", req, s.impl.Read)
+}
+
+type ledgerHandler struct {
+	ns   *server.Namespace[*v1.LedgerState]
+	impl Ledger
+}
+
+func (h *ledgerHandler) Record(ctx context.Context, req *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error) {
+	return server.Handle(ctx, h.ns, "Record", req, h.impl.Record)
+}
+
+func (h *ledgerHandler) Read(ctx context.Context, req *connect.Request[v1.ReadRequest]) (*connect.Response[v1.ReadResponse], error) {
+	return server.Handle(ctx, h.ns, "Read", req, h.impl.Read)
+}
+
+// LedgerClient is a remote namespace of the Ledger class: its stubs call
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
+// the object's ID or name in request metadata.
+type LedgerClient struct {
+	ns  *client.Namespace
+	rpc durabletestv1connect.LedgerClient
+}
+
+// NewLedgerClient returns a remote namespace of the Ledger class served at
+// baseURL, for example "http://127.0.0.1:8080".
+func NewLedgerClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *LedgerClient {
+	ns := client.NewNamespace(LedgerClassName, httpClient, baseURL, opts...)
+	return &LedgerClient{ns: ns, rpc: durabletestv1connect.NewLedgerClient(httpClient, baseURL, ns.ConnectOptions()...)}
+}
+
+// IDFromName returns an ID that addresses the object by name; the server
+// derives its bytes (see client.WithSecret to derive them locally).
+func (c *LedgerClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
+
+// IDFromString parses the canonical form of a Ledger ID. Its MAC is checked
+// by the server, or locally when the client holds the secret.
+func (c *LedgerClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
+
+// NewUniqueID asks the server for a fresh random ID, unless the client
+// holds the secret and mints it locally.
+func (c *LedgerClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
+	return c.ns.NewUniqueID(ctx)
+}
+
+// ResolveName returns the resolved ID that name maps to, asking the server
+// unless the client holds the secret.
+func (c *LedgerClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
+	return c.ns.ResolveName(ctx, name)
+}
+
+// Get returns a remote stub for the object with the given ID.
+func (c *LedgerClient) Get(id durable.ID) LedgerStub {
+	return &ledgerRemoteStub{c: c, id: id}
+}
+
+type ledgerRemoteStub struct {
+	c  *LedgerClient
+	id durable.ID
+}
+
+func (s *ledgerRemoteStub) ID() durable.ID { return s.id }
+
+func (s *ledgerRemoteStub) Record(ctx context.Context, req *v1.RecordRequest) (*v1.RecordResponse, error) {
+	return client.Invoke(ctx, s.c.ns, s.id, "Record", req, s.c.rpc.Record)
+}
+
+func (s *ledgerRemoteStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
+	return client.Invoke(ctx, s.c.ns, s.id, "Read", req, s.c.rpc.Read)
 }

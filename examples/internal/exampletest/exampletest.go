@@ -1,0 +1,104 @@
+// Package exampletest runs the examples' tests against a real server in
+// process, and gives them a clock they control.
+package exampletest
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/server"
+)
+
+// Server is a server on a data directory, shut down when the test ends
+// unless the test shut it down first.
+type Server struct {
+	*server.Server
+	Dir    string
+	closed bool
+}
+
+// Start starts a server on dir (t.TempDir() for a fresh one, the Dir of a
+// shut down one to restart it), logging to the test's output.
+func Start(t testing.TB, dir string, opts ...server.Option) *Server {
+	t.Helper()
+	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
+	srv, err := server.New(append([]server.Option{server.WithDataDir(dir), server.WithLogger(logger)}, opts...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s := &Server{Server: srv, Dir: dir}
+	t.Cleanup(func() { s.Shutdown(t) })
+	return s
+}
+
+// Shutdown shuts the server down, failing the test if that fails; it does
+// nothing the second time.
+func (s *Server) Shutdown(t testing.TB) {
+	t.Helper()
+	if s.closed {
+		return
+	}
+	s.closed = true
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	if err := s.Server.Shutdown(ctx); err != nil {
+		t.Errorf("shutdown: %v", err)
+	}
+}
+
+// Code returns the Connect code of an error from a stub: the Code of a
+// *durable.RPCError (a method that failed, or a request it was never given),
+// otherwise the code of a *connect.Error.
+func Code(err error) connect.Code {
+	if rpc := (*durable.RPCError)(nil); errors.As(err, &rpc) {
+		return rpc.Code
+	}
+	return connect.CodeOf(err)
+}
+
+// WantError fails the test unless err carries code and, when msg is not
+// empty, a message containing msg.
+func WantError(t testing.TB, what string, err error, code connect.Code, msg string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("%s: no error, want %v", what, code)
+	}
+	if got := Code(err); got != code {
+		t.Fatalf("%s: error %q has code %v, want %v", what, err, got, code)
+	}
+	if msg != "" && !strings.Contains(err.Error(), msg) {
+		t.Fatalf("%s: error %q, want it to contain %q", what, err, msg)
+	}
+}
+
+// Clock is a clock that moves only when told to. Its Now method is what the
+// examples take as their clock.
+type Clock struct {
+	mu  sync.Mutex
+	now time.Time
+}
+
+// NewClock returns a clock reading start.
+func NewClock(start time.Time) *Clock { return &Clock{now: start} }
+
+// Now returns the clock's time.
+func (c *Clock) Now() time.Time {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.now
+}
+
+// Advance moves the clock forward by d.
+func (c *Clock) Advance(d time.Duration) {
+	c.mu.Lock()
+	c.now = c.now.Add(d)
+	c.mu.Unlock()
+}
