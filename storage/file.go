@@ -104,7 +104,8 @@ type fileStore struct {
 	// trusted is false only while the object's own SQL is prepared and run,
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
-	denied  string // why the authorizer refused the last statement
+	denied  string                   // why the authorizer refused the last statement
+	cache   map[string]*sqlite3.Stmt // the object's single-statement queries
 
 	begin, commitStmt, rollback, savepoint, release, rollbackTo *sqlite3.Stmt
 	loadStmt, saveState, kvGet, kvPut, kvDelete, kvWipe         *sqlite3.Stmt
@@ -239,6 +240,7 @@ func (f *fileStore) close() error {
 		return nil
 	}
 	f.reset()
+	f.dropCache()
 	closeAll(f.begin, f.commitStmt, f.rollback, f.savepoint, f.release, f.rollbackTo,
 		f.loadStmt, f.saveState, f.kvGet, f.kvPut, f.kvDelete, f.kvWipe, f.pageCount, f.pageSizeStmt)
 	f.scans.close()

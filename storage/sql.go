@@ -40,6 +40,17 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 
 	before := f.conn.TotalChanges()
 	cur := &Cursor{}
+	if stmt := f.cache[query]; stmt != nil {
+		f.trusted, f.denied = false, ""
+		err := f.run(stmt, cur, true, args)
+		stmt.Reset()
+		stmt.ClearBindings()
+		if err != nil {
+			return nil, f.sqlError(err)
+		}
+		cur.written = f.conn.TotalChanges() - before
+		return cur, nil
+	}
 	for rest := query; ; {
 		f.trusted, f.denied = false, ""
 		stmt, tail, err := f.conn.Prepare(rest)
@@ -51,7 +62,11 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 		}
 		last := blankSQL(tail)
 		err = f.run(stmt, cur, last, args)
-		stmt.Close()
+		if err == nil && last && rest == query {
+			f.keep(query, stmt) // a single statement: worth preparing once
+		} else {
+			stmt.Close()
+		}
 		if err != nil {
 			return nil, f.sqlError(err)
 		}
@@ -62,6 +77,30 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	}
 	cur.written = f.conn.TotalChanges() - before
 	return cur, nil
+}
+
+// maxCachedStatements bounds the prepared statements an object keeps.
+const maxCachedStatements = 64
+
+// keep caches a prepared single-statement query for the next Exec of the
+// same text: preparing costs more than running most statements.
+func (f *fileStore) keep(query string, stmt *sqlite3.Stmt) {
+	stmt.Reset()
+	stmt.ClearBindings()
+	if len(f.cache) >= maxCachedStatements {
+		f.dropCache()
+	}
+	if f.cache == nil {
+		f.cache = make(map[string]*sqlite3.Stmt)
+	}
+	f.cache[query] = stmt
+}
+
+func (f *fileStore) dropCache() {
+	for _, s := range f.cache {
+		s.Close()
+	}
+	clear(f.cache)
 }
 
 // run executes one statement, keeping its rows in cur when it is the last.
