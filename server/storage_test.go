@@ -1,9 +1,12 @@
 package server_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
+	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -231,4 +234,48 @@ func BenchmarkHotSQLObject(b *testing.B) {
 		}
 	})
 	reportRate(b, start)
+}
+
+func TestCorruptNodeDatabaseFailsClearly(t *testing.T) {
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "objects.db"), bytes.Repeat([]byte("not sqlite "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, err := server.New(server.WithDataDir(dir))
+	if err == nil || !strings.Contains(err.Error(), "not a database") {
+		t.Fatalf("New on a corrupt database: %v", err)
+	}
+}
+
+func TestCorruptObjectDatabaseFailsItsCallsOnly(t *testing.T) {
+	dir := t.TempDir()
+	e := newEnvIn(t, dir)
+	ledgers := registerLedger(t, e)
+	ctx := context.Background()
+	if _, err := ledgers.Get(ledgers.IDFromName("broken")).Record(ctx, &durabletestv1.RecordRequest{Key: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	e.shutdown(t)
+	files, _ := filepath.Glob(filepath.Join(dir, "sql", "Ledger", "*.db"))
+	if len(files) != 1 {
+		t.Fatalf("object database files: %v", files)
+	}
+	for _, f := range append(files, files[0]+"-wal", files[0]+"-shm") {
+		os.Remove(f)
+	}
+	if err := os.WriteFile(files[0], bytes.Repeat([]byte("garbage "), 1000), 0o600); err != nil {
+		t.Fatal(err)
+	}
+
+	e2 := newEnvIn(t, dir)
+	ledgers2 := registerLedger(t, e2)
+	_, err := ledgers2.Get(ledgers2.IDFromName("broken")).Read(ctx, &durabletestv1.ReadRequest{})
+	var rpc *durable.RPCError
+	if !errors.As(err, &rpc) || rpc.Code != connect.CodeInternal || !strings.Contains(rpc.Message, "not a database") {
+		t.Fatalf("call to a corrupt object: %v", err)
+	}
+	// Other objects, and the server, are unaffected.
+	if r := read(t, ledgers2, "healthy"); r.GetState().GetEntries() != 0 {
+		t.Fatalf("healthy ledger: %v", r)
+	}
 }

@@ -16,8 +16,12 @@ import (
 	"testing"
 	"time"
 
+	analyticsv1 "github.com/durablego/durable/gen/examples/analytics/v1"
+	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	walletv1 "github.com/durablego/durable/gen/examples/wallet/v1"
+	"github.com/durablego/durable/gen/examples/wallet/v1/walletv1durable"
 )
 
 // binary is the example server, built once for the tests that run it as a
@@ -203,4 +207,80 @@ func (b *lockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return string(b.buf)
+}
+
+// TestKillDashNineMixedKVAndSQL kills the server with SIGKILL while callers
+// write key-value storage (Wallet) and SQL (Analytics), and checks that
+// every acknowledged write is there after a restart.
+func TestKillDashNineMixedKVAndSQL(t *testing.T) {
+	data := t.TempDir()
+	p := start(t, data)
+	httpClient := &http.Client{Timeout: 10 * time.Second}
+	wallets := walletv1durable.NewWalletClient(httpClient, p.url)
+	events := analyticsv1durable.NewAnalyticsClient(httpClient, p.url)
+
+	const callers, maxCalls = 16, 2000
+	var maxBalance atomic.Int64 // highest balance a deposit acknowledged
+	var tracked, deposits, attemptedEvents, attemptedDeposits atomic.Int64
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for c := range callers {
+		wg.Go(func() {
+			wallet := wallets.Get(wallets.IDFromName("kill-wallet"))
+			analytics := events.Get(events.IDFromName("kill-analytics"))
+			for range maxCalls {
+				if c%2 == 0 {
+					attemptedDeposits.Add(1)
+					r, err := wallet.Deposit(ctx, &walletv1.DepositRequest{Account: "a", Amount: 1})
+					if err != nil {
+						return
+					}
+					deposits.Add(1)
+					for old := maxBalance.Load(); r.GetBalance() > old && !maxBalance.CompareAndSwap(old, r.GetBalance()); old = maxBalance.Load() {
+					}
+				} else {
+					attemptedEvents.Add(1)
+					if _, err := analytics.TrackEvent(ctx, &analyticsv1.TrackEventRequest{Name: "click"}); err != nil {
+						return
+					}
+					tracked.Add(1)
+				}
+			}
+		})
+	}
+	deadline := time.Now().Add(60 * time.Second)
+	for (deposits.Load() < 200 || tracked.Load() < 200) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	<-p.exited
+	wg.Wait()
+	if deposits.Load() < 200 || tracked.Load() < 200 {
+		t.Fatalf("only %d deposits and %d events acknowledged before the deadline", deposits.Load(), tracked.Load())
+	}
+
+	p2 := start(t, data)
+	wallets2 := walletv1durable.NewWalletClient(httpClient, p2.url)
+	b, err := wallets2.Get(wallets2.IDFromName("kill-wallet")).Balance(ctx, &walletv1.BalanceRequest{Account: "a"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if b.GetBalance() < maxBalance.Load() || b.GetBalance() > attemptedDeposits.Load() {
+		t.Errorf("balance %d after restart; acknowledged up to %d, attempted %d", b.GetBalance(), maxBalance.Load(), attemptedDeposits.Load())
+	}
+	events2 := analyticsv1durable.NewAnalyticsClient(httpClient, p2.url)
+	counts, err := events2.Get(events2.IDFromName("kill-analytics")).GetEventCounts(ctx, &analyticsv1.GetEventCountsRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored int64
+	for _, c := range counts.GetCounts() {
+		stored += c.GetCount()
+	}
+	if stored < tracked.Load() || stored > attemptedEvents.Load() {
+		t.Errorf("%d events after restart; acknowledged %d, attempted %d", stored, tracked.Load(), attemptedEvents.Load())
+	}
+	t.Logf("%d deposits and %d events acknowledged before SIGKILL; %d and %d stored", deposits.Load(), tracked.Load(), b.GetBalance(), stored)
 }
