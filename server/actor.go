@@ -424,7 +424,7 @@ func codeOf(err error) connect.Code {
 		return connect.CodeDeadlineExceeded
 	case errors.Is(err, storage.ErrInvalid), errors.As(err, &invalid):
 		return connect.CodeInvalidArgument
-	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall):
+	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall), errors.Is(err, storage.ErrNoAlarmHandler):
 		return connect.CodeFailedPrecondition
 	case errors.Is(err, storage.ErrDatabaseFull):
 		return connect.CodeResourceExhausted

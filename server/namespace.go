@@ -15,6 +15,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
+	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/internal/callchain"
 	"github.com/durablego/durable/storage"
 )
@@ -43,6 +44,7 @@ type Namespace[S proto.Message] struct {
 	class    Class
 	space    *durable.IDSpace
 	init     durable.Initializer[S]
+	alarm    durable.Alarmer[S]
 	newState func() S
 
 	mu      sync.RWMutex // guards actors and closing; see enqueue and evict
@@ -71,6 +73,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 		actors:   make(map[[32]byte]*actor[S]),
 	}
 	n.init, _ = impl.(durable.Initializer[S])
+	n.alarm, _ = impl.(durable.Alarmer[S])
 
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
@@ -114,11 +117,22 @@ func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
 // openStore opens the storage of one object: a row in the node database,
 // or, for a class with SQL, a database file of its own named by the ID.
 func (n *Namespace[S]) openStore(key callchain.Key) (*storage.Store, error) {
+	var store *storage.Store
 	if !n.class.SQL {
-		return n.srv.db.Store(key.Class, key.ID), nil
+		store = n.srv.db.Store(key.Class, key.ID)
+	} else {
+		path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
+		var err error
+		store, err = storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability),
+			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithAlarmIndex(n.srv.db, key.Class, key.ID))
+		if err != nil {
+			return nil, err
+		}
 	}
-	path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
-	return storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability), storage.WithMaxSize(n.srv.opts.maxSQLSize))
+	if n.alarm != nil {
+		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarms.Update(alarms.Key(key), c.Set, c.At) })
+	}
+	return store, nil
 }
 
 func (n *Namespace[S]) info() Class           { return n.class }

@@ -54,7 +54,9 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
+	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
+	"github.com/durablego/durable/internal/callchain"
 	"github.com/durablego/durable/storage"
 )
 
@@ -74,6 +76,7 @@ type Server struct {
 	httpServer *http.Server
 
 	validator protovalidate.Validator
+	alarms    *alarms.Scheduler
 
 	active   atomic.Int64 // objects in memory, across classes
 	actors   sync.WaitGroup
@@ -87,6 +90,8 @@ type namespace interface {
 	ids() *durable.IDSpace
 	drain()
 	queued(id durable.ID) int
+	runAlarm(key callchain.Key, due time.Time, retry int, done func(error))
+	dropAlarm(key callchain.Key, due time.Time)
 	evictSample(n int) (victim func(), lastUsed int64)
 }
 
@@ -127,6 +132,11 @@ func New(opts ...Option) (*Server, error) {
 		shutdown:  make(chan struct{}),
 	}
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
+	s.alarms = alarms.New(db, alarms.Config{
+		Dispatch: s.dispatchAlarm,
+		Drop:     s.dropAlarm,
+		Logger:   o.logger,
+	})
 	return s, nil
 }
 
@@ -275,6 +285,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		return errors.New("server: Shutdown called twice")
 	}
 	var errs []error
+	// Alarms first: a run dispatched now would find the mailboxes closed.
+	// Those not fired stay in the index for the next start.
+	s.alarms.Close()
 	s.mu.RLock()
 	hs := s.httpServer
 	s.mu.RUnlock()

@@ -16,11 +16,22 @@ type FileOption func(*fileConfig)
 type fileConfig struct {
 	durability Durability
 	maxSize    int64
+	hints      *alarmHints
 }
 
 // WithFileDurability sets what an acknowledged write survives. Default
 // CrashSafe.
 func WithFileDurability(d Durability) FileOption { return func(c *fileConfig) { c.durability = d } }
+
+// WithAlarmIndex keeps the node database's index of due alarms in step
+// with the object's alarm, so that a node finds due alarms without opening
+// every object's file. The object's own file stays the truth: the index
+// entry is written before a new alarm commits, and removed after a deleted
+// one has, so the index may wake an object for nothing but never misses an
+// alarm.
+func WithAlarmIndex(db *DB, class string, id [32]byte) FileOption {
+	return func(c *fileConfig) { c.hints = &alarmHints{db: db, class: class, id: id} }
+}
 
 // WithMaxSize caps the database file; a write past it fails with
 // ErrDatabaseFull. Default DefaultMaxSQLSize (1 GiB).
@@ -30,6 +41,10 @@ const fileSchema = `
 CREATE TABLE IF NOT EXISTS _durable_state (
 	id    INTEGER PRIMARY KEY CHECK (id = 1),
 	state BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS _durable_alarm (
+	id    INTEGER PRIMARY KEY CHECK (id = 1),
+	at_ms INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS _durable_kv (
 	key   TEXT PRIMARY KEY,
@@ -63,7 +78,7 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, synchronous(cfg.durability), pages)+fileSchema); err != nil {
 		return nil, err
 	}
-	f := &fileStore{conn: c, path: path, maxSize: cfg.maxSize, trusted: true}
+	f := &fileStore{conn: c, path: path, maxSize: cfg.maxSize, hints: cfg.hints, trusted: true}
 	stmts := map[**sqlite3.Stmt]string{
 		&f.begin:        `BEGIN IMMEDIATE`,
 		&f.commitStmt:   `COMMIT`,
@@ -77,6 +92,9 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		&f.kvPut:        `INSERT INTO _durable_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
 		&f.kvDelete:     `DELETE FROM _durable_kv WHERE key = ?`,
 		&f.kvWipe:       `DELETE FROM _durable_kv`,
+		&f.alarmGet:     `SELECT at_ms FROM _durable_alarm WHERE id = 1`,
+		&f.alarmSet:     `INSERT INTO _durable_alarm (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`,
+		&f.alarmDelete:  `DELETE FROM _durable_alarm`,
 		&f.pageCount:    `PRAGMA page_count`,
 		&f.pageSizeStmt: `PRAGMA page_size`,
 	}
@@ -105,10 +123,12 @@ type fileStore struct {
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
 	denied  string                   // why the authorizer refused the last statement
+	hints   *alarmHints              // the node index of due alarms, if any
 	cache   map[string]*sqlite3.Stmt // the object's single-statement queries
 
 	begin, commitStmt, rollback, savepoint, release, rollbackTo *sqlite3.Stmt
 	loadStmt, saveState, kvGet, kvPut, kvDelete, kvWipe         *sqlite3.Stmt
+	alarmGet, alarmSet, alarmDelete                             *sqlite3.Stmt
 	pageCount, pageSizeStmt                                     *sqlite3.Stmt
 	scans                                                       scans
 }
@@ -123,6 +143,8 @@ func (f *fileStore) get(_ context.Context, key string) ([]byte, bool, error) {
 func (f *fileStore) scan(_ context.Context, kr keyRange, limit int, fn func(string, []byte) bool) error {
 	return f.scans.run(f.scans.pick(kr), kr, limit, fn)
 }
+
+func (f *fileStore) alarm(context.Context) (int64, bool, error) { return oneInt(f.alarmGet) }
 
 func (f *fileStore) beginCall() error {
 	if !f.inTx {
@@ -179,6 +201,14 @@ func (f *fileStore) commit(state []byte, writeState bool, kv *layer, _ func() bo
 }
 
 func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err error) {
+	if kv.alarm.kind == alarmSet && f.hints != nil {
+		// Index first: a crash after it wakes the object for nothing; one
+		// before the object's commit could otherwise lose the alarm.
+		if err := f.hints.set(kv.alarm.at); err != nil {
+			f.reset()
+			return fmt.Errorf("storage: index the alarm: %w", err)
+		}
+	}
 	if !f.inTx {
 		if writeState || !kv.empty() {
 			if err := f.begin.Exec(); err != nil {
@@ -221,10 +251,23 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 			return fmt.Errorf("storage: write key %.64q: %w", key, err)
 		}
 	}
+	switch kv.alarm.kind {
+	case alarmSet:
+		f.alarmSet.BindInt64(1, kv.alarm.at)
+		err = f.alarmSet.Exec()
+	case alarmDeleted:
+		err = f.alarmDelete.Exec()
+	}
+	if err != nil {
+		return fmt.Errorf("storage: write the alarm: %w", err)
+	}
 	if err := f.commitStmt.Exec(); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
 	f.inTx = false
+	if kv.alarm.kind == alarmDeleted && f.hints != nil {
+		f.hints.remove()
+	}
 	return nil
 }
 
@@ -242,7 +285,8 @@ func (f *fileStore) close() error {
 	f.reset()
 	f.dropCache()
 	closeAll(f.begin, f.commitStmt, f.rollback, f.savepoint, f.release, f.rollbackTo,
-		f.loadStmt, f.saveState, f.kvGet, f.kvPut, f.kvDelete, f.kvWipe, f.pageCount, f.pageSizeStmt)
+		f.loadStmt, f.saveState, f.kvGet, f.kvPut, f.kvDelete, f.kvWipe, f.alarmGet, f.alarmSet, f.alarmDelete,
+		f.pageCount, f.pageSizeStmt)
 	f.scans.close()
 	err := f.conn.Close()
 	f.conn = nil

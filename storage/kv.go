@@ -22,7 +22,8 @@ import (
 // their bytes; values are at most MaxValueSize bytes. The typed helpers
 // GetProto, PutProto, GetJSON and PutJSON encode values.
 type KV struct {
-	src source
+	src    source
+	alarms bool // the object's class handles alarms
 	// flushed holds writes handed to the node writer and perhaps not yet
 	// committed; acked tells which of them are. nil for stores that commit
 	// synchronously.
@@ -50,10 +51,28 @@ type layer struct {
 	writes     map[string]version
 	cleared    bool   // DeleteAll: what lies below is hidden
 	clearedSeq uint64 // in the flushed layer: the batch that cleared
+	alarm      alarmOp
+	alarmSeq   uint64 // in the flushed layer: the batch that changed the alarm
 	rollback   bool   // a transaction marked by Rollback
 }
 
-func (l *layer) empty() bool { return len(l.writes) == 0 && !l.cleared }
+// alarmOp is a layer's change to the object's alarm.
+type alarmOp struct {
+	kind alarmKind
+	at   int64 // Unix milliseconds, for alarmSet
+}
+
+type alarmKind uint8
+
+const (
+	alarmUnchanged alarmKind = iota
+	alarmSet
+	alarmDeleted
+)
+
+func (l *layer) empty() bool {
+	return len(l.writes) == 0 && !l.cleared && l.alarm.kind == alarmUnchanged
+}
 
 // source reads what is committed.
 type source interface {
@@ -61,6 +80,8 @@ type source interface {
 	// scan calls fn for the entries in r, in order, until fn returns false
 	// or limit entries were passed (limit < 0: no limit).
 	scan(ctx context.Context, r keyRange, limit int, fn func(key string, value []byte) bool) error
+	// alarm returns the committed alarm, in Unix milliseconds.
+	alarm(ctx context.Context) (int64, bool, error)
 }
 
 func newKV(src source) *KV {
@@ -93,6 +114,9 @@ func (kv *KV) pop(keep bool) {
 	kv.stack = kv.stack[:len(kv.stack)-1]
 	if keep && !top.empty() {
 		below := kv.stack[len(kv.stack)-1]
+		if top.alarm.kind != alarmUnchanged {
+			below.alarm = top.alarm
+		}
 		switch {
 		case top.cleared:
 			below.writes, below.cleared = top.writes, true
@@ -106,7 +130,7 @@ func (kv *KV) pop(keep bool) {
 		}
 	}
 	clear(top.writes)
-	top.cleared, top.rollback = false, false
+	top.cleared, top.rollback, top.alarm = false, false, alarmOp{}
 	kv.spare = append(kv.spare, top)
 }
 
@@ -131,6 +155,9 @@ func (kv *KV) prune() {
 	}
 	if kv.flushed.cleared && kv.flushed.clearedSeq <= acked {
 		kv.flushed.cleared = false
+	}
+	if kv.flushed.alarm.kind != alarmUnchanged && kv.flushed.alarmSeq <= acked {
+		kv.flushed.alarm = alarmOp{}
 	}
 }
 
@@ -319,6 +346,7 @@ func (kv *KV) DeleteAll(ctx context.Context) error {
 	l := kv.top()
 	clear(l.writes)
 	l.cleared = true
+	l.alarm = alarmOp{kind: alarmDeleted}
 	return nil
 }
 
@@ -520,6 +548,9 @@ func (kv *KV) flush(b *layer, seq uint64) {
 	if b.cleared {
 		clear(f.writes)
 		f.cleared, f.clearedSeq = true, seq
+	}
+	if b.alarm.kind != alarmUnchanged {
+		f.alarm, f.alarmSeq = b.alarm, seq
 	}
 	if f.writes == nil {
 		f.writes = make(map[string]version, len(b.writes))

@@ -41,6 +41,17 @@ func (n *nodeStore) scan(ctx context.Context, kr keyRange, limit int, fn func(st
 	return err
 }
 
+func (n *nodeStore) alarm(ctx context.Context) (int64, bool, error) {
+	var at int64
+	_, found, err := withReader(ctx, n.db, func(r *reader) ([]byte, bool, error) {
+		var ok bool
+		var err error
+		at, ok, err = r.alarm(n.class, n.id)
+		return nil, ok, err
+	})
+	return at, found, err
+}
+
 func (n *nodeStore) beginCall() error   { return nil }
 func (n *nodeStore) endCall(bool) error { return nil }
 func (n *nodeStore) needsCommit() bool  { return false }

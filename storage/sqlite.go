@@ -13,6 +13,13 @@ CREATE TABLE IF NOT EXISTS objects (
 	state BLOB NOT NULL,
 	PRIMARY KEY (class, id)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alarms (
+	class TEXT NOT NULL,
+	id    BLOB NOT NULL,
+	at_ms INTEGER NOT NULL,
+	PRIMARY KEY (class, id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS alarms_due ON alarms (at_ms, class, id);
 CREATE TABLE IF NOT EXISTS kv (
 	class TEXT NOT NULL,
 	id    BLOB NOT NULL,
@@ -77,6 +84,7 @@ type writer struct {
 	begin, commit, rollback *sqlite3.Stmt
 	upsert                  *sqlite3.Stmt
 	kvPut, kvDelete, kvWipe *sqlite3.Stmt
+	alarmSet, alarmDelete   *sqlite3.Stmt
 }
 
 func openWriter(path string, d Durability) (*writer, error) {
@@ -98,6 +106,9 @@ func openWriter(path string, d Durability) (*writer, error) {
 			ON CONFLICT (class, id, key) DO UPDATE SET value = excluded.value`,
 		&w.kvDelete: `DELETE FROM kv WHERE class = ? AND id = ? AND key = ?`,
 		&w.kvWipe:   `DELETE FROM kv WHERE class = ? AND id = ?`,
+		&w.alarmSet: `INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?)
+			ON CONFLICT (class, id) DO UPDATE SET at_ms = excluded.at_ms`,
+		&w.alarmDelete: `DELETE FROM alarms WHERE class = ? AND id = ?`,
 	})
 	if err != nil {
 		c.Close()
@@ -150,6 +161,18 @@ func (w *writer) applyOne(b *batch) error {
 			return err
 		}
 	}
+	if op := b.kv.alarm; op.kind != alarmUnchanged {
+		s := w.alarmDelete
+		if op.kind == alarmSet {
+			s = w.alarmSet
+			s.BindInt64(3, op.at)
+		}
+		s.BindText(1, b.class)
+		s.BindBlob(2, b.id[:])
+		if err := s.Exec(); err != nil {
+			return err
+		}
+	}
 	for key, v := range b.kv.writes {
 		s := w.kvPut
 		if v.deleted {
@@ -177,16 +200,18 @@ func nonNil(b []byte) []byte {
 }
 
 func (w *writer) close() error {
-	closeAll(w.begin, w.commit, w.rollback, w.upsert, w.kvPut, w.kvDelete, w.kvWipe)
+	closeAll(w.begin, w.commit, w.rollback, w.upsert, w.kvPut, w.kvDelete, w.kvWipe, w.alarmSet, w.alarmDelete)
 	return w.conn.Close()
 }
 
 // reader is a read-only connection of the pool.
 type reader struct {
-	conn  *sqlite3.Conn
-	load  *sqlite3.Stmt
-	kvGet *sqlite3.Stmt
-	scans scans
+	conn     *sqlite3.Conn
+	load     *sqlite3.Stmt
+	kvGet    *sqlite3.Stmt
+	alarmGet *sqlite3.Stmt
+	due      *sqlite3.Stmt
+	scans    scans
 }
 
 func openReader(path string) (*reader, error) {
@@ -199,8 +224,12 @@ func openReader(path string) (*reader, error) {
 	}
 	r := &reader{conn: c}
 	stmts := map[**sqlite3.Stmt]string{
-		&r.load:  `SELECT state FROM objects WHERE class = ?1 AND id = ?2`,
-		&r.kvGet: `SELECT value FROM kv WHERE class = ?1 AND id = ?2 AND key = ?3`,
+		&r.load:     `SELECT state FROM objects WHERE class = ?1 AND id = ?2`,
+		&r.kvGet:    `SELECT value FROM kv WHERE class = ?1 AND id = ?2 AND key = ?3`,
+		&r.alarmGet: `SELECT at_ms FROM alarms WHERE class = ?1 AND id = ?2`,
+		&r.due: `SELECT class, id, at_ms FROM alarms
+			WHERE (at_ms, class, id) > (?1, ?2, ?3) AND at_ms <= ?4
+			ORDER BY at_ms, class, id LIMIT ?5`,
 	}
 	r.scans.add(stmts, `kv`, `class = ?1 AND id = ?2 AND `)
 	if err := prepare(c, stmts); err != nil {
@@ -223,6 +252,12 @@ func (r *reader) get(class string, id [32]byte, key string) ([]byte, bool, error
 	return one(r.kvGet)
 }
 
+func (r *reader) alarm(class string, id [32]byte) (int64, bool, error) {
+	r.alarmGet.BindText(1, class)
+	r.alarmGet.BindBlob(2, id[:])
+	return oneInt(r.alarmGet)
+}
+
 func (r *reader) scan(class string, id [32]byte, kr keyRange, limit int, fn func(string, []byte) bool) error {
 	s := r.scans.pick(kr)
 	s.BindText(1, class)
@@ -231,7 +266,7 @@ func (r *reader) scan(class string, id [32]byte, kr keyRange, limit int, fn func
 }
 
 func (r *reader) close() {
-	closeAll(r.load, r.kvGet)
+	closeAll(r.load, r.kvGet, r.alarmGet, r.due)
 	r.scans.close()
 	r.conn.Close()
 }
@@ -246,6 +281,15 @@ func one(s *sqlite3.Stmt) ([]byte, bool, error) {
 		return nil, false, err
 	}
 	return nil, false, nil
+}
+
+// oneInt returns the single integer column of the single row s selects.
+func oneInt(s *sqlite3.Stmt) (int64, bool, error) {
+	defer s.Reset()
+	if s.Step() {
+		return s.ColumnInt64(0), true, nil
+	}
+	return 0, false, s.Err()
 }
 
 // scans are the four range queries over a key-value table: ascending or

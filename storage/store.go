@@ -15,7 +15,8 @@ type Store struct {
 	// a store without one.
 	SQL *SQL
 
-	b backend
+	b       backend
+	onAlarm func(AlarmChange)
 }
 
 // backend is where a store's writes go: the node database (committed by
@@ -66,7 +67,14 @@ func (s *Store) Dirty() bool { return !s.KV.stack[0].empty() || s.b.needsCommit(
 // its writer goroutine, and valid is asked first (a batch no longer valid
 // is acknowledged with ErrStale and not written).
 func (s *Store) Commit(state []byte, writeState bool, valid func() bool, done func(error)) {
-	s.b.commit(state, writeState, s.KV.takeBatch(), valid, done)
+	batch := s.KV.takeBatch()
+	op := batch.alarm
+	s.b.commit(state, writeState, batch, valid, func(err error) {
+		if err == nil {
+			s.alarmCommitted(op)
+		}
+		done(err)
+	})
 }
 
 // Reset drops every write not yet committed, after a failed commit, so the

@@ -1,0 +1,93 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"time"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/alarms"
+	"github.com/durablego/durable/internal/callchain"
+)
+
+// dispatchAlarm runs the alarm of an object through its mailbox; the
+// scheduler calls it when the alarm is due.
+func (s *Server) dispatchAlarm(key alarms.Key, at time.Time, retry int, done func(error)) {
+	ns, err := s.lookup(key.Class)
+	if err != nil {
+		s.log.Warn("durable: alarm of an object whose class is not registered", "class", key.Class, "err", err)
+		done(nil) // nothing can ever run it here; leave it in the index
+		return
+	}
+	ns.runAlarm(callchain.Key(key), at, retry, func(err error) {
+		if err != nil {
+			s.log.Warn("durable: alarm failed", "class", key.Class, "retry", retry, "err", err)
+		}
+		done(err)
+	})
+}
+
+// dropAlarm deletes an alarm whose retries are exhausted, unless the
+// object has set another since.
+func (s *Server) dropAlarm(key alarms.Key, at time.Time) {
+	if ns, err := s.lookup(key.Class); err == nil {
+		ns.dropAlarm(callchain.Key(key), at)
+	}
+}
+
+// runAlarm runs the Alarm hook of the object key as a call. The hook runs
+// only if the object's stored alarm is due: the index may wake an object
+// whose alarm was moved or deleted since. When the hook returns nil the
+// alarm is deleted in the same commit, unless the hook set a new one.
+func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, done func(error)) {
+	n.alarmCall(key, "Alarm", done, func(ctx context.Context, o *durable.Object[S]) error {
+		at, ok, err := o.GetAlarm(ctx)
+		if err != nil || !ok || at.After(time.Now()) {
+			return err
+		}
+		if n.alarm == nil {
+			n.srv.log.Warn("durable: deleting the alarm of an object whose class has no Alarm handler", "class", key.Class)
+			return o.DeleteAlarm(ctx)
+		}
+		info := durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due}
+		if err := n.alarm.Alarm(ctx, o, info); err != nil {
+			return err
+		}
+		if now, ok, err := o.GetAlarm(ctx); err != nil || !ok || !now.Equal(at) {
+			return err // the handler deleted or replaced the alarm
+		}
+		return o.DeleteAlarm(ctx)
+	})
+}
+
+// dropAlarm deletes the object's alarm if it is still the one due at due.
+func (n *Namespace[S]) dropAlarm(key callchain.Key, due time.Time) {
+	n.alarmCall(key, "Alarm", func(error) {}, func(ctx context.Context, o *durable.Object[S]) error {
+		if at, ok, err := o.GetAlarm(ctx); err != nil || !ok || !at.Equal(due) {
+			return err
+		}
+		return o.DeleteAlarm(ctx)
+	})
+}
+
+// alarmCall runs fn on the object key through its mailbox, without a
+// caller waiting: done receives the outcome.
+func (n *Namespace[S]) alarmCall(key callchain.Key, method string, done func(error), fn func(context.Context, *durable.Object[S]) error) {
+	c := &call[S]{
+		ctx:    context.Background(),
+		id:     durable.ResolvedID(key.Class, key.ID, ""),
+		method: method,
+		done:   make(chan struct{}),
+		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+			return nil, fn(ctx, o)
+		},
+	}
+	if err := n.enqueue(key, c); err != nil {
+		done(fmt.Errorf("queueing the alarm: %w", err))
+		return
+	}
+	go func() {
+		<-c.done
+		done(c.err)
+	}()
+}
