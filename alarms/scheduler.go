@@ -257,9 +257,9 @@ func (s *Scheduler) finished(e entry, err error) {
 	}
 	if e.retry >= s.cfg.MaxRetries {
 		s.cfg.Logger.Error("durable: alarm dropped after its last retry failed",
-			"class", e.key.Class, "retries", e.retry, "due", time.UnixMilli(e.at), "err", err)
+			"class", e.key.Class, "retries", e.retry, "due", time.UnixMilli(e.dueAt()), "err", err)
 		if s.cfg.Drop != nil {
-			s.cfg.Drop(e.key, time.UnixMilli(e.at))
+			s.cfg.Drop(e.key, time.UnixMilli(e.dueAt()))
 		}
 		return
 	}

@@ -8,15 +8,29 @@ import (
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/storage"
 )
+
+// alarmChanged tells the scheduler about a committed change of an alarm.
+func (s *Server) alarmChanged(key alarms.Key, c storage.AlarmChange) {
+	s.mu.RLock()
+	scheduler := s.alarms
+	s.mu.RUnlock()
+	if scheduler != nil {
+		scheduler.Update(key, c.Set, c.At)
+	}
+	// Without a scheduler (not started, or shut down) the change is in the
+	// index for the next start.
+}
 
 // dispatchAlarm runs the alarm of an object through its mailbox; the
 // scheduler calls it when the alarm is due.
 func (s *Server) dispatchAlarm(key alarms.Key, at time.Time, retry int, done func(error)) {
 	ns, err := s.lookup(key.Class)
 	if err != nil {
+		// Retried, then left in the index for a server that has the class.
 		s.log.Warn("durable: alarm of an object whose class is not registered", "class", key.Class, "err", err)
-		done(nil) // nothing can ever run it here; leave it in the index
+		done(err)
 		return
 	}
 	ns.runAlarm(callchain.Key(key), at, retry, func(err error) {

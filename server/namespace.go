@@ -130,7 +130,7 @@ func (n *Namespace[S]) openStore(key callchain.Key) (*storage.Store, error) {
 		}
 	}
 	if n.alarm != nil {
-		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarms.Update(alarms.Key(key), c.Set, c.At) })
+		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarmChanged(alarms.Key(key), c) })
 	}
 	return store, nil
 }
@@ -220,6 +220,7 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	if err := n.srv.validate(any(req).(proto.Message)); err != nil {
 		return nil, rpcError(n.class.Name, method, connect.CodeInvalidArgument, fmt.Errorf("invalid request: %w", err))
 	}
+	n.srv.startAlarms()
 	if callchain.Contains(ctx, key) {
 		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition,
 			fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)), "reentrant")

@@ -23,6 +23,7 @@ type options struct {
 	handlerOptions []connect.HandlerOption
 	durability     storage.Durability
 	maxSQLSize     int64
+	alarmRetry     time.Duration
 }
 
 func defaultOptions() options {
@@ -33,6 +34,7 @@ func defaultOptions() options {
 		mailboxSize: 1024,
 		maxBatch:    256,
 		maxSQLSize:  storage.DefaultMaxSQLSize,
+		alarmRetry:  2 * time.Second,
 		logger:      slog.Default(),
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
@@ -94,3 +96,8 @@ type classOptions struct{}
 // with sql: true; a write past it fails the call with ResourceExhausted
 // (storage.ErrDatabaseFull). Default 1 GiB.
 func WithMaxSQLSize(bytes int64) Option { return func(o *options) { o.maxSQLSize = bytes } }
+
+// WithAlarmRetry sets the delay before the first retry of a failed Alarm
+// handler; each next retry waits twice as long, with jitter, and the alarm
+// is dropped after 6 retries. Default 2 s, as Cloudflare's.
+func WithAlarmRetry(first time.Duration) Option { return func(o *options) { o.alarmRetry = first } }

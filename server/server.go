@@ -75,8 +75,9 @@ type Server struct {
 	handler    http.Handler // built on first Handler call; registration ends then
 	httpServer *http.Server
 
-	validator protovalidate.Validator
-	alarms    *alarms.Scheduler
+	validator   protovalidate.Validator
+	alarms      *alarms.Scheduler
+	alarmsStart sync.Once
 
 	active   atomic.Int64 // objects in memory, across classes
 	actors   sync.WaitGroup
@@ -132,12 +133,24 @@ func New(opts ...Option) (*Server, error) {
 		shutdown:  make(chan struct{}),
 	}
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
-	s.alarms = alarms.New(db, alarms.Config{
-		Dispatch: s.dispatchAlarm,
-		Drop:     s.dropAlarm,
-		Logger:   o.logger,
-	})
 	return s, nil
+}
+
+// startAlarms starts firing alarms, once: when the server starts serving
+// or takes its first call, so that the classes an alarm needs are
+// registered by then.
+func (s *Server) startAlarms() {
+	s.alarmsStart.Do(func() {
+		scheduler := alarms.New(s.db, alarms.Config{
+			Dispatch:   s.dispatchAlarm,
+			Drop:       s.dropAlarm,
+			FirstRetry: s.opts.alarmRetry,
+			Logger:     s.log,
+		})
+		s.mu.Lock()
+		s.alarms = scheduler
+		s.mu.Unlock()
+	})
 }
 
 // validate checks m against the protovalidate rules of its message, if any.
@@ -238,6 +251,7 @@ func (s *Server) lookup(name string) (namespace, error) {
 // HTTP/2 without TLS (h2c), which gRPC clients need, must be enabled on the
 // http.Server that serves it (Protocols.SetUnencryptedHTTP2); Serve does.
 func (s *Server) Handler() http.Handler {
+	s.startAlarms()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handler == nil {
@@ -287,7 +301,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	var errs []error
 	// Alarms first: a run dispatched now would find the mailboxes closed.
 	// Those not fired stay in the index for the next start.
-	s.alarms.Close()
+	s.alarmsStart.Do(func() {}) // none start from now on
+	s.mu.RLock()
+	scheduler := s.alarms
+	s.mu.RUnlock()
+	if scheduler != nil {
+		scheduler.Close()
+	}
 	s.mu.RLock()
 	hs := s.httpServer
 	s.mu.RUnlock()

@@ -7,9 +7,11 @@ import (
 	"errors"
 	"fmt"
 	"sync/atomic"
+	"time"
 
 	"connectrpc.com/connect"
 
+	"github.com/durablego/durable"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	"github.com/durablego/durable/storage"
@@ -26,6 +28,13 @@ type Probe struct {
 	Entered chan struct{}
 	// InitFail makes Init fail while it is set.
 	InitFail atomic.Bool
+	// AlarmFailures is how many runs of Alarm fail before one succeeds.
+	AlarmFailures atomic.Int64
+	// Reschedule, in nanoseconds, makes Alarm set a new alarm that far
+	// ahead.
+	Reschedule atomic.Int64
+	// Alarms, if set, receives every run of Alarm.
+	Alarms chan AlarmRun
 }
 
 var _ durabletestv1durable.Probe = (*Probe)(nil)
@@ -161,4 +170,55 @@ func (Ledger) Read(ctx context.Context, o *durabletestv1durable.LedgerObject, _ 
 		res.Rows = append(res.Rows, k)
 	}
 	return res, nil
+}
+
+// Schedule sets, deletes or reads the alarm, then fails if asked.
+func (p *Probe) Schedule(ctx context.Context, o *durabletestv1durable.ProbeObject, req *durabletestv1.ScheduleRequest) (*durabletestv1.ScheduleResponse, error) {
+	var err error
+	switch {
+	case req.GetDeleteAll():
+		err = o.Storage.DeleteAll(ctx)
+	case req.GetDelete():
+		err = o.DeleteAlarm(ctx)
+	case req.GetAtMs() != 0:
+		err = o.SetAlarm(ctx, time.UnixMilli(req.GetAtMs()))
+	}
+	if err != nil {
+		return nil, err
+	}
+	if req.GetFail() {
+		return nil, ErrAsked
+	}
+	res := &durabletestv1.ScheduleResponse{}
+	if at, ok, err := o.GetAlarm(ctx); err != nil {
+		return nil, err
+	} else if ok {
+		res.AtMs = at.UnixMilli()
+	}
+	return res, nil
+}
+
+// Alarm counts its runs. It fails while AlarmFailures is above zero,
+// counting it down, and reports each run's info on Alarms if set. With
+// Reschedule set, it sets a new alarm that far ahead.
+func (p *Probe) Alarm(ctx context.Context, o *durabletestv1durable.ProbeObject, info durable.AlarmInfo) error {
+	if p.Alarms != nil {
+		p.Alarms <- AlarmRun{ID: o.ID, Info: info, Started: time.Now()}
+	}
+	if p.AlarmFailures.Add(-1) >= 0 {
+		return errors.New("probe: alarm failing as asked")
+	}
+	o.State.AlarmRuns++
+	o.State.AlarmRetry = int64(info.RetryCount)
+	if d := p.Reschedule.Load(); d > 0 {
+		return o.SetAlarm(ctx, time.Now().Add(time.Duration(d)))
+	}
+	return nil
+}
+
+// AlarmRun is one run of the Alarm hook.
+type AlarmRun struct {
+	ID      durable.ID
+	Info    durable.AlarmInfo
+	Started time.Time
 }

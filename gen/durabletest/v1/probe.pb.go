@@ -33,7 +33,11 @@ type ProbeState struct {
 	// value is the sum of the amounts added.
 	Value int64 `protobuf:"varint,1,opt,name=value,proto3" json:"value,omitempty"`
 	// init_runs counts how often Init ran for this object.
-	InitRuns      int64 `protobuf:"varint,2,opt,name=init_runs,json=initRuns,proto3" json:"init_runs,omitempty"`
+	InitRuns int64 `protobuf:"varint,2,opt,name=init_runs,json=initRuns,proto3" json:"init_runs,omitempty"`
+	// alarm_runs counts the successful runs of the Alarm hook.
+	AlarmRuns int64 `protobuf:"varint,3,opt,name=alarm_runs,json=alarmRuns,proto3" json:"alarm_runs,omitempty"`
+	// alarm_retry is the retry count the last successful run was given.
+	AlarmRetry    int64 `protobuf:"varint,4,opt,name=alarm_retry,json=alarmRetry,proto3" json:"alarm_retry,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -78,6 +82,20 @@ func (x *ProbeState) GetValue() int64 {
 func (x *ProbeState) GetInitRuns() int64 {
 	if x != nil {
 		return x.InitRuns
+	}
+	return 0
+}
+
+func (x *ProbeState) GetAlarmRuns() int64 {
+	if x != nil {
+		return x.AlarmRuns
+	}
+	return 0
+}
+
+func (x *ProbeState) GetAlarmRetry() int64 {
+	if x != nil {
+		return x.AlarmRetry
 	}
 	return 0
 }
@@ -897,15 +915,137 @@ func (x *ReadResponse) GetRows() []string {
 	return nil
 }
 
+// ScheduleRequest changes the alarm.
+type ScheduleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// at_ms sets the alarm at this Unix time in milliseconds, unless 0.
+	AtMs int64 `protobuf:"varint,1,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	// delete deletes the alarm.
+	Delete bool `protobuf:"varint,2,opt,name=delete,proto3" json:"delete,omitempty"`
+	// delete_all deletes all storage, the alarm with it.
+	DeleteAll     bool `protobuf:"varint,3,opt,name=delete_all,json=deleteAll,proto3" json:"delete_all,omitempty"`
+	Fail          bool `protobuf:"varint,4,opt,name=fail,proto3" json:"fail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleRequest) Reset() {
+	*x = ScheduleRequest{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleRequest) ProtoMessage() {}
+
+func (x *ScheduleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleRequest.ProtoReflect.Descriptor instead.
+func (*ScheduleRequest) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ScheduleRequest) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
+func (x *ScheduleRequest) GetDelete() bool {
+	if x != nil {
+		return x.Delete
+	}
+	return false
+}
+
+func (x *ScheduleRequest) GetDeleteAll() bool {
+	if x != nil {
+		return x.DeleteAll
+	}
+	return false
+}
+
+func (x *ScheduleRequest) GetFail() bool {
+	if x != nil {
+		return x.Fail
+	}
+	return false
+}
+
+// ScheduleResponse carries the alarm after the change.
+type ScheduleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// at_ms is the alarm's time, 0 when there is none.
+	AtMs          int64 `protobuf:"varint,1,opt,name=at_ms,json=atMs,proto3" json:"at_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ScheduleResponse) Reset() {
+	*x = ScheduleResponse{}
+	mi := &file_durabletest_v1_probe_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ScheduleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ScheduleResponse) ProtoMessage() {}
+
+func (x *ScheduleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_durabletest_v1_probe_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ScheduleResponse.ProtoReflect.Descriptor instead.
+func (*ScheduleResponse) Descriptor() ([]byte, []int) {
+	return file_durabletest_v1_probe_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ScheduleResponse) GetAtMs() int64 {
+	if x != nil {
+		return x.AtMs
+	}
+	return 0
+}
+
 var File_durabletest_v1_probe_proto protoreflect.FileDescriptor
 
 const file_durabletest_v1_probe_proto_rawDesc = "" +
 	"\n" +
-	"\x1adurabletest/v1/probe.proto\x12\x0edurabletest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x18durable/v1/durable.proto\"?\n" +
+	"\x1adurabletest/v1/probe.proto\x12\x0edurabletest.v1\x1a\x1bbuf/validate/validate.proto\x1a\x18durable/v1/durable.proto\"\x7f\n" +
 	"\n" +
 	"ProbeState\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\x03R\x05value\x12\x1b\n" +
-	"\tinit_runs\x18\x02 \x01(\x03R\binitRuns\"b\n" +
+	"\tinit_runs\x18\x02 \x01(\x03R\binitRuns\x12\x1d\n" +
+	"\n" +
+	"alarm_runs\x18\x03 \x01(\x03R\talarmRuns\x12\x1f\n" +
+	"\valarm_retry\x18\x04 \x01(\x03R\n" +
+	"alarmRetry\"b\n" +
 	"\n" +
 	"AddRequest\x12\x16\n" +
 	"\x06amount\x18\x01 \x01(\x03R\x06amount\x12\x12\n" +
@@ -948,14 +1088,23 @@ const file_durabletest_v1_probe_proto_rawDesc = "" +
 	"\fReadResponse\x121\n" +
 	"\x05state\x18\x01 \x01(\v2\x1b.durabletest.v1.LedgerStateR\x05state\x12\x12\n" +
 	"\x04keys\x18\x02 \x03(\tR\x04keys\x12\x12\n" +
-	"\x04rows\x18\x03 \x03(\tR\x04rows2\xa2\x03\n" +
+	"\x04rows\x18\x03 \x03(\tR\x04rows\"q\n" +
+	"\x0fScheduleRequest\x12\x13\n" +
+	"\x05at_ms\x18\x01 \x01(\x03R\x04atMs\x12\x16\n" +
+	"\x06delete\x18\x02 \x01(\bR\x06delete\x12\x1d\n" +
+	"\n" +
+	"delete_all\x18\x03 \x01(\bR\tdeleteAll\x12\x12\n" +
+	"\x04fail\x18\x04 \x01(\bR\x04fail\"'\n" +
+	"\x10ScheduleResponse\x12\x13\n" +
+	"\x05at_ms\x18\x01 \x01(\x03R\x04atMs2\xf1\x03\n" +
 	"\x05Probe\x12>\n" +
 	"\x03Add\x12\x1a.durabletest.v1.AddRequest\x1a\x1b.durabletest.v1.AddResponse\x12>\n" +
 	"\x03Get\x12\x1a.durabletest.v1.GetRequest\x1a\x1b.durabletest.v1.GetResponse\x12>\n" +
 	"\x03Hop\x12\x1a.durabletest.v1.HopRequest\x1a\x1b.durabletest.v1.HopResponse\x12D\n" +
 	"\x05Block\x12\x1c.durabletest.v1.BlockRequest\x1a\x1d.durabletest.v1.BlockResponse\x12>\n" +
 	"\x03Put\x12\x1a.durabletest.v1.PutRequest\x1a\x1b.durabletest.v1.PutResponse\x12A\n" +
-	"\x04List\x12\x1b.durabletest.v1.ListRequest\x1a\x1c.durabletest.v1.ListResponse\x1a\x10\xaa\x9f\x19\f\n" +
+	"\x04List\x12\x1b.durabletest.v1.ListRequest\x1a\x1c.durabletest.v1.ListResponse\x12M\n" +
+	"\bSchedule\x12\x1f.durabletest.v1.ScheduleRequest\x1a .durabletest.v1.ScheduleResponse\x1a\x10\xaa\x9f\x19\f\n" +
 	"\n" +
 	"ProbeState2\xa9\x01\n" +
 	"\x06Ledger\x12G\n" +
@@ -975,26 +1124,28 @@ func file_durabletest_v1_probe_proto_rawDescGZIP() []byte {
 	return file_durabletest_v1_probe_proto_rawDescData
 }
 
-var file_durabletest_v1_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_durabletest_v1_probe_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_durabletest_v1_probe_proto_goTypes = []any{
-	(*ProbeState)(nil),     // 0: durabletest.v1.ProbeState
-	(*AddRequest)(nil),     // 1: durabletest.v1.AddRequest
-	(*AddResponse)(nil),    // 2: durabletest.v1.AddResponse
-	(*GetRequest)(nil),     // 3: durabletest.v1.GetRequest
-	(*GetResponse)(nil),    // 4: durabletest.v1.GetResponse
-	(*HopRequest)(nil),     // 5: durabletest.v1.HopRequest
-	(*HopResponse)(nil),    // 6: durabletest.v1.HopResponse
-	(*BlockRequest)(nil),   // 7: durabletest.v1.BlockRequest
-	(*BlockResponse)(nil),  // 8: durabletest.v1.BlockResponse
-	(*PutRequest)(nil),     // 9: durabletest.v1.PutRequest
-	(*PutResponse)(nil),    // 10: durabletest.v1.PutResponse
-	(*ListRequest)(nil),    // 11: durabletest.v1.ListRequest
-	(*ListResponse)(nil),   // 12: durabletest.v1.ListResponse
-	(*LedgerState)(nil),    // 13: durabletest.v1.LedgerState
-	(*RecordRequest)(nil),  // 14: durabletest.v1.RecordRequest
-	(*RecordResponse)(nil), // 15: durabletest.v1.RecordResponse
-	(*ReadRequest)(nil),    // 16: durabletest.v1.ReadRequest
-	(*ReadResponse)(nil),   // 17: durabletest.v1.ReadResponse
+	(*ProbeState)(nil),       // 0: durabletest.v1.ProbeState
+	(*AddRequest)(nil),       // 1: durabletest.v1.AddRequest
+	(*AddResponse)(nil),      // 2: durabletest.v1.AddResponse
+	(*GetRequest)(nil),       // 3: durabletest.v1.GetRequest
+	(*GetResponse)(nil),      // 4: durabletest.v1.GetResponse
+	(*HopRequest)(nil),       // 5: durabletest.v1.HopRequest
+	(*HopResponse)(nil),      // 6: durabletest.v1.HopResponse
+	(*BlockRequest)(nil),     // 7: durabletest.v1.BlockRequest
+	(*BlockResponse)(nil),    // 8: durabletest.v1.BlockResponse
+	(*PutRequest)(nil),       // 9: durabletest.v1.PutRequest
+	(*PutResponse)(nil),      // 10: durabletest.v1.PutResponse
+	(*ListRequest)(nil),      // 11: durabletest.v1.ListRequest
+	(*ListResponse)(nil),     // 12: durabletest.v1.ListResponse
+	(*LedgerState)(nil),      // 13: durabletest.v1.LedgerState
+	(*RecordRequest)(nil),    // 14: durabletest.v1.RecordRequest
+	(*RecordResponse)(nil),   // 15: durabletest.v1.RecordResponse
+	(*ReadRequest)(nil),      // 16: durabletest.v1.ReadRequest
+	(*ReadResponse)(nil),     // 17: durabletest.v1.ReadResponse
+	(*ScheduleRequest)(nil),  // 18: durabletest.v1.ScheduleRequest
+	(*ScheduleResponse)(nil), // 19: durabletest.v1.ScheduleResponse
 }
 var file_durabletest_v1_probe_proto_depIdxs = []int32{
 	0,  // 0: durabletest.v1.GetResponse.state:type_name -> durabletest.v1.ProbeState
@@ -1005,18 +1156,20 @@ var file_durabletest_v1_probe_proto_depIdxs = []int32{
 	7,  // 5: durabletest.v1.Probe.Block:input_type -> durabletest.v1.BlockRequest
 	9,  // 6: durabletest.v1.Probe.Put:input_type -> durabletest.v1.PutRequest
 	11, // 7: durabletest.v1.Probe.List:input_type -> durabletest.v1.ListRequest
-	14, // 8: durabletest.v1.Ledger.Record:input_type -> durabletest.v1.RecordRequest
-	16, // 9: durabletest.v1.Ledger.Read:input_type -> durabletest.v1.ReadRequest
-	2,  // 10: durabletest.v1.Probe.Add:output_type -> durabletest.v1.AddResponse
-	4,  // 11: durabletest.v1.Probe.Get:output_type -> durabletest.v1.GetResponse
-	6,  // 12: durabletest.v1.Probe.Hop:output_type -> durabletest.v1.HopResponse
-	8,  // 13: durabletest.v1.Probe.Block:output_type -> durabletest.v1.BlockResponse
-	10, // 14: durabletest.v1.Probe.Put:output_type -> durabletest.v1.PutResponse
-	12, // 15: durabletest.v1.Probe.List:output_type -> durabletest.v1.ListResponse
-	15, // 16: durabletest.v1.Ledger.Record:output_type -> durabletest.v1.RecordResponse
-	17, // 17: durabletest.v1.Ledger.Read:output_type -> durabletest.v1.ReadResponse
-	10, // [10:18] is the sub-list for method output_type
-	2,  // [2:10] is the sub-list for method input_type
+	18, // 8: durabletest.v1.Probe.Schedule:input_type -> durabletest.v1.ScheduleRequest
+	14, // 9: durabletest.v1.Ledger.Record:input_type -> durabletest.v1.RecordRequest
+	16, // 10: durabletest.v1.Ledger.Read:input_type -> durabletest.v1.ReadRequest
+	2,  // 11: durabletest.v1.Probe.Add:output_type -> durabletest.v1.AddResponse
+	4,  // 12: durabletest.v1.Probe.Get:output_type -> durabletest.v1.GetResponse
+	6,  // 13: durabletest.v1.Probe.Hop:output_type -> durabletest.v1.HopResponse
+	8,  // 14: durabletest.v1.Probe.Block:output_type -> durabletest.v1.BlockResponse
+	10, // 15: durabletest.v1.Probe.Put:output_type -> durabletest.v1.PutResponse
+	12, // 16: durabletest.v1.Probe.List:output_type -> durabletest.v1.ListResponse
+	19, // 17: durabletest.v1.Probe.Schedule:output_type -> durabletest.v1.ScheduleResponse
+	15, // 18: durabletest.v1.Ledger.Record:output_type -> durabletest.v1.RecordResponse
+	17, // 19: durabletest.v1.Ledger.Read:output_type -> durabletest.v1.ReadResponse
+	11, // [11:20] is the sub-list for method output_type
+	2,  // [2:11] is the sub-list for method input_type
 	2,  // [2:2] is the sub-list for extension type_name
 	2,  // [2:2] is the sub-list for extension extendee
 	0,  // [0:2] is the sub-list for field type_name
@@ -1033,7 +1186,7 @@ func file_durabletest_v1_probe_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_durabletest_v1_probe_proto_rawDesc), len(file_durabletest_v1_probe_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   18,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   2,
 		},

@@ -51,6 +51,8 @@ const (
 	ProbePutProcedure = "/durabletest.v1.Probe/Put"
 	// ProbeListProcedure is the fully-qualified name of the Probe's List RPC.
 	ProbeListProcedure = "/durabletest.v1.Probe/List"
+	// ProbeScheduleProcedure is the fully-qualified name of the Probe's Schedule RPC.
+	ProbeScheduleProcedure = "/durabletest.v1.Probe/Schedule"
 	// LedgerRecordProcedure is the fully-qualified name of the Ledger's Record RPC.
 	LedgerRecordProcedure = "/durabletest.v1.Ledger/Record"
 	// LedgerReadProcedure is the fully-qualified name of the Ledger's Read RPC.
@@ -74,6 +76,8 @@ type ProbeClient interface {
 	Put(context.Context, *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error)
 	// List returns the probe's key-value entries.
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Schedule sets, deletes or reads the probe's alarm, then fails if asked.
+	Schedule(context.Context, *connect.Request[v1.ScheduleRequest]) (*connect.Response[v1.ScheduleResponse], error)
 }
 
 // NewProbeClient constructs a client for the durabletest.v1.Probe service. By default, it uses the
@@ -123,17 +127,24 @@ func NewProbeClient(httpClient connect.HTTPClient, baseURL string, opts ...conne
 			connect.WithSchema(probeMethods.ByName("List")),
 			connect.WithClientOptions(opts...),
 		),
+		schedule: connect.NewClient[v1.ScheduleRequest, v1.ScheduleResponse](
+			httpClient,
+			baseURL+ProbeScheduleProcedure,
+			connect.WithSchema(probeMethods.ByName("Schedule")),
+			connect.WithClientOptions(opts...),
+		),
 	}
 }
 
 // probeClient implements ProbeClient.
 type probeClient struct {
-	add   *connect.Client[v1.AddRequest, v1.AddResponse]
-	get   *connect.Client[v1.GetRequest, v1.GetResponse]
-	hop   *connect.Client[v1.HopRequest, v1.HopResponse]
-	block *connect.Client[v1.BlockRequest, v1.BlockResponse]
-	put   *connect.Client[v1.PutRequest, v1.PutResponse]
-	list  *connect.Client[v1.ListRequest, v1.ListResponse]
+	add      *connect.Client[v1.AddRequest, v1.AddResponse]
+	get      *connect.Client[v1.GetRequest, v1.GetResponse]
+	hop      *connect.Client[v1.HopRequest, v1.HopResponse]
+	block    *connect.Client[v1.BlockRequest, v1.BlockResponse]
+	put      *connect.Client[v1.PutRequest, v1.PutResponse]
+	list     *connect.Client[v1.ListRequest, v1.ListResponse]
+	schedule *connect.Client[v1.ScheduleRequest, v1.ScheduleResponse]
 }
 
 // Add calls durabletest.v1.Probe.Add.
@@ -166,6 +177,11 @@ func (c *probeClient) List(ctx context.Context, req *connect.Request[v1.ListRequ
 	return c.list.CallUnary(ctx, req)
 }
 
+// Schedule calls durabletest.v1.Probe.Schedule.
+func (c *probeClient) Schedule(ctx context.Context, req *connect.Request[v1.ScheduleRequest]) (*connect.Response[v1.ScheduleResponse], error) {
+	return c.schedule.CallUnary(ctx, req)
+}
+
 // ProbeHandler is an implementation of the durabletest.v1.Probe service.
 type ProbeHandler interface {
 	// Add adds amount to the value, then fails or panics if asked to, after
@@ -183,6 +199,8 @@ type ProbeHandler interface {
 	Put(context.Context, *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error)
 	// List returns the probe's key-value entries.
 	List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error)
+	// Schedule sets, deletes or reads the probe's alarm, then fails if asked.
+	Schedule(context.Context, *connect.Request[v1.ScheduleRequest]) (*connect.Response[v1.ScheduleResponse], error)
 }
 
 // NewProbeHandler builds an HTTP handler from the service implementation. It returns the path on
@@ -228,6 +246,12 @@ func NewProbeHandler(svc ProbeHandler, opts ...connect.HandlerOption) (string, h
 		connect.WithSchema(probeMethods.ByName("List")),
 		connect.WithHandlerOptions(opts...),
 	)
+	probeScheduleHandler := connect.NewUnaryHandler(
+		ProbeScheduleProcedure,
+		svc.Schedule,
+		connect.WithSchema(probeMethods.ByName("Schedule")),
+		connect.WithHandlerOptions(opts...),
+	)
 	return "/durabletest.v1.Probe/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch r.URL.Path {
 		case ProbeAddProcedure:
@@ -242,6 +266,8 @@ func NewProbeHandler(svc ProbeHandler, opts ...connect.HandlerOption) (string, h
 			probePutHandler.ServeHTTP(w, r)
 		case ProbeListProcedure:
 			probeListHandler.ServeHTTP(w, r)
+		case ProbeScheduleProcedure:
+			probeScheduleHandler.ServeHTTP(w, r)
 		default:
 			http.NotFound(w, r)
 		}
@@ -273,6 +299,10 @@ func (UnimplementedProbeHandler) Put(context.Context, *connect.Request[v1.PutReq
 
 func (UnimplementedProbeHandler) List(context.Context, *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
 	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Probe.List is not implemented"))
+}
+
+func (UnimplementedProbeHandler) Schedule(context.Context, *connect.Request[v1.ScheduleRequest]) (*connect.Response[v1.ScheduleResponse], error) {
+	return nil, connect.NewError(connect.CodeUnimplemented, errors.New("durabletest.v1.Probe.Schedule is not implemented"))
 }
 
 // LedgerClient is a client for the durabletest.v1.Ledger service.

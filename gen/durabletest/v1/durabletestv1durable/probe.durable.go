@@ -52,6 +52,8 @@ type Probe interface {
 	Put(context.Context, *ProbeObject, *v1.PutRequest) (*v1.PutResponse, error)
 	// List returns the probe's key-value entries.
 	List(context.Context, *ProbeObject, *v1.ListRequest) (*v1.ListResponse, error)
+	// Schedule sets, deletes or reads the probe's alarm, then fails if asked.
+	Schedule(context.Context, *ProbeObject, *v1.ScheduleRequest) (*v1.ScheduleResponse, error)
 }
 
 // ProbeStub calls one Probe object. Stubs from ProbeNamespace.Get call it
@@ -74,6 +76,8 @@ type ProbeStub interface {
 	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
 	// List returns the probe's key-value entries.
 	List(context.Context, *v1.ListRequest) (*v1.ListResponse, error)
+	// Schedule sets, deletes or reads the probe's alarm, then fails if asked.
+	Schedule(context.Context, *v1.ScheduleRequest) (*v1.ScheduleResponse, error)
 }
 
 // ProbeNamespace is the in-process namespace of the Probe class: it mints
@@ -147,6 +151,10 @@ func (s *probeLocalStub) List(ctx context.Context, req *v1.ListRequest) (*v1.Lis
 	return server.Invoke(ctx, s.ns, s.id, "List", req, s.impl.List)
 }
 
+func (s *probeLocalStub) Schedule(ctx context.Context, req *v1.ScheduleRequest) (*v1.ScheduleResponse, error) {
+	return server.Invoke(ctx, s.ns, s.id, "Schedule", req, s.impl.Schedule)
+}
+
 type probeHandler struct {
 	ns   *server.Namespace[*v1.ProbeState]
 	impl Probe
@@ -174,6 +182,10 @@ func (h *probeHandler) Put(ctx context.Context, req *connect.Request[v1.PutReque
 
 func (h *probeHandler) List(ctx context.Context, req *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
 	return server.Handle(ctx, h.ns, "List", req, h.impl.List)
+}
+
+func (h *probeHandler) Schedule(ctx context.Context, req *connect.Request[v1.ScheduleRequest]) (*connect.Response[v1.ScheduleResponse], error) {
+	return server.Handle(ctx, h.ns, "Schedule", req, h.impl.Schedule)
 }
 
 // ProbeClient is a remote namespace of the Probe class: its stubs call
@@ -245,6 +257,10 @@ func (s *probeRemoteStub) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutR
 
 func (s *probeRemoteStub) List(ctx context.Context, req *v1.ListRequest) (*v1.ListResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "List", req, s.c.rpc.List)
+}
+
+func (s *probeRemoteStub) Schedule(ctx context.Context, req *v1.ScheduleRequest) (*v1.ScheduleResponse, error) {
+	return client.Invoke(ctx, s.c.ns, s.id, "Schedule", req, s.c.rpc.Schedule)
 }
 
 // Names of the Ledger object class.
