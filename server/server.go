@@ -213,6 +213,17 @@ func (s *Server) Classes() []string {
 // ActiveObjects returns the number of objects in memory, across classes.
 func (s *Server) ActiveObjects() int { return int(s.active.Load()) }
 
+// PendingAlarms returns how many alarms the scheduler holds in memory: those
+// due soon, at most a page of the node's alarm index.
+func (s *Server) PendingAlarms() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	if s.alarms == nil {
+		return 0
+	}
+	return s.alarms.Pending()
+}
+
 // QueuedCalls returns how many calls wait in the mailbox of an object,
 // not counting the one running; 0 when the object is not in memory.
 func (s *Server) QueuedCalls(class string, id durable.ID) int {
