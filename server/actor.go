@@ -37,7 +37,7 @@ type call[S proto.Message] struct {
 type actor[S proto.Message] struct {
 	ns      *Namespace[S]
 	key     callchain.Key
-	mailbox chan *call[S]
+	mailbox *mailbox[*call[S]]
 	evict   chan struct{} // a request to leave memory when idle
 
 	// Owned by the actor's goroutine.
@@ -62,7 +62,7 @@ func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
 	a := &actor[S]{
 		ns:      n,
 		key:     key,
-		mailbox: make(chan *call[S], n.srv.opts.mailboxSize),
+		mailbox: newMailbox[*call[S]](n.srv.opts.mailboxSize),
 		evict:   make(chan struct{}, 1),
 		epoch:   1,
 	}
@@ -74,13 +74,11 @@ func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
 // deliver queues c, or fails at once when the mailbox is full. The caller
 // holds the namespace lock.
 func (a *actor[S]) deliver(c *call[S]) error {
-	select {
-	case a.mailbox <- c:
-		a.lastUsed.Store(time.Now().UnixNano())
-		return nil
-	default:
-		return overloadedError(a.key, cap(a.mailbox))
+	if !a.mailbox.push(c) {
+		return overloadedError(a.key, a.mailbox.limit)
 	}
+	a.lastUsed.Store(time.Now().UnixNano())
+	return nil
 }
 
 func (a *actor[S]) requestEviction() {
@@ -103,13 +101,16 @@ func (a *actor[S]) loop() {
 	shutdown := a.ns.srv.shutdown
 	leaving := false
 	for {
-		if leaving && len(a.mailbox) == 0 && a.leave() {
+		if c, ok := a.mailbox.pop(); ok {
+			a.runBatch(c)
+			idle.Reset(timeout)
+			continue
+		}
+		if leaving && a.leave() {
 			return
 		}
 		select {
-		case c := <-a.mailbox:
-			a.runBatch(c)
-			idle.Reset(timeout)
+		case <-a.mailbox.ready:
 		case <-idle.C:
 			leaving = true
 		case <-a.evict:
@@ -149,14 +150,9 @@ func (a *actor[S]) abandon(err error) {
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
 	a.closeStore()
-	for {
-		select {
-		case c := <-a.mailbox:
-			c.err = a.failure(c.method, connect.CodeInternal, err)
-			close(c.done)
-		default:
-			return
-		}
+	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
+		c.err = a.failure(c.method, connect.CodeInternal, err)
+		close(c.done)
 	}
 }
 
@@ -227,13 +223,11 @@ func (a *actor[S]) runInit() (err error) {
 func (a *actor[S]) runBatch(first *call[S]) {
 	calls := append(a.batch[:0], first)
 	for len(calls) < a.ns.srv.opts.maxBatch {
-		select {
-		case c := <-a.mailbox:
-			calls = append(calls, c)
-			continue
-		default:
+		c, ok := a.mailbox.pop()
+		if !ok {
+			break
 		}
-		break
+		calls = append(calls, c)
 	}
 	a.batch = calls[:0]
 

@@ -4,7 +4,9 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -174,4 +176,30 @@ func BenchmarkConnectUnaryBaseline(b *testing.B) {
 		}
 	})
 	reportRate(b, start)
+}
+
+// BenchmarkActiveObjectMemory activates 50,000 counters and reports the
+// resident memory each costs while in memory. Run with -benchtime 1x.
+func BenchmarkActiveObjectMemory(b *testing.B) {
+	const n = 50_000
+	for range b.N {
+		e := newEnv(b, server.WithIdleTimeout(time.Hour))
+		runtime.GC()
+		before := residentMiB(b)
+		var wg sync.WaitGroup
+		for w := range 32 {
+			wg.Go(func() {
+				for i := w; i < n; i += 32 {
+					if _, err := e.counters.Get(e.counters.IDFromName(fmt.Sprint("mem-", i))).GetValue(context.Background(), &counterv1.GetValueRequest{}); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		}
+		wg.Wait()
+		runtime.GC()
+		b.ReportMetric((residentMiB(b)-before)*1024/n, "KiB/object")
+		e.shutdown(b)
+	}
 }

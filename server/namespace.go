@@ -303,7 +303,7 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 func (n *Namespace[S]) remove(a *actor[S]) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
-	if len(a.mailbox) > 0 {
+	if a.mailbox.len() > 0 {
 		return false
 	}
 	delete(n.actors, a.key.ID)
@@ -319,7 +319,7 @@ func (n *Namespace[S]) queued(id durable.ID) int {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	if a := n.actors[key.ID]; a != nil {
-		return len(a.mailbox)
+		return a.mailbox.len()
 	}
 	return 0
 }
