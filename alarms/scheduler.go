@@ -66,10 +66,14 @@ type Scheduler struct {
 	cfg   Config
 	index Index
 
-	mu       sync.Mutex
-	pending  entries          // due within the horizon, earliest first; may hold stale entries
-	next     map[Key]int64    // when each pending key fires; what is not here is stale
-	running  map[Key]bool     // dispatched and not yet done
+	mu      sync.Mutex
+	pending entries       // due within the horizon, earliest first; may hold stale entries
+	next    map[Key]int64 // when each pending key fires; what is not here is stale
+	running map[Key]int64 // dispatched and not yet done: the due time
+	// fired remembers the due time of runs that succeeded until the news
+	// of their own commit arrives, so that late news of the commit that
+	// set the alarm does not schedule it again.
+	fired    map[Key]int64
 	cursor   storage.DueAlarm // the index is loaded up to and including this entry
 	complete bool             // the index holds nothing more up to cursor.At
 	wake     chan struct{}
@@ -99,7 +103,8 @@ func New(index Index, cfg Config) *Scheduler {
 		cfg:     cfg,
 		index:   index,
 		next:    make(map[Key]int64),
-		running: make(map[Key]bool),
+		running: make(map[Key]int64),
+		fired:   make(map[Key]int64),
 		wake:    make(chan struct{}, 1),
 		stop:    make(chan struct{}),
 		done:    make(chan struct{}),
@@ -128,6 +133,13 @@ func (s *Scheduler) Pending() int {
 func (s *Scheduler) Update(key Key, set bool, at int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	if set && (s.next[key] == at || s.running[key] == at || s.fired[key] == at) {
+		// Known already: a page of the index brought it before this news
+		// of its commit arrived.
+		delete(s.fired, key)
+		return
+	}
+	delete(s.fired, key)
 	delete(s.next, key) // what is pending for key is stale now
 	if !set {
 		return
@@ -169,27 +181,27 @@ func (s *Scheduler) loop() {
 }
 
 // load pages the index in while the loaded part ends before the horizon,
-// and no more than a page is held.
+// and no more than a page is held. It holds the lock across the query: an
+// Update racing with it would otherwise see the old cursor, leave its alarm
+// to the index, and find the cursor moved past it when the page lands.
 func (s *Scheduler) load(now time.Time) {
 	until := now.Add(s.cfg.Horizon).UnixMilli()
-	for {
-		s.mu.Lock()
-		cursor, full := s.cursor, len(s.next) >= s.cfg.PageSize
-		if full || (s.complete && cursor.At >= until) {
-			s.mu.Unlock()
-			return
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key, due := range s.fired {
+		if due < now.Add(-s.cfg.Horizon).UnixMilli() {
+			delete(s.fired, key) // no news will come that late
 		}
-		s.mu.Unlock()
-
-		page, err := s.index.DueAlarms(context.Background(), cursor, until, s.cfg.PageSize)
+	}
+	for len(s.next) < s.cfg.PageSize && !(s.complete && s.cursor.At >= until) {
+		page, err := s.index.DueAlarms(context.Background(), s.cursor, until, s.cfg.PageSize)
 		if err != nil {
 			s.cfg.Logger.Error("durable: reading the alarm index", "err", err)
 			return
 		}
-		s.mu.Lock()
 		for _, a := range page {
 			key := Key{Class: a.Class, ID: a.ID}
-			if _, known := s.next[key]; !known && !s.running[key] {
+			if _, known := s.next[key]; !known && s.running[key] == 0 {
 				s.schedule(key, a.At, 0)
 			}
 		}
@@ -198,14 +210,10 @@ func (s *Scheduler) load(now time.Time) {
 			// through Update.
 			s.cursor = storage.DueAlarm{At: until, Class: "\x7f"}
 			s.complete = true
-		} else {
-			s.cursor = page[len(page)-1]
-			s.complete = false
-		}
-		s.mu.Unlock()
-		if len(page) < s.cfg.PageSize {
 			return
 		}
+		s.cursor = page[len(page)-1]
+		s.complete = false
 	}
 }
 
@@ -220,7 +228,7 @@ func (s *Scheduler) fire(now time.Time) time.Duration {
 			continue // replaced or deleted since
 		}
 		delete(s.next, e.key)
-		s.running[e.key] = true
+		s.running[e.key] = e.dueAt()
 		s.wg.Add(1)
 		due = append(due, e)
 	}
@@ -250,6 +258,7 @@ func (s *Scheduler) finished(e entry, err error) {
 	defer s.mu.Unlock()
 	delete(s.running, e.key)
 	if err == nil {
+		s.fired[e.key] = e.dueAt()
 		return
 	}
 	if _, replaced := s.next[e.key]; replaced {
