@@ -79,7 +79,6 @@ type Scheduler struct {
 	wake     chan struct{}
 	stop     chan struct{}
 	done     chan struct{}
-	wg       sync.WaitGroup // dispatched runs not yet done
 }
 
 // New starts a scheduler over index.
@@ -113,12 +112,12 @@ func New(index Index, cfg Config) *Scheduler {
 	return s
 }
 
-// Close stops firing alarms and waits for the runs in progress. Alarms not
-// yet fired stay in the index for the next start.
+// Close stops firing alarms. Runs already dispatched finish through their
+// objects (the server drains mailboxes after closing the scheduler);
+// alarms not yet fired stay in the index for the next start.
 func (s *Scheduler) Close() {
 	close(s.stop)
 	<-s.done
-	s.wg.Wait()
 }
 
 // Pending returns how many alarms the scheduler holds in memory.
@@ -229,7 +228,6 @@ func (s *Scheduler) fire(now time.Time) time.Duration {
 		}
 		delete(s.next, e.key)
 		s.running[e.key] = e.dueAt()
-		s.wg.Add(1)
 		due = append(due, e)
 	}
 	s.mu.Unlock()
@@ -253,7 +251,6 @@ func (s *Scheduler) fire(now time.Time) time.Duration {
 // finished records the outcome of a run. A success removed or replaced the
 // alarm in a commit that Update reported already; a failure is retried.
 func (s *Scheduler) finished(e entry, err error) {
-	defer s.wg.Done()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	delete(s.running, e.key)

@@ -238,3 +238,18 @@ func TestManyAlarmsAtTheSameInstant(t *testing.T) {
 		seen[r.ID.String()] = true
 	}
 }
+
+func TestAlarmsFireInTimeOrder(t *testing.T) {
+	e := alarmEnv(t)
+	base := time.Now().Add(100 * time.Millisecond)
+	names := []string{"third", "first", "fourth", "second"}
+	offsets := []time.Duration{60, 0, 90, 30}
+	for i, name := range names {
+		e.alarmAt(t, name, base.Add(offsets[i]*time.Millisecond))
+	}
+	for _, want := range []string{"first", "second", "third", "fourth"} {
+		if r := e.nextRun(t); !r.ID.Equal(e.probes.IDFromName(want)) {
+			t.Fatalf("fired %s out of order, want %s", r.ID, want)
+		}
+	}
+}
