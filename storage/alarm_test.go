@@ -1,0 +1,76 @@
+package storage_test
+
+import (
+	"context"
+	"errors"
+	"testing"
+	"time"
+
+	"github.com/durablego/durable/storage"
+)
+
+func TestAlarmAPI(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func() *storage.Store) {
+		ctx := context.Background()
+		st := open()
+		var changes []storage.AlarmChange
+		call(t, st, func(kv *storage.KV) error {
+			if err := kv.SetAlarm(ctx, time.Now()); !errors.Is(err, storage.ErrNoAlarmHandler) {
+				t.Fatalf("SetAlarm without a handler: %v", err)
+			}
+			return nil
+		})
+		st.HandleAlarms(func(c storage.AlarmChange) { changes = append(changes, c) })
+		at := time.UnixMilli(time.Now().Add(time.Hour).UnixMilli())
+		call(t, st, func(kv *storage.KV) error {
+			for _, bad := range []time.Time{{}, time.UnixMilli(-1), time.Unix(0, 0)} {
+				if err := kv.SetAlarm(ctx, bad); !errors.Is(err, storage.ErrInvalidAlarm) || !errors.Is(err, storage.ErrInvalid) {
+					t.Fatalf("SetAlarm(%v) = %v", bad, err)
+				}
+			}
+			if err := kv.SetAlarm(ctx, at); err != nil {
+				t.Fatal(err)
+			}
+			if got, ok, err := kv.GetAlarm(ctx); !ok || err != nil || !got.Equal(at) {
+				t.Fatalf("GetAlarm in the same call = %v, %v, %v", got, ok, err)
+			}
+			return nil
+		})
+		// A failed call's change is undone.
+		call(t, st, func(kv *storage.KV) error {
+			kv.DeleteAlarm(ctx)
+			return errors.New("fail")
+		})
+		if err := commit(st, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 1 || !changes[0].Set || changes[0].At != at.UnixMilli() {
+			t.Fatalf("changes reported after the commit: %+v", changes)
+		}
+		st.Close()
+
+		reopened := open()
+		reopened.HandleAlarms(nil)
+		call(t, reopened, func(kv *storage.KV) error {
+			if got, ok, err := kv.GetAlarm(ctx); !ok || err != nil || !got.Equal(at) {
+				t.Fatalf("GetAlarm after reopening = %v, %v, %v", got, ok, err)
+			}
+			if err := kv.DeleteAll(ctx); err != nil {
+				t.Fatal(err)
+			}
+			if _, ok, _ := kv.GetAlarm(ctx); ok {
+				t.Fatal("DeleteAll left the alarm")
+			}
+			return nil
+		})
+		if err := commit(reopened, nil); err != nil {
+			t.Fatal(err)
+		}
+		call(t, reopened, func(kv *storage.KV) error {
+			if _, ok, _ := kv.GetAlarm(ctx); ok {
+				t.Fatal("the alarm survived a committed DeleteAll")
+			}
+			return nil
+		})
+	})
+}
