@@ -1,7 +1,7 @@
 // Command server runs the example Durable server: every example object of
 // the reference page, over Connect, gRPC and gRPC-Web on one port.
 //
-//	go run ./examples/server -addr 127.0.0.1:8080 -data ./data
+//	go run ./examples/server -addr 127.0.0.1:8080 -data ./data -session-idle 30m
 package main
 
 import (
@@ -24,6 +24,7 @@ import (
 	"github.com/durablego/durable/examples/counter"
 	"github.com/durablego/durable/examples/preferences"
 	"github.com/durablego/durable/examples/ratelimiter"
+	"github.com/durablego/durable/examples/session"
 	"github.com/durablego/durable/examples/usersession"
 	"github.com/durablego/durable/examples/wallet"
 	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
@@ -31,6 +32,7 @@ import (
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 	"github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durable"
 	"github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durable"
+	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
 	"github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1durable"
 	"github.com/durablego/durable/gen/examples/wallet/v1/walletv1durable"
 	"github.com/durablego/durable/server"
@@ -40,16 +42,22 @@ func main() {
 	addr := flag.String("addr", "127.0.0.1:8080", "address to listen on")
 	data := flag.String("data", "./data", "directory for the objects' storage, the ID secret and the carts' orders.db")
 	idle := flag.Duration("idle", 10*time.Second, "how long an idle object stays in memory")
+	sessionIdle := flag.Duration("session-idle", session.DefaultIdle,
+		"how long a Session may go without activity (Touch, SetData, GetData) before its alarm deletes its data; rounded up to a millisecond")
 	flag.Parse()
+	if *sessionIdle <= 0 {
+		fmt.Fprintf(os.Stderr, "-session-idle must be positive, not %v\n", *sessionIdle)
+		os.Exit(2)
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *data, *idle, log); err != nil {
+	if err := run(*addr, *data, *idle, *sessionIdle, log); err != nil {
 		log.Error("server failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, data string, idle time.Duration, log *slog.Logger) (err error) {
+func run(addr, data string, idle, sessionIdle time.Duration, log *slog.Logger) (err error) {
 	srv, err := server.New(server.WithDataDir(data), server.WithIdleTimeout(idle), server.WithLogger(log))
 	if err != nil {
 		return err
@@ -61,7 +69,7 @@ func run(addr, data string, idle time.Duration, log *slog.Logger) (err error) {
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
 	defer func() { err = errors.Join(err, orders.Close()) }()
-	if err := register(srv, orders); err != nil {
+	if err := register(srv, orders, sessionIdle); err != nil {
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
 
@@ -97,8 +105,9 @@ func run(addr, data string, idle time.Duration, log *slog.Logger) (err error) {
 	return nil
 }
 
-// register registers every example class of the reference page.
-func register(srv *server.Server, orders *sql.DB) error {
+// register registers every example class of the reference page. Sessions
+// expire after sessionIdle without activity.
+func register(srv *server.Server, orders *sql.DB, sessionIdle time.Duration) error {
 	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
 		return err
 	}
@@ -118,6 +127,9 @@ func register(srv *server.Server, orders *sql.DB) error {
 		return err
 	}
 	if _, err := ratelimiterv1durable.RegisterRateLimiter(srv, ratelimiter.RateLimiter{}); err != nil {
+		return err
+	}
+	if _, err := sessionv1durable.RegisterSession(srv, session.Session{Idle: sessionIdle}); err != nil {
 		return err
 	}
 	return nil
