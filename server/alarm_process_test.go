@@ -22,6 +22,9 @@ func TestMain(m *testing.M) {
 	if dir := os.Getenv("DURABLE_ALARM_CHILD"); dir != "" {
 		os.Exit(alarmChild(dir, os.Getenv("DURABLE_ALARM_BLOCK") != ""))
 	}
+	if dir := os.Getenv("DURABLE_DISKFULL_CHILD"); dir != "" {
+		os.Exit(diskFullChild(dir, 4<<20))
+	}
 	os.Exit(m.Run())
 }
 
