@@ -55,6 +55,7 @@ type ClassNotFoundError struct {
 	Known []string
 }
 
+// Error names the class asked for and the classes that exist.
 func (e *ClassNotFoundError) Error() string {
 	return fmt.Sprintf("durable: object class %q not found; registered classes: %s", e.Class, strings.Join(e.Known, ", "))
 }
@@ -84,6 +85,7 @@ type RPCError struct {
 	Err error
 }
 
+// Error names the class, the method, the code and the message.
 func (e *RPCError) Error() string {
 	return fmt.Sprintf("durable: %s.%s failed: %s: %s", e.Class, e.Method, e.Code, e.Message)
 }

@@ -16,6 +16,7 @@ type Key struct {
 	ID    [32]byte
 }
 
+// String renders k as "Class:hexid", the form of a header link.
 func (k Key) String() string { return k.Class + ":" + hex.EncodeToString(k.ID[:]) }
 
 type link struct {
