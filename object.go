@@ -56,6 +56,9 @@ const (
 	HeaderCallChain = "Durable-Call-Chain"
 	// HeaderError is set in error metadata to tell apart Durable's own
 	// failures: "class-not-found", "overloaded", "reentrant", "invalid-id",
-	// "shutdown", "method".
+	// "shutdown", "method". It is also a header of the HTTP responses that
+	// Durable, not an object's Fetch, writes on the Fetch routes, with two
+	// more kinds: "no-fetch" (the class has no Fetch hook) and "too-large"
+	// (the request body is over the server's limit).
 	HeaderError = "Durable-Error"
 )

@@ -11,6 +11,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
 
 	"connectrpc.com/connect"
 
@@ -44,11 +47,13 @@ type Namespace struct {
 	space          *durable.IDSpace // nil without a secret
 	connectOptions []connect.ClientOption
 	ids            durablev1connect.IDServiceClient
+	httpClient     connect.HTTPClient
+	baseURL        string
 }
 
 // NewNamespace returns the remote namespace of class served at baseURL.
 func NewNamespace(class string, httpClient connect.HTTPClient, baseURL string, opts ...Option) *Namespace {
-	n := &Namespace{class: class}
+	n := &Namespace{class: class, httpClient: httpClient, baseURL: strings.TrimRight(baseURL, "/")}
 	for _, o := range opts {
 		o(n)
 	}
@@ -194,3 +199,59 @@ type remoteError struct {
 func (e *remoteError) Error() string        { return e.err.Error() }
 func (e *remoteError) Unwrap() error        { return e.err }
 func (e *remoteError) Is(target error) bool { return target == e.kind }
+
+// Fetch sends req to the Fetch hook of the object id over HTTP, at
+// baseURL/objects/{segment}/{name}/{path} for an ID that only carries a
+// name and baseURL/objects-by-id/{segment}/{id}/{path} for a resolved one,
+// where {path} is req.URL's path; the query string, method, header and
+// body are req's. Generated stubs call it with their class's URL segment.
+//
+// Like http.Client.Do, it returns the response whatever its status:
+// Durable's own failures are responses whose durable.HeaderError header
+// names the kind, as from an in-process stub. The error is for a request
+// that could not be sent or answered. The caller closes the response body.
+func Fetch(ctx context.Context, n *Namespace, id durable.ID, segment string, req *http.Request) (*http.Response, error) {
+	switch {
+	case id.IsZero():
+		return nil, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
+	case id.Class() != n.class:
+		return nil, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class)
+	case req.URL == nil:
+		return nil, fmt.Errorf("client: %s.Fetch: the request has no URL", n.class)
+	}
+	var target string
+	switch name := id.Name(); {
+	case id.Resolved():
+		target = n.baseURL + durable.FetchByIDPrefix + segment + "/" + id.String()
+	case name == "." || name == "..":
+		// Escaped, or the server's router would resolve them as a path.
+		target = n.baseURL + durable.FetchByNamePrefix + segment + "/" + strings.ReplaceAll(name, ".", "%2E")
+	default:
+		target = n.baseURL + durable.FetchByNamePrefix + segment + "/" + url.PathEscape(name)
+	}
+	path := req.URL.EscapedPath()
+	if !strings.HasPrefix(path, "/") {
+		path = "/" + path
+	}
+	target += path
+	if req.URL.RawQuery != "" {
+		target += "?" + req.URL.RawQuery
+	}
+	u, err := url.Parse(target)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s.Fetch: %w", n.class, err)
+	}
+	out := req.Clone(ctx)
+	out.URL, out.Host, out.RequestURI = u, "", ""
+	if out.Header == nil {
+		out.Header = make(http.Header)
+	}
+	if chain := callchain.Header(ctx); chain != "" {
+		out.Header.Set(durable.HeaderCallChain, chain)
+	}
+	res, err := n.httpClient.Do(out)
+	if err != nil {
+		return nil, fmt.Errorf("client: %s.Fetch: %w", n.class, err)
+	}
+	return res, nil
+}

@@ -12,6 +12,7 @@ import (
 
 const (
 	contextPackage = protogen.GoImportPath("context")
+	httpPackage    = protogen.GoImportPath("net/http")
 	connectPackage = protogen.GoImportPath("connectrpc.com/connect")
 	durablePackage = protogen.GoImportPath("github.com/durablego/durable")
 	serverPackage  = durablePackage + "/server"
@@ -54,6 +55,8 @@ func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protog
 	namespace := g.QualifiedGoIdent(serverPackage.Ident("Namespace")) + "[" + state + "]"
 	ctx := g.QualifiedGoIdent(contextPackage.Ident("Context"))
 	id := g.QualifiedGoIdent(durablePackage.Ident("ID"))
+	request := g.QualifiedGoIdent(httpPackage.Ident("Request"))
+	response := g.QualifiedGoIdent(httpPackage.Ident("Response"))
 
 	comment(g, "Names of the ", n.Class, " object class.")
 	g.P("const (")
@@ -99,6 +102,10 @@ func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protog
 		leadingComments(g, m)
 		g.P(m.GoName, "(", ctx, ", *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error)")
 	}
+	comment(g, "Fetch sends an HTTP request to the object's Fetch hook (", durablePackage.Ident("Fetcher"),
+		"), which sees the path and query of req.URL, and returns its response, or a 404 when the class has no hook.",
+		" RPC methods are the preferred path.")
+	g.P("Fetch(", ctx, ", *", request, ") (*", response, ", error)")
 	g.P("}")
 	g.P()
 
@@ -159,6 +166,11 @@ func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protog
 		g.P("}")
 		g.P()
 	}
+
+	g.P("func (s *", n.localStub, ") Fetch(ctx ", ctx, ", req *", request, ") (*", response, ", error) {")
+	g.P("return ", serverPackage.Ident("Fetch"), "(ctx, s.ns, s.id, req)")
+	g.P("}")
+	g.P()
 
 	g.P("type ", n.handler, " struct {")
 	g.P("ns *", namespace)
@@ -228,6 +240,10 @@ func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protog
 		g.P("}")
 		g.P()
 	}
+	g.P("func (s *", n.remoteStub, ") Fetch(ctx ", ctx, ", req *", request, ") (*", response, ", error) {")
+	g.P("return ", clientPackage.Ident("Fetch"), "(ctx, s.c.ns, s.id, ", n.URLSegment, ", req)")
+	g.P("}")
+	g.P()
 }
 
 // names are the identifiers generated for one class.

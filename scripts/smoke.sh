@@ -68,6 +68,16 @@ case "$got" in
 *) echo "smoke: missing ID header: got $got"; exit 1 ;;
 esac
 
+# HTTP on objects: the counter's Fetch, as on the reference page.
+got=$(curl -sS "http://$addr/objects/counter/user-123/")
+case "$got" in
+'{"value":7,"timestamp":'*'}') echo "smoke: curl GET on the counter's Fetch: ok" ;;
+*) echo "smoke: curl GET on the counter's Fetch: got $got"; exit 1 ;;
+esac
+
+got=$(curl -sS -d '{"amount": 3}' "http://$addr/objects/counter/user-123/increment")
+expect "curl POST on the counter's Fetch" '{"value":10}' "$got"
+
 kill -TERM "$pid"
 wait "$pid"
 grep -q "stopped cleanly" "$work/log" || { cat "$work/log"; echo "smoke: no clean stop"; exit 1; }

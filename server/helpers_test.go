@@ -36,13 +36,19 @@ func newEnv(t testing.TB, opts ...server.Option) *env {
 
 func newEnvIn(t testing.TB, dir string, opts ...server.Option) *env {
 	t.Helper()
+	return newEnvCounterIn(t, dir, counter.Counter{}, opts...)
+}
+
+// newEnvCounterIn is newEnvIn with impl as the Counter class.
+func newEnvCounterIn(t testing.TB, dir string, impl counterv1durable.Counter, opts ...server.Option) *env {
+	t.Helper()
 	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
 	srv, err := server.New(append([]server.Option{server.WithDataDir(dir), server.WithLogger(logger)}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
 	e := &env{srv: srv, dir: dir, probe: &probe.Probe{Gate: make(chan struct{}), Entered: make(chan struct{}, 64)}}
-	if e.counters, err = counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
+	if e.counters, err = counterv1durable.RegisterCounter(srv, impl); err != nil {
 		t.Fatal(err)
 	}
 	if e.probes, err = durabletestv1durable.RegisterProbe(srv, e.probe); err != nil {

@@ -27,7 +27,9 @@ type Class struct {
 	Name string
 	// Binding is the constant-case binding name ("CHAT_ROOM").
 	Binding string
-	// Segment is the kebab-case URL segment ("chat-room").
+	// Segment is the kebab-case URL segment ("chat-room"): the class's
+	// objects serve HTTP at /objects/{segment}/ and /objects-by-id/{segment}/
+	// when they have a Fetch hook. Two classes cannot share one.
 	Segment string
 	// Service is the fully qualified protobuf service name.
 	Service string
@@ -45,6 +47,7 @@ type Namespace[S proto.Message] struct {
 	space    *durable.IDSpace
 	init     durable.Initializer[S]
 	alarm    durable.Alarmer[S]
+	fetcher  durable.Fetcher[S]
 	newState func() S
 
 	mu      sync.RWMutex // guards actors and closing; see enqueue and evict
@@ -74,6 +77,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	}
 	n.init, _ = impl.(durable.Initializer[S])
 	n.alarm, _ = impl.(durable.Alarmer[S])
+	n.fetcher, _ = impl.(durable.Fetcher[S])
 
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
@@ -84,8 +88,13 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 		return nil, durable.ErrShutdown
 	case srv.classes[class.Name] != nil:
 		return nil, fmt.Errorf("server: class %s is already registered", class.Name)
+	case class.Segment != "" && srv.segments[class.Segment] != nil:
+		return nil, fmt.Errorf("server: class %s: URL segment %q is taken by class %s", class.Name, class.Segment, srv.segments[class.Segment].info().Name)
 	}
 	srv.classes[class.Name] = n
+	if class.Segment != "" {
+		srv.segments[class.Segment] = n
+	}
 	if class.Service != "" {
 		srv.services = append(srv.services, class.Service)
 	}

@@ -24,18 +24,20 @@ type options struct {
 	durability     storage.Durability
 	maxSQLSize     int64
 	alarmRetry     time.Duration
+	maxRequestBody int64
 }
 
 func defaultOptions() options {
 	return options{
-		dataDir:     "data",
-		idleTimeout: 10 * time.Second,
-		maxActive:   100_000,
-		mailboxSize: 1024,
-		maxBatch:    256,
-		maxSQLSize:  storage.DefaultMaxSQLSize,
-		alarmRetry:  2 * time.Second,
-		logger:      slog.Default(),
+		dataDir:        "data",
+		idleTimeout:    10 * time.Second,
+		maxActive:      100_000,
+		mailboxSize:    1024,
+		maxBatch:       256,
+		maxSQLSize:     storage.DefaultMaxSQLSize,
+		alarmRetry:     2 * time.Second,
+		maxRequestBody: DefaultMaxRequestBody,
+		logger:         slog.Default(),
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
 		handlerOptions: []connect.HandlerOption{connect.WithCompressMinBytes(1024)},
@@ -101,3 +103,13 @@ func WithMaxSQLSize(bytes int64) Option { return func(o *options) { o.maxSQLSize
 // handler; each next retry waits twice as long, with jitter, and the alarm
 // is dropped after 6 retries. Default 2 s, as Cloudflare's.
 func WithAlarmRetry(first time.Duration) Option { return func(o *options) { o.alarmRetry = first } }
+
+// WithMaxRequestBody caps the body of a request to an object's Fetch hook,
+// over HTTP or from an in-process stub. The body is read in full before
+// the call is queued, so that a slow client never holds up the object's
+// mailbox; a longer one is refused with 413 Request Entity Too Large.
+// Default 32 MiB (DefaultMaxRequestBody); the body and the buffered
+// response are held in memory for the duration of the call.
+func WithMaxRequestBody(bytes int64) Option {
+	return func(o *options) { o.maxRequestBody = max(0, bytes) }
+}

@@ -18,6 +18,19 @@
 // object never shares memory with its caller, as over the network; the
 // network path decodes a fresh request and only clones the response.
 //
+// # HTTP on objects
+//
+// A class whose implementation satisfies durable.Fetcher serves HTTP at
+// /objects/{segment}/{name}/{path...} and /objects-by-id/{segment}/{id}/{path...}
+// (see durable.FetchByNamePrefix); its Fetch sees /{path...} and the query.
+// The request body is read in full, up to WithMaxRequestBody, before the
+// call is queued, and the response is buffered and sent once the call's
+// writes are durable. Durable's own answers carry a Durable-Error header:
+// 404 for an unknown class segment (listing those that exist) or a class
+// without Fetch, 400 for a malformed or foreign ID, 413 for a body over
+// the limit, 503 when overloaded or shutting down, 508 for a reentrant
+// call, 500 for a panic or a failed commit.
+//
 // # Call chains
 //
 // An object waiting on a call to another object keeps its mailbox busy, so
@@ -70,6 +83,7 @@ type Server struct {
 
 	mu         sync.RWMutex
 	classes    map[string]namespace // by class name
+	segments   map[string]namespace // by URL segment, for the Fetch routes
 	services   []string             // fully qualified service names
 	mux        *http.ServeMux
 	handler    http.Handler // built on first Handler call; registration ends then
@@ -94,6 +108,7 @@ type namespace interface {
 	runAlarm(key callchain.Key, due time.Time, retry int, done func(error))
 	dropAlarm(key callchain.Key, due time.Time)
 	evictSample(n int) (victim func(), lastUsed int64)
+	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
 }
 
 // New opens the server's storage in its data directory and returns a
@@ -129,10 +144,13 @@ func New(opts ...Option) (*Server, error) {
 		db:        db,
 		secret:    secret,
 		classes:   make(map[string]namespace),
+		segments:  make(map[string]namespace),
 		mux:       http.NewServeMux(),
 		shutdown:  make(chan struct{}),
 	}
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
+	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
+	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))
 	return s, nil
 }
 
@@ -255,9 +273,10 @@ func (s *Server) lookup(name string) (namespace, error) {
 }
 
 // Handler returns the server's HTTP handler: every class's Connect, gRPC
-// and gRPC-Web handlers, the ID service, gRPC health checking and server
-// reflection (so grpcurl and buf curl work without the .proto files).
-// Registration ends with the first call.
+// and gRPC-Web handlers, the ID service, gRPC health checking, server
+// reflection (so grpcurl and buf curl work without the .proto files) and
+// the routes to the objects' Fetch hooks. Registration ends with the first
+// call.
 //
 // HTTP/2 without TLS (h2c), which gRPC clients need, must be enabled on the
 // http.Server that serves it (Protocols.SetUnencryptedHTTP2); Serve does.

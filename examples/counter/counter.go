@@ -4,8 +4,13 @@ package counter
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
+	"io"
+	"net/http"
 	"time"
 
+	"github.com/durablego/durable"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 )
@@ -16,14 +21,20 @@ type Counter struct {
 	Now func() time.Time
 }
 
-var _ counterv1durable.Counter = Counter{}
+var (
+	_ counterv1durable.Counter                 = Counter{}
+	_ durable.Fetcher[*counterv1.CounterState] = Counter{}
+)
+
+func (c Counter) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
+}
 
 func (c Counter) touch(o *counterv1durable.CounterObject) {
-	now := time.Now
-	if c.Now != nil {
-		now = c.Now
-	}
-	o.State.LastUpdatedMs = now().UnixMilli()
+	o.State.LastUpdatedMs = c.now().UnixMilli()
 }
 
 // amount returns n, or 1 when n is zero (absent).
@@ -58,4 +69,48 @@ func (c Counter) Reset(_ context.Context, o *counterv1durable.CounterObject, _ *
 	o.State.Value = 0
 	c.touch(o)
 	return &counterv1.ResetResponse{}, nil
+}
+
+// Fetch serves the counter over HTTP, as the reference page's fetch:
+// GET / returns {"value": n, "timestamp": <unix ms>}; POST /increment with
+// the body {"amount": n} adds n (1 when the amount or the body is absent)
+// and returns {"value": n}; anything else is 404. RPC is the better path;
+// this one is for curl and browsers:
+//
+//	curl http://127.0.0.1:8080/objects/counter/user-123/
+//	curl -d '{"amount": 5}' http://127.0.0.1:8080/objects/counter/user-123/increment
+func (c Counter) Fetch(_ context.Context, o *counterv1durable.CounterObject, w http.ResponseWriter, r *http.Request) {
+	switch {
+	case r.Method == http.MethodGet && r.URL.Path == "/":
+		writeJSON(w, struct {
+			Value     int64 `json:"value"`
+			Timestamp int64 `json:"timestamp"`
+		}{o.State.Value, c.now().UnixMilli()})
+	case r.Method == http.MethodPost && r.URL.Path == "/increment":
+		var body struct {
+			Amount *int64 `json:"amount"`
+		}
+		if err := json.NewDecoder(r.Body).Decode(&body); err != nil && !errors.Is(err, io.EOF) {
+			http.Error(w, "invalid JSON body: "+err.Error(), http.StatusBadRequest)
+			return
+		}
+		amount := int64(1)
+		if body.Amount != nil {
+			amount = *body.Amount
+		}
+		o.State.Value += amount
+		c.touch(o)
+		writeJSON(w, struct {
+			Value int64 `json:"value"`
+		}{o.State.Value})
+	default:
+		http.Error(w, "Not Found", http.StatusNotFound)
+	}
+}
+
+// writeJSON answers 200 with v as JSON, Response.json on the reference page.
+func writeJSON(w http.ResponseWriter, v any) {
+	body, _ := json.Marshal(v) // of a struct of integers: cannot fail
+	w.Header().Set("Content-Type", "application/json")
+	w.Write(body)
 }

@@ -2,6 +2,9 @@ package counter_test
 
 import (
 	"context"
+	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,5 +44,39 @@ func TestCounterMethods(t *testing.T) {
 	}
 	if r, _ := c.Reset(ctx, o, &counterv1.ResetRequest{}); r.GetValue() != 0 || o.State.GetValue() != 0 {
 		t.Fatalf("Reset = %d, state %d", r.GetValue(), o.State.GetValue())
+	}
+}
+
+// TestCounterFetch serves the reference page's requests with httptest: a
+// Fetch hook is an HTTP handler that also takes the handle.
+func TestCounterFetch(t *testing.T) {
+	now := time.UnixMilli(1_700_000_000_000)
+	c := counter.Counter{Now: func() time.Time { return now }}
+	o := &durable.Object[*counterv1.CounterState]{State: &counterv1.CounterState{}}
+	for _, tc := range []struct {
+		method, path, body string
+		status             int
+		want               string
+	}{
+		{"POST", "/increment", `{"amount": 5}`, 200, `{"value":5}`},
+		{"POST", "/increment", `{}`, 200, `{"value":6}`},
+		{"POST", "/increment", ``, 200, `{"value":7}`},
+		{"POST", "/increment", `{"amount": 0}`, 200, `{"value":7}`},
+		{"POST", "/increment", `{"amount": "x"}`, 400, "invalid JSON body"},
+		{"GET", "/", ``, 200, `{"value":7,"timestamp":1700000000000}`},
+		{"GET", "/increment", ``, 404, "Not Found\n"},
+		{"DELETE", "/", ``, 404, "Not Found\n"},
+	} {
+		w := httptest.NewRecorder()
+		c.Fetch(context.Background(), o, w, httptest.NewRequest(tc.method, tc.path, strings.NewReader(tc.body)))
+		if w.Code != tc.status || !strings.HasPrefix(w.Body.String(), tc.want) {
+			t.Errorf("%s %s %s = %d %q, want %d %q", tc.method, tc.path, tc.body, w.Code, w.Body.String(), tc.status, tc.want)
+		}
+		if tc.status == http.StatusOK && w.Header().Get("Content-Type") != "application/json" {
+			t.Errorf("%s %s: Content-Type %q", tc.method, tc.path, w.Header().Get("Content-Type"))
+		}
+	}
+	if o.State.GetLastUpdatedMs() != now.UnixMilli() {
+		t.Errorf("POST /increment did not update LastUpdatedMs")
 	}
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/durabletest/v1"
 	durabletestv1connect "github.com/durablego/durable/gen/durabletest/v1/durabletestv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Probe object class.
@@ -78,6 +79,10 @@ type ProbeStub interface {
 	List(context.Context, *v1.ListRequest) (*v1.ListResponse, error)
 	// Schedule sets, deletes or reads the probe's alarm, then fails if asked.
 	Schedule(context.Context, *v1.ScheduleRequest) (*v1.ScheduleResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // ProbeNamespace is the in-process namespace of the Probe class: it mints
@@ -153,6 +158,10 @@ func (s *probeLocalStub) List(ctx context.Context, req *v1.ListRequest) (*v1.Lis
 
 func (s *probeLocalStub) Schedule(ctx context.Context, req *v1.ScheduleRequest) (*v1.ScheduleResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Schedule", req, s.impl.Schedule)
+}
+
+func (s *probeLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type probeHandler struct {
@@ -263,6 +272,10 @@ func (s *probeRemoteStub) Schedule(ctx context.Context, req *v1.ScheduleRequest)
 	return client.Invoke(ctx, s.c.ns, s.id, "Schedule", req, s.c.rpc.Schedule)
 }
 
+func (s *probeRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, ProbeURLSegment, req)
+}
+
 // Names of the Ledger object class.
 const (
 	// LedgerClassName is the class name, as in the .proto service.
@@ -301,6 +314,10 @@ type LedgerStub interface {
 	Record(context.Context, *v1.RecordRequest) (*v1.RecordResponse, error)
 	// Read returns everything the ledger holds.
 	Read(context.Context, *v1.ReadRequest) (*v1.ReadResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // LedgerNamespace is the in-process namespace of the Ledger class: it mints
@@ -356,6 +373,10 @@ func (s *ledgerLocalStub) Record(ctx context.Context, req *v1.RecordRequest) (*v
 
 func (s *ledgerLocalStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Read", req, s.impl.Read)
+}
+
+func (s *ledgerLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type ledgerHandler struct {
@@ -424,4 +445,8 @@ func (s *ledgerRemoteStub) Record(ctx context.Context, req *v1.RecordRequest) (*
 
 func (s *ledgerRemoteStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Read", req, s.c.rpc.Read)
+}
+
+func (s *ledgerRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, LedgerURLSegment, req)
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/analytics/v1"
 	analyticsv1connect "github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Analytics object class.
@@ -59,6 +60,10 @@ type AnalyticsStub interface {
 	// GetEventCounts counts the events recorded after a point in time, per
 	// event name.
 	GetEventCounts(context.Context, *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // AnalyticsNamespace is the in-process namespace of the Analytics class: it
@@ -118,6 +123,10 @@ func (s *analyticsLocalStub) GetRecentEvents(ctx context.Context, req *v1.GetRec
 
 func (s *analyticsLocalStub) GetEventCounts(ctx context.Context, req *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "GetEventCounts", req, s.impl.GetEventCounts)
+}
+
+func (s *analyticsLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type analyticsHandler struct {
@@ -194,4 +203,8 @@ func (s *analyticsRemoteStub) GetRecentEvents(ctx context.Context, req *v1.GetRe
 
 func (s *analyticsRemoteStub) GetEventCounts(ctx context.Context, req *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "GetEventCounts", req, s.c.rpc.GetEventCounts)
+}
+
+func (s *analyticsRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, AnalyticsURLSegment, req)
 }

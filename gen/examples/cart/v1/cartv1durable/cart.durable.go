@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/cart/v1"
 	cartv1connect "github.com/durablego/durable/gen/examples/cart/v1/cartv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Cart object class.
@@ -60,6 +61,10 @@ type CartStub interface {
 	// Checkout writes the items as an order into the orders database and
 	// empties the cart. It fails with FAILED_PRECONDITION for an empty cart.
 	Checkout(context.Context, *v1.CheckoutRequest) (*v1.CheckoutResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // CartNamespace is the in-process namespace of the Cart class: it mints IDs
@@ -119,6 +124,10 @@ func (s *cartLocalStub) GetItems(ctx context.Context, req *v1.GetItemsRequest) (
 
 func (s *cartLocalStub) Checkout(ctx context.Context, req *v1.CheckoutRequest) (*v1.CheckoutResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Checkout", req, s.impl.Checkout)
+}
+
+func (s *cartLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type cartHandler struct {
@@ -195,4 +204,8 @@ func (s *cartRemoteStub) GetItems(ctx context.Context, req *v1.GetItemsRequest) 
 
 func (s *cartRemoteStub) Checkout(ctx context.Context, req *v1.CheckoutRequest) (*v1.CheckoutResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Checkout", req, s.c.rpc.Checkout)
+}
+
+func (s *cartRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, CartURLSegment, req)
 }

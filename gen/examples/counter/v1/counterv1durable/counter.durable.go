@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/counter/v1"
 	counterv1connect "github.com/durablego/durable/gen/examples/counter/v1/counterv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Counter object class.
@@ -61,6 +62,10 @@ type CounterStub interface {
 	GetValue(context.Context, *v1.GetValueRequest) (*v1.GetValueResponse, error)
 	// Reset sets the value back to zero.
 	Reset(context.Context, *v1.ResetRequest) (*v1.ResetResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // CounterNamespace is the in-process namespace of the Counter class: it
@@ -124,6 +129,10 @@ func (s *counterLocalStub) GetValue(ctx context.Context, req *v1.GetValueRequest
 
 func (s *counterLocalStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Reset", req, s.impl.Reset)
+}
+
+func (s *counterLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type counterHandler struct {
@@ -208,4 +217,8 @@ func (s *counterRemoteStub) GetValue(ctx context.Context, req *v1.GetValueReques
 
 func (s *counterRemoteStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Reset", req, s.c.rpc.Reset)
+}
+
+func (s *counterRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, CounterURLSegment, req)
 }

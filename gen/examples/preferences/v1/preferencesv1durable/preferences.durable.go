@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/preferences/v1"
 	preferencesv1connect "github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Preferences object class.
@@ -62,6 +63,10 @@ type PreferencesStub interface {
 	GetAllPreferences(context.Context, *v1.GetAllPreferencesRequest) (*v1.GetAllPreferencesResponse, error)
 	// ClearPreferences deletes every preference and says how many there were.
 	ClearPreferences(context.Context, *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // PreferencesNamespace is the in-process namespace of the Preferences
@@ -127,6 +132,10 @@ func (s *preferencesLocalStub) GetAllPreferences(ctx context.Context, req *v1.Ge
 
 func (s *preferencesLocalStub) ClearPreferences(ctx context.Context, req *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "ClearPreferences", req, s.impl.ClearPreferences)
+}
+
+func (s *preferencesLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type preferencesHandler struct {
@@ -211,4 +220,8 @@ func (s *preferencesRemoteStub) GetAllPreferences(ctx context.Context, req *v1.G
 
 func (s *preferencesRemoteStub) ClearPreferences(ctx context.Context, req *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "ClearPreferences", req, s.c.rpc.ClearPreferences)
+}
+
+func (s *preferencesRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, PreferencesURLSegment, req)
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/ratelimiter/v1"
 	ratelimiterv1connect "github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the RateLimiter object class.
@@ -59,6 +60,10 @@ type RateLimiterStub interface {
 	Check(context.Context, *v1.CheckRequest) (*v1.CheckResponse, error)
 	// Reset forgets every request.
 	Reset(context.Context, *v1.ResetRequest) (*v1.ResetResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // RateLimiterNamespace is the in-process namespace of the RateLimiter
@@ -116,6 +121,10 @@ func (s *rateLimiterLocalStub) Check(ctx context.Context, req *v1.CheckRequest) 
 
 func (s *rateLimiterLocalStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Reset", req, s.impl.Reset)
+}
+
+func (s *rateLimiterLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type rateLimiterHandler struct {
@@ -184,4 +193,8 @@ func (s *rateLimiterRemoteStub) Check(ctx context.Context, req *v1.CheckRequest)
 
 func (s *rateLimiterRemoteStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Reset", req, s.c.rpc.Reset)
+}
+
+func (s *rateLimiterRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, RateLimiterURLSegment, req)
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/session/v1"
 	sessionv1connect "github.com/durablego/durable/gen/examples/session/v1/sessionv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Session object class.
@@ -79,6 +80,10 @@ type SessionStub interface {
 	// cleaned up. (Like any first call, Peek on a session that never existed
 	// creates it.)
 	Peek(context.Context, *v1.PeekRequest) (*v1.PeekResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // SessionNamespace is the in-process namespace of the Session class: it
@@ -142,6 +147,10 @@ func (s *sessionLocalStub) GetData(ctx context.Context, req *v1.GetDataRequest) 
 
 func (s *sessionLocalStub) Peek(ctx context.Context, req *v1.PeekRequest) (*v1.PeekResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Peek", req, s.impl.Peek)
+}
+
+func (s *sessionLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type sessionHandler struct {
@@ -226,4 +235,8 @@ func (s *sessionRemoteStub) GetData(ctx context.Context, req *v1.GetDataRequest)
 
 func (s *sessionRemoteStub) Peek(ctx context.Context, req *v1.PeekRequest) (*v1.PeekResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Peek", req, s.c.rpc.Peek)
+}
+
+func (s *sessionRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, SessionURLSegment, req)
 }

@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/usersession/v1"
 	usersessionv1connect "github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the UserSession object class.
@@ -60,6 +61,10 @@ type UserSessionStub interface {
 	// "session expired" once the session's time is past, and for a session
 	// that never had a user.
 	GetData(context.Context, *v1.GetDataRequest) (*v1.GetDataResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // UserSessionNamespace is the in-process namespace of the UserSession
@@ -117,6 +122,10 @@ func (s *userSessionLocalStub) SetUser(ctx context.Context, req *v1.SetUserReque
 
 func (s *userSessionLocalStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "GetData", req, s.impl.GetData)
+}
+
+func (s *userSessionLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type userSessionHandler struct {
@@ -185,4 +194,8 @@ func (s *userSessionRemoteStub) SetUser(ctx context.Context, req *v1.SetUserRequ
 
 func (s *userSessionRemoteStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "GetData", req, s.c.rpc.GetData)
+}
+
+func (s *userSessionRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, UserSessionURLSegment, req)
 }

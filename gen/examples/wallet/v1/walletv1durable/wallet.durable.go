@@ -15,6 +15,7 @@ import (
 	v1 "github.com/durablego/durable/gen/examples/wallet/v1"
 	walletv1connect "github.com/durablego/durable/gen/examples/wallet/v1/walletv1connect"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Wallet object class.
@@ -64,6 +65,10 @@ type WalletStub interface {
 	// transaction. It fails with FAILED_PRECONDITION "insufficient funds",
 	// changing nothing, when the source balance is below amount.
 	Transfer(context.Context, *v1.TransferRequest) (*v1.TransferResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // WalletNamespace is the in-process namespace of the Wallet class: it mints
@@ -123,6 +128,10 @@ func (s *walletLocalStub) Balance(ctx context.Context, req *v1.BalanceRequest) (
 
 func (s *walletLocalStub) Transfer(ctx context.Context, req *v1.TransferRequest) (*v1.TransferResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Transfer", req, s.impl.Transfer)
+}
+
+func (s *walletLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type walletHandler struct {
@@ -199,4 +208,8 @@ func (s *walletRemoteStub) Balance(ctx context.Context, req *v1.BalanceRequest) 
 
 func (s *walletRemoteStub) Transfer(ctx context.Context, req *v1.TransferRequest) (*v1.TransferResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Transfer", req, s.c.rpc.Transfer)
+}
+
+func (s *walletRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, WalletURLSegment, req)
 }

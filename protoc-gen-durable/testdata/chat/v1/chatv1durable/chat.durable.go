@@ -15,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the ChatRoom object class.
@@ -57,6 +58,10 @@ type ChatRoomStub interface {
 	// History returns the latest messages,
 	// newest first.
 	History(context.Context, *v1.HistoryRequest) (*v1.HistoryResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // ChatRoomNamespace is the in-process namespace of the ChatRoom class: it
@@ -112,6 +117,10 @@ func (s *chatRoomLocalStub) Post(ctx context.Context, req *v1.PostRequest) (*v1.
 
 func (s *chatRoomLocalStub) History(ctx context.Context, req *v1.HistoryRequest) (*v1.HistoryResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "History", req, s.impl.History)
+}
+
+func (s *chatRoomLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type chatRoomHandler struct {
@@ -182,6 +191,10 @@ func (s *chatRoomRemoteStub) History(ctx context.Context, req *v1.HistoryRequest
 	return client.Invoke(ctx, s.c.ns, s.id, "History", req, s.c.rpc.History)
 }
 
+func (s *chatRoomRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, ChatRoomURLSegment, req)
+}
+
 // Names of the Lobby object class.
 const (
 	// LobbyClassName is the class name, as in the .proto service.
@@ -209,6 +222,10 @@ type LobbyStub interface {
 	// ID returns the ID of the object the stub calls.
 	ID() durable.ID
 	ListRooms(context.Context, *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // LobbyNamespace is the in-process namespace of the Lobby class: it mints
@@ -260,6 +277,10 @@ func (s *lobbyLocalStub) ID() durable.ID { return s.id }
 
 func (s *lobbyLocalStub) ListRooms(ctx context.Context, req *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "ListRooms", req, s.impl.ListRooms)
+}
+
+func (s *lobbyLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type lobbyHandler struct {
@@ -320,4 +341,8 @@ func (s *lobbyRemoteStub) ID() durable.ID { return s.id }
 
 func (s *lobbyRemoteStub) ListRooms(ctx context.Context, req *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "ListRooms", req, s.c.rpc.ListRooms)
+}
+
+func (s *lobbyRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, LobbyURLSegment, req)
 }

@@ -15,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the HTTPProxy object class.
@@ -45,6 +46,10 @@ type HTTPProxyStub interface {
 	// ID returns the ID of the object the stub calls.
 	ID() durable.ID
 	Forward(context.Context, *v1.ForwardRequest) (*v1.ForwardResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // HTTPProxyNamespace is the in-process namespace of the HTTPProxy class: it
@@ -96,6 +101,10 @@ func (s *hTTPProxyLocalStub) ID() durable.ID { return s.id }
 
 func (s *hTTPProxyLocalStub) Forward(ctx context.Context, req *v1.ForwardRequest) (*v1.ForwardResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Forward", req, s.impl.Forward)
+}
+
+func (s *hTTPProxyLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type hTTPProxyHandler struct {
@@ -156,4 +165,8 @@ func (s *hTTPProxyRemoteStub) ID() durable.ID { return s.id }
 
 func (s *hTTPProxyRemoteStub) Forward(ctx context.Context, req *v1.ForwardRequest) (*v1.ForwardResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Forward", req, s.c.rpc.Forward)
+}
+
+func (s *hTTPProxyRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, HTTPProxyURLSegment, req)
 }

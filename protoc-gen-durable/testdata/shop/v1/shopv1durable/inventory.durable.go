@@ -16,6 +16,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	server "github.com/durablego/durable/server"
+	http "net/http"
 )
 
 // Names of the Inventory object class.
@@ -48,6 +49,10 @@ type InventoryStub interface {
 	ID() durable.ID
 	Reserve(context.Context, *v11.ReserveRequest) (*v11.ReserveResponse, error)
 	Release(context.Context, *v11.ReleaseRequest) (*v11.ReleaseResponse, error)
+	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
+	// which sees the path and query of req.URL, and returns its response, or a
+	// 404 when the class has no hook. RPC methods are the preferred path.
+	Fetch(context.Context, *http.Request) (*http.Response, error)
 }
 
 // InventoryNamespace is the in-process namespace of the Inventory class: it
@@ -103,6 +108,10 @@ func (s *inventoryLocalStub) Reserve(ctx context.Context, req *v11.ReserveReques
 
 func (s *inventoryLocalStub) Release(ctx context.Context, req *v11.ReleaseRequest) (*v11.ReleaseResponse, error) {
 	return server.Invoke(ctx, s.ns, s.id, "Release", req, s.impl.Release)
+}
+
+func (s *inventoryLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return server.Fetch(ctx, s.ns, s.id, req)
 }
 
 type inventoryHandler struct {
@@ -171,4 +180,8 @@ func (s *inventoryRemoteStub) Reserve(ctx context.Context, req *v11.ReserveReque
 
 func (s *inventoryRemoteStub) Release(ctx context.Context, req *v11.ReleaseRequest) (*v11.ReleaseResponse, error) {
 	return client.Invoke(ctx, s.c.ns, s.id, "Release", req, s.c.rpc.Release)
+}
+
+func (s *inventoryRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
+	return client.Fetch(ctx, s.c.ns, s.id, InventoryURLSegment, req)
 }

@@ -1,0 +1,411 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"net/url"
+	"slices"
+	"strconv"
+	"strings"
+
+	"connectrpc.com/connect"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/storage"
+)
+
+// DefaultMaxRequestBody is the default limit on the body of a request to an
+// object's Fetch hook: 32 MiB. See WithMaxRequestBody.
+const DefaultMaxRequestBody = 32 << 20
+
+// fetchRoute serves the Fetch routes under prefix (durable.FetchByNamePrefix
+// or durable.FetchByIDPrefix): it finds the class by its URL segment and
+// hands the rest to the class's namespace.
+func (s *Server) fetchRoute(prefix string) http.Handler {
+	byID := prefix == durable.FetchByIDPrefix
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		path := strings.TrimPrefix(r.URL.EscapedPath(), prefix)
+		segment, path, _ := strings.Cut(path, "/")
+		ref, rest, _ := strings.Cut(path, "/")
+		s.mu.RLock()
+		ns := s.segments[segment]
+		s.mu.RUnlock()
+		if ns == nil {
+			s.notFoundClass(prefix, segment).write(w)
+			return
+		}
+		if ref == "" {
+			what := "{name}"
+			if byID {
+				what = "{id}"
+			}
+			errorResponse(http.StatusNotFound, "", fmt.Errorf("durable: address one object: %s%s/%s/{path...}", prefix, segment, what)).write(w)
+			return
+		}
+		ns.serveFetch(w, r, ref, byID, rest)
+	})
+}
+
+// notFoundClass is the answer to a Fetch route whose class segment is not
+// registered: it lists the segments that are.
+func (s *Server) notFoundClass(prefix, segment string) *response {
+	s.mu.RLock()
+	known := make([]string, 0, len(s.segments))
+	for seg, ns := range s.segments {
+		known = append(known, fmt.Sprintf("%s%s/ (%s)", prefix, seg, ns.info().Name))
+	}
+	s.mu.RUnlock()
+	slices.Sort(known)
+	err := fmt.Errorf("%w: no class is served at %s%s/; the classes are at %s",
+		durable.ErrClassNotFound, prefix, segment, strings.Join(known, ", "))
+	return errorResponse(http.StatusNotFound, "class-not-found", err)
+}
+
+// serveFetch serves a request of the Fetch routes for the object ref (a
+// path-escaped name, or an ID when byID), whose Fetch sees the path
+// "/"+rest.
+func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string) {
+	if n.fetcher == nil {
+		n.noFetch().write(w)
+		return
+	}
+	var id durable.ID
+	if byID {
+		var err error
+		if id, err = n.IDFromString(ref); err != nil {
+			errorResponse(http.StatusBadRequest, "invalid-id", fmt.Errorf("durable: the path's ID: %w", err)).write(w)
+			return
+		}
+	} else {
+		name, err := url.PathUnescape(ref)
+		if err != nil {
+			errorResponse(http.StatusBadRequest, "invalid-id", fmt.Errorf("durable: the path's object name: %w", err)).write(w)
+			return
+		}
+		id = n.IDFromName(name)
+	}
+	ctx, err := callchain.FromHeader(r.Context(), r.Header.Get(durable.HeaderCallChain))
+	if err != nil {
+		errorResponse(http.StatusBadRequest, "invalid-chain", fmt.Errorf("durable: header %s: %w", durable.HeaderCallChain, err)).write(w)
+		return
+	}
+	inner, err := url.Parse("/" + rest)
+	if err != nil {
+		errorResponse(http.StatusBadRequest, "", fmt.Errorf("durable: the path after the object: %w", err)).write(w)
+		return
+	}
+	inner.RawQuery = r.URL.RawQuery
+
+	// The body is read in full here, on the connection's goroutine, so
+	// that a slow client never holds up the object's mailbox.
+	body, tooBig, err := n.readBody(http.MaxBytesReader(w, r.Body, n.srv.opts.maxRequestBody), r.ContentLength)
+	switch {
+	case tooBig != nil:
+		tooBig.write(w)
+		return
+	case err != nil:
+		errorResponse(http.StatusBadRequest, "", err).write(w)
+		return
+	}
+	req := r.Clone(ctx)
+	req.Pattern = ""
+	setFetchURL(req, inner, body)
+	res, err := n.fetch(ctx, id, req)
+	if err != nil {
+		res = failureResponse(err)
+	}
+	res.write(w)
+}
+
+// Fetch sends req to the Fetch hook of the object id in process, through
+// its mailbox, without HTTP: the object sees req's path and query, and the
+// response is the one the HTTP route would send, built from the buffered
+// response once the call's writes are durable. Generated stubs call it.
+//
+// As with the route, Durable's own failures are responses too, whose
+// durable.HeaderError header names the kind: 404 for a class without a
+// Fetch hook, 400 for an ID of another class, 413 for a body over the
+// server's limit, 503 when the object is overloaded or the server shutting
+// down, 508 for a reentrant call, 500 for a panic or a failed commit. The
+// error is for a request that could not be delivered: ctx ended first, or
+// reading req.Body failed. req.Body is read in full and closed.
+func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID, req *http.Request) (*http.Response, error) {
+	if req.Body != nil {
+		defer req.Body.Close()
+	}
+	if req.URL == nil {
+		return nil, fmt.Errorf("durable: %s.Fetch: the request has no URL", n.class.Name)
+	}
+	if n.fetcher == nil {
+		return n.noFetch().httpResponse(req), nil
+	}
+	if _, _, err := n.resolve(id); err != nil {
+		return errorResponse(http.StatusBadRequest, "invalid-id", err).httpResponse(req), nil
+	}
+	body, tooBig, err := n.readBody(req.Body, req.ContentLength)
+	switch {
+	case tooBig != nil:
+		return tooBig.httpResponse(req), nil
+	case err != nil:
+		return nil, fmt.Errorf("durable: %s.Fetch: %w", n.class.Name, err)
+	}
+	inner := &url.URL{Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
+	if inner.Path == "" {
+		inner.Path, inner.RawPath = "/", ""
+	}
+	in := req.Clone(ctx)
+	if in.Host == "" {
+		in.Host = req.URL.Host
+	}
+	if in.Header == nil {
+		in.Header = make(http.Header)
+	}
+	setFetchURL(in, inner, body)
+	res, err := n.fetch(ctx, id, in)
+	if err != nil {
+		return nil, fmt.Errorf("durable: %s.Fetch: %w", n.class.Name, err)
+	}
+	return res.httpResponse(req), nil
+}
+
+// setFetchURL makes r a server-side request for u (path and query only)
+// carrying body, read in full.
+func setFetchURL(r *http.Request, u *url.URL, body []byte) {
+	r.URL = u
+	r.RequestURI = u.RequestURI()
+	r.TransferEncoding = nil
+	r.ContentLength = int64(len(body))
+	r.Body = http.NoBody
+	if len(body) > 0 {
+		r.Body = io.NopCloser(bytes.NewReader(body))
+	}
+	r.GetBody = nil
+}
+
+// readBody reads a request body of the given length (0 or -1 when
+// unknown) in full, up to the server's limit. Over it, it returns the 413
+// response.
+func (n *Namespace[S]) readBody(body io.Reader, length int64) ([]byte, *response, error) {
+	limit := n.srv.opts.maxRequestBody
+	tooBig := func() *response {
+		return errorResponse(http.StatusRequestEntityTooLarge, "too-large",
+			fmt.Errorf("durable: the request body is over the limit of %d bytes", limit))
+	}
+	if body == nil || body == http.NoBody {
+		return nil, nil, nil
+	}
+	if length > limit {
+		return nil, tooBig(), nil
+	}
+	var b []byte
+	var err error
+	if length > 0 {
+		b = make([]byte, length)
+		_, err = io.ReadFull(body, b)
+	} else {
+		b, err = io.ReadAll(io.LimitReader(body, limit+1))
+	}
+	var maxErr *http.MaxBytesError
+	switch {
+	case errors.As(err, &maxErr) || int64(len(b)) > limit:
+		return nil, tooBig(), nil
+	case err != nil:
+		return nil, nil, fmt.Errorf("reading the request body: %w", err)
+	}
+	return b, nil, nil
+}
+
+func (n *Namespace[S]) noFetch() *response {
+	return errorResponse(http.StatusNotFound, "no-fetch",
+		fmt.Errorf("durable: class %s has no Fetch hook: its objects do not serve HTTP", n.class.Name))
+}
+
+// fetchFailed is the error of a Fetch that answered with a status of 500
+// or more: its writes are rolled back and its response is sent.
+type fetchFailed struct{ res *response }
+
+func (e *fetchFailed) Error() string {
+	return fmt.Sprintf("Fetch answered %d %s", e.res.status, http.StatusText(e.res.status))
+}
+
+// fetch runs the Fetch hook on req as a call through the object's mailbox
+// and returns its response once the call's writes are durable. The error
+// is ctx's, when it ends first.
+func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request) (*response, error) {
+	id, key, err := n.resolve(id)
+	if err != nil {
+		return errorResponse(http.StatusBadRequest, "invalid-id", err), nil
+	}
+	n.srv.startAlarms()
+	if callchain.Contains(ctx, key) {
+		return errorResponse(http.StatusLoopDetected, "reentrant",
+			fmt.Errorf("%w: %s.Fetch called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, key)), nil
+	}
+	c := &call[S]{
+		ctx:    ctx,
+		id:     id,
+		method: "Fetch",
+		done:   make(chan struct{}),
+		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+			w := &response{header: make(http.Header)}
+			n.fetcher.Fetch(ctx, o, w, req.WithContext(ctx))
+			w.finish()
+			if w.status >= 500 {
+				return nil, &fetchFailed{res: w}
+			}
+			return w, nil
+		},
+	}
+	if err := n.enqueue(key, c); err != nil {
+		return failureResponse(err), nil
+	}
+	select {
+	case <-c.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if c.err != nil && ctx.Err() != nil {
+		return nil, ctx.Err() // skipped because ctx ended
+	}
+	if c.err != nil {
+		var failed *fetchFailed
+		if errors.As(c.err, &failed) {
+			return failed.res, nil
+		}
+		return failureResponse(c.err), nil
+	}
+	return c.res.(*response), nil
+}
+
+// failureResponse is the answer to a Fetch call that failed other than by
+// its own 5xx response.
+func failureResponse(err error) *response {
+	status, kind := http.StatusInternalServerError, "method"
+	var rpc *durable.RPCError
+	switch {
+	case errors.Is(err, durable.ErrOverloaded):
+		status, kind = http.StatusServiceUnavailable, "overloaded"
+	case errors.Is(err, durable.ErrShutdown):
+		status, kind = http.StatusServiceUnavailable, "shutdown"
+	case errors.Is(err, durable.ErrReentrantCall):
+		status, kind = http.StatusLoopDetected, "reentrant"
+	case errors.Is(err, durable.ErrInvalidID):
+		status, kind = http.StatusBadRequest, "invalid-id"
+	case errors.Is(err, storage.ErrDatabaseFull):
+		status = http.StatusInsufficientStorage
+	case errors.Is(err, context.DeadlineExceeded):
+		status, kind = http.StatusGatewayTimeout, ""
+	case errors.Is(err, context.Canceled):
+		status, kind = 499, "" // nginx's "client closed request": nobody reads it
+	case errors.As(err, &rpc) && rpc.Code == connect.CodeInvalidArgument:
+		status = http.StatusBadRequest // the call would have left an invalid state
+	}
+	return errorResponse(status, kind, err)
+}
+
+// response is a buffered HTTP response: the http.ResponseWriter a Fetch
+// hook writes to, or an answer of Durable's own.
+type response struct {
+	header http.Header // what the handler changes
+	sent   http.Header // header as of WriteHeader
+	status int         // 0 until WriteHeader
+	body   bytes.Buffer
+}
+
+// errorResponse is a plain-text answer of Durable's, its kind in the
+// durable.HeaderError header unless empty.
+func errorResponse(status int, kind string, err error) *response {
+	r := &response{header: make(http.Header)}
+	r.header.Set("Content-Type", "text/plain; charset=utf-8")
+	r.header.Set("X-Content-Type-Options", "nosniff")
+	if kind != "" {
+		r.header.Set(durable.HeaderError, kind)
+	}
+	r.WriteHeader(status)
+	r.body.WriteString(err.Error() + "\n")
+	return r
+}
+
+// Header returns the header map that WriteHeader sends.
+func (r *response) Header() http.Header { return r.header }
+
+// WriteHeader sets the status, as net/http's: a second call is ignored,
+// informational (1xx) statuses are dropped, and an invalid code panics.
+func (r *response) WriteHeader(code int) {
+	if code < 100 || code > 999 {
+		panic(fmt.Sprintf("invalid WriteHeader code %v", code))
+	}
+	if r.status != 0 || code < 200 {
+		return
+	}
+	r.status = code
+	r.sent = r.header.Clone()
+}
+
+// Write buffers p, setting the status to 200 first if not set.
+func (r *response) Write(p []byte) (int, error) {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	if !bodyAllowed(r.status) {
+		return 0, http.ErrBodyNotAllowed
+	}
+	return r.body.Write(p)
+}
+
+// finish completes the response as net/http does when a handler returns:
+// status 200 if none was written, and a sniffed Content-Type for a body
+// without one.
+func (r *response) finish() {
+	if r.status == 0 {
+		r.WriteHeader(http.StatusOK)
+	}
+	if _, ok := r.sent["Content-Type"]; !ok && r.body.Len() > 0 {
+		r.sent.Set("Content-Type", http.DetectContentType(r.body.Bytes()))
+	}
+}
+
+// write sends the response on w.
+func (r *response) write(w http.ResponseWriter) {
+	h := w.Header()
+	for k, v := range r.sent {
+		h[k] = v
+	}
+	if _, ok := h["Content-Length"]; !ok && bodyAllowed(r.status) {
+		h.Set("Content-Length", strconv.Itoa(r.body.Len()))
+	}
+	w.WriteHeader(r.status)
+	if r.body.Len() > 0 {
+		w.Write(r.body.Bytes()) // the client may be gone; nothing to do then
+	}
+}
+
+// httpResponse is the response as an HTTP client returns it, for req.
+func (r *response) httpResponse(req *http.Request) *http.Response {
+	header := r.sent // the response's own: the handler's map was cloned
+	res := &http.Response{
+		Status:        strconv.Itoa(r.status) + " " + http.StatusText(r.status),
+		StatusCode:    r.status,
+		Proto:         "HTTP/1.1",
+		ProtoMajor:    1,
+		ProtoMinor:    1,
+		Header:        header,
+		ContentLength: int64(r.body.Len()),
+		Body:          http.NoBody,
+		Request:       req,
+	}
+	if r.body.Len() > 0 && req.Method != http.MethodHead {
+		res.Body = io.NopCloser(bytes.NewReader(r.body.Bytes()))
+	}
+	return res
+}
+
+func bodyAllowed(status int) bool {
+	return status >= 200 && status != http.StatusNoContent && status != http.StatusNotModified
+}
