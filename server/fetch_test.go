@@ -28,6 +28,8 @@ type fetchCounter struct {
 	// registration.
 	local  *counterv1durable.CounterNamespace
 	remote *counterv1durable.CounterClient
+	// /block signals entered, then waits for gate.
+	entered, gate chan struct{}
 }
 
 // echo is what /echo/... answers: the request as the object saw it.
@@ -57,6 +59,9 @@ func (f *fetchCounter) Fetch(ctx context.Context, o *counterv1durable.CounterObj
 		}
 		w.Header().Set("X-Test", "from Fetch")
 		http.Error(w, "failing as asked", http.StatusServiceUnavailable)
+	case p == "/block":
+		f.entered <- struct{}{}
+		<-f.gate
 	case p == "/panic":
 		o.State.Value += 100
 		panic("fetch panicking as asked")
@@ -91,7 +96,7 @@ func (f *fetchCounter) Fetch(ctx context.Context, o *counterv1durable.CounterObj
 // newFetchEnv serves a server whose Counter class is a fetchCounter.
 func newFetchEnv(t *testing.T, opts ...server.Option) (*env, *fetchCounter) {
 	t.Helper()
-	impl := &fetchCounter{}
+	impl := &fetchCounter{entered: make(chan struct{}, 8), gate: make(chan struct{})}
 	e := newEnvCounterIn(t, t.TempDir(), impl, opts...)
 	e.serve(t)
 	impl.local = e.counters
@@ -449,4 +454,32 @@ func BenchmarkFetchHotObject(b *testing.B) {
 		}
 	})
 	reportRate(b, start)
+}
+
+// TestFetchOverloaded fills an object's mailbox behind a blocked Fetch: the
+// next request is refused at once with 503 and the "overloaded" kind.
+func TestFetchOverloaded(t *testing.T) {
+	e, impl := newFetchEnv(t, server.WithMailboxSize(1))
+	url := e.url + durable.FetchByNamePrefix + "counter/busy"
+	blocked := make(chan int, 1)
+	go func() { status, _, _ := do(t, http.MethodGet, url+"/block", ""); blocked <- status }()
+	<-impl.entered
+	queued := make(chan int, 1)
+	go func() { status, _, _ := do(t, http.MethodPost, url+"/increment", ""); queued <- status }()
+	eventually(t, "one request is queued", func() bool { return e.srv.QueuedCalls("Counter", e.counters.IDFromName("busy")) == 1 })
+
+	status, body, header := do(t, http.MethodPost, url+"/increment", "")
+	if status != http.StatusServiceUnavailable || header.Get(durable.HeaderError) != "overloaded" || !strings.Contains(body, "overloaded") {
+		t.Fatalf("a request to a full mailbox: %d %q %q", status, header.Get(durable.HeaderError), body)
+	}
+	close(impl.gate)
+	if s := <-blocked; s != http.StatusOK {
+		t.Fatalf("the blocked request: %d", s)
+	}
+	if s := <-queued; s != http.StatusOK {
+		t.Fatalf("the queued request: %d", s)
+	}
+	if v := value(t, e, "busy"); v != 1 {
+		t.Fatalf("value %d, want 1: only the queued increment ran", v)
+	}
 }
