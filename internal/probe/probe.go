@@ -202,6 +202,9 @@ func (p *Probe) Schedule(ctx context.Context, o *durabletestv1durable.ProbeObjec
 // counting it down, and reports each run's info on Alarms if set. With
 // Reschedule set, it sets a new alarm that far ahead.
 func (p *Probe) Alarm(ctx context.Context, o *durabletestv1durable.ProbeObject, info durable.AlarmInfo) error {
+	// Read before reporting the run: a test may change Reschedule as soon
+	// as it has seen the run.
+	reschedule := p.Reschedule.Load()
 	if p.Alarms != nil {
 		p.Alarms <- AlarmRun{ID: o.ID, Info: info, Started: time.Now()}
 	}
@@ -210,8 +213,8 @@ func (p *Probe) Alarm(ctx context.Context, o *durabletestv1durable.ProbeObject, 
 	}
 	o.State.AlarmRuns++
 	o.State.AlarmRetry = int64(info.RetryCount)
-	if d := p.Reschedule.Load(); d > 0 {
-		return o.SetAlarm(ctx, time.Now().Add(time.Duration(d)))
+	if reschedule > 0 {
+		return o.SetAlarm(ctx, time.Now().Add(time.Duration(reschedule)))
 	}
 	return nil
 }
