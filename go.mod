@@ -8,7 +8,9 @@ require (
 	connectrpc.com/connect v1.21.1
 	connectrpc.com/grpchealth v1.5.0
 	connectrpc.com/grpcreflect v1.3.1
+	github.com/gorilla/websocket v1.5.0
 	github.com/ncruces/go-sqlite3 v0.37.0
+	github.com/olahol/melody v1.1.4
 	google.golang.org/grpc v1.85.0
 	google.golang.org/protobuf v1.36.12
 )

@@ -6,6 +6,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/websocket"
 )
 
 // Object is the live handle of one object, passed to every method of its
@@ -33,6 +34,11 @@ type Object[S proto.Message] struct {
 	// classes declared with sql: true; for other classes its methods fail
 	// with storage.ErrNoSQL. Its writes commit atomically with the call's.
 	SQL *storage.SQL
+
+	// Sockets are the object's WebSockets: Accept inside Fetch, list them,
+	// send and broadcast. They live in the server, not in the object, so
+	// they stay open while an idle object is evicted (hibernation).
+	Sockets *websocket.Sockets
 }
 
 // Initializer is the optional hook an implementation satisfies to build the

@@ -17,6 +17,7 @@ import (
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/websocket"
 )
 
 // call is one method call waiting in, or taken from, a mailbox.
@@ -30,6 +31,21 @@ type call[S proto.Message] struct {
 	res  any
 	err  error
 	done chan struct{}
+
+	// fx is what the call sent on its object's WebSockets, released when
+	// its writes are durable (finish).
+	fx *websocket.Effects
+}
+
+// finish answers the caller: the call's socket sends go out first if it
+// succeeded, and are dropped if it failed.
+func (c *call[S]) finish() {
+	if c.err == nil {
+		c.fx.Commit()
+	} else {
+		c.fx.Abort()
+	}
+	close(c.done)
 }
 
 // actor is one active object: its mailbox and the goroutine that runs its
@@ -67,6 +83,7 @@ func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
 		epoch:   1,
 	}
 	a.obj.ID = durable.ResolvedID(key.Class, key.ID, "")
+	a.obj.Sockets = n.srv.sockets.Sockets(websocket.Key(key))
 	a.lastUsed.Store(time.Now().UnixNano())
 	return a
 }
@@ -129,6 +146,7 @@ func (a *actor[S]) leave() bool {
 	if !a.ns.remove(a) {
 		return false
 	}
+	a.ns.srv.sockets.Release(a.obj.Sockets)
 	a.closeStore()
 	return true
 }
@@ -149,6 +167,7 @@ func (a *actor[S]) abandon(err error) {
 	delete(a.ns.actors, a.key.ID)
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
+	a.ns.srv.sockets.Release(a.obj.Sockets)
 	a.closeStore()
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
 		c.err = a.failure(c.method, connect.CodeInternal, err)
@@ -257,6 +276,8 @@ func (a *actor[S]) runBatch(first *call[S]) {
 			c.err = a.failure(c.method, connect.CodeInternal, err)
 			continue
 		}
+		hub := a.ns.srv.sockets
+		hub.Begin(a.obj.Sockets, a.obj.ID.Name())
 		res, err := a.exec(c)
 		var enc []byte
 		if err == nil {
@@ -266,6 +287,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 				err = a.failure(c.method, connect.CodeInternal, err)
 			}
 		}
+		c.fx = hub.End(a.obj.Sockets, err == nil)
 		if endErr := a.store.EndCall(err == nil); endErr != nil {
 			// The batch's transaction is gone (SQLite aborts it on a full
 			// database): fail the whole batch, with this call's error as
@@ -293,7 +315,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		// Nothing to write and nothing earlier still in flight: what the
 		// callers saw is already durable.
 		for _, c := range calls {
-			close(c.done)
+			c.finish()
 		}
 		return
 	}
@@ -311,7 +333,7 @@ func (a *actor[S]) failBatch(calls []*call[S], cause error) {
 	}
 	for _, c := range calls {
 		c.res, c.err = nil, a.failure(c.method, code, fmt.Errorf("nothing of the call, or of the calls committed with it, was kept: %w", cause))
-		close(c.done)
+		c.finish()
 	}
 	a.restore()
 }
@@ -335,7 +357,7 @@ func (a *actor[S]) submit(calls []*call[S], write bool) {
 				}
 			}
 			for _, c := range calls {
-				close(c.done)
+				c.finish()
 			}
 			a.pending.Add(-1)
 			a.inflight.Done()

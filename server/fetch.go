@@ -18,6 +18,7 @@ import (
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/websocket"
 )
 
 // DefaultMaxRequestBody is the default limit on the body of a request to an
@@ -116,9 +117,16 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 	req := r.Clone(ctx)
 	req.Pattern = ""
 	setFetchURL(req, inner, body)
-	res, err := n.fetch(ctx, id, req)
+	res, err := n.fetch(ctx, id, req, true)
 	if err != nil {
 		res = failureResponse(err)
+	}
+	if res.upgrade != nil {
+		// The Fetch accepted a WebSocket and its writes are durable:
+		// upgrade now, and serve the socket on this goroutine until it
+		// closes.
+		n.srv.sockets.Serve(w, r, res.upgrade)
+		return
 	}
 	res.write(w)
 }
@@ -167,7 +175,7 @@ func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID,
 		in.Header = make(http.Header)
 	}
 	setFetchURL(in, inner, body)
-	res, err := n.fetch(ctx, id, in)
+	res, err := n.fetch(ctx, id, in, false)
 	if err != nil {
 		return nil, fmt.Errorf("durable: %s.Fetch: %w", n.class.Name, err)
 	}
@@ -236,8 +244,9 @@ func (e *fetchFailed) Error() string {
 
 // fetch runs the Fetch hook on req as a call through the object's mailbox
 // and returns its response once the call's writes are durable. The error
-// is ctx's, when it ends first.
-func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request) (*response, error) {
+// is ctx's, when it ends first. Over the HTTP route (route), the hook may
+// accept a WebSocket: the response's upgrade is then set.
+func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request, route bool) (*response, error) {
 	id, key, err := n.resolve(id)
 	if err != nil {
 		return errorResponse(http.StatusBadRequest, "invalid-id", err), nil
@@ -253,7 +262,7 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 		method: "Fetch",
 		done:   make(chan struct{}),
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
-			w := &response{header: make(http.Header)}
+			w := &response{header: make(http.Header), upgradable: route}
 			n.fetcher.Fetch(ctx, o, w, req.WithContext(ctx))
 			w.finish()
 			if w.status >= 500 {
@@ -268,6 +277,13 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		go func() {
+			// Nobody will upgrade a socket the call may still accept.
+			<-c.done
+			if res, ok := c.res.(*response); ok && c.err == nil && res.upgrade != nil {
+				n.srv.sockets.Serve(nil, nil, res.upgrade)
+			}
+		}()
 		return nil, ctx.Err()
 	}
 	if c.err != nil && ctx.Err() != nil {
@@ -276,6 +292,7 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 	if c.err != nil {
 		var failed *fetchFailed
 		if errors.As(c.err, &failed) {
+			failed.res.upgrade = nil // undone with the call
 			return failed.res, nil
 		}
 		return failureResponse(c.err), nil
@@ -316,6 +333,19 @@ type response struct {
 	sent   http.Header // header as of WriteHeader
 	status int         // 0 until WriteHeader
 	body   bytes.Buffer
+
+	upgradable bool            // served over the HTTP route: Accept may upgrade
+	upgrade    *websocket.Conn // the socket Fetch accepted
+}
+
+// UpgradeWebSocket records that Fetch accepted c: the route upgrades the
+// connection once the call's writes are durable. It is websocket.Upgrader.
+func (r *response) UpgradeWebSocket(c *websocket.Conn) bool {
+	if !r.upgradable || r.upgrade != nil {
+		return false
+	}
+	r.upgrade = c
+	return true
 }
 
 // errorResponse is a plain-text answer of Durable's, its kind in the

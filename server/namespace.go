@@ -42,13 +42,17 @@ var className = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 // Namespace is a registered class: it mints IDs and runs calls on the
 // class's objects. Generated namespaces wrap it with typed methods.
 type Namespace[S proto.Message] struct {
-	srv      *Server
-	class    Class
-	space    *durable.IDSpace
-	init     durable.Initializer[S]
-	alarm    durable.Alarmer[S]
-	fetcher  durable.Fetcher[S]
-	newState func() S
+	srv     *Server
+	class   Class
+	space   *durable.IDSpace
+	init    durable.Initializer[S]
+	alarm   durable.Alarmer[S]
+	fetcher durable.Fetcher[S]
+
+	wsMessage durable.WebSocketMessager[S]
+	wsClose   durable.WebSocketCloser[S]
+	wsError   durable.WebSocketErrorer[S]
+	newState  func() S
 
 	mu      sync.RWMutex // guards actors and closing; see enqueue and evict
 	actors  map[[32]byte]*actor[S]
@@ -78,6 +82,9 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	n.init, _ = impl.(durable.Initializer[S])
 	n.alarm, _ = impl.(durable.Alarmer[S])
 	n.fetcher, _ = impl.(durable.Fetcher[S])
+	n.wsMessage, _ = impl.(durable.WebSocketMessager[S])
+	n.wsClose, _ = impl.(durable.WebSocketCloser[S])
+	n.wsError, _ = impl.(durable.WebSocketErrorer[S])
 
 	srv.mu.Lock()
 	defer srv.mu.Unlock()

@@ -7,6 +7,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/websocket"
 )
 
 // Option configures a Server.
@@ -25,6 +26,8 @@ type options struct {
 	maxSQLSize     int64
 	alarmRetry     time.Duration
 	maxRequestBody int64
+	maxSockets     int
+	maxMessageSize int64
 }
 
 func defaultOptions() options {
@@ -37,6 +40,8 @@ func defaultOptions() options {
 		maxSQLSize:     storage.DefaultMaxSQLSize,
 		alarmRetry:     2 * time.Second,
 		maxRequestBody: DefaultMaxRequestBody,
+		maxSockets:     websocket.DefaultMaxSockets,
+		maxMessageSize: websocket.DefaultMaxMessage,
 		logger:         slog.Default(),
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
@@ -112,4 +117,16 @@ func WithAlarmRetry(first time.Duration) Option { return func(o *options) { o.al
 // response are held in memory for the duration of the call.
 func WithMaxRequestBody(bytes int64) Option {
 	return func(o *options) { o.maxRequestBody = max(0, bytes) }
+}
+
+// WithMaxSocketsPerObject caps the WebSockets one object may hold open;
+// past it, o.Sockets.Accept fails with websocket.ErrTooManySockets.
+// Default 32,768, as Cloudflare's.
+func WithMaxSocketsPerObject(n int) Option { return func(o *options) { o.maxSockets = max(1, n) } }
+
+// WithMaxMessageSize caps a message received on a WebSocket; a longer one
+// closes the socket with 1009 (message too big), after the object's
+// WebSocketError hook has been told. Default 32 MiB.
+func WithMaxMessageSize(bytes int64) Option {
+	return func(o *options) { o.maxMessageSize = max(1, bytes) }
 }

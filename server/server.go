@@ -71,6 +71,7 @@ import (
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
 	"github.com/durablego/durable/internal/callchain"
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/websocket"
 )
 
 // Server hosts object classes. Create one with New, register classes with
@@ -97,6 +98,7 @@ type Server struct {
 	actors   sync.WaitGroup
 	closing  atomic.Bool
 	shutdown chan struct{} // closed when Shutdown starts draining objects
+	sockets  *websocket.Hub
 }
 
 // namespace is what the server needs of a class, whatever its state type.
@@ -109,6 +111,7 @@ type namespace interface {
 	dropAlarm(key callchain.Key, due time.Time)
 	evictSample(n int) (victim func(), lastUsed int64)
 	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
+	socketEvent(key callchain.Key, ev websocket.Event) error
 }
 
 // New opens the server's storage in its data directory and returns a
@@ -148,6 +151,11 @@ func New(opts ...Option) (*Server, error) {
 		mux:       http.NewServeMux(),
 		shutdown:  make(chan struct{}),
 	}
+	s.sockets = websocket.NewHub(websocket.HubConfig{
+		MaxSockets:     o.maxSockets,
+		MaxMessageSize: o.maxMessageSize,
+		Dispatch:       s.socketEvent,
+	})
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
 	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
 	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))
@@ -338,6 +346,10 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if scheduler != nil {
 		scheduler.Close()
 	}
+	// WebSockets are hijacked connections, which the http.Server does not
+	// track: close them (1001) first, while the objects can still hear of
+	// it.
+	s.sockets.Close()
 	s.mu.RLock()
 	hs := s.httpServer
 	s.mu.RUnlock()

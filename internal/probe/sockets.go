@@ -1,0 +1,136 @@
+package probe
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/durablego/durable"
+	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/websocket"
+)
+
+// SocketProbe is a test object for WebSockets, registered by hand with the
+// ProbeState as its state. Its Fetch accepts an upgrade with the tags of
+// the query's "tags" (comma-separated), sending "hello" first when the
+// query has hello=1. Its WebSocketMessage runs the text commands:
+//
+//	echo X        send X back
+//	bcast X       broadcast X to every other socket
+//	tag T X       broadcast X to the sockets tagged T
+//	attach X      set the socket's attachment to X, answer "ok"
+//	whoami        answer "tags=a,b attach=X all=N value=V"
+//	lastauto      answer whether the socket was ever auto-answered
+//	fail X        send X, then fail
+//	panic X       send X, then panic
+//	auto REQ RES  set the auto-response
+//	close CODE R  close the socket with CODE and reason R
+//
+// Each message adds 1 to the state's value.
+type SocketProbe struct {
+	Closed chan SocketClose // every WebSocketClose, if not nil
+	Errors chan error       // every WebSocketError, if not nil
+}
+
+// SocketClose is one WebSocketClose call.
+type SocketClose struct {
+	ID     string
+	Code   int
+	Reason string
+	Clean  bool
+	All    int // len(o.Sockets.All()) during the call
+}
+
+type socketObject = durable.Object[*durabletestv1.ProbeState]
+
+// Fetch accepts the upgrade.
+func (p *SocketProbe) Fetch(_ context.Context, o *socketObject, w http.ResponseWriter, r *http.Request) {
+	var tags []string
+	if t := r.URL.Query().Get("tags"); t != "" {
+		tags = strings.Split(t, ",")
+	}
+	ws, err := o.Sockets.Accept(w, r, tags...)
+	switch {
+	case errors.Is(err, websocket.ErrNotUpgrade):
+		http.Error(w, err.Error(), http.StatusUpgradeRequired)
+		return
+	case errors.Is(err, websocket.ErrTooManySockets):
+		http.Error(w, err.Error(), http.StatusServiceUnavailable)
+		return
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusBadRequest)
+		return
+	}
+	if r.URL.Query().Get("hello") == "1" {
+		ws.Send([]byte("hello"))
+	}
+}
+
+// WebSocketMessage runs a command.
+func (p *SocketProbe) WebSocketMessage(_ context.Context, o *socketObject, ws *websocket.Conn, msg websocket.Message) error {
+	o.State.Value++
+	cmd, arg, _ := strings.Cut(msg.Text(), " ")
+	switch cmd {
+	case "echo":
+		return ws.Send([]byte(arg))
+	case "bcast":
+		o.Sockets.Broadcast([]byte(arg), websocket.Except(ws))
+	case "tag":
+		tag, text, _ := strings.Cut(arg, " ")
+		o.Sockets.Broadcast([]byte(text), websocket.Tag(tag))
+	case "attach":
+		if err := ws.SetAttachment([]byte(arg)); err != nil {
+			return err
+		}
+		return ws.Send([]byte("ok"))
+	case "whoami":
+		return ws.Send(fmt.Appendf(nil, "tags=%s attach=%s all=%d value=%d",
+			strings.Join(ws.Tags(), ","), ws.Attachment(), len(o.Sockets.All()), o.State.Value))
+	case "lastauto":
+		return ws.Send([]byte(strconv.FormatBool(!ws.LastAutoResponse().IsZero())))
+	case "fail":
+		ws.Send([]byte(arg))
+		return errors.New("asked to fail")
+	case "panic":
+		ws.Send([]byte(arg))
+		panic("asked to panic")
+	case "auto":
+		req, res, _ := strings.Cut(arg, " ")
+		return o.Sockets.SetAutoResponse(req, res)
+	case "close":
+		code, reason, _ := strings.Cut(arg, " ")
+		n, err := strconv.Atoi(code)
+		if err != nil {
+			return err
+		}
+		return ws.Close(n, reason)
+	default:
+		return fmt.Errorf("unknown command %q", cmd)
+	}
+	return nil
+}
+
+// WebSocketClose records the close.
+func (p *SocketProbe) WebSocketClose(_ context.Context, o *socketObject, ws *websocket.Conn, code int, reason string, clean bool) error {
+	if p.Closed != nil {
+		select {
+		case p.Closed <- SocketClose{ID: ws.ID(), Code: code, Reason: reason, Clean: clean, All: len(o.Sockets.All())}:
+		default:
+		}
+	}
+	return nil
+}
+
+// WebSocketError records the error.
+func (p *SocketProbe) WebSocketError(_ context.Context, _ *socketObject, _ *websocket.Conn, err error) error {
+	if p.Errors != nil {
+		select {
+		case p.Errors <- err:
+		default:
+		}
+	}
+	return nil
+}

@@ -1,0 +1,86 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/websocket"
+)
+
+// socketEvent delivers a WebSocket event of the object key to its class;
+// the hub calls it from the socket's read goroutine.
+func (s *Server) socketEvent(key websocket.Key, ev websocket.Event) error {
+	ns, err := s.lookup(key.Class)
+	if err != nil {
+		return err
+	}
+	return ns.socketEvent(callchain.Key(key), ev)
+}
+
+// socketEvent runs the hook of ev as a call on the object key, and returns
+// when it is done: the socket's next event waits for it (per-socket order
+// and backpressure). A full mailbox is retried, as backpressure too. The
+// hook's error is logged; the call is rolled back, sends included.
+func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error {
+	var method string
+	var fn func(context.Context, *durable.Object[S]) error
+	switch ev.Kind {
+	case websocket.EventMessage:
+		if n.wsMessage == nil {
+			return nil
+		}
+		method = "WebSocketMessage"
+		fn = func(ctx context.Context, o *durable.Object[S]) error {
+			return n.wsMessage.WebSocketMessage(ctx, o, ev.Conn, ev.Message)
+		}
+	case websocket.EventClose:
+		if n.wsClose == nil {
+			return nil
+		}
+		method = "WebSocketClose"
+		fn = func(ctx context.Context, o *durable.Object[S]) error {
+			return n.wsClose.WebSocketClose(ctx, o, ev.Conn, ev.Code, ev.Reason, ev.Clean)
+		}
+	case websocket.EventError:
+		if n.wsError == nil {
+			return nil
+		}
+		method = "WebSocketError"
+		fn = func(ctx context.Context, o *durable.Object[S]) error {
+			return n.wsError.WebSocketError(ctx, o, ev.Conn, ev.Err)
+		}
+	default:
+		return nil
+	}
+	id := durable.ResolvedID(key.Class, key.ID, ev.Name)
+	n.srv.startAlarms()
+	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
+		c := &call[S]{
+			ctx:    context.Background(),
+			id:     id,
+			method: method,
+			done:   make(chan struct{}),
+			run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+				return nil, fn(ctx, o)
+			},
+		}
+		err := n.enqueue(key, c)
+		if errors.Is(err, durable.ErrOverloaded) {
+			time.Sleep(wait)
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("queueing %s: %w", method, err)
+		}
+		<-c.done
+		if c.err != nil {
+			n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
+				"id", id.String(), "socket", ev.Conn.ID(), "err", c.err)
+		}
+		return c.err
+	}
+}

@@ -1,0 +1,210 @@
+package server_test
+
+import (
+	"bufio"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"runtime"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+
+	"github.com/durablego/durable/server"
+)
+
+// raiseFileLimit raises the soft limit on open files (and the hard one,
+// when allowed):
+// 10,000 socket pairs in one process need over 20,000 descriptors.
+func raiseFileLimit(b *testing.B, need uint64) {
+	var lim syscall.Rlimit
+	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+		b.Skip(err)
+	}
+	if lim.Cur >= need {
+		return
+	}
+	lim.Cur = need
+	if lim.Max < need {
+		lim.Max = need // needs privileges (root, or CAP_SYS_RESOURCE)
+	}
+	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < need {
+		b.Skipf("open-file limit %d, need %d: %v", lim.Cur, need, err)
+	}
+}
+
+func heapAndStacks() uint64 {
+	heap, stacks := memory()
+	return heap + stacks
+}
+
+func memory() (heap, stacks uint64) {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m.HeapInuse, m.StackInuse
+}
+
+// BenchmarkWebSocket10k holds 10,000 sockets open on one object and
+// reports the server's memory per socket (heap and stacks, and resident
+// memory); each iteration then broadcasts a 100-byte message to all of
+// them (one object call, "tag all ...") and waits until the last client
+// has it. 9,999 clients run in a child process (this test binary, running
+// TestWebSocketBenchClients), because the machine's hard limit of 20,000
+// open files does not hold both ends of 10,000 sockets in one process; the
+// benchmark holds the 10,000th, which sends the broadcasts. Run with
+// -benchtime 20x.
+func BenchmarkWebSocket10k(b *testing.B) {
+	const n = 10_000
+	raiseFileLimit(b, n+1000)
+	e := newSockEnv(b, server.WithIdleTimeout(time.Minute))
+	u := "ws" + strings.TrimPrefix(e.url, "http") + "/objects/socket-probe/big/?tags=all"
+
+	heapBefore, stacksBefore := memory()
+	rssBefore := residentMiB(b)
+	child := exec.Command(os.Args[0], "-test.run=^TestWebSocketBenchClients$", "-test.v")
+	child.Env = append(os.Environ(), "DURABLE_WS_CLIENTS_URL="+u, "DURABLE_WS_CLIENTS="+strconv.Itoa(n-1))
+	child.Stderr = os.Stderr
+	stdin, _ := child.StdinPipe()
+	stdout, _ := child.StdoutPipe()
+	if err := child.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { stdin.Close(); child.Wait() }()
+	lines := bufio.NewScanner(stdout)
+	expect := func(prefix string) string {
+		for lines.Scan() {
+			if rest, ok := strings.CutPrefix(lines.Text(), prefix); ok {
+				return rest
+			}
+		}
+		b.Fatalf("the client process ended before %q: %v", prefix, lines.Err())
+		return ""
+	}
+	expect("ready")
+	clientMem, _ := strconv.ParseFloat(strings.TrimSpace(expect("client-heap+stack-B/socket")), 64)
+	sender, _, err := gorilla.DefaultDialer.Dial(u, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer sender.Close()
+	if got := e.srv.QueuedCalls("SocketProbe", e.ns.IDFromName("big")); got != 0 {
+		b.Logf("%d calls queued", got)
+	}
+	heapAfter, stacksAfter := memory()
+	serverMem := float64(heapAfter+stacksAfter-heapBefore-stacksBefore) / n
+	serverStacks := float64(stacksAfter-stacksBefore) / n
+	serverRSS := (residentMiB(b) - rssBefore) * (1 << 20) / n
+
+	msg := "tag all " + strings.Repeat("x", 100)
+	var lat []time.Duration
+	b.ResetTimer()
+	for range b.N {
+		start := time.Now()
+		if err := sender.WriteMessage(gorilla.TextMessage, []byte(msg)); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := sender.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+		expect("got")
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "broadcast-p50-ms")
+	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "broadcast-max-ms")
+	b.ReportMetric(serverMem, "server-heap+stack-B/socket")
+	b.ReportMetric(serverStacks, "server-stack-B/socket")
+	b.ReportMetric(serverRSS, "server-rss-B/socket")
+	b.ReportMetric(clientMem, "client-heap+stack-B/socket")
+}
+
+// TestWebSocketBenchClients is the client process of
+// BenchmarkWebSocket10k; it skips unless run by it.
+func TestWebSocketBenchClients(t *testing.T) {
+	u, n := os.Getenv("DURABLE_WS_CLIENTS_URL"), os.Getenv("DURABLE_WS_CLIENTS")
+	if u == "" {
+		t.Skip("run by BenchmarkWebSocket10k")
+	}
+	count, _ := strconv.Atoi(n)
+	var lim syscall.Rlimit
+	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
+	lim.Cur = lim.Max
+	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	dialer := &gorilla.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &sync.Pool{}}
+	before := heapAndStacks()
+	conns := make([]*gorilla.Conn, count)
+	var wg sync.WaitGroup
+	for w := range 32 {
+		wg.Go(func() {
+			for i := w; i < count; i += 32 {
+				c, _, err := dialer.Dial(u, nil)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				conns[i] = c
+			}
+		})
+	}
+	wg.Wait()
+	if t.Failed() {
+		return
+	}
+	var got atomic.Int64
+	var out sync.Mutex
+	for _, c := range conns {
+		go func() {
+			for {
+				if _, _, err := c.ReadMessage(); err != nil {
+					return
+				}
+				if got.Add(1)%int64(count) == 0 {
+					out.Lock()
+					fmt.Println("got")
+					out.Unlock()
+				}
+			}
+		}()
+	}
+	mem := float64(heapAndStacks()-before) / float64(count)
+	fmt.Println("ready")
+	fmt.Printf("client-heap+stack-B/socket %.0f\n", mem)
+	io.Copy(io.Discard, os.Stdin) // until the benchmark is done
+	for _, c := range conns {
+		c.Close()
+	}
+}
+
+// BenchmarkWebSocketRoundTrip measures a message's round trip through the
+// object: the client sends "echo", the object's WebSocketMessage sends it
+// back once the call committed.
+func BenchmarkWebSocketRoundTrip(b *testing.B) {
+	e := newSockEnv(b)
+	c := e.dial(b, "rtt", "")
+	lat := make([]time.Duration, 0, b.N)
+	b.ResetTimer()
+	for i := range b.N {
+		start := time.Now()
+		if err := c.WriteMessage(gorilla.TextMessage, fmt.Appendf(nil, "echo %d", i)); err != nil {
+			b.Fatal(err)
+		}
+		if _, _, err := c.ReadMessage(); err != nil {
+			b.Fatal(err)
+		}
+		lat = append(lat, time.Since(start))
+	}
+	b.StopTimer()
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+}

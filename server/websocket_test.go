@@ -1,0 +1,320 @@
+package server_test
+
+import (
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"testing"
+	"time"
+
+	gorilla "github.com/gorilla/websocket"
+
+	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/internal/probe"
+	"github.com/durablego/durable/server"
+)
+
+// sockEnv is an env serving the SocketProbe class at /objects/socket-probe/.
+type sockEnv struct {
+	*env
+	sp *probe.SocketProbe
+	ns *server.Namespace[*durabletestv1.ProbeState]
+}
+
+func newSockEnv(t testing.TB, opts ...server.Option) *sockEnv {
+	t.Helper()
+	e := newEnv(t, opts...)
+	sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
+	ns, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.serve(t)
+	return &sockEnv{env: e, sp: sp, ns: ns}
+}
+
+// dial opens a socket on the SocketProbe named name with the query q.
+func (e *sockEnv) dial(t testing.TB, name, q string) *gorilla.Conn {
+	t.Helper()
+	c, res, err := e.tryDial(name, q)
+	if err != nil {
+		status := 0
+		if res != nil {
+			status = res.StatusCode
+		}
+		t.Fatalf("dial %s?%s: %v (status %d)", name, q, err, status)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func (e *sockEnv) tryDial(name, q string) (*gorilla.Conn, *http.Response, error) {
+	u := "ws" + strings.TrimPrefix(e.url, "http") + "/objects/socket-probe/" + url.PathEscape(name) + "/?" + q
+	return gorilla.DefaultDialer.Dial(u, nil)
+}
+
+func send(t testing.TB, c *gorilla.Conn, text string) {
+	t.Helper()
+	if err := c.WriteMessage(gorilla.TextMessage, []byte(text)); err != nil {
+		t.Fatalf("send %q: %v", text, err)
+	}
+}
+
+func recv(t testing.TB, c *gorilla.Conn) string {
+	t.Helper()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, b, err := c.ReadMessage()
+	if err != nil {
+		t.Fatalf("recv: %v", err)
+	}
+	return string(b)
+}
+
+// quiet asserts that nothing arrived on c: the answer to an echo, which
+// goes out after everything committed before it, comes first. (A read
+// deadline would not do: a timed-out gorilla connection is broken.)
+func quiet(t testing.TB, c *gorilla.Conn) {
+	t.Helper()
+	if got := ask(t, c, "echo --"); got != "--" {
+		t.Fatalf("unexpected message %q", got)
+	}
+}
+
+func ask(t testing.TB, c *gorilla.Conn, text string) string {
+	t.Helper()
+	send(t, c, text)
+	return recv(t, c)
+}
+
+func TestWebSocketTagsBroadcast(t *testing.T) {
+	e := newSockEnv(t)
+	a := e.dial(t, "room", "tags=red,all&hello=1")
+	b := e.dial(t, "room", "tags=blue,all")
+	c := e.dial(t, "room", "tags=red")
+	if got := recv(t, a); got != "hello" {
+		t.Fatalf("first message %q, want hello sent during Fetch", got)
+	}
+	if got := ask(t, a, "whoami"); got != "tags=red,all attach= all=3 value=1" {
+		t.Fatalf("whoami = %q", got)
+	}
+	send(t, b, "tag red to-red")
+	if recv(t, a) != "to-red" || recv(t, c) != "to-red" {
+		t.Fatal("tagged broadcast not received")
+	}
+	quiet(t, b)
+	send(t, a, "bcast from-a")
+	if recv(t, b) != "from-a" || recv(t, c) != "from-a" {
+		t.Fatal("broadcast not received")
+	}
+	quiet(t, a)
+
+	// Not an upgrade: the Fetch answers 426.
+	res, err := http.Get(e.url + "/objects/socket-probe/room/")
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if res.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("plain GET: %d, want 426", res.StatusCode)
+	}
+	// Too many tags.
+	if _, res, err := e.tryDial("room", "tags=1,2,3,4,5,6,7,8,9,10,11"); err == nil || res.StatusCode != 400 {
+		t.Fatalf("11 tags: %v", err)
+	}
+}
+
+func TestWebSocketOrdering(t *testing.T) {
+	e := newSockEnv(t)
+	c := e.dial(t, "order", "")
+	const n = 1000
+	go func() {
+		for i := range n {
+			if err := c.WriteMessage(gorilla.TextMessage, fmt.Appendf(nil, "echo %d", i)); err != nil {
+				return
+			}
+		}
+	}()
+	for i := range n {
+		if got := recv(t, c); got != fmt.Sprint(i) {
+			t.Fatalf("message %d: got %q", i, got)
+		}
+	}
+}
+
+func TestWebSocketHibernation(t *testing.T) {
+	e := newSockEnv(t, server.WithIdleTimeout(50*time.Millisecond))
+	c := e.dial(t, "sleepy", "tags=x,y")
+	if got := ask(t, c, "attach blob"); got != "ok" {
+		t.Fatal(got)
+	}
+	eventually(t, "the object is evicted", func() bool { return e.srv.ActiveObjects() == 0 })
+	if got := ask(t, c, "whoami"); got != "tags=x,y attach=blob all=1 value=2" {
+		t.Fatalf("after hibernation: %q", got)
+	}
+
+	// Auto-response: answered without activating the object.
+	send(t, c, "auto ping pong")
+	eventually(t, "the object is evicted", func() bool { return e.srv.ActiveObjects() == 0 })
+	if got := ask(t, c, "lastauto"); got != "false" {
+		t.Fatal(got)
+	}
+	eventually(t, "the object is evicted", func() bool { return e.srv.ActiveObjects() == 0 })
+	for range 3 {
+		if got := ask(t, c, "ping"); got != "pong" {
+			t.Fatalf("auto-response %q", got)
+		}
+	}
+	if n := e.srv.ActiveObjects(); n != 0 {
+		t.Fatalf("%d objects active after auto-responses", n)
+	}
+	if got := ask(t, c, "whoami"); !strings.HasSuffix(got, "value=5") {
+		t.Fatalf("auto-responses reached the object: %q", got)
+	}
+	if got := ask(t, c, "lastauto"); got != "true" {
+		t.Fatal("LastAutoResponse not set")
+	}
+
+	// A close reactivates the object too; the socket is still in All
+	// during WebSocketClose, and gone after.
+	eventually(t, "the object is evicted", func() bool { return e.srv.ActiveObjects() == 0 })
+	c.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, "done"))
+	select {
+	case ev := <-e.sp.Closed:
+		if ev.Code != 1000 || ev.Reason != "done" || !ev.Clean || ev.All != 1 {
+			t.Fatalf("close event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close event")
+	}
+	d := e.dial(t, "sleepy", "")
+	if got := ask(t, d, "whoami"); !strings.Contains(got, "all=1") {
+		t.Fatalf("after the close: %q", got)
+	}
+}
+
+func TestWebSocketInProcessFetch(t *testing.T) {
+	e := newSockEnv(t)
+	req, _ := http.NewRequest(http.MethodGet, "/", nil)
+	req.Header.Set("Connection", "Upgrade")
+	req.Header.Set("Upgrade", "websocket")
+	req.Header.Set("Sec-WebSocket-Version", "13")
+	req.Header.Set("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+	res, err := server.Fetch(t.Context(), e.ns, e.ns.IDFromName("x"), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.StatusCode != http.StatusUpgradeRequired {
+		t.Fatalf("in-process upgrade: %d, want 426 (Accept fails with ErrNotUpgrade)", res.StatusCode)
+	}
+}
+
+func TestWebSocketLimits(t *testing.T) {
+	e := newSockEnv(t, server.WithMaxSocketsPerObject(3), server.WithMaxMessageSize(1024))
+	for range 3 {
+		e.dial(t, "full", "")
+	}
+	_, res, err := e.tryDial("full", "")
+	if err == nil || res == nil || res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("4th socket: %v", err)
+	}
+	e.dial(t, "other", "") // the limit is per object
+
+	c := e.dial(t, "big", "")
+	send(t, c, "echo "+strings.Repeat("x", 2000))
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err = c.ReadMessage()
+	var ce *gorilla.CloseError
+	if !errors.As(err, &ce) || ce.Code != gorilla.CloseMessageTooBig {
+		t.Fatalf("oversized message: %v, want close 1009", err)
+	}
+	select {
+	case err := <-e.sp.Errors:
+		if !errors.Is(err, gorilla.ErrReadLimit) {
+			t.Fatalf("error event %v", err)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no error event")
+	}
+	select {
+	case ev := <-e.sp.Closed:
+		if ev.Code != 1009 {
+			t.Fatalf("close event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close event")
+	}
+}
+
+func TestWebSocketDisconnect(t *testing.T) {
+	e := newSockEnv(t)
+	a := e.dial(t, "d", "")
+	b := e.dial(t, "d", "")
+	if got := ask(t, b, "whoami"); !strings.Contains(got, "all=2") {
+		t.Fatal(got)
+	}
+	a.UnderlyingConn().Close() // abrupt: no close frame
+	select {
+	case ev := <-e.sp.Closed:
+		if ev.Code != 1006 || ev.Clean {
+			t.Fatalf("close event %+v, want 1006 unclean", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close event")
+	}
+	eventually(t, "the socket leaves All", func() bool { return strings.Contains(ask(t, b, "whoami"), "all=1") })
+
+	// A clean close from the client.
+	b.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(4000, "bye"))
+	select {
+	case ev := <-e.sp.Closed:
+		if ev.Code != 4000 || ev.Reason != "bye" || !ev.Clean {
+			t.Fatalf("close event %+v", ev)
+		}
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close event")
+	}
+
+	// Closed by the object.
+	c := e.dial(t, "d", "")
+	send(t, c, "close 4001 done")
+	c.SetReadDeadline(time.Now().Add(5 * time.Second))
+	_, _, err := c.ReadMessage()
+	var ce *gorilla.CloseError
+	if !errors.As(err, &ce) || ce.Code != 4001 || ce.Text != "done" {
+		t.Fatalf("closed by the object: %v", err)
+	}
+}
+
+func TestWebSocketFailingHook(t *testing.T) {
+	e := newSockEnv(t)
+	a := e.dial(t, "f", "")
+	b := e.dial(t, "f", "")
+	send(t, a, "fail never-sent")
+	send(t, a, "panic never-sent")
+	// The socket stays open; the failed calls' sends were dropped and
+	// their changes undone (value counts only committed messages).
+	if got := ask(t, a, "whoami"); got != "tags= attach= all=2 value=1" {
+		t.Fatalf("after failures: %q", got)
+	}
+	quiet(t, b)
+	if got := ask(t, b, "echo alive"); got != "alive" {
+		t.Fatal(got)
+	}
+}
+
+func TestWebSocketShutdown(t *testing.T) {
+	e := newSockEnv(t)
+	c := e.dial(t, "s", "")
+	ask(t, c, "echo up")
+	done := make(chan struct{})
+	go func() { e.shutdown(t); close(done) }()
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, _, err := c.ReadMessage()
+	var ce *gorilla.CloseError
+	if !errors.As(err, &ce) || ce.Code != gorilla.CloseGoingAway {
+		t.Fatalf("on shutdown: %v, want close 1001", err)
+	}
+	<-done
+}

@@ -1,0 +1,296 @@
+package websocket
+
+import (
+	"net/http"
+	"slices"
+	"sync/atomic"
+
+	gorilla "github.com/gorilla/websocket"
+)
+
+// Upgrader is implemented by the http.ResponseWriter the server passes to
+// Fetch on its HTTP route: Accept records the upgrade in it, and the
+// server upgrades the connection once the call's writes are durable.
+type Upgrader interface {
+	UpgradeWebSocket(c *Conn) bool
+}
+
+// Sockets is an object's WebSockets, o.Sockets: valid during a call, like
+// the rest of the handle. The sockets themselves live in the server's hub
+// and outlast the object's stay in memory.
+type Sockets struct {
+	hub *Hub
+	key Key
+
+	// Owned by the object's goroutine: the call in progress.
+	inCall bool
+	name   string     // the object's name, if known
+	cs     *callState // created on the call's first change
+}
+
+var seq atomic.Uint64
+
+// Accept accepts the WebSocket upgrade of r inside Fetch, with up to 10
+// tags of up to 256 characters each: Cloudflare's acceptWebSocket. The
+// connection is upgraded once the Fetch call's writes are durable (and
+// not at all if the call fails); what the call sends to the new Conn is
+// delivered first, right after the upgrade. From now on the socket is in
+// All and WithTag, and its messages reach the WebSocketMessage hook. Once
+// Accept succeeded, the response is the upgrade (101): what else Fetch
+// writes to w is not sent, unless it answers with a status of 500 or more,
+// which fails the call and undoes the Accept.
+//
+// It fails with ErrNotUpgrade when r is not an upgrade request or did not
+// come over the server's HTTP route (an in-process stub's Fetch), and with
+// ErrTooManySockets when the object has the server's maximum; the Fetch
+// should then answer 426 Upgrade Required or 503 itself.
+func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string) (*Conn, error) {
+	up, ok := w.(Upgrader)
+	if !ok || !gorilla.IsWebSocketUpgrade(r) {
+		return nil, ErrNotUpgrade
+	}
+	if len(tags) > MaxTags {
+		return nil, ErrTooManyTags
+	}
+	for _, t := range tags {
+		if t == "" || len([]rune(t)) > MaxTagLength {
+			return nil, ErrTagTooLong
+		}
+	}
+	h := s.hub
+	c := &Conn{hub: h, key: s.key, id: newID(), tags: slices.Clone(tags), seq: seq.Add(1)}
+	h.mu.Lock()
+	o := h.objects[s.key]
+	if o == nil {
+		o = &object{conns: make(map[*Conn]struct{})}
+		h.objects[s.key] = o
+	}
+	if len(o.conns) >= h.cfg.MaxSockets {
+		h.mu.Unlock()
+		return nil, ErrTooManySockets
+	}
+	if h.closed {
+		h.mu.Unlock()
+		return nil, ErrClosed
+	}
+	o.conns[c] = struct{}{}
+	c.name = s.name
+	h.mu.Unlock()
+	if !up.UpgradeWebSocket(c) {
+		h.remove(c)
+		return nil, ErrNotUpgrade
+	}
+	h.journal(s.key, func() { h.remove(c) })
+	return c, nil
+}
+
+// All returns the object's open sockets, in the order they were accepted:
+// Cloudflare's getWebSockets().
+func (s *Sockets) All() []*Conn { return s.list("") }
+
+// WithTag returns the object's open sockets that carry tag, in the order
+// they were accepted: Cloudflare's getWebSockets(tag).
+func (s *Sockets) WithTag(tag string) []*Conn { return s.list(tag) }
+
+func (s *Sockets) list(tag string) []*Conn {
+	h := s.hub
+	h.mu.Lock()
+	o := h.objects[s.key]
+	var out []*Conn
+	if o != nil {
+		out = make([]*Conn, 0, len(o.conns))
+		for c := range o.conns {
+			if tag == "" || slices.Contains(c.tags, tag) {
+				out = append(out, c)
+			}
+		}
+	}
+	h.mu.Unlock()
+	slices.SortFunc(out, func(a, b *Conn) int {
+		switch {
+		case a.seq < b.seq:
+			return -1
+		case a.seq > b.seq:
+			return 1
+		}
+		return 0
+	})
+	return out
+}
+
+// BroadcastOption chooses the recipients or the type of a Broadcast.
+type BroadcastOption func(*broadcast)
+
+type broadcast struct {
+	tag    string
+	except *Conn
+	binary bool
+}
+
+// Tag limits a Broadcast to the sockets that carry tag.
+func Tag(tag string) BroadcastOption { return func(b *broadcast) { b.tag = tag } }
+
+// Except leaves c out of a Broadcast (typically the sender).
+func Except(c *Conn) BroadcastOption { return func(b *broadcast) { b.except = c } }
+
+// Binary makes a Broadcast send a binary message instead of text.
+func Binary() BroadcastOption { return func(b *broadcast) { b.binary = true } }
+
+// Broadcast sends data, as text unless Binary is given, to every open
+// socket of the object, or those with a Tag, except one given to Except.
+// The recipients are those open now; like Send, the message goes out once
+// the call's writes are durable.
+func (s *Sockets) Broadcast(data []byte, opts ...BroadcastOption) {
+	var b broadcast
+	for _, o := range opts {
+		o(&b)
+	}
+	e := envelope{data: clone(data), binary: b.binary}
+	to := s.list(b.tag)
+	send := func() {
+		for _, c := range to {
+			if c != b.except {
+				c.write(e)
+			}
+		}
+	}
+	if !s.hub.defer_(s.key, send) {
+		send()
+	}
+}
+
+// SetAutoResponse sets the object's auto-response: a text message equal to
+// request is answered with response by the server, without activating
+// the object or queuing a call (Cloudflare's setWebSocketAutoResponse).
+// Each is at most 2,048 bytes; an empty request removes it. It lasts as
+// long as the server runs, across hibernation; inside a call it is undone
+// if the call fails.
+func (s *Sockets) SetAutoResponse(request, response string) error {
+	if len(request) > MaxAutoResponse || len(response) > MaxAutoResponse {
+		return ErrAutoResponseTooLarge
+	}
+	h := s.hub
+	h.mu.Lock()
+	o := h.objects[s.key]
+	if o == nil {
+		o = &object{conns: make(map[*Conn]struct{})}
+		h.objects[s.key] = o
+	}
+	oldReq, oldRes := o.autoReq, o.autoRes
+	o.autoReq, o.autoRes = request, response
+	if request == "" {
+		o.autoRes = ""
+		if len(o.conns) == 0 {
+			delete(h.objects, s.key)
+		}
+	}
+	h.mu.Unlock()
+	h.journal(s.key, func() {
+		h.mu.Lock()
+		defer h.mu.Unlock()
+		o := h.objects[s.key]
+		if o == nil {
+			o = &object{conns: make(map[*Conn]struct{})}
+			h.objects[s.key] = o
+		}
+		o.autoReq, o.autoRes = oldReq, oldRes
+	})
+	return nil
+}
+
+// callState is what a call did to its object's sockets: the sends to
+// release once it commits, and how to undo the rest if it fails.
+type callState struct {
+	effects []func()
+	undo    []func()
+}
+
+// Effects is the outcome of one call on its object's sockets: the server
+// runs Commit once the call's writes are durable, or Abort if they are
+// not. Either runs once; the other is then a no-op.
+type Effects struct {
+	cs   *callState
+	done bool
+}
+
+// Commit releases the call's sends.
+func (e *Effects) Commit() {
+	if e == nil || e.done || e.cs == nil {
+		return
+	}
+	e.done = true
+	for _, f := range e.cs.effects {
+		f()
+	}
+}
+
+// Abort drops the call's sends and undoes its accepts, attachments and
+// auto-response.
+func (e *Effects) Abort() {
+	if e == nil || e.done || e.cs == nil {
+		return
+	}
+	e.done = true
+	for i := len(e.cs.undo) - 1; i >= 0; i-- {
+		e.cs.undo[i]()
+	}
+}
+
+// Begin starts a call of the object s belongs to, whose name is name
+// ("" if unknown): from now until End, its sends are buffered. Begin and
+// End are called on the object's goroutine, and cost nothing to a call
+// that does not touch its sockets.
+func (h *Hub) Begin(s *Sockets, name string) {
+	s.inCall, s.name, s.cs = true, name, nil
+}
+
+// End ends the call Begin started. If ok, the returned Effects hold its
+// sends for Commit; otherwise they were dropped and its other changes
+// undone already, and the Effects do nothing.
+func (h *Hub) End(s *Sockets, ok bool) *Effects {
+	cs := s.cs
+	s.inCall, s.cs = false, nil
+	if cs == nil {
+		return nil
+	}
+	e := &Effects{cs: cs}
+	if !ok {
+		e.Abort()
+		return nil
+	}
+	return e
+}
+
+// current returns the call in progress of the object key, creating its
+// state, or nil outside a call. It is called on the object's goroutine
+// during a call (the handle is only valid then).
+func (h *Hub) current(key Key) *callState {
+	h.mu.Lock()
+	s := h.handles[key]
+	h.mu.Unlock()
+	if s == nil || !s.inCall {
+		return nil
+	}
+	if s.cs == nil {
+		s.cs = &callState{}
+	}
+	return s.cs
+}
+
+// defer_ buffers f in the current call of key, and reports false when
+// there is none.
+func (h *Hub) defer_(key Key, f func()) bool {
+	cs := h.current(key)
+	if cs == nil {
+		return false
+	}
+	cs.effects = append(cs.effects, f)
+	return true
+}
+
+// journal records how to undo a change of the current call of key.
+func (h *Hub) journal(key Key, undo func()) {
+	if cs := h.current(key); cs != nil {
+		cs.undo = append(cs.undo, undo)
+	}
+}
