@@ -45,7 +45,7 @@ got=$("$work/bin/grpcurl" -plaintext -H 'Durable-Object-Name: user-123' -d '{"am
 expect "grpcurl Increment" '{"value":"7"}' "$got"
 
 got=$("$work/bin/grpcurl" -plaintext "$addr" list | tr '\n' ' ')
-expect "grpcurl list" 'durable.v1.IDService examples.analytics.v1.Analytics examples.cart.v1.Cart examples.counter.v1.Counter examples.preferences.v1.Preferences examples.ratelimiter.v1.RateLimiter examples.session.v1.Session examples.usersession.v1.UserSession examples.wallet.v1.Wallet ' "$got"
+expect "grpcurl list" 'durable.v1.IDService examples.analytics.v1.Analytics examples.cart.v1.Cart examples.chat.v1.ChatRoom examples.counter.v1.Counter examples.document.v1.Document examples.preferences.v1.Preferences examples.ratelimiter.v1.RateLimiter examples.session.v1.Session examples.usersession.v1.UserSession examples.wallet.v1.Wallet ' "$got"
 
 # Reflection serves the protovalidate rules with the messages that carry
 # them (and buf/validate/validate.proto, which grpcurl needs to print them).

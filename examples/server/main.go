@@ -21,7 +21,9 @@ import (
 
 	"github.com/durablego/durable/examples/analytics"
 	"github.com/durablego/durable/examples/cart"
+	"github.com/durablego/durable/examples/chat"
 	"github.com/durablego/durable/examples/counter"
+	"github.com/durablego/durable/examples/document"
 	"github.com/durablego/durable/examples/preferences"
 	"github.com/durablego/durable/examples/ratelimiter"
 	"github.com/durablego/durable/examples/session"
@@ -29,7 +31,9 @@ import (
 	"github.com/durablego/durable/examples/wallet"
 	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
 	"github.com/durablego/durable/gen/examples/cart/v1/cartv1durable"
+	"github.com/durablego/durable/gen/examples/chat/v1/chatv1durable"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/gen/examples/document/v1/documentv1durable"
 	"github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durable"
 	"github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durable"
 	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
@@ -130,6 +134,12 @@ func register(srv *server.Server, orders *sql.DB, sessionIdle time.Duration) err
 		return err
 	}
 	if _, err := sessionv1durable.RegisterSession(srv, session.Session{Idle: sessionIdle}); err != nil {
+		return err
+	}
+	if _, err := chatv1durable.RegisterChatRoom(srv, chat.ChatRoom{}); err != nil {
+		return err
+	}
+	if _, err := documentv1durable.RegisterDocument(srv, document.Document{}); err != nil {
 		return err
 	}
 	return nil

@@ -6,6 +6,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"net"
+	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -37,6 +39,27 @@ func Start(t testing.TB, dir string, opts ...server.Option) *Server {
 	s := &Server{Server: srv, Dir: dir}
 	t.Cleanup(func() { s.Shutdown(t) })
 	return s
+}
+
+// Serve serves the server on a loopback port, with HTTP/1.1 and h2c, and
+// returns its base URL ("http://127.0.0.1:port"). The server is shut down
+// when the test ends, and Serve must have returned http.ErrServerClosed by
+// then.
+func (s *Server) Serve(t testing.TB) string {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	served := make(chan error, 1)
+	go func() { served <- s.Server.Serve(ln) }()
+	t.Cleanup(func() {
+		s.Shutdown(t)
+		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+			t.Errorf("serve: %v", err)
+		}
+	})
+	return "http://" + ln.Addr().String()
 }
 
 // Shutdown shuts the server down, failing the test if that fails; it does
