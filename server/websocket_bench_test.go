@@ -70,7 +70,15 @@ func BenchmarkWebSocket10k(b *testing.B) {
 
 	heapBefore, stacksBefore := memory()
 	rssBefore := residentMiB(b)
-	child := exec.Command(os.Args[0], "-test.run=^TestWebSocketBenchClients$", "-test.v")
+	args := []string{os.Args[0], "-test.run=^TestWebSocketBenchClients$", "-test.v"}
+	// For profiling: DURABLE_WS_CLIENTS_FLAGS adds test flags to the client
+	// process (-test.cpuprofile=…), DURABLE_WS_CLIENTS_CPUS pins it with
+	// taskset (run the benchmark itself under taskset on the other cores).
+	args = append(args, strings.Fields(os.Getenv("DURABLE_WS_CLIENTS_FLAGS"))...)
+	if cpus := os.Getenv("DURABLE_WS_CLIENTS_CPUS"); cpus != "" {
+		args = append([]string{"taskset", "-c", cpus}, args...)
+	}
+	child := exec.Command(args[0], args[1:]...)
 	child.Env = append(os.Environ(), "DURABLE_WS_CLIENTS_URL="+u, "DURABLE_WS_CLIENTS="+strconv.Itoa(n-1))
 	child.Stderr = os.Stderr
 	stdin, _ := child.StdinPipe()
@@ -106,6 +114,7 @@ func BenchmarkWebSocket10k(b *testing.B) {
 
 	msg := "tag all " + strings.Repeat("x", 100)
 	var lat []time.Duration
+	serverCPU, clientCPU := processCPU(os.Getpid()), processCPU(child.Process.Pid)
 	b.ResetTimer()
 	for range b.N {
 		start := time.Now()
@@ -119,13 +128,34 @@ func BenchmarkWebSocket10k(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
+	serverCPU = processCPU(os.Getpid()) - serverCPU
+	clientCPU = processCPU(child.Process.Pid) - clientCPU
 	slices.Sort(lat)
 	b.ReportMetric(float64(lat[len(lat)/2].Microseconds())/1000, "broadcast-p50-ms")
+	b.ReportMetric(serverCPU.Seconds()*1000/float64(b.N), "server-cpu-ms/op")
+	b.ReportMetric(clientCPU.Seconds()*1000/float64(b.N), "client-cpu-ms/op")
 	b.ReportMetric(float64(lat[len(lat)-1].Microseconds())/1000, "broadcast-max-ms")
 	b.ReportMetric(serverMem, "server-heap+stack-B/socket")
 	b.ReportMetric(serverStacks, "server-stack-B/socket")
 	b.ReportMetric(serverRSS, "server-rss-B/socket")
 	b.ReportMetric(clientMem, "client-heap+stack-B/socket")
+}
+
+// processCPU returns the user and system CPU time process pid has used, from
+// /proc/PID/stat (in clock ticks of 10 ms: measure over many broadcasts).
+func processCPU(pid int) time.Duration {
+	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return 0
+	}
+	_, rest, _ := strings.Cut(string(stat), ") ") // the name may hold spaces
+	f := strings.Fields(rest)
+	if len(f) < 13 {
+		return 0
+	}
+	utime, _ := strconv.ParseInt(f[11], 10, 64)
+	stime, _ := strconv.ParseInt(f[12], 10, 64)
+	return time.Duration(utime+stime) * 10 * time.Millisecond
 }
 
 // TestWebSocketBenchClients is the client process of

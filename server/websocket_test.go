@@ -143,6 +143,64 @@ func TestWebSocketOrdering(t *testing.T) {
 	}
 }
 
+// TestWebSocketAllOrder checks that All and WithTag list the open sockets
+// in the order they were accepted, as sockets close and open.
+func TestWebSocketAllOrder(t *testing.T) {
+	e := newSockEnv(t)
+	var conns []*gorilla.Conn
+	var ids []string
+	open := func(q string) {
+		c := e.dial(t, "ordered", q)
+		conns = append(conns, c)
+		ids = append(ids, ask(t, c, "id"))
+	}
+	closeAt := func(i int) {
+		conns[i].WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, ""))
+		select {
+		case ev := <-e.sp.Closed:
+			if ev.ID != ids[i] {
+				t.Fatalf("close event for %s, want %s", ev.ID, ids[i])
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatal("no close event")
+		}
+		ids[i] = ""
+	}
+	want := func(idx ...int) string {
+		var out []string
+		for _, i := range idx {
+			out = append(out, ids[i])
+		}
+		return strings.Join(out, ",")
+	}
+	for i := range 8 {
+		q := ""
+		if i%2 == 0 {
+			q = "tags=red"
+		}
+		open(q)
+	}
+	if got, w := ask(t, conns[7], "ids"), want(0, 1, 2, 3, 4, 5, 6, 7); got != w {
+		t.Fatalf("All = %s, want %s", got, w)
+	}
+	closeAt(1)
+	closeAt(4)
+	closeAt(6)
+	if got, w := ask(t, conns[7], "ids"), want(0, 2, 3, 5, 7); got != w {
+		t.Fatalf("All after 3 closes = %s, want %s", got, w)
+	}
+	closeAt(0) // past half of the accepted ones: compacted
+	closeAt(3)
+	open("tags=red")
+	open("")
+	if got, w := ask(t, conns[9], "ids"), want(2, 5, 7, 8, 9); got != w {
+		t.Fatalf("All after compaction = %s, want %s", got, w)
+	}
+	if got, w := ask(t, conns[9], "ids red"), want(2, 8); got != w {
+		t.Fatalf("WithTag(red) = %s, want %s", got, w)
+	}
+}
+
 func TestWebSocketHibernation(t *testing.T) {
 	e := newSockEnv(t, server.WithIdleTimeout(50*time.Millisecond))
 	c := e.dial(t, "sleepy", "tags=x,y")

@@ -73,7 +73,7 @@ func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string)
 		h.mu.Unlock()
 		return nil, ErrClosed
 	}
-	o.conns[c] = struct{}{}
+	o.add(c)
 	c.name = s.name
 	h.mu.Unlock()
 	if !up.UpgradeWebSocket(c) {
@@ -99,22 +99,13 @@ func (s *Sockets) list(tag string) []*Conn {
 	var out []*Conn
 	if o != nil {
 		out = make([]*Conn, 0, len(o.conns))
-		for c := range o.conns {
-			if tag == "" || slices.Contains(c.tags, tag) {
+		for _, c := range o.order {
+			if c.inHub && (tag == "" || slices.Contains(c.tags, tag)) {
 				out = append(out, c)
 			}
 		}
 	}
 	h.mu.Unlock()
-	slices.SortFunc(out, func(a, b *Conn) int {
-		switch {
-		case a.seq < b.seq:
-			return -1
-		case a.seq > b.seq:
-			return 1
-		}
-		return 0
-	})
 	return out
 }
 
@@ -209,18 +200,22 @@ type callState struct {
 // runs Commit once the call's writes are durable, or Abort if they are
 // not. Either runs once; the other is then a no-op.
 type Effects struct {
+	hub  *Hub
+	key  Key
 	cs   *callState
 	done bool
 }
 
-// Commit releases the call's sends.
+// Commit releases the call's sends. They leave on another goroutine, after
+// those of the object's earlier calls and before those of its later ones,
+// so that Commit returns at once even for a broadcast to many sockets.
 func (e *Effects) Commit() {
 	if e == nil || e.done || e.cs == nil {
 		return
 	}
 	e.done = true
-	for _, f := range e.cs.effects {
-		f()
+	if len(e.cs.effects) > 0 {
+		e.hub.outboxes.post(e.key, e.cs)
 	}
 }
 
@@ -253,7 +248,7 @@ func (h *Hub) End(s *Sockets, ok bool) *Effects {
 	if cs == nil {
 		return nil
 	}
-	e := &Effects{cs: cs}
+	e := &Effects{hub: h, key: s.key, cs: cs}
 	if !ok {
 		e.Abort()
 		return nil

@@ -15,6 +15,7 @@
 package websocket
 
 import (
+	"cmp"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -135,13 +136,42 @@ type Hub struct {
 	closed   bool
 	serving  sync.WaitGroup
 	initOnce sync.Once
+	outboxes outboxes // sends of committed calls on their way out
 }
 
 // object is the sockets of one object.
 type object struct {
 	conns   map[*Conn]struct{}
+	order   []*Conn // conns in the order accepted, and removed ones (c.inHub false)
+	dead    int     // removed conns still in order
 	autoReq string
 	autoRes string
+}
+
+// add adds c, accepted last.
+func (o *object) add(c *Conn) {
+	o.conns[c] = struct{}{}
+	c.inHub = true
+	if n := len(o.order); n == 0 || o.order[n-1].seq < c.seq {
+		o.order = append(o.order, c)
+		return
+	}
+	i, _ := slices.BinarySearchFunc(o.order, c.seq, func(a *Conn, seq uint64) int { return cmp.Compare(a.seq, seq) })
+	o.order = slices.Insert(o.order, i, c)
+}
+
+// delete takes c out, compacting order once half of it is removed conns.
+func (o *object) delete(c *Conn) {
+	if !c.inHub {
+		return
+	}
+	delete(o.conns, c)
+	c.inHub = false
+	o.dead++
+	if o.dead > len(o.order)/2 {
+		o.order = slices.DeleteFunc(o.order, func(c *Conn) bool { return !c.inHub })
+		o.dead = 0
+	}
 }
 
 // NewHub returns an empty hub.
@@ -220,6 +250,10 @@ func (h *Hub) Close() {
 		return
 	}
 	h.closed = true
+	h.mu.Unlock()
+	// What committed calls sent goes out before the close frames.
+	h.outboxes.wait()
+	h.mu.Lock()
 	var all []*Conn
 	for _, o := range h.objects {
 		for c := range o.conns {
@@ -244,7 +278,7 @@ func (h *Hub) remove(c *Conn) {
 	if o == nil {
 		return
 	}
-	delete(o.conns, c)
+	o.delete(c)
 	if len(o.conns) == 0 && o.autoReq == "" {
 		delete(h.objects, c.key)
 	}
@@ -358,8 +392,14 @@ func (h *Hub) onError(s *melody.Session, err error) {
 	if c == nil {
 		return
 	}
-	if errors.Is(err, melody.ErrMessageBufferFull) {
+	switch {
+	case errors.Is(err, melody.ErrMessageBufferFull):
 		go h.dispatch(c.key, Event{Kind: EventError, Conn: c, Err: ErrSlowClient})
+		return
+	case errors.Is(err, melody.ErrWriteClosed):
+		// A write to a session that is closing: nothing is lost that the
+		// close does not explain. melody reports it synchronously, from
+		// inside a write made under c.mu, so c.mu must not be taken here.
 		return
 	}
 	c.mu.Lock()
@@ -392,6 +432,7 @@ type Conn struct {
 	pre        []envelope      // sent before the upgrade
 	upgraded   bool
 	closed     bool // closing or closed: nothing more is sent
+	inHub      bool // in its object's conns: guarded by the hub's mu, not c.mu
 	readErr    error
 	sentCode   int
 	sentReason string

@@ -23,6 +23,8 @@ import (
 //	tag T X       broadcast X to the sockets tagged T
 //	attach X      set the socket's attachment to X, answer "ok"
 //	whoami        answer "tags=a,b attach=X all=N value=V"
+//	id            answer the socket's ID
+//	ids [T]       answer the IDs of All() (or WithTag(T)), comma-separated
 //	lastauto      answer whether the socket was ever auto-answered
 //	fail X        send X, then fail
 //	panic X       send X, then panic
@@ -89,6 +91,18 @@ func (p *SocketProbe) WebSocketMessage(_ context.Context, o *socketObject, ws *w
 	case "whoami":
 		return ws.Send(fmt.Appendf(nil, "tags=%s attach=%s all=%d value=%d",
 			strings.Join(ws.Tags(), ","), ws.Attachment(), len(o.Sockets.All()), o.State.Value))
+	case "id":
+		return ws.Send([]byte(ws.ID()))
+	case "ids":
+		all := o.Sockets.All()
+		if arg != "" {
+			all = o.Sockets.WithTag(arg)
+		}
+		ids := make([]string, len(all))
+		for i, c := range all {
+			ids[i] = c.ID()
+		}
+		return ws.Send([]byte(strings.Join(ids, ",")))
 	case "lastauto":
 		return ws.Send([]byte(strconv.FormatBool(!ws.LastAutoResponse().IsZero())))
 	case "fail":
