@@ -12,6 +12,7 @@ import (
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -35,6 +36,11 @@ type call[S proto.Message] struct {
 	// fx is what the call sent on its object's WebSockets, released when
 	// its writes are durable (finish).
 	fx *websocket.Effects
+
+	// With metrics on: when the call arrived, and the histogram of its
+	// class's mailbox wait (nil with metrics off).
+	arrived time.Time
+	queue   prometheus.Observer
 }
 
 // finish answers the caller: the call's socket sends go out first if it
@@ -117,13 +123,14 @@ func (a *actor[S]) loop() {
 	defer idle.Stop()
 	shutdown := a.ns.srv.shutdown
 	leaving := false
+	why := evictIdle // the first reason to leave, for the metrics
 	for {
 		if c, ok := a.mailbox.pop(); ok {
 			a.runBatch(c)
 			idle.Reset(timeout)
 			continue
 		}
-		if leaving && a.leave() {
+		if leaving && a.leave(why) {
 			return
 		}
 		select {
@@ -131,9 +138,15 @@ func (a *actor[S]) loop() {
 		case <-idle.C:
 			leaving = true
 		case <-a.evict:
+			if !leaving {
+				why = evictCapacity
+			}
 			leaving = true
 		case <-shutdown:
 			shutdown = nil
+			if !leaving {
+				why = evictShutdown
+			}
 			leaving = true
 		}
 	}
@@ -141,11 +154,12 @@ func (a *actor[S]) loop() {
 
 // leave waits until the actor's writes are durable, so that a reactivation
 // reads them, and then takes it out of memory unless a call arrived.
-func (a *actor[S]) leave() bool {
+func (a *actor[S]) leave(why evictReason) bool {
 	a.inflight.Wait()
 	if !a.ns.remove(a) {
 		return false
 	}
+	a.ns.m.evicted(why)
 	a.ns.srv.sockets.Release(a.obj.Sockets)
 	a.closeStore()
 	return true
@@ -167,6 +181,7 @@ func (a *actor[S]) abandon(err error) {
 	delete(a.ns.actors, a.key.ID)
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
+	a.ns.m.evicted(evictFailed)
 	a.ns.srv.sockets.Release(a.obj.Sockets)
 	a.closeStore()
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
@@ -265,6 +280,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 
 	write := a.dirty
 	for _, c := range calls {
+		c.queued()
 		if err := c.ctx.Err(); err != nil {
 			c.err = connect.NewError(codeOf(err), err)
 			continue

@@ -54,7 +54,7 @@ func (s *Server) dropAlarm(key alarms.Key, at time.Time) {
 // whose alarm was moved or deleted since. When the hook returns nil the
 // alarm is deleted in the same commit, unless the hook set a new one.
 func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, done func(error)) {
-	n.alarmCall(key, "Alarm", done, func(ctx context.Context, o *durable.Object[S]) error {
+	n.alarmCall(key, n.m.method("Alarm"), done, func(ctx context.Context, o *durable.Object[S]) error {
 		at, ok, err := o.GetAlarm(ctx)
 		if err != nil || !ok || at.After(time.Now()) {
 			return err
@@ -64,6 +64,7 @@ func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, don
 			return o.DeleteAlarm(ctx)
 		}
 		info := durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due}
+		n.m.alarmFired(retry)
 		if err := n.alarm.Alarm(ctx, o, info); err != nil {
 			return err
 		}
@@ -76,7 +77,8 @@ func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, don
 
 // dropAlarm deletes the object's alarm if it is still the one due at due.
 func (n *Namespace[S]) dropAlarm(key callchain.Key, due time.Time) {
-	n.alarmCall(key, "Alarm", func(error) {}, func(ctx context.Context, o *durable.Object[S]) error {
+	n.m.alarmDropped()
+	n.alarmCall(key, nil, func(error) {}, func(ctx context.Context, o *durable.Object[S]) error {
 		if at, ok, err := o.GetAlarm(ctx); err != nil || !ok || !at.Equal(due) {
 			return err
 		}
@@ -85,16 +87,25 @@ func (n *Namespace[S]) dropAlarm(key callchain.Key, due time.Time) {
 }
 
 // alarmCall runs fn on the object key through its mailbox, without a
-// caller waiting: done receives the outcome.
-func (n *Namespace[S]) alarmCall(key callchain.Key, method string, done func(error), fn func(context.Context, *durable.Object[S]) error) {
+// caller waiting: done receives the outcome. The call is counted in mm,
+// unless nil (metrics off, or not a run of the Alarm hook).
+func (n *Namespace[S]) alarmCall(key callchain.Key, mm *methodMetrics, done func(error), fn func(context.Context, *durable.Object[S]) error) {
 	c := &call[S]{
 		ctx:    context.Background(),
 		id:     durable.ResolvedID(key.Class, key.ID, ""),
-		method: method,
+		method: "Alarm",
 		done:   make(chan struct{}),
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			return nil, fn(ctx, o)
 		},
+	}
+	if mm != nil {
+		c.arrived, c.queue = time.Now(), mm.queue
+		next := done
+		done = func(err error) {
+			mm.done(c.arrived, err)
+			next(err)
+		}
 	}
 	if err := n.enqueue(key, c); err != nil {
 		done(fmt.Errorf("queueing the alarm: %w", err))

@@ -11,8 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -246,21 +248,39 @@ func (e *fetchFailed) Error() string {
 // and returns its response once the call's writes are durable. The error
 // is ctx's, when it ends first. Over the HTTP route (route), the hook may
 // accept a WebSocket: the response's upgrade is then set.
-func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request, route bool) (*response, error) {
+func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request, route bool) (res *response, err error) {
+	var arrived time.Time
+	var queue prometheus.Observer
+	if mm := n.m.method("Fetch"); mm != nil {
+		arrived, queue = time.Now(), mm.queue
+		defer func() {
+			if err != nil {
+				mm.done(arrived, err)
+			} else {
+				mm.doneCode(arrived, res.code)
+			}
+		}()
+	}
 	id, key, err := n.resolve(id)
 	if err != nil {
-		return errorResponse(http.StatusBadRequest, "invalid-id", err), nil
+		res := errorResponse(http.StatusBadRequest, "invalid-id", err)
+		res.code = connect.CodeInvalidArgument
+		return res, nil
 	}
 	n.srv.startAlarms()
 	if callchain.Contains(ctx, key) {
-		return errorResponse(http.StatusLoopDetected, "reentrant",
-			fmt.Errorf("%w: %s.Fetch called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, key)), nil
+		res := errorResponse(http.StatusLoopDetected, "reentrant",
+			fmt.Errorf("%w: %s.Fetch called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, key))
+		res.code = connect.CodeFailedPrecondition
+		return res, nil
 	}
 	c := &call[S]{
-		ctx:    ctx,
-		id:     id,
-		method: "Fetch",
-		done:   make(chan struct{}),
+		ctx:     ctx,
+		id:      id,
+		method:  "Fetch",
+		done:    make(chan struct{}),
+		arrived: arrived,
+		queue:   queue,
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			w := &response{header: make(http.Header), upgradable: route}
 			n.fetcher.Fetch(ctx, o, w, req.WithContext(ctx))
@@ -293,6 +313,7 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 		var failed *fetchFailed
 		if errors.As(c.err, &failed) {
 			failed.res.upgrade = nil // undone with the call
+			failed.res.code = connect.CodeUnknown
 			return failed.res, nil
 		}
 		return failureResponse(c.err), nil
@@ -323,7 +344,11 @@ func failureResponse(err error) *response {
 	case errors.As(err, &rpc) && rpc.Code == connect.CodeInvalidArgument:
 		status = http.StatusBadRequest // the call would have left an invalid state
 	}
-	return errorResponse(status, kind, err)
+	res := errorResponse(status, kind, err)
+	if res.code = codeOf(err); res.code == 0 {
+		res.code = connect.CodeUnknown
+	}
+	return res
 }
 
 // response is a buffered HTTP response: the http.ResponseWriter a Fetch
@@ -336,6 +361,10 @@ type response struct {
 
 	upgradable bool            // served over the HTTP route: Accept may upgrade
 	upgrade    *websocket.Conn // the socket Fetch accepted
+
+	// code is the outcome of the call that produced the response, for the
+	// metrics: 0 when the Fetch hook answered with a status below 500.
+	code connect.Code
 }
 
 // UpgradeWebSocket records that Fetch accepted c: the route upgrades the

@@ -10,8 +10,10 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
+	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -53,6 +55,7 @@ type Namespace[S proto.Message] struct {
 	wsClose   durable.WebSocketCloser[S]
 	wsError   durable.WebSocketErrorer[S]
 	newState  func() S
+	m         *classMetrics // nil when metrics are off
 
 	mu      sync.RWMutex // guards actors and closing; see enqueue and evict
 	actors  map[[32]byte]*actor[S]
@@ -85,6 +88,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	n.wsMessage, _ = impl.(durable.WebSocketMessager[S])
 	n.wsClose, _ = impl.(durable.WebSocketCloser[S])
 	n.wsError, _ = impl.(durable.WebSocketErrorer[S])
+	n.m = srv.metrics.class(class.Name, n.alarm != nil)
 
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
@@ -193,12 +197,17 @@ func Invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 // metadata tells Durable's own failures apart. Generated handlers call it.
 func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
 	id, err := n.idFromHeader(req.Header())
-	if err != nil {
-		return nil, err
+	if err == nil {
+		ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
+		if err != nil {
+			err = withKind(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("header %s: %w", durable.HeaderCallChain, err)), "invalid-chain")
+		}
 	}
-	ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
 	if err != nil {
-		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("header %s: %w", durable.HeaderCallChain, err)), "invalid-chain")
+		if mm := n.m.method(method); mm != nil {
+			mm.doneCode(time.Now(), connect.CodeInvalidArgument)
+		}
+		return nil, err
 	}
 	res, err := invoke(ctx, n, id, method, req.Msg, fn)
 	if err != nil {
@@ -228,7 +237,13 @@ func (n *Namespace[S]) idFromHeader(h http.Header) (durable.ID, error) {
 	return id, nil
 }
 
-func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*Res, error) {
+func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (_ *Res, err error) {
+	var arrived time.Time
+	var queue prometheus.Observer
+	if mm := n.m.method(method); mm != nil {
+		arrived, queue = time.Now(), mm.queue
+		defer func() { mm.done(arrived, err) }()
+	}
 	id, key, err := n.resolve(id)
 	if err != nil {
 		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, err), "invalid-id")
@@ -242,10 +257,12 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 			fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)), "reentrant")
 	}
 	c := &call[S]{
-		ctx:    ctx,
-		id:     id,
-		method: method,
-		done:   make(chan struct{}),
+		ctx:     ctx,
+		id:      id,
+		method:  method,
+		done:    make(chan struct{}),
+		arrived: arrived,
+		queue:   queue,
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			res, err := fn(ctx, o, req)
 			if err != nil {
@@ -303,6 +320,7 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 		a = newActor(n, key)
 		n.actors[key.ID] = a
 		n.srv.active.Add(1)
+		n.m.activated()
 		n.srv.actors.Add(1)
 		go a.loop()
 	}

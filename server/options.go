@@ -5,6 +5,9 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"connectrpc.com/otelconnect"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/durablego/durable/storage"
 	"github.com/durablego/durable/websocket"
@@ -28,6 +31,9 @@ type options struct {
 	maxRequestBody int64
 	maxSockets     int
 	maxMessageSize int64
+	metrics        prometheus.Registerer // nil: no metrics
+	tracer         trace.TracerProvider  // nil: no tracing
+	traceOptions   []otelconnect.Option
 }
 
 func defaultOptions() options {

@@ -99,6 +99,7 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed when Shutdown starts draining objects
 	sockets  *websocket.Hub
+	metrics  *metrics // nil unless WithMetrics
 }
 
 // namespace is what the server needs of a class, whatever its state type.
@@ -112,6 +113,7 @@ type namespace interface {
 	evictSample(n int) (victim func(), lastUsed int64)
 	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
 	socketEvent(key callchain.Key, ev websocket.Event) error
+	mailboxes() (active, depth, depthMax int)
 }
 
 // New opens the server's storage in its data directory and returns a
@@ -120,6 +122,9 @@ func New(opts ...Option) (*Server, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
 		opt(&o)
+	}
+	if err := o.addTracing(); err != nil {
+		return nil, err
 	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
@@ -156,6 +161,12 @@ func New(opts ...Option) (*Server, error) {
 		MaxMessageSize: o.maxMessageSize,
 		Dispatch:       s.socketEvent,
 	})
+	if o.metrics != nil {
+		if s.metrics, err = newMetrics(s, o.metrics); err != nil {
+			db.Close()
+			return nil, err
+		}
+	}
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
 	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
 	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))

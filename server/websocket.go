@@ -58,15 +58,24 @@ func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error 
 	}
 	id := durable.ResolvedID(key.Class, key.ID, ev.Name)
 	n.srv.startAlarms()
+	mm := n.m.method(method)
+	var arrived time.Time
+	if mm != nil {
+		arrived = time.Now()
+	}
 	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
 		c := &call[S]{
-			ctx:    context.Background(),
-			id:     id,
-			method: method,
-			done:   make(chan struct{}),
+			ctx:     context.Background(),
+			id:      id,
+			method:  method,
+			done:    make(chan struct{}),
+			arrived: arrived,
 			run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 				return nil, fn(ctx, o)
 			},
+		}
+		if mm != nil {
+			c.queue = mm.queue
 		}
 		err := n.enqueue(key, c)
 		if errors.Is(err, durable.ErrOverloaded) {
@@ -74,9 +83,15 @@ func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error 
 			continue
 		}
 		if err != nil {
+			if mm != nil {
+				mm.done(arrived, err)
+			}
 			return fmt.Errorf("queueing %s: %w", method, err)
 		}
 		<-c.done
+		if mm != nil {
+			mm.done(arrived, c.err)
+		}
 		if c.err != nil {
 			n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
 				"id", id.String(), "socket", ev.Conn.ID(), "err", c.err)

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -57,6 +58,27 @@ type DB struct {
 	queue  chan *batch
 	done   chan struct{} // closed when the writer has finished
 	writer *writer
+
+	// Written by the commit loop only; read by Stats.
+	commits, batches, bytes atomic.Uint64
+}
+
+// Stats is what a DB has committed since it was opened: the figures of a
+// server's metrics.
+type Stats struct {
+	// Commits counts SQLite transactions committed: one per group commit.
+	Commits uint64
+	// Batches counts the batches those transactions held: one per object
+	// and group commit.
+	Batches uint64
+	// Bytes counts the bytes of states, keys and values written by them.
+	Bytes uint64
+}
+
+// Stats returns what the DB has committed so far. It reads counters the
+// writer keeps anyway, and is cheap enough to call on every scrape.
+func (db *DB) Stats() Stats {
+	return Stats{Commits: db.commits.Load(), Batches: db.batches.Load(), Bytes: db.bytes.Load()}
 }
 
 // Open opens (creating if needed) the database at path, a file name inside
@@ -189,7 +211,12 @@ func (db *DB) commitGroup(group []*batch) {
 		}
 		live = append(live, b)
 	}
-	err := db.writer.apply(live)
+	n, committed, err := db.writer.apply(live)
+	if committed {
+		db.commits.Add(1)
+		db.batches.Add(uint64(len(live)))
+		db.bytes.Add(uint64(n))
+	}
 	if errors.Is(err, sqlite3.FULL) {
 		err = fmt.Errorf("%w: %w", ErrDatabaseFull, err)
 	}

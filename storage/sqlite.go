@@ -117,17 +117,19 @@ func openWriter(path string, d Durability) (*writer, error) {
 	return w, nil
 }
 
-// apply commits the batches in one transaction, all or nothing.
-func (w *writer) apply(batches []*batch) (err error) {
+// apply commits the batches in one transaction, all or nothing, and
+// returns the bytes of states, keys and values it wrote; committed is false
+// when there was nothing to write.
+func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 	writes := false
 	for _, b := range batches {
 		writes = writes || !b.empty()
 	}
 	if !writes {
-		return nil
+		return 0, false, nil
 	}
 	if err := w.begin.Exec(); err != nil {
-		return fmt.Errorf("storage: begin: %w", err)
+		return 0, false, fmt.Errorf("storage: begin: %w", err)
 	}
 	defer func() {
 		if err != nil {
@@ -135,30 +137,35 @@ func (w *writer) apply(batches []*batch) (err error) {
 		}
 	}()
 	for _, b := range batches {
-		if err := w.applyOne(b); err != nil {
-			return fmt.Errorf("storage: write %s object: %w", b.class, err)
+		m, err := w.applyOne(b)
+		if err != nil {
+			return 0, false, fmt.Errorf("storage: write %s object: %w", b.class, err)
 		}
+		n += m
 	}
 	if err := w.commit.Exec(); err != nil {
-		return fmt.Errorf("storage: commit: %w", err)
+		return 0, false, fmt.Errorf("storage: commit: %w", err)
 	}
-	return nil
+	return n, true, nil
 }
 
-func (w *writer) applyOne(b *batch) error {
+// applyOne writes b and returns the bytes of state, keys and values it
+// wrote.
+func (w *writer) applyOne(b *batch) (n int, err error) {
 	if b.writeState {
 		w.upsert.BindText(1, b.class)
 		w.upsert.BindBlob(2, b.id[:])
 		w.upsert.BindBlob(3, nonNil(b.state))
 		if err := w.upsert.Exec(); err != nil {
-			return err
+			return 0, err
 		}
+		n += len(b.state)
 	}
 	if b.kv.cleared {
 		w.kvWipe.BindText(1, b.class)
 		w.kvWipe.BindBlob(2, b.id[:])
 		if err := w.kvWipe.Exec(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	if op := b.kv.alarm; op.kind != alarmUnchanged {
@@ -170,7 +177,7 @@ func (w *writer) applyOne(b *batch) error {
 		s.BindText(1, b.class)
 		s.BindBlob(2, b.id[:])
 		if err := s.Exec(); err != nil {
-			return err
+			return 0, err
 		}
 	}
 	for key, v := range b.kv.writes {
@@ -185,10 +192,11 @@ func (w *writer) applyOne(b *batch) error {
 			s.BindBlob(4, nonNil(v.data))
 		}
 		if err := s.Exec(); err != nil {
-			return err
+			return 0, err
 		}
+		n += len(key) + len(v.data)
 	}
-	return nil
+	return n, nil
 }
 
 // nonNil keeps empty values from binding as NULL, which the schema refuses.
