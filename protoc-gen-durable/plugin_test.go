@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/protobuf/compiler/protogen"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protodesc"
 	"google.golang.org/protobuf/types/descriptorpb"
@@ -444,17 +443,10 @@ func request(t *testing.T, param string, files ...*descriptorpb.FileDescriptorPr
 	return req
 }
 
-// run runs the plugin on req as protogen.Options.Run does.
+// run runs the plugin on req as main does.
 func run(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
 	t.Helper()
-	plugin, err := protogen.Options{}.New(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := generate(plugin); err != nil {
-		plugin.Error(err)
-	}
-	return plugin.Response()
+	return respond(req)
 }
 
 // firstDiff describes the first line where got differs from want, or

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
-# Regenerates gen/ from proto/ with pinned tools, all built from the Go module
-# proxy: buf, protoc-gen-go, protoc-gen-connect-go, and our own
-# protoc-gen-durable from this checkout. No schema registry is contacted.
-# Then lints proto/.
+# Regenerates gen/ (Go) and web/src/gen/ (TypeScript) from proto/ with pinned
+# tools: buf, protoc-gen-go and protoc-gen-connect-go built from the Go module
+# proxy, our own protoc-gen-durable from this checkout, and protoc-gen-es
+# from web/node_modules (pinned in web/package-lock.json, installed with npm
+# ci when missing or stale). No schema registry is contacted. Then lints
+# proto/.
 set -euo pipefail
 
 BUF_VERSION=v1.75.0
@@ -39,7 +41,16 @@ mkdir -p proto-deps/protovalidate/buf/validate
 cp "$pv/proto/protovalidate/buf/validate/validate.proto" proto-deps/protovalidate/buf/validate/
 chmod 644 proto-deps/protovalidate/buf/validate/validate.proto
 
-PATH="$bin:$PATH" buf build --exclude-source-info -o "$bin/image.binpb"
+# protoc-gen-es, for web/src/gen/: npm ci when web/node_modules is missing or
+# older than the lock file (npm writes node_modules/.package-lock.json).
+if [ ! -f web/node_modules/.package-lock.json ] ||
+	[ web/package-lock.json -nt web/node_modules/.package-lock.json ] ||
+	[ ! -x web/node_modules/.bin/protoc-gen-es ]; then
+	(cd web && npm ci --no-audit --no-fund)
+fi
+export PATH="$bin:$root/web/node_modules/.bin:$PATH"
+
+buf build --exclude-source-info -o "$bin/image.binpb"
 go run scripts/checkvalidate.go "$bin/image.binpb"
-PATH="$bin:$PATH" buf generate
-PATH="$bin:$PATH" buf lint
+buf generate
+buf lint

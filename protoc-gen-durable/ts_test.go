@@ -1,0 +1,215 @@
+package main
+
+import (
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/descriptorpb"
+	"google.golang.org/protobuf/types/pluginpb"
+
+	durablev1 "github.com/durablego/durable/gen/durable/v1"
+)
+
+// tsGoldenCases returns the golden cases of lang=ts: those of Go, whose
+// counter's golden file is the one committed under web/src/gen, and names,
+// whose services protoc-gen-es must escape or rename.
+func tsGoldenCases(t *testing.T) []goldenCase {
+	var cases []goldenCase
+	for _, tc := range goldenCases(t) {
+		if tc.name == "counter" {
+			tc.dir = "../web/src/gen"
+		}
+		cases = append(cases, tc)
+	}
+
+	// Object is a reserved name (Object$); Outer_Inner is taken by the shape
+	// of the nested message Outer.Inner (Outer_Inner$); Transport and
+	// IDService are names the file imports, aliased for it. No go_package.
+	names := newFile("names/v1/names.proto", "test.names.v1", "")
+	names.Options = nil
+	addMessages(names, "Outer", "State")
+	names.MessageType[0].NestedType = []*descriptorpb.DescriptorProto{{Name: proto.String("Inner")}}
+	addService(names, "Object", &durablev1.ObjectOptions{State: "State"}, "Get")
+	addService(names, "Outer_Inner", &durablev1.ObjectOptions{State: "test.names.v1.Outer.Inner"}, "Put")
+	addService(names, "Transport", &durablev1.ObjectOptions{State: "State"}, "Send")
+	addService(names, "IDService", &durablev1.ObjectOptions{State: "State", Binding: "IDS"}, "Mint")
+	addComment(names, " Object has a comment that ends a JSDoc */ too early\n unless escaped.\n", 6, 0)
+	return append(cases, goldenCase{"names", []*descriptorpb.FileDescriptorProto{names}, "testdata"})
+}
+
+func TestGoldenTS(t *testing.T) {
+	t.Parallel()
+	want := map[string][]string{
+		"counter": {"examples/counter/v1/counter_durable.ts"},
+		"chat":    {"chat/v1/chat_durable.ts"},
+		"proxy":   {"proxy/v1/proxy_durable.ts"},
+		"shop":    {"shop/v1/inventory_durable.ts"},
+		"names":   {"names/v1/names_durable.ts"},
+	}
+	for _, tc := range tsGoldenCases(t) {
+		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
+			resp := run(t, request(t, "lang=ts", tc.files...))
+			if resp.Error != nil {
+				t.Fatalf("plugin error: %s", resp.GetError())
+			}
+			var names []string
+			for _, f := range resp.File {
+				names = append(names, f.GetName())
+				golden := filepath.Join(tc.dir, filepath.FromSlash(f.GetName()))
+				if *update {
+					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
+						t.Fatal(err)
+					}
+					if err := os.WriteFile(golden, []byte(f.GetContent()), 0o644); err != nil {
+						t.Fatal(err)
+					}
+					continue
+				}
+				data, err := os.ReadFile(golden)
+				if err != nil {
+					t.Fatal(err)
+				}
+				if diff := firstDiff(string(data), f.GetContent()); diff != "" {
+					t.Errorf("%s differs from the golden file (rerun with -update to rewrite it):\n%s", golden, diff)
+				}
+			}
+			if strings.Join(names, " ") != strings.Join(want[tc.name], " ") {
+				t.Errorf("generated %q, want %q", names, want[tc.name])
+			}
+		})
+	}
+}
+
+func TestTSImportExtension(t *testing.T) {
+	t.Parallel()
+	counter := tsGoldenCases(t)[0].files
+	for param, want := range map[string]string{
+		"lang=ts,import_extension=js":   `from "../../../durable/v1/durable_pb.js";`,
+		"lang=ts,import_extension=.ts":  `from "./counter_pb.ts";`,
+		"lang=ts,import_extension=none": `from "./counter_pb";`,
+	} {
+		resp := run(t, request(t, param, counter...))
+		if resp.Error != nil || len(resp.File) != 1 || !strings.Contains(resp.File[0].GetContent(), want) {
+			t.Errorf("%s: got error %q and files %v, want one containing %s", param, resp.GetError(), resp.File, want)
+		}
+	}
+}
+
+func TestParameterErrors(t *testing.T) {
+	t.Parallel()
+	counter := tsGoldenCases(t)[0].files
+	for param, want := range map[string]string{
+		"lang=rust":                    "lang=rust: want lang=go or lang=ts",
+		"lang=ts,import_extension=mjs": "import_extension=mjs: want none, js or ts",
+		"import_extension=js":          "import_extension applies to lang=ts only",
+		"target=ts":                    `unknown parameter "target"`,
+	} {
+		if msg := run(t, request(t, param, counter...)).GetError(); !strings.Contains(msg, want) {
+			t.Errorf("%s: got error %q, want one containing %q", param, msg, want)
+		}
+	}
+	// Go output needs a Go package; TypeScript output does not.
+	f := newFile("plain/v1/plain.proto", "test.plain.v1", "")
+	f.Options = nil
+	addMessages(f, "State")
+	addService(f, "Plain", &durablev1.ObjectOptions{State: "State"}, "Do")
+	if msg := run(t, request(t, "", f)).GetError(); !strings.Contains(msg, "Go import path") {
+		t.Errorf("lang=go without go_package: got error %q", msg)
+	}
+	if resp := run(t, request(t, "lang=ts", f)); resp.Error != nil || len(resp.File) != 1 {
+		t.Errorf("lang=ts without go_package: got error %q and %d files", resp.GetError(), len(resp.File))
+	}
+}
+
+func TestErrorsTS(t *testing.T) {
+	t.Parallel()
+	room, hidden := errorCaseFiles()
+	room.Service[0].Method[0].ServerStreaming = proto.Bool(true)
+	msg := run(t, request(t, "lang=ts", hidden, room)).GetError()
+	const want = "room/v1/room.proto: service test.room.v1.Room: rpc Say is server-streaming"
+	if !strings.HasPrefix(msg, want) {
+		t.Errorf("got error %q, want %q", msg, want)
+	}
+}
+
+// TestCompileTS type-checks the TypeScript output of the golden cases with
+// the output of protoc-gen-es and the runtime package, with web/'s own
+// protoc-gen-es and tsc (npm ci in web/ installs them; the test is skipped
+// without them). The names case checks that the plugin imports the
+// services under the names protoc-gen-es gives them.
+func TestCompileTS(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs protoc-gen-es and tsc")
+	}
+	t.Parallel()
+	web, err := filepath.Abs("../web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	protocGenES := filepath.Join(web, "node_modules", ".bin", "protoc-gen-es")
+	tsc := filepath.Join(web, "node_modules", ".bin", "tsc")
+	for _, tool := range []string{protocGenES, tsc} {
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("no %s: run npm ci in web/", tool)
+		}
+	}
+	if _, err := exec.LookPath("node"); err != nil {
+		t.Skip("no node: ", err)
+	}
+
+	out := t.TempDir()
+	if err := os.Symlink(filepath.Join(web, "node_modules"), filepath.Join(out, "node_modules")); err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range tsGoldenCases(t) {
+		dir := filepath.Join(out, tc.name)
+		req := request(t, "lang=ts", tc.files...)
+		esReq := proto.CloneOf(req)
+		esReq.Parameter = proto.String("target=ts")
+		esReq.FileToGenerate = append(esReq.FileToGenerate, durablev1.File_durable_v1_durable_proto.Path())
+		for _, resp := range []*pluginpb.CodeGeneratorResponse{runBinary(t, protocGenES, esReq), run(t, req)} {
+			if resp.Error != nil {
+				t.Fatalf("%s: %s", tc.name, resp.GetError())
+			}
+			for _, f := range resp.File {
+				path := filepath.Join(dir, filepath.FromSlash(f.GetName()))
+				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+					t.Fatal(err)
+				}
+				if err := os.WriteFile(path, []byte(f.GetContent()), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+	}
+	tsconfig := `{
+  "compilerOptions": {
+    "target": "es2022", "module": "esnext", "moduleResolution": "bundler",
+    "lib": ["es2022", "dom"], "types": [], "strict": true, "noEmit": true,
+    "isolatedModules": true, "verbatimModuleSyntax": true, "skipLibCheck": true
+  },
+  "include": ["*/**/*.ts", "` + filepath.ToSlash(filepath.Join(web, "durable", "src")) + `"]
+}`
+	if err := os.WriteFile(filepath.Join(out, "tsconfig.json"), []byte(tsconfig), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(tsc, "-p", filepath.Join(out, "tsconfig.json"))
+	cmd.Dir = out
+	if data, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("tsc: %v\n%s", err, data)
+	}
+	// The names case's services under the names protoc-gen-es gave them.
+	data, err := os.ReadFile(filepath.Join(out, "names", "names", "v1", "names_durable.ts"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = `import { Object$, Outer_Inner$, Transport, IDService } from "./names_pb";`
+	if !strings.Contains(string(data), want) {
+		t.Errorf("names_durable.ts does not contain %s:\n%s", want, data)
+	}
+}

@@ -1,0 +1,331 @@
+// @durablego/durable: Durable Objects from TypeScript, in the browser and in
+// Node. protoc-gen-durable (with lang=ts) emits one small file per .proto
+// file that declares object classes; its create<Class>Namespace(transport)
+// returns a Namespace from this package:
+//
+//   const counters = createCounterNamespace(transport);
+//   await counters.get(counters.idFromName("x")).increment({ amount: 5n }); // int64 is bigint
+//
+// get(id) returns the Connect-ES client of the class's service, whose every
+// call carries the object's address in the Durable-Object-Name or
+// Durable-Object-Id header. Any Connect-ES transport works: Connect or
+// gRPC-Web from @connectrpc/connect-web, Connect or gRPC from
+// @connectrpc/connect-node.
+
+import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import type { CallOptions, Client, Transport } from "@connectrpc/connect";
+
+/** The request header that addresses an object by name; the server derives the ID. */
+export const HeaderObjectName = "Durable-Object-Name";
+/** The request header that addresses an object by its ID, 64 lowercase hex characters. */
+export const HeaderObjectId = "Durable-Object-Id";
+/**
+ * The error metadata key with which the server tells its own failures apart:
+ * "method" (the object's method failed), "invalid-id", "class-not-found",
+ * "overloaded", "reentrant", "shutdown". See durableErrorKind.
+ */
+export const HeaderError = "Durable-Error";
+
+/** Why an ID was refused on the client's side. */
+export type InvalidIdReason = "length" | "not-hex" | "empty-name" | "namespace";
+
+/**
+ * InvalidIdError is thrown by idFromString for a string that is not an ID
+ * (not 64 characters, or not lowercase hexadecimal), by idFromName and
+ * resolveName for an empty name, and by get for an ID of another class. IDs
+ * that are well formed but forged, or minted for another class, are refused
+ * by the server: the call fails with a ConnectError of code InvalidArgument
+ * whose durableErrorKind is "invalid-id".
+ */
+export class InvalidIdError extends Error {
+  override name = "InvalidIdError";
+  /** Why the ID was refused. */
+  readonly reason: InvalidIdReason;
+
+  constructor(reason: InvalidIdReason, message: string) {
+    super(message);
+    this.reason = reason;
+  }
+}
+
+const idPattern = /^[0-9a-f]{64}$/;
+
+/**
+ * DurableId addresses one object of one class: a name-only ID from
+ * idFromName (the server derives the ID from the name; the client holds no
+ * secret), or a resolved ID from idFromString, newUniqueId or resolveName.
+ */
+export class DurableId {
+  /** The object class, as in the .proto service ("Counter"). */
+  readonly className: string;
+  /** The ID in canonical form, 64 lowercase hex characters; undefined for a name-only ID. */
+  readonly id: string | undefined;
+  /** The name the ID was derived from, when known. */
+  readonly name: string | undefined;
+
+  /** @internal Use a Namespace's idFromName, idFromString, newUniqueId or resolveName. */
+  constructor(className: string, id: string | undefined, name: string | undefined) {
+    this.className = className;
+    this.id = id;
+    this.name = name;
+  }
+
+  /** The hex ID, or "name:<name>" for a name-only ID. */
+  toString(): string {
+    return this.id ?? `name:${this.name}`;
+  }
+
+  /**
+   * Reports whether other addresses the same object: same class, and the
+   * same hex ID, or, when either is name-only, the same name.
+   */
+  equals(other: DurableId): boolean {
+    if (this.className !== other.className) {
+      return false;
+    }
+    if (this.id !== undefined && other.id !== undefined) {
+      return this.id === other.id;
+    }
+    return this.name !== undefined && this.name === other.name;
+  }
+}
+
+/** A Namespace is the TypeScript counterpart of a Durable Objects namespace binding. */
+export interface Namespace<S extends DescService> {
+  /** The object class, as in the .proto service ("Counter"). */
+  readonly className: string;
+  /** The constant-case binding name ("COUNTER", "CHAT_ROOM"). */
+  readonly binding: string;
+  /** The kebab-case segment of the class in HTTP routes ("counter", "chat-room"). */
+  readonly urlSegment: string;
+  /** The class's service descriptor, as protoc-gen-es generates it. */
+  readonly service: S;
+
+  /**
+   * Returns the name-only ID of the object called name. Calls carry the name
+   * in the Durable-Object-Name header and the server derives the ID, so
+   * nothing is asked of the server here. A name that an HTTP header cannot
+   * carry as is (characters outside printable ASCII, spaces at either end)
+   * is resolved through the server's ID service on the first call instead.
+   * Throws InvalidIdError for an empty name.
+   */
+  idFromName(name: string): DurableId;
+  /**
+   * Parses the canonical form of an ID: 64 lowercase hex characters. Throws
+   * InvalidIdError otherwise. The server checks that the ID belongs to this
+   * class on the first call.
+   */
+  idFromString(id: string): DurableId;
+  /** Asks the server's durable.v1.IDService to mint a fresh random ID of the class. */
+  newUniqueId(options?: CallOptions): Promise<DurableId>;
+  /**
+   * Asks the server's durable.v1.IDService for the ID a name maps to, and
+   * returns it with its name. It addresses the same object as idFromName(name).
+   */
+  resolveName(name: string, options?: CallOptions): Promise<DurableId>;
+  /**
+   * Returns the Connect-ES client of the object id: one method per RPC, each
+   * call addressed to the object. Throws InvalidIdError for an ID of another
+   * class.
+   */
+  get(id: DurableId): Client<S>;
+  /**
+   * Returns the path of the object's HTTP Fetch route, to append to the
+   * server's base URL: /objects/{segment}/{name}{path} for a name-only ID,
+   * /objects-by-id/{segment}/{id}{path} for a resolved one. path defaults
+   * to "/" and may carry a query string.
+   */
+  objectPath(id: DurableId, path?: string): string;
+}
+
+/** What protoc-gen-durable's generated code passes to createNamespace. */
+export interface NamespaceOptions {
+  /** The class name ("Counter"). */
+  className: string;
+  /** The constant-case binding name; defaults to none (""). */
+  binding?: string;
+  /** The kebab-case URL segment. */
+  urlSegment: string;
+  /** The durable.v1.IDService descriptor, from durable/v1/durable_pb. */
+  idService: DescService;
+}
+
+/**
+ * Returns the namespace of the class whose service is service, calling the
+ * server through transport. Generated create<Class>Namespace functions call
+ * it; call it yourself only for a class without generated code.
+ */
+export function createNamespace<S extends DescService>(
+  service: S,
+  transport: Transport,
+  options: NamespaceOptions,
+): Namespace<S> {
+  const { className, urlSegment } = options;
+  const binding = options.binding ?? "";
+  const newUniqueIdMethod = unaryMethod(options.idService, "NewUniqueID");
+  const idFromNameMethod = unaryMethod(options.idService, "IDFromName");
+
+  const askId = async (
+    method: DescMethodUnary,
+    input: Record<string, string>,
+    options: CallOptions | undefined,
+  ): Promise<string> => {
+    const res = await transport.unary(
+      method,
+      options?.signal,
+      options?.timeoutMs,
+      options?.headers,
+      input,
+      options?.contextValues,
+    );
+    options?.onHeader?.(res.header);
+    options?.onTrailer?.(res.trailer);
+    const id = (res.message as unknown as { id?: unknown }).id;
+    if (typeof id !== "string" || !idPattern.test(id)) {
+      throw new ConnectError(`durable: the server returned a malformed ${className} ID: ${String(id)}`, Code.Internal);
+    }
+    return id;
+  };
+
+  const checkName = (name: string) => {
+    if (typeof name !== "string" || name === "") {
+      throw new InvalidIdError("empty-name", `durable: a ${className} object name must not be empty`);
+    }
+  };
+
+  const resolveName = async (name: string, options?: CallOptions) => {
+    checkName(name);
+    const id = await askId(idFromNameMethod, { class: className, name }, options);
+    return new DurableId(className, id, name);
+  };
+
+  return {
+    className,
+    binding,
+    urlSegment,
+    service,
+    idFromName(name) {
+      checkName(name);
+      return new DurableId(className, undefined, name);
+    },
+    idFromString(s) {
+      if (typeof s !== "string" || s.length !== 64) {
+        const len = typeof s === "string" ? s.length : `a ${typeof s}, not`;
+        throw new InvalidIdError(
+          "length",
+          `durable: a ${className} ID must be 64 lowercase hex characters, got ${len} characters`,
+        );
+      }
+      if (!idPattern.test(s)) {
+        throw new InvalidIdError(
+          "not-hex",
+          `durable: a ${className} ID must be 64 lowercase hex characters (0-9, a-f), got ${JSON.stringify(s)}`,
+        );
+      }
+      return new DurableId(className, s, undefined);
+    },
+    async newUniqueId(options) {
+      const id = await askId(newUniqueIdMethod, { class: className }, options);
+      return new DurableId(className, id, undefined);
+    },
+    resolveName,
+    get(id) {
+      checkClass(className, id);
+      let address: Promise<[string, string]>;
+      if (id.id !== undefined) {
+        address = Promise.resolve([HeaderObjectId, id.id]);
+      } else if (headerSafe(id.name!)) {
+        address = Promise.resolve([HeaderObjectName, id.name!]);
+      } else {
+        // Resolved once, on the first call, and kept by this client.
+        let resolving: Promise<[string, string]> | undefined;
+        const resolve = () => {
+          resolving ??= resolveName(id.name!).then(
+            (r): [string, string] => [HeaderObjectId, r.id!],
+            (err: unknown) => {
+              resolving = undefined; // try again on the next call
+              throw err;
+            },
+          );
+          return resolving;
+        };
+        return createClient(service, addressed(transport, resolve));
+      }
+      return createClient(service, addressed(transport, () => address));
+    },
+    objectPath(id, path = "/") {
+      checkClass(className, id);
+      if (!path.startsWith("/")) {
+        path = "/" + path;
+      }
+      if (id.id !== undefined) {
+        return `/objects-by-id/${urlSegment}/${id.id}${path}`;
+      }
+      const name = id.name!;
+      // "." and ".." escaped, or URL resolution would treat them as a path.
+      const segment = name === "." || name === ".." ? name.replaceAll(".", "%2E") : encodeURIComponent(name);
+      return `/objects/${urlSegment}/${segment}${path}`;
+    },
+  };
+}
+
+/**
+ * Returns the kind of Durable failure an error from a call is: the value of
+ * its Durable-Error metadata ("method" for a failed method of the object,
+ * "invalid-id", "class-not-found", "overloaded", "reentrant", "shutdown"),
+ * or undefined for any other error.
+ */
+export function durableErrorKind(err: unknown): string | undefined {
+  if (!(err instanceof ConnectError)) {
+    return undefined;
+  }
+  return err.metadata.get(HeaderError) ?? undefined;
+}
+
+function checkClass(className: string, id: DurableId) {
+  if (!(id instanceof DurableId)) {
+    throw new InvalidIdError("namespace", `durable: ${String(id)} is not a DurableId`);
+  }
+  if (id.className !== className) {
+    throw new InvalidIdError(
+      "namespace",
+      `durable: an ID of class ${id.className} cannot address a ${className} object`,
+    );
+  }
+}
+
+// headerSafe reports whether an HTTP header carries name unchanged: printable
+// ASCII, without spaces at either end (which HTTP strips).
+function headerSafe(name: string): boolean {
+  return /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(name);
+}
+
+function unaryMethod(service: DescService, name: string): DescMethodUnary {
+  const m = service.methods.find((m) => m.name === name);
+  if (m === undefined || m.methodKind !== "unary") {
+    throw new Error(`durable: ${service.typeName} has no unary method ${name}: pass durable.v1.IDService`);
+  }
+  return m as DescMethodUnary;
+}
+
+// addressed wraps transport so that every call carries the header that
+// address returns.
+function addressed(transport: Transport, address: () => Promise<[string, string]>): Transport {
+  const withAddress = async (header: HeadersInit | undefined): Promise<Headers> => {
+    const [key, value] = await address();
+    const h = new Headers(header);
+    h.delete(HeaderObjectName);
+    h.delete(HeaderObjectId);
+    h.set(key, value);
+    return h;
+  };
+  return {
+    async unary(method, signal, timeoutMs, header, input, contextValues) {
+      return transport.unary(method, signal, timeoutMs, await withAddress(header), input, contextValues);
+    },
+    async stream(method, signal, timeoutMs, header, input, contextValues) {
+      return transport.stream(method, signal, timeoutMs, await withAddress(header), input, contextValues);
+    },
+  };
+}
