@@ -1,7 +1,11 @@
 // Command server runs the example Durable server: every example object of
-// the reference page, over Connect, gRPC and gRPC-Web on one port.
+// the reference page, over Connect, gRPC and gRPC-Web on one port, with
+// Prometheus metrics at /metrics.
 //
 //	go run ./examples/server -addr 127.0.0.1:8080 -data ./data -session-idle 30m
+//
+// With -trace stdout, every RPC's OpenTelemetry span is printed on
+// standard output as JSON.
 package main
 
 import (
@@ -19,6 +23,12 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+
 	"github.com/durablego/durable/examples/analytics"
 	"github.com/durablego/durable/examples/cart"
 	"github.com/durablego/durable/examples/chat"
@@ -29,6 +39,7 @@ import (
 	"github.com/durablego/durable/examples/session"
 	"github.com/durablego/durable/examples/usersession"
 	"github.com/durablego/durable/examples/wallet"
+	"github.com/durablego/durable/examples/webui"
 	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
 	"github.com/durablego/durable/gen/examples/cart/v1/cartv1durable"
 	"github.com/durablego/durable/gen/examples/chat/v1/chatv1durable"
@@ -48,24 +59,49 @@ func main() {
 	idle := flag.Duration("idle", 10*time.Second, "how long an idle object stays in memory")
 	sessionIdle := flag.Duration("session-idle", session.DefaultIdle,
 		"how long a Session may go without activity (Touch, SetData, GetData) before its alarm deletes its data; rounded up to a millisecond")
+	trace := flag.String("trace", "", `where RPC spans go: "" (nowhere) or "stdout" (JSON on standard output)`)
 	flag.Parse()
 	if *sessionIdle <= 0 {
 		fmt.Fprintf(os.Stderr, "-session-idle must be positive, not %v\n", *sessionIdle)
 		os.Exit(2)
 	}
+	if *trace != "" && *trace != "stdout" {
+		fmt.Fprintf(os.Stderr, "-trace must be empty or stdout, not %q\n", *trace)
+		os.Exit(2)
+	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *data, *idle, *sessionIdle, log); err != nil {
+	if err := run(*addr, *data, *idle, *sessionIdle, *trace == "stdout", log); err != nil {
 		log.Error("server failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, data string, idle, sessionIdle time.Duration, log *slog.Logger) (err error) {
-	srv, err := server.New(server.WithDataDir(data), server.WithIdleTimeout(idle), server.WithLogger(log))
+func run(addr, data string, idle, sessionIdle time.Duration, trace bool, log *slog.Logger) (err error) {
+	// The server's metrics, and the Go runtime's and the process's, in a
+	// registry of the program's own.
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	opts := []server.Option{server.WithDataDir(data), server.WithIdleTimeout(idle), server.WithLogger(log), server.WithMetrics(reg)}
+	if trace {
+		exporter, err := stdouttrace.New()
+		if err != nil {
+			return err
+		}
+		tp := sdktrace.NewTracerProvider(sdktrace.WithSyncer(exporter))
+		// When run returns, after the server's Shutdown: the spans of the
+		// last calls are written by then.
+		defer func() { err = errors.Join(err, tp.Shutdown(context.Background())) }()
+		opts = append(opts, server.WithTracing(tp))
+	}
+	srv, err := server.New(opts...)
 	if err != nil {
 		return err
 	}
+	srv.Mount("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	// The web page at / (its hashed assets under /assets/): a counter, a chat
+	// room and the collaborative document, from the browser.
+	webui.Mount(srv)
 	// The carts' shared orders database, closed after Shutdown, once no
 	// object runs a call any more (on every path: closing twice is a no-op).
 	orders, err := cart.OpenOrders(filepath.Join(data, "orders.db"))

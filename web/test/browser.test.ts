@@ -1,0 +1,224 @@
+// End-to-end tests of the example server's page in headless Chromium
+// (Debian's chromium, driven by playwright-core). Run by
+// scripts/browser-test.sh, which builds the server and sets the
+// environment that serverFromEnv reads; the tests start the server
+// themselves, since the counter test restarts it.
+//
+// Nothing sleeps: every step waits for the page to reach a state, with a
+// timeout.
+
+import assert from "node:assert/strict";
+import { mkdirSync } from "node:fs";
+import { after, before, describe, test } from "node:test";
+import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
+import { serverFromEnv } from "./example-server";
+
+const chromiumPath = process.env.CHROMIUM ?? "/usr/bin/chromium";
+const results = new URL("../test-results/", import.meta.url).pathname;
+/** How long a step may wait for the page. */
+const stepTimeoutMs = 10_000;
+
+const server = serverFromEnv();
+// A unique suffix: names of counters, rooms and documents never collide
+// with those of an earlier run on the same data directory.
+const run = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+
+let browser: Browser;
+
+describe("the example server's page", { skip: server ? false : "set DURABLE_SERVER_BIN, DURABLE_DATA_DIR and DURABLE_ADDR (scripts/browser-test.sh does)" }, () => {
+  before(async () => {
+    mkdirSync(results, { recursive: true });
+    process.once("exit", () => server!.killNow());
+    await server!.start();
+    browser = await chromium.launch({
+      executablePath: chromiumPath,
+      args: [
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+      ],
+    });
+  });
+
+  after(async () => {
+    await browser?.close();
+    await server!.stop();
+  });
+
+  /** A new browser context (its own storage: another user) with the page's defaults. */
+  async function newContext(): Promise<BrowserContext> {
+    const ctx = await browser.newContext({ baseURL: server!.url, viewport: { width: 1100, height: 820 } });
+    ctx.setDefaultTimeout(stepTimeoutMs);
+    return ctx;
+  }
+
+  /** Opens the page at path and waits until its script has run. */
+  async function open(ctx: BrowserContext, path: string): Promise<Page> {
+    const page = await ctx.newPage();
+    page.on("pageerror", (err) => console.error(`page error: ${err.message}`));
+    await page.goto(path);
+    await page.locator("body[data-ready=true]").waitFor();
+    return page;
+  }
+
+  /** Waits until the counter shows value for the counter named name. */
+  async function counterShows(page: Page, name: string, value: string): Promise<void> {
+    try {
+      await page.waitForFunction(
+        ([n, v]) => {
+          const out = document.querySelector<HTMLElement>('[data-testid="counter-value"]');
+          return out?.dataset.name === n && out.textContent === v;
+        },
+        [name, value] as const,
+        { timeout: stepTimeoutMs },
+      );
+    } catch (err) {
+      const shown = await page.getByTestId("counter-value").textContent();
+      const status = await page.getByTestId("counter-status").textContent();
+      assert.fail(`counter "${name}": want ${value}, the page shows ${shown} (${status}): ${err}`);
+    }
+  }
+
+  /** Waits until the textarea of the document holds content. */
+  async function documentShows(page: Page, content: string, version: string): Promise<void> {
+    try {
+      await page.waitForFunction(
+        ([c, v]) =>
+          document.querySelector<HTMLTextAreaElement>('[data-testid="document-content"]')?.value === c &&
+          document.querySelector('[data-testid="document-version"]')?.textContent === v,
+        [content, version] as const,
+        { timeout: stepTimeoutMs },
+      );
+    } catch (err) {
+      const shown = await page.getByTestId("document-content").inputValue();
+      const v = await page.getByTestId("document-version").textContent();
+      assert.fail(`document: want ${JSON.stringify(content)} at version ${version}, the page shows ${JSON.stringify(shown)} at ${v}: ${err}`);
+    }
+  }
+
+  test("counter: +1 three times and −1 once show 2, over Connect and gRPC-Web, and survive a restart", { timeout: 90_000 }, async () => {
+    const ctx = await newContext();
+    const page = await open(ctx, "/#counter");
+    // The content type of every counter RPC the page sends.
+    const contentTypes: string[] = [];
+    page.on("request", (req) => {
+      if (req.url().includes("/examples.counter.v1.Counter/")) contentTypes.push(req.headers()["content-type"] ?? "");
+    });
+
+    const byProtocol = { connect: `connect-${run}`, "grpc-web": `grpc-web-${run}` } as const;
+    for (const [protocol, name] of Object.entries(byProtocol)) {
+      contentTypes.length = 0;
+      await page.getByTestId("protocol").selectOption(protocol);
+      await page.getByTestId("counter-name").fill(name);
+      await counterShows(page, name, "0");
+      for (let i = 0; i < 3; i++) await page.getByTestId("counter-increment").click();
+      await page.getByTestId("counter-decrement").click();
+      await counterShows(page, name, "2");
+      const want = protocol === "connect" ? "application/json" : "application/grpc-web+proto";
+      assert.ok(contentTypes.length >= 5, `${protocol}: want 5 counter RPCs, saw ${contentTypes.length}`);
+      for (const ct of contentTypes) assert.equal(ct, want, `${protocol}: an RPC went as ${ct}`);
+    }
+    await page.screenshot({ path: `${results}counter.png`, fullPage: true });
+
+    await server!.restart();
+    await page.reload();
+    await page.locator("body[data-ready=true]").waitFor();
+    // The page remembers the last counter name and the protocol.
+    assert.equal(await page.getByTestId("counter-name").inputValue(), byProtocol["grpc-web"]);
+    assert.equal(await page.getByTestId("protocol").inputValue(), "grpc-web");
+    await counterShows(page, byProtocol["grpc-web"], "2");
+    await page.getByTestId("protocol").selectOption("connect");
+    await page.getByTestId("counter-name").fill(byProtocol.connect);
+    await counterShows(page, byProtocol.connect, "2");
+    await page.screenshot({ path: `${results}counter-after-restart.png`, fullPage: true });
+    await ctx.close();
+  });
+
+  test("chat: two users see each other, their messages and leaves; a third sees the history", { timeout: 60_000 }, async () => {
+    const room = `room-${run}`;
+    const contexts: BrowserContext[] = [];
+    async function join(user: string): Promise<Page> {
+      const ctx = await newContext();
+      contexts.push(ctx);
+      const page = await open(ctx, "/#chat");
+      await page.getByTestId("chat-username").fill(user);
+      await page.getByTestId("chat-room").fill(room);
+      await page.getByTestId("chat-connect").click();
+      await page.locator('[data-testid="chat-status"][data-state="connected"]').waitFor();
+      return page;
+    }
+    const log = (page: Page, kind: string, user: string, text?: string) => {
+      const line = page.getByTestId("chat-log").locator(`li[data-kind="${kind}"][data-user="${user}"]`);
+      return text === undefined ? line : line.filter({ hasText: text });
+    };
+    const online = (page: Page, user: string) => page.getByTestId("chat-online").locator("li", { hasText: user });
+
+    const alice = await join("alice");
+    await online(alice, "alice").waitFor();
+    const bob = await join("bob");
+    // Each sees the other: alice hears bob join, bob finds alice online.
+    await log(alice, "join", "bob").waitFor();
+    await online(alice, "bob").waitFor();
+    await online(bob, "alice").waitFor();
+
+    await alice.getByTestId("chat-message").fill("hello from alice");
+    await alice.getByTestId("chat-message").press("Enter");
+    await log(bob, "message", "alice", "hello from alice").waitFor();
+    await log(alice, "message", "alice", "hello from alice").waitFor();
+    await bob.getByTestId("chat-message").fill("hi alice, bob here");
+    await bob.getByTestId("chat-send-button").click();
+    await log(alice, "message", "bob", "hi alice, bob here").waitFor();
+    await alice.screenshot({ path: `${results}chat.png`, fullPage: true });
+
+    await bob.getByTestId("chat-leave").click();
+    await bob.locator('[data-testid="chat-status"][data-state="disconnected"]').waitFor();
+    await log(alice, "leave", "bob").waitFor();
+
+    const carol = await join("carol");
+    await log(carol, "history", "alice", "hello from alice").waitFor();
+    await log(carol, "history", "bob", "hi alice, bob here").waitFor();
+    await log(alice, "join", "carol").waitFor();
+    await carol.screenshot({ path: `${results}chat-history.png`, fullPage: true });
+    for (const ctx of contexts) await ctx.close();
+  });
+
+  test("document: two tabs see each other's edits, the version and the history", { timeout: 60_000 }, async () => {
+    const name = `doc-${run}`;
+    const ctx = await newContext();
+    async function openDocument(author: string): Promise<Page> {
+      const page = await open(ctx, "/#document");
+      await page.getByTestId("document-name").fill(name);
+      await page.getByTestId("document-author").fill(author);
+      await page.getByTestId("document-connect").click();
+      await page.locator('[data-testid="document-status"][data-state="connected"]').waitFor();
+      await documentShows(page, "", "0");
+      return page;
+    }
+    const ann = await openDocument("ann");
+    const ben = await openDocument("ben");
+
+    await ann.getByTestId("document-content").fill("Hello from the first tab.");
+    await documentShows(ben, "Hello from the first tab.", "1");
+    await documentShows(ann, "Hello from the first tab.", "1");
+
+    await ben.getByTestId("document-content").fill("Hello from the first tab.\nAnd from the second.");
+    await documentShows(ann, "Hello from the first tab.\nAnd from the second.", "2");
+    await documentShows(ben, "Hello from the first tab.\nAnd from the second.", "2");
+
+    for (const page of [ann, ben]) {
+      const revisions = page.getByTestId("document-history").getByTestId("document-revision");
+      await page.locator('[data-testid="document-revision"][data-version="2"]').waitFor();
+      assert.deepEqual(
+        await revisions.evaluateAll((lis) => lis.map((li) => `${(li as HTMLElement).dataset.version} ${li.querySelector(".who")?.textContent}`)),
+        ["2 ben", "1 ann"],
+      );
+    }
+    await ann.screenshot({ path: `${results}document.png`, fullPage: true });
+    await ctx.close();
+  });
+});
