@@ -298,10 +298,16 @@ func comment(g *protogen.GeneratedFile, parts ...any) {
 		}
 		fmt.Fprint(&text, part)
 	}
+	wrap(g, "// ", text.String())
+}
+
+// wrap writes text as lines that start with prefix, breaking it between
+// words to keep them within commentWidth.
+func wrap(g *protogen.GeneratedFile, prefix, text string) {
 	var line strings.Builder
-	for _, word := range strings.Fields(text.String()) {
+	for _, word := range strings.Fields(text) {
 		if line.Len() > 0 && line.Len()+1+len(word) > commentWidth {
-			g.P("// ", line.String())
+			g.P(prefix, line.String())
 			line.Reset()
 		}
 		if line.Len() > 0 {
@@ -309,5 +315,5 @@ func comment(g *protogen.GeneratedFile, parts ...any) {
 		}
 		line.WriteString(word)
 	}
-	g.P("// ", line.String())
+	g.P(prefix, line.String())
 }

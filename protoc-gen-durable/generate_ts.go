@@ -124,16 +124,5 @@ func relativeImport(from, to, ext string) string {
 // jsDoc writes the concatenation of parts as the lines of a JSDoc comment,
 // wrapped at commentWidth.
 func jsDoc(g *protogen.GeneratedFile, parts ...string) {
-	var line strings.Builder
-	for _, word := range strings.Fields(strings.Join(parts, "")) {
-		if line.Len() > 0 && line.Len()+1+len(word) > commentWidth {
-			g.P(" * ", line.String())
-			line.Reset()
-		}
-		if line.Len() > 0 {
-			line.WriteByte(' ')
-		}
-		line.WriteString(word)
-	}
-	g.P(" * ", line.String())
+	wrap(g, " * ", strings.Join(parts, ""))
 }

@@ -43,46 +43,13 @@ func tsGoldenCases(t *testing.T) []goldenCase {
 
 func TestGoldenTS(t *testing.T) {
 	t.Parallel()
-	want := map[string][]string{
+	checkGolden(t, "lang=ts", tsGoldenCases(t), map[string][]string{
 		"counter": {"examples/counter/v1/counter_durable.ts"},
 		"chat":    {"chat/v1/chat_durable.ts"},
 		"proxy":   {"proxy/v1/proxy_durable.ts"},
 		"shop":    {"shop/v1/inventory_durable.ts"},
 		"names":   {"names/v1/names_durable.ts"},
-	}
-	for _, tc := range tsGoldenCases(t) {
-		t.Run(tc.name, func(t *testing.T) {
-			t.Parallel()
-			resp := run(t, request(t, "lang=ts", tc.files...))
-			if resp.Error != nil {
-				t.Fatalf("plugin error: %s", resp.GetError())
-			}
-			var names []string
-			for _, f := range resp.File {
-				names = append(names, f.GetName())
-				golden := filepath.Join(tc.dir, filepath.FromSlash(f.GetName()))
-				if *update {
-					if err := os.MkdirAll(filepath.Dir(golden), 0o755); err != nil {
-						t.Fatal(err)
-					}
-					if err := os.WriteFile(golden, []byte(f.GetContent()), 0o644); err != nil {
-						t.Fatal(err)
-					}
-					continue
-				}
-				data, err := os.ReadFile(golden)
-				if err != nil {
-					t.Fatal(err)
-				}
-				if diff := firstDiff(string(data), f.GetContent()); diff != "" {
-					t.Errorf("%s differs from the golden file (rerun with -update to rewrite it):\n%s", golden, diff)
-				}
-			}
-			if strings.Join(names, " ") != strings.Join(want[tc.name], " ") {
-				t.Errorf("generated %q, want %q", names, want[tc.name])
-			}
-		})
-	}
+	})
 }
 
 func TestTSImportExtension(t *testing.T) {

@@ -41,13 +41,9 @@ mkdir -p proto-deps/protovalidate/buf/validate
 cp "$pv/proto/protovalidate/buf/validate/validate.proto" proto-deps/protovalidate/buf/validate/
 chmod 644 proto-deps/protovalidate/buf/validate/validate.proto
 
-# protoc-gen-es, for web/src/gen/: npm ci when web/node_modules is missing or
-# older than the lock file (npm writes node_modules/.package-lock.json).
-if [ ! -f web/node_modules/.package-lock.json ] ||
-	[ web/package-lock.json -nt web/node_modules/.package-lock.json ] ||
-	[ ! -x web/node_modules/.bin/protoc-gen-es ]; then
-	(cd web && npm ci --no-audit --no-fund)
-fi
+# protoc-gen-es, for web/src/gen/, from web/node_modules.
+. scripts/lib.sh
+npm_ci_web
 export PATH="$bin:$root/web/node_modules/.bin:$PATH"
 
 buf build --exclude-source-info -o "$bin/image.binpb"

@@ -10,38 +10,18 @@ set -euo pipefail
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. scripts/lib.sh
 work=$(mktemp -d)
 pid=
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'kill_example_server; rm -rf "$work"' EXIT
 
-if [ ! -f web/node_modules/.package-lock.json ] ||
-	[ web/package-lock.json -nt web/node_modules/.package-lock.json ]; then
-	(cd web && npm ci --no-audit --no-fund)
-fi
+npm_ci_web
 
 echo "interop: tsc over web/src/gen, web/durable and the tests"
 (cd web && ./node_modules/.bin/tsc -p tsconfig.durable.json)
 
 go build -o "$work/server" ./examples/server
-"$work/server" -addr 127.0.0.1:0 -data "$work/data" 2>"$work/log" &
-pid=$!
-addr=
-for _ in $(seq 100); do
-	addr=$(sed -n 's/.*listening" addr=http:\/\/\([0-9.:]*\).*/\1/p' "$work/log")
-	[ -n "$addr" ] && break
-	kill -0 "$pid" 2>/dev/null || break
-	sleep 0.1
-done
-[ -n "$addr" ] || { cat "$work/log"; echo "interop: server did not start"; exit 1; }
-for _ in $(seq 50); do
-	curl -fsS -o /dev/null "http://$addr/grpc.health.v1.Health/Check" \
-		-H 'Content-Type: application/json' -d '{}' && break
-	sleep 0.1
-done
+start_example_server "$work/server" "$work" interop
 
 echo "interop: Node tests against http://$addr"
 status=0
@@ -53,8 +33,5 @@ if [ "$status" -ne 0 ]; then
 	exit "$status"
 fi
 
-kill -TERM "$pid"
-wait "$pid"
-grep -q "stopped cleanly" "$work/log" || { cat "$work/log"; echo "interop: no clean stop"; exit 1; }
-pid=
+stop_example_server "$work" interop
 echo "interop: ok"

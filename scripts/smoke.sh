@@ -8,25 +8,15 @@ GRPCURL_VERSION=v1.9.4
 
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+. scripts/lib.sh
 work=$(mktemp -d)
 pid=
-cleanup() {
-	if [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null; then kill -9 "$pid"; fi
-	rm -rf "$work"
-}
-trap cleanup EXIT
+trap 'kill_example_server; rm -rf "$work"' EXIT
 
 GOBIN="$work/bin" go install "github.com/fullstorydev/grpcurl/cmd/grpcurl@${GRPCURL_VERSION}"
 go build -o "$work/bin/server" ./examples/server
 
-"$work/bin/server" -addr 127.0.0.1:0 -data "$work/data" 2>"$work/log" &
-pid=$!
-for _ in $(seq 100); do
-	addr=$(sed -n 's/.*listening" addr=http:\/\/\([0-9.:]*\).*/\1/p' "$work/log")
-	[ -n "$addr" ] && break
-	sleep 0.1
-done
-[ -n "$addr" ] || { cat "$work/log"; echo "smoke: server did not start"; exit 1; }
+start_example_server "$work/bin/server" "$work" smoke
 
 expect() { # expect NAME WANT GOT
 	if [ "$2" != "$3" ]; then
@@ -78,8 +68,13 @@ esac
 got=$(curl -sS -d '{"amount": 3}' "http://$addr/objects/counter/user-123/increment")
 expect "curl POST on the counter's Fetch" '{"value":10}' "$got"
 
-kill -TERM "$pid"
-wait "$pid"
-grep -q "stopped cleanly" "$work/log" || { cat "$work/log"; echo "smoke: no clean stop"; exit 1; }
-pid=
+# Metrics: the calls above, counted by class, method and code.
+got=$(curl -sS "http://$addr/metrics" | grep -c '^durable_calls_total{class="Counter",code="ok",method="Increment"} 2$' || true)
+expect "metrics count the Increment calls" 1 "$got"
+
+# The web page at /.
+got=$(curl -sS -o /dev/null -w '%{http_code} %{content_type}' "http://$addr/")
+expect "web page at /" '200 text/html; charset=utf-8' "$got"
+
+stop_example_server "$work" smoke
 echo "smoke: clean stop on SIGTERM: ok"

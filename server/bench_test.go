@@ -33,7 +33,11 @@ func reportRate(b *testing.B, start time.Time) {
 // BenchmarkHotObject: 64 callers increment one counter in process; every
 // call persists a state change.
 func BenchmarkHotObject(b *testing.B) {
-	e := newEnv(b)
+	benchHotObject(b, newEnv(b))
+}
+
+// benchHotObject has 64 callers increment the counter "hot" of e.
+func benchHotObject(b *testing.B, e *env) {
 	stub := e.counters.Get(e.counters.IDFromName("hot"))
 	b.SetParallelism(parallelism())
 	b.ReportAllocs()

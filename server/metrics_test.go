@@ -445,22 +445,7 @@ func BenchmarkHotObjectMetrics(b *testing.B) {
 			if on {
 				opts = append(opts, server.WithMetrics(prometheus.NewRegistry()))
 			}
-			e := newEnv(b, opts...)
-			stub := e.counters.Get(e.counters.IDFromName("hot"))
-			b.SetParallelism(parallelism())
-			b.ReportAllocs()
-			start := time.Now()
-			b.RunParallel(func(pb *testing.PB) {
-				ctx := context.Background()
-				req := &counterv1.IncrementRequest{Amount: 1}
-				for pb.Next() {
-					if _, err := stub.Increment(ctx, req); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-			reportRate(b, start)
+			benchHotObject(b, newEnv(b, opts...))
 		})
 	}
 }
