@@ -14,6 +14,7 @@ import (
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
+	"github.com/durablego/durable/websocket"
 )
 
 // sockEnv is an env serving the SocketProbe class at /objects/socket-probe/.
@@ -375,4 +376,36 @@ func TestWebSocketShutdown(t *testing.T) {
 		t.Fatalf("on shutdown: %v, want close 1001", err)
 	}
 	<-done
+}
+
+// TestWebSocketOversizedInputs: tags, attachments and auto-responses over
+// their limits are refused with the limit's error, and change nothing.
+func TestWebSocketOversizedInputs(t *testing.T) {
+	e := newSockEnv(t)
+	for _, q := range []string{"tags=a,,b", "tags=" + strings.Repeat("t", websocket.MaxTagLength+1)} {
+		if _, res, err := e.tryDial("big", q); err == nil || res == nil || res.StatusCode != http.StatusBadRequest {
+			t.Fatalf("dial with %.40s…: %v, want 400", q, err)
+		}
+	}
+	longest := strings.Repeat("t", websocket.MaxTagLength)
+	c := e.dial(t, "big", "tags="+longest)
+	if got := ask(t, c, "attach kept"); got != "ok" {
+		t.Fatalf("attach: %q", got)
+	}
+	// Over 16 KiB: SetAttachment fails, the call fails, the attachment stays.
+	send(t, c, "attach "+strings.Repeat("a", websocket.MaxAttachment+1))
+	if got := ask(t, c, "whoami"); !strings.HasPrefix(got, "tags="+longest+" attach=kept ") {
+		t.Fatalf("after an oversized attachment: %.80q", got)
+	}
+	if got := ask(t, c, "attach "+strings.Repeat("a", websocket.MaxAttachment)); got != "ok" {
+		t.Fatalf("a 16 KiB attachment: %q", got)
+	}
+	// An auto-response over 2,048 bytes is refused: "ping" then reaches the
+	// object (an unknown command, answered with nothing) instead of being
+	// answered by the hub.
+	send(t, c, "auto ping "+strings.Repeat("p", websocket.MaxAutoResponse+1))
+	send(t, c, "ping")
+	if got := ask(t, c, "lastauto"); got != "false" {
+		t.Fatalf("after an oversized auto-response, ping was answered: %.40q", got)
+	}
 }
