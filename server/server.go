@@ -360,7 +360,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	// WebSockets are hijacked connections, which the http.Server does not
 	// track: close them (1001) first, while the objects can still hear of
 	// it.
-	s.sockets.Close()
+	if err := s.sockets.Close(ctx); err != nil {
+		errs = append(errs, fmt.Errorf("server: sockets still closing: %w", err))
+	}
 	s.mu.RLock()
 	hs := s.httpServer
 	s.mu.RUnlock()

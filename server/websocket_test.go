@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -407,5 +408,28 @@ func TestWebSocketOversizedInputs(t *testing.T) {
 	send(t, c, "ping")
 	if got := ask(t, c, "lastauto"); got != "false" {
 		t.Fatalf("after an oversized auto-response, ping was answered: %.40q", got)
+	}
+}
+
+// TestWebSocketShutdownDeadline: a close hook that does not return holds
+// Shutdown only until its context ends.
+func TestWebSocketShutdownDeadline(t *testing.T) {
+	e := newSockEnv(t)
+	hold := make(chan struct{})
+	e.sp.HoldClose = hold
+	c := e.dial(t, "held", "")
+	ask(t, c, "echo up")
+	e.closed = true // shut down here, not in the cleanup
+	defer close(hold)
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	err := e.srv.Shutdown(ctx)
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "sockets still closing") {
+		t.Fatalf("Shutdown: %v, want the deadline, with the sockets still closing", err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	var ce *gorilla.CloseError
+	if _, _, err := c.ReadMessage(); !errors.As(err, &ce) || ce.Code != gorilla.CloseGoingAway {
+		t.Fatalf("client: %v, want close 1001", err)
 	}
 }

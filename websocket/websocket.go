@@ -16,6 +16,7 @@ package websocket
 
 import (
 	"cmp"
+	"context"
 	"crypto/rand"
 	"encoding/hex"
 	"errors"
@@ -242,17 +243,26 @@ func (h *Hub) dispatch(key Key, ev Event) error {
 
 // Close closes every socket with 1001 (going away) and refuses upgrades
 // from then on. It returns when every socket is closed and its close
-// event delivered (or refused by a namespace that is shutting down).
-func (h *Hub) Close() {
+// event delivered (or refused by a namespace that is shutting down), or
+// with ctx's error when ctx ends first: a close hook that does not return
+// cannot hold a shutdown past its deadline.
+func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
 	if h.closed {
 		h.mu.Unlock()
-		return
+		return nil
 	}
 	h.closed = true
 	h.mu.Unlock()
+	defer func() {
+		if h.m != nil {
+			h.m.Close()
+		}
+	}()
 	// What committed calls sent goes out before the close frames.
-	h.outboxes.wait()
+	if err := waitCtx(ctx, h.outboxes.wait); err != nil {
+		return err
+	}
 	h.mu.Lock()
 	var all []*Conn
 	for _, o := range h.objects {
@@ -264,9 +274,22 @@ func (h *Hub) Close() {
 	for _, c := range all {
 		c.closeNow(closeGoingAway, "going away")
 	}
-	h.serving.Wait()
-	if h.m != nil {
-		h.m.Close()
+	return waitCtx(ctx, h.serving.Wait)
+}
+
+// waitCtx runs wait and returns nil when it returns, or ctx's error if ctx
+// ends first (wait then finishes on its own).
+func waitCtx(ctx context.Context, wait func()) error {
+	done := make(chan struct{})
+	go func() {
+		wait()
+		close(done)
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
 	}
 }
 

@@ -35,6 +35,8 @@ import (
 type SocketProbe struct {
 	Closed chan SocketClose // every WebSocketClose, if not nil
 	Errors chan error       // every WebSocketError, if not nil
+	// HoldClose, if not nil, makes WebSocketClose wait until it is closed.
+	HoldClose chan struct{}
 }
 
 // SocketClose is one WebSocketClose call.
@@ -127,8 +129,11 @@ func (p *SocketProbe) WebSocketMessage(_ context.Context, o *socketObject, ws *w
 	return nil
 }
 
-// WebSocketClose records the close.
+// WebSocketClose records the close, once HoldClose lets it.
 func (p *SocketProbe) WebSocketClose(_ context.Context, o *socketObject, ws *websocket.Conn, code int, reason string, clean bool) error {
+	if p.HoldClose != nil {
+		<-p.HoldClose
+	}
 	if p.Closed != nil {
 		select {
 		case p.Closed <- SocketClose{ID: ws.ID(), Code: code, Reason: reason, Clean: clean, All: len(o.Sockets.All())}:
