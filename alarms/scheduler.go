@@ -132,13 +132,13 @@ func (s *Scheduler) Pending() int {
 func (s *Scheduler) Update(key Key, set bool, at int64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if set && (s.next[key] == at || s.running[key] == at || s.fired[key] == at) {
-		// Known already: a page of the index brought it before this news
-		// of its commit arrived.
-		delete(s.fired, key)
+	// Known already when a page of the index brought it before this news
+	// of its commit arrived.
+	known := set && (s.next[key] == at || s.running[key] == at || s.fired[key] == at)
+	delete(s.fired, key)
+	if known {
 		return
 	}
-	delete(s.fired, key)
 	delete(s.next, key) // what is pending for key is stale now
 	if !set {
 		return
@@ -146,15 +146,15 @@ func (s *Scheduler) Update(key Key, set bool, at int64) {
 	e := storage.DueAlarm{Class: key.Class, ID: key.ID, At: at}
 	if !s.cursor.Less(e) {
 		// Within what was loaded: the index will not return it again.
-		s.schedule(key, at, 0)
+		s.schedule(entry{key: key, at: at})
 	}
 	// Otherwise a later page of the index brings it.
 }
 
-// schedule holds key's run at at in memory. The caller holds s.mu.
-func (s *Scheduler) schedule(key Key, at int64, retry int) {
-	s.next[key] = at
-	heap.Push(&s.pending, entry{key: key, at: at, retry: retry})
+// schedule holds the run e in memory. The caller holds s.mu.
+func (s *Scheduler) schedule(e entry) {
+	s.next[e.key] = e.at
+	heap.Push(&s.pending, e)
 	select {
 	case s.wake <- struct{}{}:
 	default:
@@ -185,10 +185,11 @@ func (s *Scheduler) loop() {
 // to the index, and find the cursor moved past it when the page lands.
 func (s *Scheduler) load(now time.Time) {
 	until := now.Add(s.cfg.Horizon).UnixMilli()
+	stale := now.Add(-s.cfg.Horizon).UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	for key, due := range s.fired {
-		if due < now.Add(-s.cfg.Horizon).UnixMilli() {
+		if due < stale {
 			delete(s.fired, key) // no news will come that late
 		}
 	}
@@ -201,7 +202,7 @@ func (s *Scheduler) load(now time.Time) {
 		for _, a := range page {
 			key := Key{Class: a.Class, ID: a.ID}
 			if _, known := s.next[key]; !known && s.running[key] == 0 {
-				s.schedule(key, a.At, 0)
+				s.schedule(entry{key: key, at: a.At})
 			}
 		}
 		if len(page) < s.cfg.PageSize {
@@ -271,13 +272,7 @@ func (s *Scheduler) finished(e entry, err error) {
 	}
 	delay := s.cfg.FirstRetry << e.retry
 	delay += time.Duration(rand.Int64N(int64(delay)/4 + 1)) // jitter: up to a quarter more
-	retryAt := time.Now().Add(delay).UnixMilli()
-	s.next[e.key] = retryAt
-	heap.Push(&s.pending, entry{key: e.key, at: retryAt, retry: e.retry + 1, due: e.dueAt()})
-	select {
-	case s.wake <- struct{}{}:
-	default:
-	}
+	s.schedule(entry{key: e.key, at: time.Now().Add(delay).UnixMilli(), retry: e.retry + 1, due: e.dueAt()})
 }
 
 // entry is one pending run.

@@ -74,7 +74,10 @@ func TestEveryAlarmFiresOnceAcrossPages(t *testing.T) {
 		select {
 		case <-r.total:
 		case <-time.After(20 * time.Second):
-			t.Fatalf("only %d alarms fired", len(r.runs))
+			r.mu.Lock()
+			n := len(r.runs)
+			r.mu.Unlock()
+			t.Fatalf("only %d alarms fired", n)
 		}
 	}
 	r.mu.Lock()

@@ -145,20 +145,35 @@ func Invoke[Req, Res any](ctx context.Context, n *Namespace, id durable.ID, meth
 
 // address sets the ID and call-chain headers of a request.
 func (n *Namespace) address(ctx context.Context, h interface{ Set(string, string) }, id durable.ID) error {
+	if err := n.check(id); err != nil {
+		return err
+	}
+	if id.Resolved() {
+		h.Set(durable.HeaderObjectID, id.String())
+	} else {
+		h.Set(durable.HeaderObjectName, id.Name())
+	}
+	setChain(ctx, h)
+	return nil
+}
+
+// check fails for an ID that cannot address an object of the class, before
+// anything is sent.
+func (n *Namespace) check(id durable.ID) error {
 	switch {
 	case id.IsZero():
 		return fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
 	case id.Class() != n.class:
 		return fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class)
-	case id.Resolved():
-		h.Set(durable.HeaderObjectID, id.String())
-	default:
-		h.Set(durable.HeaderObjectName, id.Name())
 	}
+	return nil
+}
+
+// setChain sets the call-chain header of a request made inside a call.
+func setChain(ctx context.Context, h interface{ Set(string, string) }) {
 	if chain := callchain.Header(ctx); chain != "" {
 		h.Set(durable.HeaderCallChain, chain)
 	}
-	return nil
 }
 
 // restore turns a Connect error from a server into the error an in-process
@@ -211,12 +226,10 @@ func (e *remoteError) Is(target error) bool { return target == e.kind }
 // names the kind, as from an in-process stub. The error is for a request
 // that could not be sent or answered. The caller closes the response body.
 func Fetch(ctx context.Context, n *Namespace, id durable.ID, segment string, req *http.Request) (*http.Response, error) {
-	switch {
-	case id.IsZero():
-		return nil, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
-	case id.Class() != n.class:
-		return nil, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class)
-	case req.URL == nil:
+	if err := n.check(id); err != nil {
+		return nil, err
+	}
+	if req.URL == nil {
 		return nil, fmt.Errorf("client: %s.Fetch: the request has no URL", n.class)
 	}
 	var target string
@@ -246,9 +259,7 @@ func Fetch(ctx context.Context, n *Namespace, id durable.ID, segment string, req
 	if out.Header == nil {
 		out.Header = make(http.Header)
 	}
-	if chain := callchain.Header(ctx); chain != "" {
-		out.Header.Set(durable.HeaderCallChain, chain)
-	}
+	setChain(ctx, out.Header)
 	res, err := n.httpClient.Do(out)
 	if err != nil {
 		return nil, fmt.Errorf("client: %s.Fetch: %w", n.class, err)

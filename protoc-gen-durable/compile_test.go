@@ -44,25 +44,10 @@ func TestCompileGolden(t *testing.T) {
 			continue // its Go packages live in this module; see TestCompileGen
 		}
 		req := request(t, "paths=source_relative", tc.files...)
-		responses := []*pluginpb.CodeGeneratorResponse{
+		writeResponses(t, tc.name, out,
 			runBinary(t, filepath.Join(bin, "protoc-gen-go"), req),
 			runBinary(t, filepath.Join(bin, "protoc-gen-connect-go"), req),
-			run(t, req),
-		}
-		for _, resp := range responses {
-			if resp.Error != nil {
-				t.Fatalf("%s: %s", tc.name, resp.GetError())
-			}
-			for _, f := range resp.File {
-				path := filepath.Join(out, filepath.FromSlash(f.GetName()))
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(f.GetContent()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+			run(t, req))
 	}
 	if err := os.WriteFile(filepath.Join(out, "go.mod"), []byte("module example.com/durabletest/gen\n\ngo 1.26\n"), 0o644); err != nil {
 		t.Fatal(err)
@@ -70,6 +55,26 @@ func TestCompileGolden(t *testing.T) {
 	work := "GOWORK=" + filepath.Join(out, "go.work")
 	goTool(t, out, work, "work", "init", ".", root)
 	goTool(t, out, work, "vet", "./...")
+}
+
+// writeResponses writes the files of responses, plugins' responses for the
+// case name, under dir, and fails t if one of them is an error.
+func writeResponses(t *testing.T, name, dir string, responses ...*pluginpb.CodeGeneratorResponse) {
+	t.Helper()
+	for _, resp := range responses {
+		if resp.Error != nil {
+			t.Fatalf("%s: %s", name, resp.GetError())
+		}
+		for _, f := range resp.File {
+			path := filepath.Join(dir, filepath.FromSlash(f.GetName()))
+			if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if err := os.WriteFile(path, []byte(f.GetContent()), 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
 }
 
 // runBinary runs the plugin at path on req.

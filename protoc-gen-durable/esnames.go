@@ -2,6 +2,7 @@ package main
 
 import (
 	"regexp"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -42,14 +43,7 @@ func esSalt(i int) string {
 	case 1:
 		return "$"
 	}
-	return "$" + itoa(i-1)
-}
-
-func itoa(i int) string {
-	if i < 10 {
-		return string(rune('0' + i))
-	}
-	return itoa(i/10) + string(rune('0'+i%10))
+	return "$" + strconv.Itoa(i-1)
 }
 
 var esFileNameInvalid = regexp.MustCompile(`[^a-zA-Z0-9_]+`)

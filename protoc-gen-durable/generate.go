@@ -50,7 +50,7 @@ func generateFile(plugin *protogen.Plugin, file *protogen.File, classes []*class
 
 // generateClass writes the glue of one class.
 func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protogen.GoImportPath) {
-	n := newNames(c.service)
+	n := newNames(string(c.service.Desc.Name()), c.service.GoName)
 	state := "*" + g.QualifiedGoIdent(c.state.GoIdent)
 	namespace := g.QualifiedGoIdent(serverPackage.Ident("Namespace")) + "[" + state + "]"
 	ctx := g.QualifiedGoIdent(contextPackage.Ident("Context"))
@@ -60,16 +60,10 @@ func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protog
 
 	comment(g, "Names of the ", n.Class, " object class.")
 	g.P("const (")
-	comment(g, n.ClassName, " is the class name, as in the .proto service.")
-	g.P(n.ClassName, " = ", strconv.Quote(n.Class))
-	if c.binding == constantCase(n.Class) {
-		comment(g, n.Binding, " is the constant-case binding name.")
-	} else {
-		comment(g, n.Binding, " is the binding name, from the .proto option.")
+	for _, k := range nameConstants(c, n) {
+		comment(g, k.name, k.doc)
+		g.P(k.name, " = ", strconv.Quote(k.value))
 	}
-	g.P(n.Binding, " = ", strconv.Quote(c.binding))
-	comment(g, n.URLSegment, " is the kebab-case segment of the class in URLs.")
-	g.P(n.URLSegment, " = ", strconv.Quote(c.segment))
 	g.P(")")
 	g.P()
 
@@ -259,11 +253,13 @@ type names struct {
 	localStub, handler, remoteStub string
 }
 
-func newNames(service *protogen.Service) names {
-	base := service.GoName
+// newNames returns the names of the class called class (the .proto service
+// name), built on base: the service's Go name in Go, the service name itself
+// in TypeScript (protoc-gen-es keeps it as is).
+func newNames(class, base string) names {
 	unexported := strings.ToLower(base[:1]) + base[1:]
 	return names{
-		Class:      string(service.Desc.Name()),
+		Class:      class,
 		Base:       base,
 		ClassName:  base + "ClassName",
 		Binding:    base + "Binding",
@@ -278,6 +274,26 @@ func newNames(service *protogen.Service) names {
 		localStub:  unexported + "LocalStub",
 		handler:    unexported + "Handler",
 		remoteStub: unexported + "RemoteStub",
+	}
+}
+
+// A nameConstant is a constant that names a class, in Go and in TypeScript.
+type nameConstant struct {
+	name, value string
+	doc         string // what follows the name in its doc comment
+}
+
+// nameConstants returns the constants of the class name, binding name and
+// URL segment of c, named as n has it.
+func nameConstants(c *class, n names) []nameConstant {
+	binding := " is the binding name, from the .proto option."
+	if c.binding == constantCase(n.Class) {
+		binding = " is the constant-case binding name."
+	}
+	return []nameConstant{
+		{n.ClassName, n.Class, " is the class name, as in the .proto service."},
+		{n.Binding, c.binding, binding},
+		{n.URLSegment, c.segment, " is the kebab-case segment of the class in URLs."},
 	}
 }
 

@@ -2,6 +2,7 @@ package main
 
 import (
 	"path"
+	"path/filepath"
 	"strconv"
 	"strings"
 
@@ -25,22 +26,25 @@ const (
 func generateTSFile(plugin *protogen.Plugin, file *protogen.File, classes []*class, opts *options) {
 	base := strings.TrimSuffix(file.Desc.Path(), ".proto")
 	g := plugin.NewGeneratedFile(base+tsFilenameSuffix, file.GoImportPath)
-	esNames := esServiceNames(file.Desc)
 
-	// The runtime's names, aliased when a service of the file takes them.
+	// The services, under the names protoc-gen-es exports them with; the
+	// runtime's names are imported under an alias when a service takes them.
+	esNames := esServiceNames(file.Desc)
+	services := make([]string, len(classes))
 	taken := map[string]bool{}
-	for _, c := range classes {
-		taken[esNames[c.service.Desc.FullName()]] = true
-	}
-	alias := func(name string) string {
-		if taken[name] {
-			return name + " as $" + name
-		}
-		return name
+	for i, c := range classes {
+		services[i] = esNames[c.service.Desc.FullName()]
+		taken[services[i]] = true
 	}
 	local := func(name string) string {
 		if taken[name] {
 			return "$" + name
+		}
+		return name
+	}
+	alias := func(name string) string {
+		if taken[name] {
+			return name + " as " + local(name)
 		}
 		return name
 	}
@@ -53,36 +57,26 @@ func generateTSFile(plugin *protogen.Plugin, file *protogen.File, classes []*cla
 	g.P(`import { `, alias("createNamespace"), `, type `, alias("Namespace"), ` } from "`, tsRuntimePackage, `";`)
 	idFile := strings.TrimSuffix(durablev1.File_durable_v1_durable_proto.Path(), ".proto")
 	g.P(`import { `, alias("IDService"), ` } from "`, relativeImport(base, idFile+esFilenameSuffix, opts.importExtension), `";`)
-	var services []string
-	for _, c := range classes {
-		services = append(services, esNames[c.service.Desc.FullName()])
-	}
 	g.P(`import { `, strings.Join(services, ", "), ` } from "`, relativeImport(base, base+esFilenameSuffix, opts.importExtension), `";`)
 
-	for _, c := range classes {
+	for i, c := range classes {
 		// Names from the .proto service name, a valid TypeScript identifier,
 		// as protoc-gen-es keeps it; Go's may differ (chat_room → ChatRoom).
 		class := string(c.service.Desc.Name())
-		n := names{Class: class, ClassName: class + "ClassName", Binding: class + "Binding", URLSegment: class + "URLSegment"}
-		service := esNames[c.service.Desc.FullName()]
+		n := newNames(class, class)
+		service := services[i]
 		g.P()
-		g.P("/** ", n.ClassName, " is the class name, as in the .proto service. */")
-		g.P("export const ", n.ClassName, " = ", strconv.Quote(n.Class), ";")
-		if c.binding == constantCase(n.Class) {
-			g.P("/** ", n.Binding, " is the constant-case binding name. */")
-		} else {
-			g.P("/** ", n.Binding, " is the binding name, from the .proto option. */")
+		for _, k := range nameConstants(c, n) {
+			g.P("/** ", k.name, k.doc, " */")
+			g.P("export const ", k.name, " = ", strconv.Quote(k.value), ";")
 		}
-		g.P("export const ", n.Binding, " = ", strconv.Quote(c.binding), ";")
-		g.P("/** ", n.URLSegment, " is the kebab-case segment of the class in URLs. */")
-		g.P("export const ", n.URLSegment, " = ", strconv.Quote(c.segment), ";")
 		g.P()
 		create := "create" + n.Class + "Namespace"
 		g.P("/**")
-		jsDoc(g, create, " returns the namespace of the ", n.Class,
-			" class, whose objects it calls through transport: Connect or gRPC-Web in a browser",
-			" (@connectrpc/connect-web), Connect or gRPC in Node (@connectrpc/connect-node).",
-			" get(id) returns the Connect-ES client of ", service, " with the object's ID header set on every call.")
+		wrap(g, " * ", create+" returns the namespace of the "+n.Class+
+			" class, whose objects it calls through transport: Connect or gRPC-Web in a browser"+
+			" (@connectrpc/connect-web), Connect or gRPC in Node (@connectrpc/connect-node)."+
+			" get(id) returns the Connect-ES client of "+service+" with the object's ID header set on every call.")
 		if c.service.Comments.Leading != "" {
 			g.P(" *")
 			for _, line := range strings.Split(strings.TrimSuffix(string(c.service.Comments.Leading), "\n"), "\n") {
@@ -105,24 +99,11 @@ func generateTSFile(plugin *protogen.Plugin, file *protogen.File, classes []*cla
 // (a path without extension, relative to the output directory) imports the
 // file to, with the extension ext.
 func relativeImport(from, to, ext string) string {
-	fromDir := strings.Split(path.Dir(from), "/")
-	if path.Dir(from) == "." {
-		fromDir = nil
+	// Both paths are relative to the same directory, so Rel cannot fail.
+	rel, _ := filepath.Rel(filepath.FromSlash(path.Dir(from)), filepath.FromSlash(to))
+	rel = filepath.ToSlash(rel)
+	if !strings.HasPrefix(rel, "../") {
+		rel = "./" + rel
 	}
-	toParts := strings.Split(to, "/")
-	common := 0
-	for common < len(fromDir) && common < len(toParts)-1 && fromDir[common] == toParts[common] {
-		common++
-	}
-	rel := strings.Repeat("../", len(fromDir)-common)
-	if rel == "" {
-		rel = "./"
-	}
-	return rel + strings.Join(toParts[common:], "/") + ext
-}
-
-// jsDoc writes the concatenation of parts as the lines of a JSDoc comment,
-// wrapped at commentWidth.
-func jsDoc(g *protogen.GeneratedFile, parts ...string) {
-	wrap(g, " * ", strings.Join(parts, ""))
+	return rel + ext
 }

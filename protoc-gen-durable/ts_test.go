@@ -9,7 +9,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
-	"google.golang.org/protobuf/types/pluginpb"
 
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
 )
@@ -134,25 +133,11 @@ func TestCompileTS(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, tc := range tsGoldenCases(t) {
-		dir := filepath.Join(out, tc.name)
 		req := request(t, "lang=ts", tc.files...)
 		esReq := proto.CloneOf(req)
 		esReq.Parameter = proto.String("target=ts")
 		esReq.FileToGenerate = append(esReq.FileToGenerate, durablev1.File_durable_v1_durable_proto.Path())
-		for _, resp := range []*pluginpb.CodeGeneratorResponse{runBinary(t, protocGenES, esReq), run(t, req)} {
-			if resp.Error != nil {
-				t.Fatalf("%s: %s", tc.name, resp.GetError())
-			}
-			for _, f := range resp.File {
-				path := filepath.Join(dir, filepath.FromSlash(f.GetName()))
-				if err := os.MkdirAll(filepath.Dir(path), 0o755); err != nil {
-					t.Fatal(err)
-				}
-				if err := os.WriteFile(path, []byte(f.GetContent()), 0o644); err != nil {
-					t.Fatal(err)
-				}
-			}
-		}
+		writeResponses(t, tc.name, filepath.Join(out, tc.name), runBinary(t, protocGenES, esReq), run(t, req))
 	}
 	tsconfig := `{
   "compilerOptions": {

@@ -18,15 +18,14 @@ trap 'kill_example_server; rm -rf "$work"' EXIT
 npm_ci_web
 
 echo "interop: tsc over web/src/gen, web/durable and the tests"
-(cd web && ./node_modules/.bin/tsc -p tsconfig.durable.json)
+npm run --prefix web --silent typecheck:durable
 
 go build -o "$work/server" ./examples/server
 start_example_server "$work/server" "$work" interop
 
 echo "interop: Node tests against http://$addr"
 status=0
-(cd web && DURABLE_URL="http://$addr" timeout 300 \
-	node --import tsx --test --test-timeout=60000 test/node-interop.test.ts) || status=$?
+(cd web && DURABLE_URL="http://$addr" timeout 300 npm run --silent test:node) || status=$?
 if [ "$status" -ne 0 ]; then
 	echo "interop: Node tests failed (exit $status); server log:"
 	tail -50 "$work/log"

@@ -159,13 +159,15 @@ func (a *actor[S]) leave(why evictReason) bool {
 	if !a.ns.remove(a) {
 		return false
 	}
-	a.ns.m.evicted(why)
-	a.ns.srv.sockets.Release(a.obj.Sockets)
-	a.closeStore()
+	a.release(why)
 	return true
 }
 
-func (a *actor[S]) closeStore() {
+// release lets go of what the actor holds once it is out of the namespace,
+// its socket handle and its storage, and counts why it left.
+func (a *actor[S]) release(why evictReason) {
+	a.ns.m.evicted(why)
+	a.ns.srv.sockets.Release(a.obj.Sockets)
 	if a.store == nil {
 		return
 	}
@@ -181,9 +183,7 @@ func (a *actor[S]) abandon(err error) {
 	delete(a.ns.actors, a.key.ID)
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
-	a.ns.m.evicted(evictFailed)
-	a.ns.srv.sockets.Release(a.obj.Sockets)
-	a.closeStore()
+	a.release(evictFailed)
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
 		c.err = a.failure(c.method, connect.CodeInternal, err)
 		close(c.done)
@@ -279,6 +279,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 	}
 
 	write := a.dirty
+	hub := a.ns.srv.sockets
 	for _, c := range calls {
 		c.queued()
 		if err := c.ctx.Err(); err != nil {
@@ -292,7 +293,6 @@ func (a *actor[S]) runBatch(first *call[S]) {
 			c.err = a.failure(c.method, connect.CodeInternal, err)
 			continue
 		}
-		hub := a.ns.srv.sockets
 		hub.Begin(a.obj.Sockets, a.obj.ID.Name())
 		res, err := a.exec(c)
 		var enc []byte

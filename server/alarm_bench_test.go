@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -30,19 +29,11 @@ func BenchmarkAlarmLateness(b *testing.B) {
 		e := newEnv(b, server.WithIdleTimeout(200*time.Millisecond))
 		e.probe.Alarms = make(chan probe.AlarmRun, n)
 		start := time.Now().Add(3 * time.Second)
-		var wg sync.WaitGroup
-		for w := range 64 {
-			wg.Go(func() {
-				for i := w; i < n; i += 64 {
-					at := start.Add(time.Duration(i) * time.Second / n)
-					if _, err := e.schedule(b, fmt.Sprint("late-", i), &durabletestv1.ScheduleRequest{AtMs: at.UnixMilli()}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		inParallel(b, 64, n, func(i int) error {
+			at := start.Add(time.Duration(i) * time.Second / n)
+			_, err := e.schedule(b, fmt.Sprint("late-", i), &durabletestv1.ScheduleRequest{AtMs: at.UnixMilli()})
+			return err
+		})
 		if time.Now().After(start) {
 			b.Fatalf("scheduling took longer than the lead time")
 		}
@@ -93,30 +84,21 @@ func BenchmarkMillionAlarmsMemory(b *testing.B) {
 	}
 	ctx := context.Background()
 	now := time.Now()
-	var wg sync.WaitGroup
-	for w := range 32 {
-		wg.Go(func() {
-			for i := w; i < n; i += 32 {
-				var id [32]byte
-				copy(id[:], strconv.Itoa(i))
-				st := db.Store("Probe", id)
-				st.HandleAlarms(nil)
-				st.BeginCall()
-				// Spread over the day, from a minute ahead: past the horizon of
-				// all but the first few hundred.
-				offset := time.Minute + time.Duration(int64(i)*int64(24*time.Hour/time.Millisecond)/int64(n))*time.Millisecond
-				st.KV.SetAlarm(ctx, now.Add(offset))
-				st.EndCall(true)
-				done := make(chan error, 1)
-				st.Commit(nil, false, nil, func(err error) { done <- err })
-				if err := <-done; err != nil {
-					b.Error(err)
-					return
-				}
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(b, 32, n, func(i int) error {
+		var id [32]byte
+		copy(id[:], strconv.Itoa(i))
+		st := db.Store("Probe", id)
+		st.HandleAlarms(nil)
+		st.BeginCall()
+		// Spread over the day, from a minute ahead: past the horizon of all
+		// but the first few hundred.
+		offset := time.Minute + time.Duration(int64(i)*int64(24*time.Hour/time.Millisecond)/int64(n))*time.Millisecond
+		st.KV.SetAlarm(ctx, now.Add(offset))
+		st.EndCall(true)
+		done := make(chan error, 1)
+		st.Commit(nil, false, nil, func(err error) { done <- err })
+		return <-done
+	})
 	b.Logf("seeded %d alarms in %v", n, time.Since(now))
 	if err := db.Close(); err != nil {
 		b.Fatal(err)

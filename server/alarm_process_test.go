@@ -13,20 +13,7 @@ import (
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	"github.com/durablego/durable/internal/probe"
-	"github.com/durablego/durable/server"
 )
-
-// TestMain lets the test binary act as a server process for the tests that
-// kill one.
-func TestMain(m *testing.M) {
-	if dir := os.Getenv("DURABLE_ALARM_CHILD"); dir != "" {
-		os.Exit(alarmChild(dir, os.Getenv("DURABLE_ALARM_BLOCK") != ""))
-	}
-	if dir := os.Getenv("DURABLE_DISKFULL_CHILD"); dir != "" {
-		os.Exit(diskFullChild(dir, 4<<20))
-	}
-	os.Exit(m.Run())
-}
 
 // blockingProbe is a Probe whose Alarm leaves a marker file and then, in
 // blocking mode, never returns: the process is killed in the handler.
@@ -54,16 +41,7 @@ func (p blockingProbe) Alarm(ctx context.Context, o *durabletestv1durable.ProbeO
 // once and waits to be killed in its handler; otherwise it waits for the
 // alarm to run and be cleared, then exits 0.
 func alarmChild(dir string, block bool) int {
-	srv, err := server.New(server.WithDataDir(dir))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	probes, err := durabletestv1durable.RegisterProbe(srv, blockingProbe{Probe: &probe.Probe{}, dir: dir, block: block})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
+	srv, probes := childProbes(dir, blockingProbe{Probe: &probe.Probe{}, dir: dir, block: block})
 	stub := probes.Get(probes.IDFromName("killed"))
 	ctx := context.Background()
 	if block {
@@ -93,12 +71,11 @@ func alarmChild(dir string, block bool) int {
 func TestAlarmSurvivesKillDashNineInItsHandler(t *testing.T) {
 	dir := t.TempDir()
 	child := func(block bool) *exec.Cmd {
-		cmd := exec.Command(os.Args[0], "-test.run=^$")
-		cmd.Env = append(os.Environ(), "DURABLE_ALARM_CHILD="+dir)
+		env := []string{"DURABLE_ALARM_CHILD=" + dir}
 		if block {
-			cmd.Env = append(cmd.Env, "DURABLE_ALARM_BLOCK=1")
+			env = append(env, "DURABLE_ALARM_BLOCK=1")
 		}
-		cmd.Stderr = os.Stderr
+		cmd := childCommand(env...)
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}

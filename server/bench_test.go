@@ -4,9 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
-	"runtime"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -150,9 +148,14 @@ func BenchmarkColdActivation(b *testing.B) {
 		}
 	}
 	b.StopTimer()
-	slices.Sort(latencies)
-	b.ReportMetric(float64(latencies[len(latencies)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(latencies[len(latencies)*99/100].Microseconds()), "p99-µs")
+	reportLatencies(b, latencies)
+}
+
+// reportLatencies reports the median and 99th percentile of lat, in µs.
+func reportLatencies(b *testing.B, lat []time.Duration) {
+	slices.Sort(lat)
+	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
+	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
 }
 
 // BenchmarkConnectUnaryBaseline: the same transport with no object behind
@@ -188,26 +191,16 @@ func BenchmarkConnectUnaryBaseline(b *testing.B) {
 func BenchmarkActiveObjectMemory(b *testing.B) {
 	const n = 50_000
 	inUse := func() uint64 {
-		runtime.GC()
-		var m runtime.MemStats
-		runtime.ReadMemStats(&m)
+		m := memStats()
 		return m.HeapAlloc + m.StackInuse
 	}
 	for range b.N {
 		e := newEnv(b, server.WithIdleTimeout(time.Hour))
 		before := inUse()
-		var wg sync.WaitGroup
-		for w := range 32 {
-			wg.Go(func() {
-				for i := w; i < n; i += 32 {
-					if _, err := e.counters.Get(e.counters.IDFromName(fmt.Sprint("mem-", i))).GetValue(context.Background(), &counterv1.GetValueRequest{}); err != nil {
-						b.Error(err)
-						return
-					}
-				}
-			})
-		}
-		wg.Wait()
+		inParallel(b, 32, n, func(i int) error {
+			_, err := e.counters.Get(e.counters.IDFromName(fmt.Sprint("mem-", i))).GetValue(context.Background(), &counterv1.GetValueRequest{})
+			return err
+		})
 		if e.srv.ActiveObjects() != n {
 			b.Fatalf("%d objects active, want %d", e.srv.ActiveObjects(), n)
 		}

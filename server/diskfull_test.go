@@ -6,7 +6,6 @@ import (
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"slices"
 	"strings"
@@ -14,9 +13,7 @@ import (
 	"testing"
 
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
-	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	"github.com/durablego/durable/internal/probe"
-	"github.com/durablego/durable/server"
 )
 
 // diskFullChild writes to a server on dir with the process's file size
@@ -24,16 +21,7 @@ import (
 // fail; it prints the first error and exits 0.
 func diskFullChild(dir string, limit uint64) int {
 	signal.Ignore(syscall.SIGXFSZ) // a write past the limit fails with EFBIG instead
-	srv, err := server.New(server.WithDataDir(dir))
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
-	probes, err := durabletestv1durable.RegisterProbe(srv, &probe.Probe{})
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 2
-	}
+	_, probes := childProbes(dir, &probe.Probe{})
 	if err := syscall.Setrlimit(syscall.RLIMIT_FSIZE, &syscall.Rlimit{Cur: limit, Max: limit}); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 2
@@ -63,10 +51,7 @@ func diskFullChild(dir string, limit uint64) int {
 // every acknowledged write is there after a restart with room again.
 func TestDiskFullNeverAcknowledgesALostWrite(t *testing.T) {
 	dir := t.TempDir()
-	cmd := exec.Command(os.Args[0], "-test.run=^$")
-	cmd.Env = append(os.Environ(), "DURABLE_DISKFULL_CHILD="+dir)
-	cmd.Stderr = os.Stderr
-	out, err := cmd.Output()
+	out, err := childCommand("DURABLE_DISKFULL_CHILD=" + dir).Output()
 	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
 	}

@@ -155,7 +155,10 @@ func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID,
 	if n.fetcher == nil {
 		return n.noFetch().httpResponse(req), nil
 	}
-	if _, _, err := n.resolve(id); err != nil {
+	// Resolved here, before the body is read, and kept, so that fetch does
+	// not derive a name's ID a second time.
+	id, _, err := n.resolve(id)
+	if err != nil {
 		return errorResponse(http.StatusBadRequest, "invalid-id", err).httpResponse(req), nil
 	}
 	body, tooBig, err := n.readBody(req.Body, req.ContentLength)
@@ -269,8 +272,7 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 	}
 	n.srv.startAlarms()
 	if callchain.Contains(ctx, key) {
-		res := errorResponse(http.StatusLoopDetected, "reentrant",
-			fmt.Errorf("%w: %s.Fetch called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, key))
+		res := errorResponse(http.StatusLoopDetected, "reentrant", n.reentrant("Fetch", key))
 		res.code = connect.CodeFailedPrecondition
 		return res, nil
 	}

@@ -104,32 +104,57 @@ func newFetchEnv(t *testing.T, opts ...server.Option) (*env, *fetchCounter) {
 	return e, impl
 }
 
-// do sends a request to the server and returns the status, the body and
-// the Durable-Error header of the response.
+// do sends a request to the server, with the header X-Test: header, and
+// returns the status, the body and the header of the response.
 func do(t *testing.T, method, url, body string) (int, string, http.Header) {
 	t.Helper()
+	status, b, h, err := request(method, url, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return status, b, h
+}
+
+// request is do returning its error, for goroutines other than the test's.
+func request(method, url, body string) (int, string, http.Header, error) {
 	var r io.Reader
 	if body != "" {
 		r = strings.NewReader(body)
 	}
 	req, err := http.NewRequest(method, url, r)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", nil, err
 	}
 	req.Header.Set("X-Test", "header")
 	res, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", nil, err
 	}
 	defer res.Body.Close()
 	b, err := io.ReadAll(res.Body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, "", nil, err
 	}
-	return res.StatusCode, string(b), res.Header
+	return res.StatusCode, string(b), res.Header, nil
 }
 
-func value(t *testing.T, e *env, name string) int64 {
+// doAsync sends a request without a body from another goroutine; the status
+// of the response arrives on the channel (0 if the request failed, which
+// fails t).
+func doAsync(t *testing.T, method, url string) <-chan int {
+	status := make(chan int, 1)
+	go func() {
+		s, _, _, err := request(method, url, "")
+		if err != nil {
+			t.Error(err)
+		}
+		status <- s
+	}()
+	return status
+}
+
+// counterValue is the value of the counter named name.
+func counterValue(t *testing.T, e *env, name string) int64 {
 	t.Helper()
 	res, err := e.counters.Get(e.counters.IDFromName(name)).GetValue(context.Background(), &counterv1.GetValueRequest{})
 	if err != nil {
@@ -146,7 +171,7 @@ func TestFetchRoutes(t *testing.T) {
 	if status != http.StatusOK || body != `{"value":5}` || h.Get("Content-Type") != "application/json" {
 		t.Fatalf("POST /increment = %d %q (%s), want 200 {\"value\":5} as JSON", status, body, h.Get("Content-Type"))
 	}
-	if got := value(t, e, "a/b"); got != 5 {
+	if got := counterValue(t, e, "a/b"); got != 5 {
 		t.Fatalf("GetValue after the Fetch = %d, want 5: its write is committed", got)
 	}
 	if status, body, _ = do(t, http.MethodPost, byName+"/increment", ""); status != http.StatusOK || body != `{"value":6}` {
@@ -243,7 +268,7 @@ func TestFetchBodyLimit(t *testing.T) {
 	if err != nil || res.StatusCode != http.StatusRequestEntityTooLarge || res.Header.Get(durable.HeaderError) != "too-large" {
 		t.Errorf("in process, a body over the limit = %v, %v; want 413", res, err)
 	}
-	if got := value(t, e, "limited"); got != 12345 {
+	if got := counterValue(t, e, "limited"); got != 12345 {
 		t.Errorf("value = %d, want 12345: refused bodies change nothing", got)
 	}
 }
@@ -261,7 +286,7 @@ func TestFetchFailureRollsBack(t *testing.T) {
 	if status != http.StatusInternalServerError || h.Get(durable.HeaderError) != "method" || !strings.Contains(body, "fetch panicking as asked") {
 		t.Errorf("/panic = %d %q (kind %q), want 500 of kind method", status, body, h.Get(durable.HeaderError))
 	}
-	if got := value(t, e, "fails"); got != 7 {
+	if got := counterValue(t, e, "fails"); got != 7 {
 		t.Errorf("value after a 503 and a panic = %d, want 7: their writes are rolled back", got)
 	}
 	if _, body, _ := do(t, http.MethodGet, base+"/kv", ""); body != "false" {
@@ -272,7 +297,7 @@ func TestFetchFailureRollsBack(t *testing.T) {
 	if status, _, _ := do(t, http.MethodPost, base+"/reject", ""); status != http.StatusTooManyRequests {
 		t.Errorf("/reject = %d, want 429", status)
 	}
-	if got := value(t, e, "fails"); got != 8 {
+	if got := counterValue(t, e, "fails"); got != 8 {
 		t.Errorf("value after a 429 = %d, want 8: its write is committed", got)
 	}
 
@@ -285,7 +310,7 @@ func TestFetchFailureRollsBack(t *testing.T) {
 			t.Errorf("in process, %s = %v, %v; want %d", path, res, err, want)
 		}
 	}
-	if got := value(t, e, "fails"); got != 8 {
+	if got := counterValue(t, e, "fails"); got != 8 {
 		t.Errorf("value = %d, want 8", got)
 	}
 }
@@ -381,14 +406,13 @@ func TestFetchSerializedWithRPC(t *testing.T) {
 	for range workers {
 		wg.Go(func() {
 			for range each {
-				res, err := http.Post(url, "application/json", strings.NewReader(`{"amount": 1}`))
+				status, _, _, err := request(http.MethodPost, url, `{"amount": 1}`)
 				if err != nil {
 					t.Error(err)
 					return
 				}
-				res.Body.Close()
-				if res.StatusCode != http.StatusOK {
-					t.Errorf("POST = %d", res.StatusCode)
+				if status != http.StatusOK {
+					t.Errorf("POST = %d", status)
 				}
 			}
 		})
@@ -409,7 +433,7 @@ func TestFetchSerializedWithRPC(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	if got := value(t, e, "shared"); got != 3*workers*each {
+	if got := counterValue(t, e, "shared"); got != 3*workers*each {
 		t.Errorf("value = %d, want %d", got, 3*workers*each)
 	}
 }
@@ -423,7 +447,7 @@ func TestFetchDurable(t *testing.T) {
 		t.Fatalf("POST = %d %q", status, body)
 	}
 	e.shutdown(t)
-	if got := value(t, newEnvIn(t, dir), "kept"); got != 4 {
+	if got := counterValue(t, newEnvIn(t, dir), "kept"); got != 4 {
 		t.Errorf("value after a restart = %d, want 4", got)
 	}
 }
@@ -461,11 +485,9 @@ func BenchmarkFetchHotObject(b *testing.B) {
 func TestFetchOverloaded(t *testing.T) {
 	e, impl := newFetchEnv(t, server.WithMailboxSize(1))
 	url := e.url + durable.FetchByNamePrefix + "counter/busy"
-	blocked := make(chan int, 1)
-	go func() { status, _, _ := do(t, http.MethodGet, url+"/block", ""); blocked <- status }()
+	blocked := doAsync(t, http.MethodGet, url+"/block")
 	<-impl.entered
-	queued := make(chan int, 1)
-	go func() { status, _, _ := do(t, http.MethodPost, url+"/increment", ""); queued <- status }()
+	queued := doAsync(t, http.MethodPost, url+"/increment")
 	eventually(t, "one request is queued", func() bool { return e.srv.QueuedCalls("Counter", e.counters.IDFromName("busy")) == 1 })
 
 	status, body, header := do(t, http.MethodPost, url+"/increment", "")
@@ -479,7 +501,7 @@ func TestFetchOverloaded(t *testing.T) {
 	if s := <-queued; s != http.StatusOK {
 		t.Fatalf("the queued request: %d", s)
 	}
-	if v := value(t, e, "busy"); v != 1 {
+	if v := counterValue(t, e, "busy"); v != 1 {
 		t.Fatalf("value %d, want 1: only the queued increment ran", v)
 	}
 }

@@ -3,10 +3,14 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"os"
+	"os/exec"
 	"runtime"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -17,6 +21,43 @@ import (
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
 )
+
+// TestMain lets the test binary act as a server process for the tests that
+// kill one or fill its disk (see childCommand).
+func TestMain(m *testing.M) {
+	if dir := os.Getenv("DURABLE_ALARM_CHILD"); dir != "" {
+		os.Exit(alarmChild(dir, os.Getenv("DURABLE_ALARM_BLOCK") != ""))
+	}
+	if dir := os.Getenv("DURABLE_DISKFULL_CHILD"); dir != "" {
+		os.Exit(diskFullChild(dir, 4<<20))
+	}
+	os.Exit(m.Run())
+}
+
+// childCommand runs this test binary again, running no test, with env added
+// to its environment for TestMain to act on; its standard error is ours.
+func childCommand(env ...string) *exec.Cmd {
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	return cmd
+}
+
+// childProbes is the server of a child process: one on dir with impl as its
+// Probe class. On an error it says so and exits with status 2.
+func childProbes(dir string, impl durabletestv1durable.Probe) (*server.Server, *durabletestv1durable.ProbeNamespace) {
+	srv, err := server.New(server.WithDataDir(dir))
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	probes, err := durabletestv1durable.RegisterProbe(srv, impl)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(2)
+	}
+	return srv, probes
+}
 
 // env is a server with the Counter and Probe classes registered.
 type env struct {
@@ -108,6 +149,33 @@ func eventually(t testing.TB, what string, cond func() bool) {
 		}
 		time.Sleep(time.Millisecond)
 	}
+}
+
+// inParallel calls fn(i) for every i below n from workers goroutines, each
+// taking every workers-th i. A worker stops at its first error, which fails
+// t.
+func inParallel(t testing.TB, workers, n int, fn func(i int) error) {
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Go(func() {
+			for i := w; i < n; i += workers {
+				if err := fn(i); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// memStats returns the runtime's memory statistics after a garbage
+// collection.
+func memStats() runtime.MemStats {
+	runtime.GC()
+	var m runtime.MemStats
+	runtime.ReadMemStats(&m)
+	return m
 }
 
 func runtimeProcs() int { return runtime.GOMAXPROCS(0) }

@@ -439,10 +439,10 @@ func TestMetricsRegistrationErrors(t *testing.T) {
 // what the per-call metrics cost on the cheapest path, an in-process call
 // to one hot object. Compare with benchstat -col /metrics.
 func BenchmarkHotObjectMetrics(b *testing.B) {
-	for _, on := range []bool{false, true} {
-		b.Run(fmt.Sprintf("metrics=%v", map[bool]string{false: "off", true: "on"}[on]), func(b *testing.B) {
+	for _, metrics := range []string{"off", "on"} {
+		b.Run("metrics="+metrics, func(b *testing.B) {
 			var opts []server.Option
-			if on {
+			if metrics == "on" {
 				opts = append(opts, server.WithMetrics(prometheus.NewRegistry()))
 			}
 			benchHotObject(b, newEnv(b, opts...))

@@ -88,7 +88,6 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	n.wsMessage, _ = impl.(durable.WebSocketMessager[S])
 	n.wsClose, _ = impl.(durable.WebSocketCloser[S])
 	n.wsError, _ = impl.(durable.WebSocketErrorer[S])
-	n.m = srv.metrics.class(class.Name, n.alarm != nil)
 
 	srv.mu.Lock()
 	defer srv.mu.Unlock()
@@ -102,6 +101,8 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	case class.Segment != "" && srv.segments[class.Segment] != nil:
 		return nil, fmt.Errorf("server: class %s: URL segment %q is taken by class %s", class.Name, class.Segment, srv.segments[class.Segment].info().Name)
 	}
+	// The class's series are created once it is known to be registered.
+	n.m = srv.metrics.class(class.Name, n.alarm != nil)
 	srv.classes[class.Name] = n
 	if class.Segment != "" {
 		srv.segments[class.Segment] = n
@@ -205,7 +206,7 @@ func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	}
 	if err != nil {
 		if mm := n.m.method(method); mm != nil {
-			mm.doneCode(time.Now(), connect.CodeInvalidArgument)
+			mm.done(time.Now(), err)
 		}
 		return nil, err
 	}
@@ -253,8 +254,7 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	}
 	n.srv.startAlarms()
 	if callchain.Contains(ctx, key) {
-		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition,
-			fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)), "reentrant")
+		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition, n.reentrant(method, key)), "reentrant")
 	}
 	c := &call[S]{
 		ctx:     ctx,
@@ -395,6 +395,12 @@ func (n *Namespace[S]) evictSample(k int) (func(), int64) {
 		return nil, 0
 	}
 	return victim.requestEviction, oldest
+}
+
+// reentrant is the error of a call to method on the object key from a call
+// chain that already waits for that object: it would wait for itself.
+func (n *Namespace[S]) reentrant(method string, key callchain.Key) error {
+	return fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)
 }
 
 func shutdownError() error {

@@ -34,15 +34,32 @@ func tracedClient(t *testing.T) (client.Option, *tracetest.SpanRecorder) {
 	return client.WithClientOptions(connect.WithInterceptors(interceptor)), rec
 }
 
-// spanNamed returns the one ended span called name.
-func spanNamed(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.ReadOnlySpan {
+// tracedEnv is an env served with tracing on, with WithTracing's options
+// opts, and the recorder of its spans.
+func tracedEnv(t *testing.T, opts ...otelconnect.Option) (*env, *tracetest.SpanRecorder) {
 	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
+	e := newEnv(t, server.WithTracing(tp, opts...))
+	e.serve(t)
+	return e, rec
+}
+
+// spansNamed returns the ended spans called name, in the order they ended.
+func spansNamed(rec *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
 	var found []sdktrace.ReadOnlySpan
 	for _, s := range rec.Ended() {
 		if s.Name() == name {
 			found = append(found, s)
 		}
 	}
+	return found
+}
+
+// spanNamed returns the one ended span called name.
+func spanNamed(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.ReadOnlySpan {
+	t.Helper()
+	found := spansNamed(rec, name)
 	if len(found) != 1 {
 		var names []string
 		for _, s := range rec.Ended() {
@@ -54,10 +71,7 @@ func spanNamed(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.
 }
 
 func TestTracingServerSpans(t *testing.T) {
-	serverRec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(serverRec))
-	e := newEnv(t, server.WithTracing(tp))
-	e.serve(t)
+	e, serverRec := tracedEnv(t)
 	traced, clientRec := tracedClient(t)
 	counters := counterv1durable.NewCounterClient(h2cClient(), e.url, traced)
 	ctx := context.Background()
@@ -107,10 +121,7 @@ func TestTracingServerSpans(t *testing.T) {
 }
 
 func TestTracingTrustRemote(t *testing.T) {
-	serverRec := tracetest.NewSpanRecorder()
-	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(serverRec))
-	e := newEnv(t, server.WithTracing(tp, otelconnect.WithTrustRemote()))
-	e.serve(t)
+	e, serverRec := tracedEnv(t, otelconnect.WithTrustRemote())
 	traced, clientRec := tracedClient(t)
 	counters := counterv1durable.NewCounterClient(h2cClient(), e.url, traced)
 	if _, err := counters.Get(counters.IDFromName("traced")).Increment(context.Background(), &counterv1.IncrementRequest{Amount: 1}); err != nil {
@@ -131,17 +142,7 @@ func TestTracingTrustRemote(t *testing.T) {
 	if _, err := probes.Get(probes.IDFromName("a")).Hop(context.Background(), &durabletestv1.HopRequest{Path: []string{"b"}}); err != nil {
 		t.Fatal(err)
 	}
-	var clients, servers []sdktrace.ReadOnlySpan
-	for _, s := range clientRec.Ended() {
-		if s.Name() == "durabletest.v1.Probe/Hop" {
-			clients = append(clients, s)
-		}
-	}
-	for _, s := range serverRec.Ended() {
-		if s.Name() == "durabletest.v1.Probe/Hop" {
-			servers = append(servers, s)
-		}
-	}
+	clients, servers := spansNamed(clientRec, "durabletest.v1.Probe/Hop"), spansNamed(serverRec, "durabletest.v1.Probe/Hop")
 	if len(clients) != 2 || len(servers) != 2 {
 		t.Fatalf("%d client and %d server Hop spans, want 2 and 2", len(clients), len(servers))
 	}

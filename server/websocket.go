@@ -58,44 +58,36 @@ func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error 
 	}
 	id := durable.ResolvedID(key.Class, key.ID, ev.Name)
 	n.srv.startAlarms()
+	c := &call[S]{
+		ctx:    context.Background(),
+		id:     id,
+		method: method,
+		done:   make(chan struct{}),
+		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+			return nil, fn(ctx, o)
+		},
+	}
 	mm := n.m.method(method)
-	var arrived time.Time
 	if mm != nil {
-		arrived = time.Now()
+		c.arrived, c.queue = time.Now(), mm.queue
 	}
-	for wait := time.Millisecond; ; wait = min(2*wait, 100*time.Millisecond) {
-		c := &call[S]{
-			ctx:     context.Background(),
-			id:      id,
-			method:  method,
-			done:    make(chan struct{}),
-			arrived: arrived,
-			run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
-				return nil, fn(ctx, o)
-			},
-		}
-		if mm != nil {
-			c.queue = mm.queue
-		}
-		err := n.enqueue(key, c)
-		if errors.Is(err, durable.ErrOverloaded) {
-			time.Sleep(wait)
-			continue
-		}
-		if err != nil {
-			if mm != nil {
-				mm.done(arrived, err)
-			}
-			return fmt.Errorf("queueing %s: %w", method, err)
-		}
+	// A call refused by a full mailbox was not queued: offer it again.
+	err := n.enqueue(key, c)
+	for wait := time.Millisecond; errors.Is(err, durable.ErrOverloaded); wait = min(2*wait, 100*time.Millisecond) {
+		time.Sleep(wait)
+		err = n.enqueue(key, c)
+	}
+	if err != nil {
+		err = fmt.Errorf("queueing %s: %w", method, err)
+	} else {
 		<-c.done
-		if mm != nil {
-			mm.done(arrived, c.err)
-		}
-		if c.err != nil {
+		if err = c.err; err != nil {
 			n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
-				"id", id.String(), "socket", ev.Conn.ID(), "err", c.err)
+				"id", id.String(), "socket", ev.Conn.ID(), "err", err)
 		}
-		return c.err
 	}
+	if mm != nil {
+		mm.done(c.arrived, err)
+	}
+	return err
 }

@@ -6,7 +6,6 @@ import (
 	"io"
 	"os"
 	"os/exec"
-	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -21,13 +20,13 @@ import (
 	"github.com/durablego/durable/server"
 )
 
-// raiseFileLimit raises the soft limit on open files (and the hard one,
-// when allowed):
-// 10,000 socket pairs in one process need over 20,000 descriptors.
-func raiseFileLimit(b *testing.B, need uint64) {
+// raiseFileLimit raises the soft limit on open files to need (and the hard
+// one, when allowed), or skips: each process of BenchmarkWebSocket10k holds
+// one end of 10,000 sockets.
+func raiseFileLimit(t testing.TB, need uint64) {
 	var lim syscall.Rlimit
 	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
-		b.Skip(err)
+		t.Skip(err)
 	}
 	if lim.Cur >= need {
 		return
@@ -37,19 +36,14 @@ func raiseFileLimit(b *testing.B, need uint64) {
 		lim.Max = need // needs privileges (root, or CAP_SYS_RESOURCE)
 	}
 	if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur < need {
-		b.Skipf("open-file limit %d, need %d: %v", lim.Cur, need, err)
+		t.Skipf("open-file limit %d, need %d: %v", lim.Cur, need, err)
 	}
 }
 
-func heapAndStacks() uint64 {
-	heap, stacks := memory()
-	return heap + stacks
-}
-
+// memory returns the heap and stack memory in use after a garbage
+// collection.
 func memory() (heap, stacks uint64) {
-	runtime.GC()
-	var m runtime.MemStats
-	runtime.ReadMemStats(&m)
+	m := memStats()
 	return m.HeapInuse, m.StackInuse
 }
 
@@ -66,7 +60,7 @@ func BenchmarkWebSocket10k(b *testing.B) {
 	const n = 10_000
 	raiseFileLimit(b, n+1000)
 	e := newSockEnv(b, server.WithIdleTimeout(time.Minute))
-	u := "ws" + strings.TrimPrefix(e.url, "http") + "/objects/socket-probe/big/?tags=all"
+	u := e.wsURL("big", "tags=all")
 
 	heapBefore, stacksBefore := memory()
 	rssBefore := residentMiB(b)
@@ -166,27 +160,14 @@ func TestWebSocketBenchClients(t *testing.T) {
 		t.Skip("run by BenchmarkWebSocket10k")
 	}
 	count, _ := strconv.Atoi(n)
-	var lim syscall.Rlimit
-	syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim)
-	lim.Cur = lim.Max
-	syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim)
+	raiseFileLimit(t, uint64(count)+1000)
 	dialer := &gorilla.Dialer{ReadBufferSize: 1024, WriteBufferSize: 1024, WriteBufferPool: &sync.Pool{}}
-	before := heapAndStacks()
+	heapBefore, stacksBefore := memory()
 	conns := make([]*gorilla.Conn, count)
-	var wg sync.WaitGroup
-	for w := range 32 {
-		wg.Go(func() {
-			for i := w; i < count; i += 32 {
-				c, _, err := dialer.Dial(u, nil)
-				if err != nil {
-					t.Error(err)
-					return
-				}
-				conns[i] = c
-			}
-		})
-	}
-	wg.Wait()
+	inParallel(t, 32, count, func(i int) (err error) {
+		conns[i], _, err = dialer.Dial(u, nil)
+		return err
+	})
 	if t.Failed() {
 		return
 	}
@@ -206,7 +187,8 @@ func TestWebSocketBenchClients(t *testing.T) {
 			}
 		}()
 	}
-	mem := float64(heapAndStacks()-before) / float64(count)
+	heapAfter, stacksAfter := memory()
+	mem := float64(heapAfter+stacksAfter-heapBefore-stacksBefore) / float64(count)
 	fmt.Println("ready")
 	fmt.Printf("client-heap+stack-B/socket %.0f\n", mem)
 	io.Copy(io.Discard, os.Stdin) // until the benchmark is done
@@ -234,7 +216,5 @@ func BenchmarkWebSocketRoundTrip(b *testing.B) {
 		lat = append(lat, time.Since(start))
 	}
 	b.StopTimer()
-	slices.Sort(lat)
-	b.ReportMetric(float64(lat[len(lat)/2].Microseconds()), "p50-µs")
-	b.ReportMetric(float64(lat[len(lat)*99/100].Microseconds()), "p99-µs")
+	reportLatencies(b, lat)
 }

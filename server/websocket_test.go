@@ -53,8 +53,25 @@ func (e *sockEnv) dial(t testing.TB, name, q string) *gorilla.Conn {
 }
 
 func (e *sockEnv) tryDial(name, q string) (*gorilla.Conn, *http.Response, error) {
-	u := "ws" + strings.TrimPrefix(e.url, "http") + "/objects/socket-probe/" + url.PathEscape(name) + "/?" + q
-	return gorilla.DefaultDialer.Dial(u, nil)
+	return gorilla.DefaultDialer.Dial(e.wsURL(name, q), nil)
+}
+
+// wsURL is the WebSocket URL of the SocketProbe named name, with the query q.
+func (e *sockEnv) wsURL(name, q string) string {
+	return "ws" + strings.TrimPrefix(e.url, "http") + "/objects/socket-probe/" + url.PathEscape(name) + "/?" + q
+}
+
+// nextClose waits for the next WebSocketClose call, failing after a
+// deadline.
+func (e *sockEnv) nextClose(t testing.TB) probe.SocketClose {
+	t.Helper()
+	select {
+	case ev := <-e.sp.Closed:
+		return ev
+	case <-time.After(5 * time.Second):
+		t.Fatal("no close event")
+		return probe.SocketClose{}
+	}
 }
 
 func send(t testing.TB, c *gorilla.Conn, text string) {
@@ -113,13 +130,8 @@ func TestWebSocketTagsBroadcast(t *testing.T) {
 	quiet(t, a)
 
 	// Not an upgrade: the Fetch answers 426.
-	res, err := http.Get(e.url + "/objects/socket-probe/room/")
-	if err != nil {
-		t.Fatal(err)
-	}
-	res.Body.Close()
-	if res.StatusCode != http.StatusUpgradeRequired {
-		t.Fatalf("plain GET: %d, want 426", res.StatusCode)
+	if status, _, _ := do(t, http.MethodGet, e.url+"/objects/socket-probe/room/", ""); status != http.StatusUpgradeRequired {
+		t.Fatalf("plain GET: %d, want 426", status)
 	}
 	// Too many tags.
 	if _, res, err := e.tryDial("room", "tags=1,2,3,4,5,6,7,8,9,10,11"); err == nil || res.StatusCode != 400 {
@@ -158,13 +170,8 @@ func TestWebSocketAllOrder(t *testing.T) {
 	}
 	closeAt := func(i int) {
 		conns[i].WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, ""))
-		select {
-		case ev := <-e.sp.Closed:
-			if ev.ID != ids[i] {
-				t.Fatalf("close event for %s, want %s", ev.ID, ids[i])
-			}
-		case <-time.After(5 * time.Second):
-			t.Fatal("no close event")
+		if ev := e.nextClose(t); ev.ID != ids[i] {
+			t.Fatalf("close event for %s, want %s", ev.ID, ids[i])
 		}
 		ids[i] = ""
 	}
@@ -240,13 +247,8 @@ func TestWebSocketHibernation(t *testing.T) {
 	// during WebSocketClose, and gone after.
 	eventually(t, "the object is evicted", func() bool { return e.srv.ActiveObjects() == 0 })
 	c.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(gorilla.CloseNormalClosure, "done"))
-	select {
-	case ev := <-e.sp.Closed:
-		if ev.Code != 1000 || ev.Reason != "done" || !ev.Clean || ev.All != 1 {
-			t.Fatalf("close event %+v", ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close event")
+	if ev := e.nextClose(t); ev.Code != 1000 || ev.Reason != "done" || !ev.Clean || ev.All != 1 {
+		t.Fatalf("close event %+v", ev)
 	}
 	d := e.dial(t, "sleepy", "")
 	if got := ask(t, d, "whoami"); !strings.Contains(got, "all=1") {
@@ -297,13 +299,8 @@ func TestWebSocketLimits(t *testing.T) {
 	case <-time.After(5 * time.Second):
 		t.Fatal("no error event")
 	}
-	select {
-	case ev := <-e.sp.Closed:
-		if ev.Code != 1009 {
-			t.Fatalf("close event %+v", ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close event")
+	if ev := e.nextClose(t); ev.Code != 1009 {
+		t.Fatalf("close event %+v", ev)
 	}
 }
 
@@ -315,25 +312,15 @@ func TestWebSocketDisconnect(t *testing.T) {
 		t.Fatal(got)
 	}
 	a.UnderlyingConn().Close() // abrupt: no close frame
-	select {
-	case ev := <-e.sp.Closed:
-		if ev.Code != 1006 || ev.Clean {
-			t.Fatalf("close event %+v, want 1006 unclean", ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close event")
+	if ev := e.nextClose(t); ev.Code != 1006 || ev.Clean {
+		t.Fatalf("close event %+v, want 1006 unclean", ev)
 	}
 	eventually(t, "the socket leaves All", func() bool { return strings.Contains(ask(t, b, "whoami"), "all=1") })
 
 	// A clean close from the client.
 	b.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(4000, "bye"))
-	select {
-	case ev := <-e.sp.Closed:
-		if ev.Code != 4000 || ev.Reason != "bye" || !ev.Clean {
-			t.Fatalf("close event %+v", ev)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("no close event")
+	if ev := e.nextClose(t); ev.Code != 4000 || ev.Reason != "bye" || !ev.Clean {
+		t.Fatalf("close event %+v", ev)
 	}
 
 	// Closed by the object.

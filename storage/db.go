@@ -75,8 +75,9 @@ type Stats struct {
 	Bytes uint64
 }
 
-// Stats returns what the DB has committed so far. It reads counters the
-// writer keeps anyway, and is cheap enough to call on every scrape.
+// Stats returns what the DB has committed so far. It reads three counters
+// the commit loop adds to once per group commit, and is cheap enough to
+// call on every scrape.
 func (db *DB) Stats() Stats {
 	return Stats{Commits: db.commits.Load(), Batches: db.batches.Load(), Bytes: db.bytes.Load()}
 }

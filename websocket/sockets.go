@@ -3,7 +3,6 @@ package websocket
 import (
 	"net/http"
 	"slices"
-	"sync/atomic"
 
 	gorilla "github.com/gorilla/websocket"
 )
@@ -27,8 +26,6 @@ type Sockets struct {
 	name   string     // the object's name, if known
 	cs     *callState // created on the call's first change
 }
-
-var seq atomic.Uint64
 
 // Accept accepts the WebSocket upgrade of r inside Fetch, with up to 10
 // tags of up to 256 characters each: Cloudflare's acceptWebSocket. The
@@ -58,14 +55,10 @@ func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string)
 		}
 	}
 	h := s.hub
-	c := &Conn{hub: h, key: s.key, id: newID(), tags: slices.Clone(tags), seq: seq.Add(1)}
+	c := &Conn{hub: h, key: s.key, id: newID(), tags: slices.Clone(tags), name: s.name}
 	h.mu.Lock()
-	o := h.objects[s.key]
-	if o == nil {
-		o = &object{conns: make(map[*Conn]struct{})}
-		h.objects[s.key] = o
-	}
-	if len(o.conns) >= h.cfg.MaxSockets {
+	o := h.object(s.key)
+	if o.open >= h.cfg.MaxSockets {
 		h.mu.Unlock()
 		return nil, ErrTooManySockets
 	}
@@ -73,14 +66,13 @@ func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string)
 		h.mu.Unlock()
 		return nil, ErrClosed
 	}
-	o.add(c)
-	c.name = s.name
+	h.add(o, c)
 	h.mu.Unlock()
 	if !up.UpgradeWebSocket(c) {
 		h.remove(c)
 		return nil, ErrNotUpgrade
 	}
-	h.journal(s.key, func() { h.remove(c) })
+	s.journal(func() { h.remove(c) })
 	return c, nil
 }
 
@@ -95,18 +87,11 @@ func (s *Sockets) WithTag(tag string) []*Conn { return s.list(tag) }
 func (s *Sockets) list(tag string) []*Conn {
 	h := s.hub
 	h.mu.Lock()
-	o := h.objects[s.key]
-	var out []*Conn
-	if o != nil {
-		out = make([]*Conn, 0, len(o.conns))
-		for _, c := range o.order {
-			if c.inHub && (tag == "" || slices.Contains(c.tags, tag)) {
-				out = append(out, c)
-			}
-		}
+	defer h.mu.Unlock()
+	if o := h.objects[s.key]; o != nil {
+		return o.list(tag)
 	}
-	h.mu.Unlock()
-	return out
+	return nil
 }
 
 // BroadcastOption chooses the recipients or the type of a Broadcast.
@@ -145,7 +130,9 @@ func (s *Sockets) Broadcast(data []byte, opts ...BroadcastOption) {
 			}
 		}
 	}
-	if !s.hub.defer_(s.key, send) {
+	if cs := s.call(); cs != nil {
+		cs.effects = append(cs.effects, send)
+	} else {
 		send()
 	}
 }
@@ -162,28 +149,18 @@ func (s *Sockets) SetAutoResponse(request, response string) error {
 	}
 	h := s.hub
 	h.mu.Lock()
-	o := h.objects[s.key]
-	if o == nil {
-		o = &object{conns: make(map[*Conn]struct{})}
-		h.objects[s.key] = o
-	}
+	o := h.object(s.key)
 	oldReq, oldRes := o.autoReq, o.autoRes
 	o.autoReq, o.autoRes = request, response
 	if request == "" {
 		o.autoRes = ""
-		if len(o.conns) == 0 {
-			delete(h.objects, s.key)
-		}
+		h.prune(s.key, o)
 	}
 	h.mu.Unlock()
-	h.journal(s.key, func() {
+	s.journal(func() {
 		h.mu.Lock()
 		defer h.mu.Unlock()
-		o := h.objects[s.key]
-		if o == nil {
-			o = &object{conns: make(map[*Conn]struct{})}
-			h.objects[s.key] = o
-		}
+		o := h.object(s.key)
 		o.autoReq, o.autoRes = oldReq, oldRes
 	})
 	return nil
@@ -256,14 +233,11 @@ func (h *Hub) End(s *Sockets, ok bool) *Effects {
 	return e
 }
 
-// current returns the call in progress of the object key, creating its
-// state, or nil outside a call. It is called on the object's goroutine
-// during a call (the handle is only valid then).
-func (h *Hub) current(key Key) *callState {
-	h.mu.Lock()
-	s := h.handles[key]
-	h.mu.Unlock()
-	if s == nil || !s.inCall {
+// call returns the state of the call in progress on s, created on the
+// call's first change, or nil outside a call. It is called on the
+// object's goroutine during a call (the handle is only valid then).
+func (s *Sockets) call() *callState {
+	if !s.inCall {
 		return nil
 	}
 	if s.cs == nil {
@@ -272,20 +246,21 @@ func (h *Hub) current(key Key) *callState {
 	return s.cs
 }
 
-// defer_ buffers f in the current call of key, and reports false when
-// there is none.
-func (h *Hub) defer_(key Key, f func()) bool {
-	cs := h.current(key)
-	if cs == nil {
-		return false
-	}
-	cs.effects = append(cs.effects, f)
-	return true
-}
-
-// journal records how to undo a change of the current call of key.
-func (h *Hub) journal(key Key, undo func()) {
-	if cs := h.current(key); cs != nil {
+// journal records how to undo a change of the call in progress on s.
+func (s *Sockets) journal(undo func()) {
+	if cs := s.call(); cs != nil {
 		cs.undo = append(cs.undo, undo)
 	}
+}
+
+// current returns the call in progress of the object key, as its
+// handle's call does: a Conn knows its object's key, not its handle.
+func (h *Hub) current(key Key) *callState {
+	h.mu.Lock()
+	s := h.handles[key]
+	h.mu.Unlock()
+	if s == nil {
+		return nil
+	}
+	return s.call()
 }

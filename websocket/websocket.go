@@ -15,7 +15,6 @@
 package websocket
 
 import (
-	"cmp"
 	"context"
 	"crypto/rand"
 	"encoding/hex"
@@ -134,45 +133,62 @@ type Hub struct {
 	mu       sync.Mutex
 	objects  map[Key]*object
 	handles  map[Key]*Sockets // the handle of each object in memory
+	open     int              // sockets in the hub, across objects: Open
 	closed   bool
 	serving  sync.WaitGroup
 	initOnce sync.Once
 	outboxes outboxes // sends of committed calls on their way out
 }
 
-// object is the sockets of one object.
+// object is the sockets of one object, and its auto-response. It is
+// guarded by the hub's mu.
 type object struct {
-	conns   map[*Conn]struct{}
-	order   []*Conn // conns in the order accepted, and removed ones (c.inHub false)
-	dead    int     // removed conns still in order
+	// conns holds the sockets in the order they were accepted, and the
+	// removed ones (c.inHub false) until they are half of it: a removal
+	// needs no search, and a listing no sort.
+	conns   []*Conn
+	open    int // the sockets of conns still in the hub
 	autoReq string
 	autoRes string
 }
 
-// add adds c, accepted last.
-func (o *object) add(c *Conn) {
-	o.conns[c] = struct{}{}
-	c.inHub = true
-	if n := len(o.order); n == 0 || o.order[n-1].seq < c.seq {
-		o.order = append(o.order, c)
-		return
+// object returns the object of key, creating it if it has none. The
+// caller holds h.mu.
+func (h *Hub) object(key Key) *object {
+	o := h.objects[key]
+	if o == nil {
+		o = &object{}
+		h.objects[key] = o
 	}
-	i, _ := slices.BinarySearchFunc(o.order, c.seq, func(a *Conn, seq uint64) int { return cmp.Compare(a.seq, seq) })
-	o.order = slices.Insert(o.order, i, c)
+	return o
 }
 
-// delete takes c out, compacting order once half of it is removed conns.
-func (o *object) delete(c *Conn) {
-	if !c.inHub {
-		return
+// prune forgets o, the object of key, once it has neither sockets nor an
+// auto-response. The caller holds h.mu.
+func (h *Hub) prune(key Key, o *object) {
+	if o.open == 0 && o.autoReq == "" {
+		delete(h.objects, key)
 	}
-	delete(o.conns, c)
-	c.inHub = false
-	o.dead++
-	if o.dead > len(o.order)/2 {
-		o.order = slices.DeleteFunc(o.order, func(c *Conn) bool { return !c.inHub })
-		o.dead = 0
+}
+
+// add adds c to o, accepted last. The caller holds h.mu.
+func (h *Hub) add(o *object, c *Conn) {
+	o.conns = append(o.conns, c)
+	c.inHub = true
+	o.open++
+	h.open++
+}
+
+// list returns o's sockets that carry tag (all of them for ""), in the
+// order they were accepted. The caller holds h.mu.
+func (o *object) list(tag string) []*Conn {
+	out := make([]*Conn, 0, o.open)
+	for _, c := range o.conns {
+		if c.inHub && (tag == "" || slices.Contains(c.tags, tag)) {
+			out = append(out, c)
+		}
 	}
+	return out
 }
 
 // NewHub returns an empty hub.
@@ -223,14 +239,12 @@ func (h *Hub) Release(s *Sockets) {
 	h.mu.Unlock()
 }
 
-// Len returns the number of sockets of the object key.
-func (h *Hub) Len(key Key) int {
+// Open returns the number of sockets the hub holds across every object:
+// those accepted and not yet closed (the server's open-sockets metric).
+func (h *Hub) Open() int {
 	h.mu.Lock()
 	defer h.mu.Unlock()
-	if o := h.objects[key]; o != nil {
-		return len(o.conns)
-	}
-	return 0
+	return h.open
 }
 
 func (h *Hub) dispatch(key Key, ev Event) error {
@@ -266,13 +280,14 @@ func (h *Hub) Close(ctx context.Context) error {
 	h.mu.Lock()
 	var all []*Conn
 	for _, o := range h.objects {
-		for c := range o.conns {
-			all = append(all, c)
-		}
+		all = append(all, o.list("")...)
 	}
 	h.mu.Unlock()
+	// Outside any call: at once, or right after the upgrade of a socket
+	// not upgraded yet.
+	goingAway := envelope{close: true, code: closeGoingAway, data: []byte("going away")}
 	for _, c := range all {
-		c.closeNow(closeGoingAway, "going away")
+		c.write(goingAway)
 	}
 	return waitCtx(ctx, h.serving.Wait)
 }
@@ -293,7 +308,8 @@ func waitCtx(ctx context.Context, wait func()) error {
 	}
 }
 
-// remove takes c out of its object.
+// remove takes c out of its object, compacting the object's conns once
+// half of them are removed ones. Removing c again does nothing.
 func (h *Hub) remove(c *Conn) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
@@ -301,10 +317,15 @@ func (h *Hub) remove(c *Conn) {
 	if o == nil {
 		return
 	}
-	o.delete(c)
-	if len(o.conns) == 0 && o.autoReq == "" {
-		delete(h.objects, c.key)
+	if c.inHub {
+		c.inHub = false
+		o.open--
+		h.open--
+		if removed := len(o.conns) - o.open; removed > len(o.conns)/2 {
+			o.conns = slices.DeleteFunc(o.conns, func(c *Conn) bool { return !c.inHub })
+		}
 	}
+	h.prune(c.key, o)
 }
 
 // Serve upgrades the connection of r, whose Fetch accepted c, and serves
@@ -447,7 +468,6 @@ type Conn struct {
 	key  Key
 	id   string
 	tags []string
-	seq  uint64
 	name string // the object's name, when Fetch addressed it by name
 
 	mu         sync.Mutex
@@ -455,7 +475,7 @@ type Conn struct {
 	pre        []envelope      // sent before the upgrade
 	upgraded   bool
 	closed     bool // closing or closed: nothing more is sent
-	inHub      bool // in its object's conns: guarded by the hub's mu, not c.mu
+	inHub      bool // accepted and not removed: guarded by the hub's mu, not c.mu
 	readErr    error
 	sentCode   int
 	sentReason string
@@ -511,11 +531,13 @@ func (c *Conn) SetAttachment(b []byte) error {
 	old := c.attachment
 	c.attachment = b
 	c.mu.Unlock()
-	c.hub.journal(c.key, func() {
-		c.mu.Lock()
-		c.attachment = old
-		c.mu.Unlock()
-	})
+	if cs := c.hub.current(c.key); cs != nil {
+		cs.undo = append(cs.undo, func() {
+			c.mu.Lock()
+			c.attachment = old
+			c.mu.Unlock()
+		})
+	}
 	return nil
 }
 
@@ -535,7 +557,8 @@ func (c *Conn) enqueue(e envelope) error {
 	if closed {
 		return ErrClosed
 	}
-	if c.hub.defer_(c.key, func() { c.write(e) }) {
+	if cs := c.hub.current(c.key); cs != nil {
+		cs.effects = append(cs.effects, func() { c.write(e) })
 		return nil
 	}
 	c.write(e)
@@ -543,13 +566,11 @@ func (c *Conn) enqueue(e envelope) error {
 }
 
 // write writes e now: to the session, or to the buffer that is flushed
-// on the upgrade.
+// on the upgrade. Nothing is written after a close frame, nor once the
+// session is gone. Hub.Close uses it too, for its close frames.
 func (c *Conn) write(e envelope) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.closed && c.sess == nil && c.upgraded {
-		return
-	}
 	if c.sentCode != 0 {
 		return
 	}
@@ -574,25 +595,6 @@ func (c *Conn) writeLocked(e envelope) {
 		c.sess.WriteBinary(e.data)
 	default:
 		c.sess.Write(e.data)
-	}
-}
-
-// closeNow closes the socket at once, outside any call (shutdown); a
-// socket not upgraded yet is closed right after its upgrade.
-func (c *Conn) closeNow(code int, reason string) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.sentCode != 0 {
-		return
-	}
-	e := envelope{close: true, code: code, data: []byte(reason)}
-	if !c.upgraded {
-		c.pre = append(c.pre, e)
-		c.sentCode, c.sentReason = code, reason
-		return
-	}
-	if c.sess != nil {
-		c.writeLocked(e)
 	}
 }
 

@@ -14,6 +14,7 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
+	"slices"
 	"time"
 
 	"google.golang.org/protobuf/proto"
@@ -156,7 +157,7 @@ func (c ChatRoom) WebSocketMessage(_ context.Context, o *chatv1durable.ChatRoomO
 	m := &chatv1.ChatMessage{User: username(ws), Text: in.Text, TimestampMs: c.now().UnixMilli()}
 	o.State.Messages = append(o.State.Messages, m)
 	if n := len(o.State.Messages); n > MaxMessages {
-		o.State.Messages = append(o.State.Messages[:0:0], o.State.Messages[n-MaxMessages:]...)
+		o.State.Messages = slices.Delete(o.State.Messages, 0, n-MaxMessages)
 	}
 	o.Sockets.Broadcast(encode(posted{"message", toJSON(m)}))
 	return nil

@@ -1,9 +1,7 @@
 package chat_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -14,7 +12,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	gws "github.com/gorilla/websocket"
 
 	"github.com/durablego/durable/examples/chat"
 	"github.com/durablego/durable/examples/internal/exampletest"
@@ -27,10 +24,6 @@ var (
 	ctx = context.Background()
 	t0  = time.UnixMilli(1_700_000_000_000)
 )
-
-// readTimeout bounds every read: a message that does not come fails the
-// test instead of hanging it.
-const readTimeout = 10 * time.Second
 
 type env struct {
 	srv   *exampletest.Server
@@ -57,9 +50,8 @@ func room(name string) string {
 
 // client is a WebSocket client of a room.
 type client struct {
-	t    *testing.T
-	name string
-	conn *gws.Conn
+	*exampletest.Socket
+	t *testing.T
 }
 
 // event is any message the room sends; DisallowUnknownFields checks that
@@ -82,76 +74,24 @@ type message struct {
 // connect opens a socket to the room as user (no ?username= when empty).
 func (e *env) connect(t *testing.T, roomName, user string) *client {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(e.url, "http") + room(roomName)
+	u := e.url + room(roomName)
 	if user != "" {
 		u += "?username=" + url.QueryEscape(user)
 	}
-	d := gws.Dialer{HandshakeTimeout: readTimeout}
-	conn, resp, err := d.Dial(u, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
-	}
-	resp.Body.Close()
-	c := &client{t: t, name: user, conn: conn}
-	t.Cleanup(func() { conn.Close() })
-	return c
-}
-
-// raw reads the next message.
-func (c *client) raw() []byte {
-	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(readTimeout))
-	kind, data, err := c.conn.ReadMessage()
-	if err != nil {
-		c.t.Fatalf("%s: read: %v", c.name, err)
-	}
-	if kind != gws.TextMessage {
-		c.t.Fatalf("%s: got a message of kind %d, want text", c.name, kind)
-	}
-	return data
+	return &client{exampletest.Dial(t, u, user), t}
 }
 
 // next reads the next message, which must be of type typ.
 func (c *client) next(typ string) event {
 	c.t.Helper()
-	data := c.raw()
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var ev event
-	if err := dec.Decode(&ev); err != nil {
-		c.t.Fatalf("%s: message %s: %v", c.name, data, err)
-	}
-	if ev.Type != typ {
-		c.t.Fatalf("%s: got %s, want a %q message", c.name, data, typ)
-	}
+	c.Next(typ, &ev)
 	return ev
-}
-
-func (c *client) send(v any) {
-	c.t.Helper()
-	b, err := json.Marshal(v)
-	if err != nil {
-		c.t.Fatal(err)
-	}
-	c.conn.SetWriteDeadline(time.Now().Add(readTimeout))
-	if err := c.conn.WriteMessage(gws.TextMessage, b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
 }
 
 func (c *client) say(text string) {
 	c.t.Helper()
-	c.send(map[string]string{"type": "message", "text": text})
-}
-
-// close closes the socket cleanly.
-func (c *client) close() {
-	c.t.Helper()
-	msg := gws.FormatCloseMessage(gws.CloseNormalClosure, "bye")
-	if err := c.conn.WriteControl(gws.CloseMessage, msg, time.Now().Add(readTimeout)); err != nil {
-		c.t.Fatalf("%s: close: %v", c.name, err)
-	}
-	c.conn.Close()
+	c.Send(map[string]string{"type": "message", "text": text})
 }
 
 func (e *env) onlineUsers(t *testing.T, roomName string) []string {
@@ -204,20 +144,20 @@ func TestTwoClientsChat(t *testing.T) {
 	for _, c := range []*client{alice, bob} {
 		m := c.next("message")
 		if got := (message{m.User, m.Text, m.Timestamp}); got != want {
-			t.Fatalf("%s got %+v, want %+v", c.name, got, want)
+			t.Fatalf("%s got %+v, want %+v", c.Name, got, want)
 		}
 	}
 	e.clock.Advance(time.Second)
 	bob.say("hi alice")
 	for _, c := range []*client{alice, bob} {
 		if m := c.next("message"); m.User != "bob" || m.Text != "hi alice" {
-			t.Fatalf("%s got %+v, want bob's hi alice", c.name, m)
+			t.Fatalf("%s got %+v, want bob's hi alice", c.Name, m)
 		}
 	}
 
 	// Bob leaves: Alice hears of it, and only she is online.
 	e.clock.Advance(time.Second)
-	bob.close()
+	bob.Close()
 	if l := alice.next("leave"); l.User != "bob" || l.Timestamp != e.clock.Now().UnixMilli() {
 		t.Fatalf("alice got leave %+v, want bob at %d", l, e.clock.Now().UnixMilli())
 	}
@@ -269,14 +209,14 @@ func TestHibernation(t *testing.T) {
 	bob.say("after")
 	for _, c := range []*client{alice, bob} {
 		if m := c.next("message"); m.User != "bob" || m.Text != "after" {
-			t.Fatalf("%s got %+v, want bob's message after the eviction", c.name, m)
+			t.Fatalf("%s got %+v, want bob's message after the eviction", c.Name, m)
 		}
 	}
 	if u := e.onlineUsers(t, "lobby"); !slices.Equal(u, []string{"alice", "bob"}) {
 		t.Fatalf("GetOnlineUsers after the eviction = %q, want [alice bob]", u)
 	}
 	e.recent(t, "elsewhere", 0)
-	bob.close()
+	bob.Close()
 	if l := alice.next("leave"); l.User != "bob" {
 		t.Fatalf("alice got leave %+v, want bob", l)
 	}
@@ -331,11 +271,11 @@ func TestInvalidAndUnknownMessages(t *testing.T) {
 	alice := e.connect(t, "lobby", "alice")
 	alice.next("history")
 
-	alice.conn.WriteMessage(gws.TextMessage, []byte("not json"))
+	alice.Write([]byte("not json"))
 	if ev := alice.next("error"); !strings.Contains(ev.Message, "invalid message") {
 		t.Fatalf("error message %q, want it to say invalid message", ev.Message)
 	}
-	alice.send(map[string]string{"type": "typing"}) // ignored
+	alice.Send(map[string]string{"type": "typing"}) // ignored
 	alice.say("still here")
 	if m := alice.next("message"); m.Text != "still here" {
 		t.Fatalf("got %+v, want the message after the ignored ones", m)

@@ -1,9 +1,7 @@
 package document_test
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -13,7 +11,6 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	gws "github.com/gorilla/websocket"
 
 	"github.com/durablego/durable/examples/document"
 	"github.com/durablego/durable/examples/internal/exampletest"
@@ -25,10 +22,6 @@ var (
 	ctx = context.Background()
 	t0  = time.UnixMilli(1_700_000_000_000)
 )
-
-// readTimeout bounds every read: a message that does not come fails the
-// test instead of hanging it.
-const readTimeout = 10 * time.Second
 
 type env struct {
 	srv   *exampletest.Server
@@ -52,10 +45,10 @@ func docPath(name string) string {
 	return "/objects/" + documentv1durable.DocumentURLSegment + "/" + url.PathEscape(name) + "/"
 }
 
+// client is a WebSocket client of a document.
 type client struct {
-	t    *testing.T
-	name string
-	conn *gws.Conn
+	*exampletest.Socket
+	t *testing.T
 }
 
 // event is any message the document sends; DisallowUnknownFields checks
@@ -71,46 +64,20 @@ type event struct {
 // empty) and reads the state it is sent first.
 func (e *env) connect(t *testing.T, doc, author string) (*client, event) {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(e.url, "http") + docPath(doc)
+	u := e.url + docPath(doc)
 	if author != "" {
 		u += "?author=" + url.QueryEscape(author)
 	}
-	d := gws.Dialer{HandshakeTimeout: readTimeout}
-	conn, resp, err := d.Dial(u, nil)
-	if err != nil {
-		t.Fatalf("dial %s: %v", u, err)
-	}
-	resp.Body.Close()
-	t.Cleanup(func() { conn.Close() })
-	c := &client{t: t, name: author, conn: conn}
+	c := &client{exampletest.Dial(t, u, author), t}
 	return c, c.next("state")
 }
 
+// next reads the next message, which must be of type typ.
 func (c *client) next(typ string) event {
 	c.t.Helper()
-	c.conn.SetReadDeadline(time.Now().Add(readTimeout))
-	_, data, err := c.conn.ReadMessage()
-	if err != nil {
-		c.t.Fatalf("%s: read: %v", c.name, err)
-	}
-	dec := json.NewDecoder(bytes.NewReader(data))
-	dec.DisallowUnknownFields()
 	var ev event
-	if err := dec.Decode(&ev); err != nil {
-		c.t.Fatalf("%s: message %s: %v", c.name, data, err)
-	}
-	if ev.Type != typ {
-		c.t.Fatalf("%s: got %s, want a %q message", c.name, data, typ)
-	}
+	c.Next(typ, &ev)
 	return ev
-}
-
-func (c *client) sendRaw(b []byte) {
-	c.t.Helper()
-	c.conn.SetWriteDeadline(time.Now().Add(readTimeout))
-	if err := c.conn.WriteMessage(gws.TextMessage, b); err != nil {
-		c.t.Fatalf("%s: write: %v", c.name, err)
-	}
 }
 
 func (c *client) edit(content, author string) {
@@ -119,8 +86,7 @@ func (c *client) edit(content, author string) {
 	if author != "" {
 		m["author"] = author
 	}
-	b, _ := json.Marshal(m)
-	c.sendRaw(b)
+	c.Send(m)
 }
 
 func (e *env) get(t *testing.T, doc string) (int, string) {
@@ -177,7 +143,7 @@ func TestTwoEditors(t *testing.T) {
 	bob.edit("Hello, world", "")
 	for _, c := range []*client{alice, bob} {
 		if s := c.next("state"); s.Content != "Hello, world" || s.Version != 2 {
-			t.Fatalf("%s got %+v, want Hello, world at version 2", c.name, s)
+			t.Fatalf("%s got %+v, want Hello, world at version 2", c.Name, s)
 		}
 	}
 	// The message's author wins over the socket's.
@@ -185,7 +151,7 @@ func TestTwoEditors(t *testing.T) {
 	alice.edit("Hello, world!", "Alice Liddell")
 	for _, c := range []*client{alice, bob} {
 		if s := c.next("state"); s.Content != "Hello, world!" || s.Version != 3 {
-			t.Fatalf("%s got %+v, want Hello, world! at version 3", c.name, s)
+			t.Fatalf("%s got %+v, want Hello, world! at version 3", c.Name, s)
 		}
 	}
 
@@ -237,7 +203,7 @@ func TestHistoryLimitAndRestart(t *testing.T) {
 	_, err := e.ns.Get(e.ns.IDFromName("log")).GetHistory(ctx, &documentv1.GetHistoryRequest{Limit: -1})
 	exampletest.WantError(t, "GetHistory{limit: -1}", err, connect.CodeInvalidArgument, "limit")
 
-	c.conn.Close()
+	c.Conn.Close()
 	e.srv.Shutdown(t)
 	e = start(t, dir)
 	if code, body := e.get(t, "log"); code != http.StatusOK || body != fmt.Sprintf(`{"content":"v%d","version":%d}`, n, n) {
@@ -260,16 +226,16 @@ func TestBadRequests(t *testing.T) {
 	}
 
 	c, _ := e.connect(t, "readme", "alice")
-	c.sendRaw([]byte("{"))
+	c.Write([]byte("{"))
 	if ev := c.next("error"); !strings.Contains(ev.Message, "invalid message") {
 		t.Fatalf("error %q, want invalid message", ev.Message)
 	}
-	c.sendRaw([]byte(`{"type":"edit"}`))
+	c.Write([]byte(`{"type":"edit"}`))
 	if ev := c.next("error"); !strings.Contains(ev.Message, "content") {
 		t.Fatalf("error %q, want it to name content", ev.Message)
 	}
-	c.sendRaw([]byte(`{"type":"cursor","position":3}`)) // ignored
-	c.edit("", "")                                      // empty content is content
+	c.Write([]byte(`{"type":"cursor","position":3}`)) // ignored
+	c.edit("", "")                                    // empty content is content
 	if s := c.next("state"); s.Content != "" || s.Version != 1 {
 		t.Fatalf("state %+v, want empty at version 1", s)
 	}

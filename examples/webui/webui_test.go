@@ -5,52 +5,31 @@ import (
 	"encoding/json"
 	"io"
 	"io/fs"
-	"net"
 	"net/http"
 	"regexp"
 	"strings"
 	"testing"
-	"time"
 
 	"connectrpc.com/connect"
 
 	"github.com/durablego/durable/client"
 	"github.com/durablego/durable/examples/counter"
+	"github.com/durablego/durable/examples/internal/exampletest"
 	"github.com/durablego/durable/examples/webui"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
-	"github.com/durablego/durable/server"
 )
 
 // serve runs a real server with the Counter and the page mounted as the
 // example server mounts it, and returns its base URL.
 func serve(t *testing.T) string {
 	t.Helper()
-	srv, err := server.New(server.WithDataDir(t.TempDir()))
-	if err != nil {
+	srv := exampletest.Start(t, t.TempDir())
+	if _, err := counterv1durable.RegisterCounter(srv.Server, counter.Counter{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
-		t.Fatal(err)
-	}
-	webui.Mount(srv)
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-served; err != http.ErrServerClosed {
-			t.Error(err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	webui.Mount(srv.Server)
+	return srv.Serve(t)
 }
 
 func get(t *testing.T, url string, header http.Header) (*http.Response, string) {

@@ -7,9 +7,8 @@
 // {"type":"message","user","text","timestamp"}; it sends
 // {"type":"message","text"}.
 
-import { byId, clock, describe, el, randomSuffix, Serial } from "./dom";
+import { byId, clock, describe, el, ObjectSocket, randomSuffix, Serial } from "./dom";
 import { ns } from "./rpc";
-import { objectSocketUrl } from "./transport";
 
 type Posted = { user: string; text: string; timestamp: number };
 type Incoming =
@@ -33,7 +32,7 @@ export function setupChat(): void {
 
   username.value = localStorage.getItem("durable.chat.username") ?? `guest-${randomSuffix()}`;
 
-  let ws: WebSocket | undefined;
+  const socket = new ObjectSocket<Incoming>();
   let joined = { user: "", room: "" };
   const lookups = new Serial();
 
@@ -100,58 +99,49 @@ export function setupChat(): void {
     online.replaceChildren();
     joined = { user, room: name };
     setState("connecting", `Joining “${name}”…`);
-    const socket = new WebSocket(objectSocketUrl("chat-room", name, { username: user }));
-    ws = socket;
-    socket.addEventListener("message", (ev) => {
-      if (ws !== socket) return;
-      let m: Incoming;
-      try {
-        m = JSON.parse(String(ev.data)) as Incoming;
-      } catch {
-        line("error", "", `unreadable message: ${String(ev.data)}`);
-        return;
-      }
-      switch (m.type) {
-        case "history":
-          for (const h of m.messages) posted(h, true);
-          line(
-            "info",
-            "",
-            m.messages.length === 0
-              ? `You joined “${name}”: no messages yet.`
-              : `You joined “${name}”; above, its last ${m.messages.length === 1 ? "message" : `${m.messages.length} messages`}.`,
-          );
-          setState("connected", `In “${name}” as ${user}.`);
-          refreshOnline(name);
-          break;
-        case "message":
-          posted(m, false);
-          break;
-        case "join":
-        case "leave":
-          presence(m.type, m.user, m.timestamp);
-          refreshOnline(name);
-          break;
-        case "error":
-          line("error", "", m.message);
-          break;
-      }
-    });
-    socket.addEventListener("close", (ev) => {
-      if (ws !== socket) return;
-      ws = undefined;
-      joined = { user: "", room: "" };
-      online.replaceChildren();
-      setState("disconnected", ev.code === 1000 ? "You left the room." : `Disconnected (${ev.code}${ev.reason ? `: ${ev.reason}` : ""}).`);
+    const { rooms } = ns();
+    socket.open(rooms.objectPath(rooms.idFromName(name)), { username: user }, {
+      message(m) {
+        switch (m.type) {
+          case "history":
+            for (const h of m.messages) posted(h, true);
+            line(
+              "info",
+              "",
+              m.messages.length === 0
+                ? `You joined “${name}”: no messages yet.`
+                : `You joined “${name}”; above, its last ${m.messages.length === 1 ? "message" : `${m.messages.length} messages`}.`,
+            );
+            setState("connected", `In “${name}” as ${user}.`);
+            refreshOnline(name);
+            break;
+          case "message":
+            posted(m, false);
+            break;
+          case "join":
+          case "leave":
+            presence(m.type, m.user, m.timestamp);
+            refreshOnline(name);
+            break;
+          case "error":
+            line("error", "", m.message);
+            break;
+        }
+      },
+      unreadable(data) {
+        line("error", "", `unreadable message: ${data}`);
+      },
+      close(ev) {
+        joined = { user: "", room: "" };
+        online.replaceChildren();
+        setState("disconnected", ev.code === 1000 ? "You left the room." : `Disconnected (${ev.code}${ev.reason ? `: ${ev.reason}` : ""}).`);
+      },
     });
   });
 
   leave.addEventListener("click", () => {
-    if (!ws) return;
-    const socket = ws;
-    ws = undefined;
+    if (!socket.close(1000, "left")) return;
     joined = { user: "", room: "" };
-    socket.close(1000, "left");
     line("info", "", "You left the room.");
     online.replaceChildren();
     setState("disconnected", "You left the room.");
@@ -160,8 +150,7 @@ export function setupChat(): void {
   sendForm.addEventListener("submit", (e) => {
     e.preventDefault();
     const text = message.value;
-    if (!ws || ws.readyState !== WebSocket.OPEN || text.trim() === "") return;
-    ws.send(JSON.stringify({ type: "message", text }));
+    if (text.trim() === "" || !socket.send({ type: "message", text })) return;
     message.value = "";
   });
 

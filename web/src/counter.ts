@@ -1,7 +1,7 @@
 // The Counter tab: a name, the value, +1 and −1.
 
 import { byId, describe, Serial } from "./dom";
-import { ns } from "./rpc";
+import { ns, protocolNames } from "./rpc";
 
 const storageKey = "durable.counter.name";
 
@@ -32,7 +32,7 @@ export function setupCounter(): { refresh: () => void } {
           if (name.value.trim() !== n) return; // the name changed meanwhile
           value.textContent = res.value.toString();
           value.dataset.name = n;
-          status.textContent = `${what} “${n}” over ${ns().protocolName}.`;
+          status.textContent = `${what} “${n}” over ${protocolNames[ns().protocol]}.`;
           status.classList.remove("error");
         },
         (err: unknown) => {

@@ -6,9 +6,8 @@
 // after each edit; an editor sends {"type":"edit","content","author"} with
 // the whole new content. The last edit to arrive wins.
 
-import { byId, clock, describe, el, randomSuffix, Serial } from "./dom";
+import { byId, clock, describe, el, ObjectSocket, randomSuffix, Serial } from "./dom";
 import { ns } from "./rpc";
-import { objectSocketUrl } from "./transport";
 
 type Incoming = { type: "state"; content: string; version: number } | { type: "error"; message: string };
 
@@ -26,7 +25,7 @@ export function setupDocument(): void {
 
   author.value = localStorage.getItem("durable.document.author") ?? `editor-${randomSuffix()}`;
 
-  let ws: WebSocket | undefined;
+  const socket = new ObjectSocket<Incoming>();
   let open = "";
   // Edits sent whose state has not come back yet, oldest first: while
   // there are any, or typing that is not sent yet, the editor keeps what
@@ -89,10 +88,10 @@ export function setupDocument(): void {
 
   function sendEdit(): void {
     timer = undefined;
-    if (!ws || ws.readyState !== WebSocket.OPEN) return;
     const text = content.value;
-    unacknowledged.push(text);
-    ws.send(JSON.stringify({ type: "edit", content: text, author: author.value.trim() }));
+    if (socket.send({ type: "edit", content: text, author: author.value.trim() })) {
+      unacknowledged.push(text);
+    }
   }
 
   form.addEventListener("submit", (e) => {
@@ -100,7 +99,7 @@ export function setupDocument(): void {
     const name = docName.value.trim();
     if (name === "") return;
     localStorage.setItem("durable.document.author", author.value.trim());
-    ws?.close(1000, "switching documents");
+    socket.close(1000, "switching documents");
     clearTimeout(timer);
     timer = undefined;
     unacknowledged = [];
@@ -108,37 +107,29 @@ export function setupDocument(): void {
     version.textContent = "–";
     history.replaceChildren();
     setStatus("connecting", `Opening “${name}”…`);
-    const socket = new WebSocket(objectSocketUrl("document", name, { author: author.value.trim() }));
-    ws = socket;
-    socket.addEventListener("message", (ev) => {
-      if (ws !== socket) return;
-      let m: Incoming;
-      try {
-        m = JSON.parse(String(ev.data)) as Incoming;
-      } catch {
-        return;
-      }
-      if (m.type === "error") {
-        setStatus("connected", m.message, true);
-        return;
-      }
-      if (m.type !== "state") return;
-      if (status.dataset.state !== "connected") {
-        setStatus("connected", `Editing “${name}” as ${author.value.trim() || "Anonymous"}.`);
-      }
-      version.textContent = String(m.version);
-      if (unacknowledged.length > 0 && unacknowledged[0] === m.content) {
-        unacknowledged.shift(); // our own edit, back
-      }
-      if (unacknowledged.length === 0 && timer === undefined) {
-        show(m.content);
-      }
-      refreshHistory(name);
-    });
-    socket.addEventListener("close", (ev) => {
-      if (ws !== socket) return;
-      ws = undefined;
-      setStatus("disconnected", `Connection closed (${ev.code}). Open the document again.`, ev.code !== 1000);
+    const { documents } = ns();
+    socket.open(documents.objectPath(documents.idFromName(name)), { author: author.value.trim() }, {
+      message(m) {
+        if (m.type === "error") {
+          setStatus("connected", m.message, true);
+          return;
+        }
+        if (m.type !== "state") return;
+        if (status.dataset.state !== "connected") {
+          setStatus("connected", `Editing “${name}” as ${author.value.trim() || "Anonymous"}.`);
+        }
+        version.textContent = String(m.version);
+        if (unacknowledged.length > 0 && unacknowledged[0] === m.content) {
+          unacknowledged.shift(); // our own edit, back
+        }
+        if (unacknowledged.length === 0 && timer === undefined) {
+          show(m.content);
+        }
+        refreshHistory(name);
+      },
+      close(ev) {
+        setStatus("disconnected", `Connection closed (${ev.code}). Open the document again.`, ev.code !== 1000);
+      },
     });
   });
 

@@ -65,3 +65,64 @@ export class Serial {
     if (this.pending === 0) this.onBusy(false);
   }
 }
+
+/**
+ * ObjectSocket holds the page's WebSocket to one object's Fetch route, which
+ * speaks JSON. Opening another replaces it: from then on, the replaced
+ * socket's messages and close are ignored, as are those of a socket closed
+ * with close().
+ */
+export class ObjectSocket<In> {
+  private ws: WebSocket | undefined;
+
+  /**
+   * Opens a socket to path, an object's Fetch route from its namespace's
+   * objectPath, with the non-empty values of query as its query string.
+   * Messages that are not JSON go to unreadable, or are dropped.
+   */
+  open(
+    path: string,
+    query: Record<string, string>,
+    on: { message(m: In): void; unreadable?(data: string): void; close(ev: CloseEvent): void },
+  ): void {
+    const url = new URL(path, window.location.href);
+    url.protocol = url.protocol === "https:" ? "wss:" : "ws:";
+    for (const [k, v] of Object.entries(query)) {
+      if (v !== "") url.searchParams.set(k, v);
+    }
+    const socket = new WebSocket(url);
+    this.ws = socket;
+    socket.addEventListener("message", (ev) => {
+      if (this.ws !== socket) return;
+      let m: In;
+      try {
+        m = JSON.parse(String(ev.data)) as In;
+      } catch {
+        on.unreadable?.(String(ev.data));
+        return;
+      }
+      on.message(m);
+    });
+    socket.addEventListener("close", (ev) => {
+      if (this.ws !== socket) return;
+      this.ws = undefined;
+      on.close(ev);
+    });
+  }
+
+  /** Sends m as JSON if the socket is open, and reports whether it did. */
+  send(m: unknown): boolean {
+    if (!this.ws || this.ws.readyState !== WebSocket.OPEN) return false;
+    this.ws.send(JSON.stringify(m));
+    return true;
+  }
+
+  /** Closes the socket, whose close then goes unreported, and reports whether there was one. */
+  close(code: number, reason: string): boolean {
+    const socket = this.ws;
+    if (!socket) return false;
+    this.ws = undefined;
+    socket.close(code, reason);
+    return true;
+  }
+}

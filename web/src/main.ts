@@ -6,8 +6,7 @@ import { setupChat } from "./chat";
 import { setupCounter } from "./counter";
 import { byId } from "./dom";
 import { setupDocument } from "./document";
-import { useProtocol } from "./rpc";
-import { initialProtocol, isProtocol, protocolNames, rememberProtocol } from "./transport";
+import { initialProtocol, isProtocol, protocolNames, rememberProtocol, useProtocol, type Protocol } from "./rpc";
 
 const tabs = ["counter", "chat", "document"] as const;
 
@@ -24,9 +23,15 @@ function showTab(): void {
 
 const select = byId<HTMLSelectElement>("protocol");
 const protocolName = byId<HTMLSpanElement>("protocol-name");
-select.value = initialProtocol();
-useProtocol(initialProtocol());
-protocolName.textContent = protocolNames[initialProtocol()];
+
+function switchProtocol(protocol: Protocol): void {
+  useProtocol(protocol);
+  protocolName.textContent = protocolNames[protocol];
+}
+
+const protocol = initialProtocol();
+select.value = protocol;
+switchProtocol(protocol);
 
 const counter = setupCounter();
 setupChat();
@@ -34,9 +39,8 @@ setupDocument();
 
 select.addEventListener("change", () => {
   if (!isProtocol(select.value)) return;
-  useProtocol(select.value);
+  switchProtocol(select.value);
   rememberProtocol(select.value);
-  protocolName.textContent = protocolNames[select.value];
   counter.refresh();
 });
 
