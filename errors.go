@@ -36,6 +36,10 @@ var (
 	ErrReentrantCall = errors.New("durable: reentrant call would deadlock")
 	// ErrShutdown: the server is shutting down and takes no new calls.
 	ErrShutdown = errors.New("durable: server is shutting down")
+	// ErrStateTooLarge: the call would leave the object's state larger than
+	// the server's cap (server.WithMaxStateSize); it failed and nothing of
+	// it was written. Its Connect code is ResourceExhausted.
+	ErrStateTooLarge = errors.New("durable: object state too large")
 )
 
 type idError struct {

@@ -61,6 +61,7 @@ type actor[S proto.Message] struct {
 	key     callchain.Key
 	mailbox *mailbox[*call[S]]
 	evict   chan struct{} // a request to leave memory when idle
+	slot    int           // index in ns.resident, under the namespace lock
 
 	// Owned by the actor's goroutine.
 	store *storage.Store // nil until the first load
@@ -180,7 +181,7 @@ func (a *actor[S]) release(why evictReason) {
 // the calls that were waiting for it.
 func (a *actor[S]) abandon(err error) {
 	a.ns.mu.Lock()
-	delete(a.ns.actors, a.key.ID)
+	a.ns.drop(a)
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
 	a.release(evictFailed)
@@ -220,8 +221,8 @@ func (a *actor[S]) load() error {
 	if err := a.runInit(); err != nil {
 		return err
 	}
-	if a.last, err = marshal(a.obj.State); err != nil {
-		return err
+	if a.last, err = a.marshalState(); err != nil {
+		return fmt.Errorf("Init: %w", err)
 	}
 	a.dirty = true
 	return nil
@@ -299,8 +300,8 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		if err == nil {
 			if err = a.ns.srv.validate(a.obj.State); err != nil {
 				err = a.failure(c.method, connect.CodeInvalidArgument, fmt.Errorf("the call would leave an invalid state: %w", err))
-			} else if enc, err = marshal(a.obj.State); err != nil {
-				err = a.failure(c.method, connect.CodeInternal, err)
+			} else if enc, err = a.marshalState(); err != nil {
+				err = a.failure(c.method, codeOf(err), err)
 			}
 		}
 		c.fx = hub.End(a.obj.Sockets, err == nil)
@@ -458,10 +459,27 @@ func codeOf(err error) connect.Code {
 		return connect.CodeInvalidArgument
 	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall), errors.Is(err, storage.ErrNoAlarmHandler):
 		return connect.CodeFailedPrecondition
-	case errors.Is(err, storage.ErrDatabaseFull):
+	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory):
 		return connect.CodeResourceExhausted
 	}
 	return connect.CodeUnknown
+}
+
+// marshalState encodes the object's state for storage, refusing a state
+// over the server's cap: past a few MiB a state costs its size in memory
+// and in writes on every call, and SQLite's memory per connection (256 MiB)
+// bounds what one write can hold at all.
+func (a *actor[S]) marshalState() ([]byte, error) {
+	enc, err := marshal(a.obj.State)
+	if err != nil {
+		return nil, err
+	}
+	if limit := a.ns.srv.opts.maxStateSize; int64(len(enc)) > limit {
+		return nil, connect.NewError(connect.CodeResourceExhausted, fmt.Errorf(
+			"%w: the state would take %d bytes, over the limit of %d (server.WithMaxStateSize); nothing was written",
+			durable.ErrStateTooLarge, len(enc), limit))
+	}
+	return enc, nil
 }
 
 func marshal(m proto.Message) ([]byte, error) {

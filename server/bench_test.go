@@ -208,3 +208,33 @@ func BenchmarkActiveObjectMemory(b *testing.B) {
 		e.shutdown(b)
 	}
 }
+
+// BenchmarkActivationAtCap: each call activates a new object while the
+// active-object cap is reached, so that every activation also chooses an
+// object to evict; it reports the latency percentiles of the call, which
+// should not depend on the cap.
+func BenchmarkActivationAtCap(b *testing.B) {
+	for _, limit := range []int{10_000, 50_000, 100_000} {
+		b.Run(fmt.Sprint("active=", limit), func(b *testing.B) {
+			e := newEnv(b, server.WithMaxActiveObjects(limit), server.WithIdleTimeout(time.Hour))
+			ctx := context.Background()
+			get := func(name string) {
+				if _, err := e.counters.Get(e.counters.IDFromName(name)).GetValue(ctx, &counterv1.GetValueRequest{}); err != nil {
+					b.Fatal(err)
+				}
+			}
+			for i := range limit {
+				get(fmt.Sprint("fill-", i))
+			}
+			latencies := make([]time.Duration, 0, b.N)
+			b.ResetTimer()
+			for i := range b.N {
+				t0 := time.Now()
+				get(fmt.Sprint("new-", i))
+				latencies = append(latencies, time.Since(t0))
+			}
+			b.StopTimer()
+			reportLatencies(b, latencies)
+		})
+	}
+}

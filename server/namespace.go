@@ -57,9 +57,13 @@ type Namespace[S proto.Message] struct {
 	newState  func() S
 	m         *classMetrics // nil when metrics are off
 
-	mu      sync.RWMutex // guards actors and closing; see enqueue and evict
+	mu      sync.RWMutex // guards actors, resident and closing; see enqueue and evict
 	actors  map[[32]byte]*actor[S]
 	closing bool
+	// resident holds the actors of the map in a slice, each at its slot,
+	// so that eviction samples random actors in constant time: skipping
+	// a random number of map entries costs time linear in their number.
+	resident []*actor[S]
 }
 
 // Register adds a class to srv with impl as its implementation, which
@@ -318,7 +322,7 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 	activated := a == nil
 	if activated {
 		a = newActor(n, key)
-		n.actors[key.ID] = a
+		n.add(a)
 		n.srv.active.Add(1)
 		n.m.activated()
 		n.srv.actors.Add(1)
@@ -340,9 +344,27 @@ func (n *Namespace[S]) remove(a *actor[S]) bool {
 	if a.mailbox.len() > 0 {
 		return false
 	}
-	delete(n.actors, a.key.ID)
+	n.drop(a)
 	n.srv.active.Add(-1)
 	return true
+}
+
+// add puts a in memory. The caller holds the write lock.
+func (n *Namespace[S]) add(a *actor[S]) {
+	n.actors[a.key.ID] = a
+	a.slot = len(n.resident)
+	n.resident = append(n.resident, a)
+}
+
+// drop takes a out of memory, moving the last resident actor into its
+// slot. The caller holds the write lock.
+func (n *Namespace[S]) drop(a *actor[S]) {
+	delete(n.actors, a.key.ID)
+	last := len(n.resident) - 1
+	moved := n.resident[last]
+	n.resident[a.slot], moved.slot = moved, a.slot
+	n.resident[last] = nil
+	n.resident = n.resident[:last]
 }
 
 func (n *Namespace[S]) queued(id durable.ID) int {
@@ -372,23 +394,16 @@ func (n *Namespace[S]) evictSample(k int) (func(), int64) {
 	defer n.mu.RUnlock()
 	var victim *actor[S]
 	oldest := int64(1<<63 - 1)
-	skip := 0
-	if len(n.actors) > k {
-		skip = rand.IntN(len(n.actors) - k + 1)
+	if len(n.resident) == 0 {
+		return nil, 0
 	}
-	for _, a := range n.actors {
-		if skip > 0 {
-			skip--
-			continue
-		}
+	for range k {
+		a := n.resident[rand.IntN(len(n.resident))]
 		if a.evicting.Load() {
 			continue
 		}
 		if used := a.lastUsed.Load(); used < oldest {
 			victim, oldest = a, used
-		}
-		if k--; k == 0 {
-			break
 		}
 	}
 	if victim == nil {

@@ -31,6 +31,7 @@ type options struct {
 	maxRequestBody int64
 	maxSockets     int
 	maxMessageSize int64
+	maxStateSize   int64
 	metrics        prometheus.Registerer // nil: no metrics
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
@@ -48,6 +49,7 @@ func defaultOptions() options {
 		maxRequestBody: DefaultMaxRequestBody,
 		maxSockets:     websocket.DefaultMaxSockets,
 		maxMessageSize: websocket.DefaultMaxMessage,
+		maxStateSize:   DefaultMaxStateSize,
 		logger:         slog.Default(),
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
@@ -136,3 +138,16 @@ func WithMaxSocketsPerObject(n int) Option { return func(o *options) { o.maxSock
 func WithMaxMessageSize(bytes int64) Option {
 	return func(o *options) { o.maxMessageSize = max(1, bytes) }
 }
+
+// DefaultMaxStateSize is the default cap on the encoded state of one
+// object: 2 MiB, Cloudflare's limit on one stored value of SQLite-backed
+// objects.
+const DefaultMaxStateSize = 2 << 20
+
+// WithMaxStateSize caps the encoded size of an object's state message. A
+// call (or Init) that would leave a larger state fails with
+// ResourceExhausted (durable.ErrStateTooLarge), naming the size and the
+// limit, and nothing of it is written. Keep large data in key-value or SQL
+// storage, which are bounded per value and per database. Default 2 MiB
+// (DefaultMaxStateSize).
+func WithMaxStateSize(bytes int64) Option { return func(o *options) { o.maxStateSize = max(1, bytes) } }

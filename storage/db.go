@@ -165,6 +165,9 @@ func (db *DB) Close() error {
 	db.mu.Unlock()
 	<-db.done
 	db.closeReaders()
+	if db.writer == nil {
+		return nil
+	}
 	return db.writer.close()
 }
 
@@ -212,7 +215,7 @@ func (db *DB) commitGroup(group []*batch) {
 		}
 		live = append(live, b)
 	}
-	n, committed, err := db.writer.apply(live)
+	n, committed, err := db.apply(live)
 	if committed {
 		db.commits.Add(1)
 		db.batches.Add(uint64(len(live)))
@@ -224,4 +227,33 @@ func (db *DB) commitGroup(group []*batch) {
 	for _, b := range live {
 		b.done(err)
 	}
+}
+
+// apply commits batches with the writer connection. A panic of SQLite (out
+// of memory, on a huge batch) fails the group instead of the process, and
+// the connection is replaced: it may hold half of the transaction, and the
+// memory it grew to would otherwise stay allocated for the process's life.
+func (db *DB) apply(batches []*batch) (n int, committed bool, err error) {
+	if db.writer == nil {
+		if db.writer, err = openWriter(db.path, db.cfg.durability); err != nil {
+			db.writer = nil
+			return 0, false, fmt.Errorf("storage: reopen the writer after a failure: %w", err)
+		}
+	}
+	defer func() {
+		if r := recover(); r != nil {
+			n, committed, err = 0, false, recovered(r)
+			db.dropWriter()
+		}
+	}()
+	return db.writer.apply(batches)
+}
+
+// dropWriter closes the writer connection after a panic; the next group
+// opens a new one. Closing rolls back what the transaction had written.
+func (db *DB) dropWriter() {
+	w := db.writer
+	db.writer = nil
+	defer func() { recover() }() // nothing better to do if even closing fails
+	w.close()
 }

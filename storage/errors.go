@@ -24,7 +24,8 @@ const (
 var ErrInvalid = errors.New("storage: invalid request")
 
 // Errors a call may get from storage. Each matches ErrInvalid, except
-// ErrNoSQL and ErrDatabaseFull; nothing was written when one is returned.
+// ErrNoSQL, ErrDatabaseFull, ErrNotInCall and ErrOutOfMemory; nothing was
+// written when one is returned.
 var (
 	ErrKeyEmpty      = invalid("storage: key is empty")
 	ErrKeyTooLarge   = invalid(fmt.Sprintf("storage: key is larger than %d bytes", MaxKeySize))
@@ -42,6 +43,11 @@ var (
 	ErrDatabaseFull = errors.New("storage: object database is full")
 	// ErrNotInCall: the handle was used outside the call it was passed to.
 	ErrNotInCall = errors.New("storage: used outside the object's call")
+	// ErrOutOfMemory: SQLite ran out of the memory one connection may use
+	// (256 MiB in this build) running a query or committing a batch.
+	// Nothing of the calls concerned was kept; other objects are not
+	// affected. Servers report it as ResourceExhausted.
+	ErrOutOfMemory = errors.New("storage: SQLite ran out of memory")
 )
 
 type invalidError struct{ msg string }

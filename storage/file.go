@@ -197,7 +197,23 @@ func (f *fileStore) endTx(commit bool) error {
 func (f *fileStore) needsCommit() bool { return f.inTx }
 
 func (f *fileStore) commit(state []byte, writeState bool, kv *layer, _ func() bool, done func(error)) {
-	done(f.commitNow(state, writeState, kv))
+	done(f.safely(func() error { return f.commitNow(state, writeState, kv) }))
+}
+
+// safely runs op, which runs SQLite statements outside the object's own
+// code: a panic (out of memory, on a huge batch) becomes op's error and
+// rolls back the batch, instead of ending the process.
+func (f *fileStore) safely(op func() error) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = recovered(r)
+			func() {
+				defer func() { recover() }() // as in reset: nothing better to do
+				f.reset()
+			}()
+		}
+	}()
+	return op()
 }
 
 func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err error) {

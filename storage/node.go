@@ -80,14 +80,36 @@ func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func(
 	})
 }
 
-// withReader runs fn on a pooled read-only connection.
-func withReader(ctx context.Context, db *DB, fn func(*reader) ([]byte, bool, error)) ([]byte, bool, error) {
+// withReader runs fn on a pooled read-only connection. A panic of SQLite
+// (out of memory, reading a huge value) is fn's error, and the connection
+// is replaced by a fresh one, which gives back the memory it grew to.
+func withReader(ctx context.Context, db *DB, fn func(*reader) ([]byte, bool, error)) (b []byte, found bool, err error) {
 	var r *reader
 	select {
 	case r = <-db.readers:
 	case <-ctx.Done():
 		return nil, false, ctx.Err()
 	}
-	defer func() { db.readers <- r }()
+	defer func() {
+		if p := recover(); p != nil {
+			b, found, err = nil, false, recovered(p)
+			r = db.replaceReader(r)
+		}
+		db.readers <- r
+	}()
 	return fn(r)
+}
+
+// replaceReader closes r after a panic and returns a new connection in its
+// place; if none can be opened, r itself, which SQLite left usable.
+func (db *DB) replaceReader(r *reader) *reader {
+	fresh, err := openReader(db.path)
+	if err != nil {
+		return r
+	}
+	func() {
+		defer func() { recover() }()
+		r.close()
+	}()
+	return fresh
 }

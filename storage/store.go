@@ -35,11 +35,15 @@ type backend interface {
 }
 
 // LoadState returns the object's stored state, and whether there is one.
-func (s *Store) LoadState(ctx context.Context) ([]byte, bool, error) { return s.b.loadState(ctx) }
+func (s *Store) LoadState(ctx context.Context) (state []byte, found bool, err error) {
+	defer catch(&err)
+	return s.b.loadState(ctx)
+}
 
 // BeginCall starts a call: its writes are kept by EndCall(true) and undone
 // by EndCall(false).
-func (s *Store) BeginCall() error {
+func (s *Store) BeginCall() (err error) {
+	defer catch(&err)
 	if err := s.b.beginCall(); err != nil {
 		return err
 	}
@@ -49,7 +53,8 @@ func (s *Store) BeginCall() error {
 
 // EndCall ends the current call, keeping its writes in the batch when ok.
 // An error means the batch can no longer be committed: Reset the store.
-func (s *Store) EndCall(ok bool) error {
+func (s *Store) EndCall(ok bool) (err error) {
+	defer catch(&err)
 	for s.KV.txDepth > 0 { // a Transaction left open by a panic
 		s.KV.txDepth--
 		s.KV.pop(false)
