@@ -44,33 +44,99 @@ func generateFile(plugin *protogen.Plugin, file *protogen.File, classes []*class
 	g.P()
 	connectImportPath := protogen.GoImportPath(path.Join(string(file.GoImportPath), string(file.GoPackageName)+connectPackageSuffix))
 	for _, c := range classes {
-		generateClass(g, c, connectImportPath)
+		newClassGenerator(g, c, connectImportPath).generate()
 	}
 }
 
-// generateClass writes the glue of one class.
-func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protogen.GoImportPath) {
-	n := newNames(string(c.service.Desc.Name()), c.service.GoName)
-	state := "*" + g.QualifiedGoIdent(c.state.GoIdent)
-	namespace := g.QualifiedGoIdent(serverPackage.Ident("Namespace")) + "[" + state + "]"
-	ctx := g.QualifiedGoIdent(contextPackage.Ident("Context"))
-	id := g.QualifiedGoIdent(durablePackage.Ident("ID"))
-	request := g.QualifiedGoIdent(httpPackage.Ident("Request"))
-	response := g.QualifiedGoIdent(httpPackage.Ident("Response"))
+// classGenerator writes the glue of one class into a file, one section per
+// method: the name constants, the object handle, the interface to implement
+// and the stub interface (this file); the in-process namespace, its stub
+// and the Connect handler (generate_server.go); the remote namespace and
+// its stub (generate_client.go).
+type classGenerator struct {
+	g       *protogen.GeneratedFile
+	c       *class
+	n       names
+	connect protogen.GoImportPath // the class's <pkg>connect package
 
+	// Qualified identifiers the sections share.
+	state, namespace, ctx, id, request, response string
+}
+
+func newClassGenerator(g *protogen.GeneratedFile, c *class, connectImportPath protogen.GoImportPath) *classGenerator {
+	state := "*" + g.QualifiedGoIdent(c.state.GoIdent)
+	return &classGenerator{
+		g:         g,
+		c:         c,
+		n:         newNames(string(c.service.Desc.Name()), c.service.GoName),
+		connect:   connectImportPath,
+		state:     state,
+		namespace: g.QualifiedGoIdent(serverPackage.Ident("Namespace")) + "[" + state + "]",
+		ctx:       g.QualifiedGoIdent(contextPackage.Ident("Context")),
+		id:        g.QualifiedGoIdent(durablePackage.Ident("ID")),
+		request:   g.QualifiedGoIdent(httpPackage.Ident("Request")),
+		response:  g.QualifiedGoIdent(httpPackage.Ident("Response")),
+	}
+}
+
+// generate writes every section of the class, in the order a reader of the
+// generated file meets them.
+func (cg *classGenerator) generate() {
+	cg.nameConstants()
+	cg.methodConstants()
+	cg.object()
+	cg.implementation()
+	cg.stub()
+	cg.localNamespace()
+	cg.localStub()
+	cg.handler()
+	cg.remoteNamespace()
+	cg.remoteStub()
+}
+
+// nameConstants writes the constants naming the class.
+func (cg *classGenerator) nameConstants() {
+	g, n := cg.g, cg.n
 	comment(g, "Names of the ", n.Class, " object class.")
 	g.P("const (")
-	for _, k := range nameConstants(c, n) {
+	for _, k := range nameConstants(cg.c, n) {
 		comment(g, k.name, k.doc)
 		g.P(k.name, " = ", strconv.Quote(k.value))
 	}
 	g.P(")")
 	g.P()
+}
 
-	comment(g, n.Object, " is the live handle passed to every method of ", n.Class, ".")
-	g.P("type ", n.Object, " = ", durablePackage.Ident("Object"), "[", state, "]")
+// methodConstants writes one constant per method: its name as the .proto
+// file has it, which the stubs and the handler pass to the runtime.
+func (cg *classGenerator) methodConstants() {
+	g, n := cg.g, cg.n
+	if len(cg.c.service.Methods) == 0 {
+		return
+	}
+	comment(g, "Names of the ", n.Class, " methods, as in the .proto service: the method label of",
+		" errors, metrics and traces.")
+	g.P("const (")
+	for _, m := range cg.c.service.Methods {
+		comment(g, n.method(m), " names ", n.Class, ".", m.Desc.Name(), ".")
+		g.P(n.method(m), " = ", strconv.Quote(string(m.Desc.Name())))
+	}
+	g.P(")")
 	g.P()
+}
 
+// object writes the alias of the live handle every method receives.
+func (cg *classGenerator) object() {
+	g, n := cg.g, cg.n
+	comment(g, n.Object, " is the live handle passed to every method of ", n.Class, ".")
+	g.P("type ", n.Object, " = ", durablePackage.Ident("Object"), "[", cg.state, "]")
+	g.P()
+}
+
+// implementation writes the interface the user implements: one method per
+// RPC, each receiving the object handle.
+func (cg *classGenerator) implementation() {
+	g, n, c := cg.g, cg.n, cg.c
 	comment(g, n.Interface, " is implemented by the ", n.Class, " durable object.")
 	if c.service.Comments.Leading != "" {
 		g.P("//")
@@ -78,164 +144,42 @@ func generateClass(g *protogen.GeneratedFile, c *class, connectImportPath protog
 	}
 	g.P("//")
 	comment(g, "An implementation may also satisfy the optional hooks of package durable, such as ",
-		durablePackage.Ident("Initializer"), "[", state, "].")
+		durablePackage.Ident("Initializer"), "[", cg.state, "].")
 	g.P("type ", n.Interface, " interface {")
 	for _, m := range c.service.Methods {
 		leadingComments(g, m)
-		g.P(m.GoName, "(", ctx, ", *", n.Object, ", *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error)")
+		g.P(m.GoName, "(", cg.ctx, ", *", n.Object, ", *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error)")
 	}
 	g.P("}")
 	g.P()
+}
 
+// stub writes the interface both namespaces' stubs satisfy.
+func (cg *classGenerator) stub() {
+	g, n := cg.g, cg.n
 	comment(g, n.Stub, " calls one ", n.Class, " object. Stubs from ", n.Namespace,
 		".Get call it in process; stubs from ", n.Client, ".Get call it over the network.")
 	g.P("type ", n.Stub, " interface {")
 	g.P("// ID returns the ID of the object the stub calls.")
-	g.P("ID() ", id)
-	for _, m := range c.service.Methods {
+	g.P("ID() ", cg.id)
+	for _, m := range cg.c.service.Methods {
 		leadingComments(g, m)
-		g.P(m.GoName, "(", ctx, ", *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error)")
+		g.P(m.GoName, "(", cg.ctx, ", *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error)")
 	}
 	comment(g, "Fetch sends an HTTP request to the object's Fetch hook (", durablePackage.Ident("Fetcher"),
 		"), which sees the path and query of req.URL, and returns its response, or a 404 when the class has no hook.",
 		" RPC methods are the preferred path.")
-	g.P("Fetch(", ctx, ", *", request, ") (*", response, ", error)")
+	g.P("Fetch(", cg.ctx, ", *", cg.request, ") (*", cg.response, ", error)")
 	g.P("}")
 	g.P()
+}
 
-	comment(g, n.Namespace, " is the in-process namespace of the ", n.Class,
-		" class: it mints IDs and returns stubs that call objects through their mailboxes, without HTTP or serialization.")
-	g.P("type ", n.Namespace, " struct {")
-	g.P("ns *", namespace)
-	g.P("impl ", n.Interface)
-	g.P("}")
-	g.P()
-
-	comment(g, n.Register, " registers impl as the ", n.Class,
-		" class of srv and mounts its Connect, gRPC and gRPC-Web handlers.")
-	g.P("func ", n.Register, "(srv *", serverPackage.Ident("Server"), ", impl ", n.Interface,
-		", opts ...", serverPackage.Ident("ClassOption"), ") (*", n.Namespace, ", error) {")
-	g.P("ns, err := ", serverPackage.Ident("Register"), "[", state, "](srv, ", serverPackage.Ident("Class"), "{")
-	g.P("Name: ", n.ClassName, ",")
-	g.P("Binding: ", n.Binding, ",")
-	g.P("Segment: ", n.URLSegment, ",")
-	g.P("Service: ", connectImportPath.Ident(n.Class+"Name"), ",")
-	g.P("SQL: ", c.sql, ",")
-	g.P("}, impl, opts...)")
-	g.P("if err != nil {")
-	g.P("return nil, err")
-	g.P("}")
-	g.P("srv.Mount(", connectImportPath.Ident("New"+n.Base+"Handler"), "(&", n.handler,
-		"{ns: ns, impl: impl}, srv.HandlerOptions()...))")
-	g.P("return &", n.Namespace, "{ns: ns, impl: impl}, nil")
-	g.P("}")
-	g.P()
-
-	comment(g, "IDFromName returns the ID that name maps to, the same every time.")
-	g.P("func (n *", n.Namespace, ") IDFromName(name string) ", id, " { return n.ns.IDFromName(name) }")
-	g.P()
-	comment(g, "IDFromString parses the canonical form of a ", n.Class, " ID.")
-	g.P("func (n *", n.Namespace, ") IDFromString(s string) (", id, ", error) { return n.ns.IDFromString(s) }")
-	g.P()
-	comment(g, "NewUniqueID returns a fresh random ID.")
-	g.P("func (n *", n.Namespace, ") NewUniqueID() ", id, " { return n.ns.NewUniqueID() }")
-	g.P()
-	comment(g, "Get returns an in-process stub for the object with the given ID.")
-	g.P("func (n *", n.Namespace, ") Get(id ", id, ") ", n.Stub, " {")
-	g.P("return &", n.localStub, "{ns: n.ns, impl: n.impl, id: id}")
-	g.P("}")
-	g.P()
-
-	g.P("type ", n.localStub, " struct {")
-	g.P("ns *", namespace)
-	g.P("impl ", n.Interface)
-	g.P("id ", id)
-	g.P("}")
-	g.P()
-	g.P("func (s *", n.localStub, ") ID() ", id, " { return s.id }")
-	g.P()
-	for _, m := range c.service.Methods {
-		g.P("func (s *", n.localStub, ") ", m.GoName, "(ctx ", ctx, ", req *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error) {")
-		g.P("return ", serverPackage.Ident("Invoke"), "(ctx, s.ns, s.id, ", strconv.Quote(string(m.Desc.Name())), ", req, s.impl.", m.GoName, ")")
-		g.P("}")
-		g.P()
-	}
-
-	g.P("func (s *", n.localStub, ") Fetch(ctx ", ctx, ", req *", request, ") (*", response, ", error) {")
-	g.P("return ", serverPackage.Ident("Fetch"), "(ctx, s.ns, s.id, req)")
-	g.P("}")
-	g.P()
-
-	g.P("type ", n.handler, " struct {")
-	g.P("ns *", namespace)
-	g.P("impl ", n.Interface)
-	g.P("}")
-	g.P()
-	for _, m := range c.service.Methods {
-		g.P("func (h *", n.handler, ") ", m.GoName, "(ctx ", ctx,
-			", req *", connectPackage.Ident("Request"), "[", m.Input.GoIdent, "]) (*",
-			connectPackage.Ident("Response"), "[", m.Output.GoIdent, "], error) {")
-		g.P("return ", serverPackage.Ident("Handle"), "(ctx, h.ns, ", strconv.Quote(string(m.Desc.Name())), ", req, h.impl.", m.GoName, ")")
-		g.P("}")
-		g.P()
-	}
-
-	comment(g, n.Client, " is a remote namespace of the ", n.Class,
-		" class: its stubs call objects over Connect (or gRPC, or gRPC-Web, as the options choose),",
-		" with the object's ID or name in request metadata.")
-	g.P("type ", n.Client, " struct {")
-	g.P("ns *", clientPackage.Ident("Namespace"))
-	g.P("rpc ", connectImportPath.Ident(n.Base+"Client"))
-	g.P("}")
-	g.P()
-	comment(g, n.NewClient, " returns a remote namespace of the ", n.Class,
-		` class served at baseURL, for example "http://127.0.0.1:8080".`)
-	g.P("func ", n.NewClient, "(httpClient ", connectPackage.Ident("HTTPClient"), ", baseURL string, opts ...",
-		clientPackage.Ident("Option"), ") *", n.Client, " {")
-	g.P("ns := ", clientPackage.Ident("NewNamespace"), "(", n.ClassName, ", httpClient, baseURL, opts...)")
-	g.P("return &", n.Client, "{ns: ns, rpc: ", connectImportPath.Ident("New"+n.Base+"Client"),
-		"(httpClient, baseURL, ns.ConnectOptions()...)}")
-	g.P("}")
-	g.P()
-	comment(g, "IDFromName returns an ID that addresses the object by name; the server",
-		" derives its bytes (see client.WithSecret to derive them locally).")
-	g.P("func (c *", n.Client, ") IDFromName(name string) ", id, " { return c.ns.IDFromName(name) }")
-	g.P()
-	comment(g, "IDFromString parses the canonical form of a ", n.Class,
-		" ID. Its MAC is checked by the server, or locally when the client holds the secret.")
-	g.P("func (c *", n.Client, ") IDFromString(s string) (", id, ", error) { return c.ns.IDFromString(s) }")
-	g.P()
-	comment(g, "NewUniqueID asks the server for a fresh random ID, unless the client holds the secret and mints it locally.")
-	g.P("func (c *", n.Client, ") NewUniqueID(ctx ", ctx, ") (", id, ", error) {")
-	g.P("return c.ns.NewUniqueID(ctx)")
-	g.P("}")
-	g.P()
-	comment(g, "ResolveName returns the resolved ID that name maps to, asking the server unless the client holds the secret.")
-	g.P("func (c *", n.Client, ") ResolveName(ctx ", ctx, ", name string) (", id, ", error) {")
-	g.P("return c.ns.ResolveName(ctx, name)")
-	g.P("}")
-	g.P()
-	comment(g, "Get returns a remote stub for the object with the given ID.")
-	g.P("func (c *", n.Client, ") Get(id ", id, ") ", n.Stub, " {")
-	g.P("return &", n.remoteStub, "{c: c, id: id}")
-	g.P("}")
-	g.P()
-
-	g.P("type ", n.remoteStub, " struct {")
-	g.P("c *", n.Client)
-	g.P("id ", id)
-	g.P("}")
-	g.P()
-	g.P("func (s *", n.remoteStub, ") ID() ", id, " { return s.id }")
-	g.P()
-	for _, m := range c.service.Methods {
-		g.P("func (s *", n.remoteStub, ") ", m.GoName, "(ctx ", ctx, ", req *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error) {")
-		g.P("return ", clientPackage.Ident("Invoke"), "(ctx, s.c.ns, s.id, ", strconv.Quote(string(m.Desc.Name())), ", req, s.c.rpc.", m.GoName, ")")
-		g.P("}")
-		g.P()
-	}
-	g.P("func (s *", n.remoteStub, ") Fetch(ctx ", ctx, ", req *", request, ") (*", response, ", error) {")
-	g.P("return ", clientPackage.Ident("Fetch"), "(ctx, s.c.ns, s.id, ", n.URLSegment, ", req)")
+// stubMethod writes the method of a stub type recv for m, whose body
+// returns what call returns.
+func (cg *classGenerator) stubMethod(recv string, m *protogen.Method, call ...any) {
+	g := cg.g
+	g.P("func (s *", recv, ") ", m.GoName, "(ctx ", cg.ctx, ", req *", m.Input.GoIdent, ") (*", m.Output.GoIdent, ", error) {")
+	g.P(append([]any{"return "}, call...)...)
 	g.P("}")
 	g.P()
 }
@@ -276,6 +220,9 @@ func newNames(class, base string) names {
 		remoteStub: unexported + "RemoteStub",
 	}
 }
+
+// method returns the name of the constant naming m, a method of the class.
+func (n names) method(m *protogen.Method) string { return n.Base + m.GoName + "Method" }
 
 // A nameConstant is a constant that names a class, in Go and in TypeScript.
 type nameConstant struct {

@@ -28,6 +28,25 @@ const (
 	ProbeURLSegment = "probe"
 )
 
+// Names of the Probe methods, as in the .proto service: the method label of
+// errors, metrics and traces.
+const (
+	// ProbeAddMethod names Probe.Add.
+	ProbeAddMethod = "Add"
+	// ProbeGetMethod names Probe.Get.
+	ProbeGetMethod = "Get"
+	// ProbeHopMethod names Probe.Hop.
+	ProbeHopMethod = "Hop"
+	// ProbeBlockMethod names Probe.Block.
+	ProbeBlockMethod = "Block"
+	// ProbePutMethod names Probe.Put.
+	ProbePutMethod = "Put"
+	// ProbeListMethod names Probe.List.
+	ProbeListMethod = "List"
+	// ProbeScheduleMethod names Probe.Schedule.
+	ProbeScheduleMethod = "Schedule"
+)
+
 // ProbeObject is the live handle passed to every method of Probe.
 type ProbeObject = durable.Object[*v1.ProbeState]
 
@@ -133,31 +152,31 @@ type probeLocalStub struct {
 func (s *probeLocalStub) ID() durable.ID { return s.id }
 
 func (s *probeLocalStub) Add(ctx context.Context, req *v1.AddRequest) (*v1.AddResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Add", req, s.impl.Add)
+	return server.Invoke(ctx, s.ns, s.id, ProbeAddMethod, req, s.impl.Add)
 }
 
 func (s *probeLocalStub) Get(ctx context.Context, req *v1.GetRequest) (*v1.GetResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Get", req, s.impl.Get)
+	return server.Invoke(ctx, s.ns, s.id, ProbeGetMethod, req, s.impl.Get)
 }
 
 func (s *probeLocalStub) Hop(ctx context.Context, req *v1.HopRequest) (*v1.HopResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Hop", req, s.impl.Hop)
+	return server.Invoke(ctx, s.ns, s.id, ProbeHopMethod, req, s.impl.Hop)
 }
 
 func (s *probeLocalStub) Block(ctx context.Context, req *v1.BlockRequest) (*v1.BlockResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Block", req, s.impl.Block)
+	return server.Invoke(ctx, s.ns, s.id, ProbeBlockMethod, req, s.impl.Block)
 }
 
 func (s *probeLocalStub) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Put", req, s.impl.Put)
+	return server.Invoke(ctx, s.ns, s.id, ProbePutMethod, req, s.impl.Put)
 }
 
 func (s *probeLocalStub) List(ctx context.Context, req *v1.ListRequest) (*v1.ListResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "List", req, s.impl.List)
+	return server.Invoke(ctx, s.ns, s.id, ProbeListMethod, req, s.impl.List)
 }
 
 func (s *probeLocalStub) Schedule(ctx context.Context, req *v1.ScheduleRequest) (*v1.ScheduleResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Schedule", req, s.impl.Schedule)
+	return server.Invoke(ctx, s.ns, s.id, ProbeScheduleMethod, req, s.impl.Schedule)
 }
 
 func (s *probeLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -170,31 +189,31 @@ type probeHandler struct {
 }
 
 func (h *probeHandler) Add(ctx context.Context, req *connect.Request[v1.AddRequest]) (*connect.Response[v1.AddResponse], error) {
-	return server.Handle(ctx, h.ns, "Add", req, h.impl.Add)
+	return server.Handle(ctx, h.ns, ProbeAddMethod, req, h.impl.Add)
 }
 
 func (h *probeHandler) Get(ctx context.Context, req *connect.Request[v1.GetRequest]) (*connect.Response[v1.GetResponse], error) {
-	return server.Handle(ctx, h.ns, "Get", req, h.impl.Get)
+	return server.Handle(ctx, h.ns, ProbeGetMethod, req, h.impl.Get)
 }
 
 func (h *probeHandler) Hop(ctx context.Context, req *connect.Request[v1.HopRequest]) (*connect.Response[v1.HopResponse], error) {
-	return server.Handle(ctx, h.ns, "Hop", req, h.impl.Hop)
+	return server.Handle(ctx, h.ns, ProbeHopMethod, req, h.impl.Hop)
 }
 
 func (h *probeHandler) Block(ctx context.Context, req *connect.Request[v1.BlockRequest]) (*connect.Response[v1.BlockResponse], error) {
-	return server.Handle(ctx, h.ns, "Block", req, h.impl.Block)
+	return server.Handle(ctx, h.ns, ProbeBlockMethod, req, h.impl.Block)
 }
 
 func (h *probeHandler) Put(ctx context.Context, req *connect.Request[v1.PutRequest]) (*connect.Response[v1.PutResponse], error) {
-	return server.Handle(ctx, h.ns, "Put", req, h.impl.Put)
+	return server.Handle(ctx, h.ns, ProbePutMethod, req, h.impl.Put)
 }
 
 func (h *probeHandler) List(ctx context.Context, req *connect.Request[v1.ListRequest]) (*connect.Response[v1.ListResponse], error) {
-	return server.Handle(ctx, h.ns, "List", req, h.impl.List)
+	return server.Handle(ctx, h.ns, ProbeListMethod, req, h.impl.List)
 }
 
 func (h *probeHandler) Schedule(ctx context.Context, req *connect.Request[v1.ScheduleRequest]) (*connect.Response[v1.ScheduleResponse], error) {
-	return server.Handle(ctx, h.ns, "Schedule", req, h.impl.Schedule)
+	return server.Handle(ctx, h.ns, ProbeScheduleMethod, req, h.impl.Schedule)
 }
 
 // ProbeClient is a remote namespace of the Probe class: its stubs call
@@ -245,31 +264,31 @@ type probeRemoteStub struct {
 func (s *probeRemoteStub) ID() durable.ID { return s.id }
 
 func (s *probeRemoteStub) Add(ctx context.Context, req *v1.AddRequest) (*v1.AddResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Add", req, s.c.rpc.Add)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbeAddMethod, req, s.c.rpc.Add)
 }
 
 func (s *probeRemoteStub) Get(ctx context.Context, req *v1.GetRequest) (*v1.GetResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Get", req, s.c.rpc.Get)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbeGetMethod, req, s.c.rpc.Get)
 }
 
 func (s *probeRemoteStub) Hop(ctx context.Context, req *v1.HopRequest) (*v1.HopResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Hop", req, s.c.rpc.Hop)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbeHopMethod, req, s.c.rpc.Hop)
 }
 
 func (s *probeRemoteStub) Block(ctx context.Context, req *v1.BlockRequest) (*v1.BlockResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Block", req, s.c.rpc.Block)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbeBlockMethod, req, s.c.rpc.Block)
 }
 
 func (s *probeRemoteStub) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Put", req, s.c.rpc.Put)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbePutMethod, req, s.c.rpc.Put)
 }
 
 func (s *probeRemoteStub) List(ctx context.Context, req *v1.ListRequest) (*v1.ListResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "List", req, s.c.rpc.List)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbeListMethod, req, s.c.rpc.List)
 }
 
 func (s *probeRemoteStub) Schedule(ctx context.Context, req *v1.ScheduleRequest) (*v1.ScheduleResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Schedule", req, s.c.rpc.Schedule)
+	return client.Invoke(ctx, s.c.ns, s.id, ProbeScheduleMethod, req, s.c.rpc.Schedule)
 }
 
 func (s *probeRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -284,6 +303,15 @@ const (
 	LedgerBinding = "LEDGER"
 	// LedgerURLSegment is the kebab-case segment of the class in URLs.
 	LedgerURLSegment = "ledger"
+)
+
+// Names of the Ledger methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// LedgerRecordMethod names Ledger.Record.
+	LedgerRecordMethod = "Record"
+	// LedgerReadMethod names Ledger.Read.
+	LedgerReadMethod = "Read"
 )
 
 // LedgerObject is the live handle passed to every method of Ledger.
@@ -368,11 +396,11 @@ type ledgerLocalStub struct {
 func (s *ledgerLocalStub) ID() durable.ID { return s.id }
 
 func (s *ledgerLocalStub) Record(ctx context.Context, req *v1.RecordRequest) (*v1.RecordResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Record", req, s.impl.Record)
+	return server.Invoke(ctx, s.ns, s.id, LedgerRecordMethod, req, s.impl.Record)
 }
 
 func (s *ledgerLocalStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Read", req, s.impl.Read)
+	return server.Invoke(ctx, s.ns, s.id, LedgerReadMethod, req, s.impl.Read)
 }
 
 func (s *ledgerLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -385,11 +413,11 @@ type ledgerHandler struct {
 }
 
 func (h *ledgerHandler) Record(ctx context.Context, req *connect.Request[v1.RecordRequest]) (*connect.Response[v1.RecordResponse], error) {
-	return server.Handle(ctx, h.ns, "Record", req, h.impl.Record)
+	return server.Handle(ctx, h.ns, LedgerRecordMethod, req, h.impl.Record)
 }
 
 func (h *ledgerHandler) Read(ctx context.Context, req *connect.Request[v1.ReadRequest]) (*connect.Response[v1.ReadResponse], error) {
-	return server.Handle(ctx, h.ns, "Read", req, h.impl.Read)
+	return server.Handle(ctx, h.ns, LedgerReadMethod, req, h.impl.Read)
 }
 
 // LedgerClient is a remote namespace of the Ledger class: its stubs call
@@ -440,11 +468,11 @@ type ledgerRemoteStub struct {
 func (s *ledgerRemoteStub) ID() durable.ID { return s.id }
 
 func (s *ledgerRemoteStub) Record(ctx context.Context, req *v1.RecordRequest) (*v1.RecordResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Record", req, s.c.rpc.Record)
+	return client.Invoke(ctx, s.c.ns, s.id, LedgerRecordMethod, req, s.c.rpc.Record)
 }
 
 func (s *ledgerRemoteStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Read", req, s.c.rpc.Read)
+	return client.Invoke(ctx, s.c.ns, s.id, LedgerReadMethod, req, s.c.rpc.Read)
 }
 
 func (s *ledgerRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,17 @@ const (
 	AnalyticsURLSegment = "analytics"
 )
 
+// Names of the Analytics methods, as in the .proto service: the method
+// label of errors, metrics and traces.
+const (
+	// AnalyticsTrackEventMethod names Analytics.TrackEvent.
+	AnalyticsTrackEventMethod = "TrackEvent"
+	// AnalyticsGetRecentEventsMethod names Analytics.GetRecentEvents.
+	AnalyticsGetRecentEventsMethod = "GetRecentEvents"
+	// AnalyticsGetEventCountsMethod names Analytics.GetEventCounts.
+	AnalyticsGetEventCountsMethod = "GetEventCounts"
+)
+
 // AnalyticsObject is the live handle passed to every method of Analytics.
 type AnalyticsObject = durable.Object[*v1.AnalyticsState]
 
@@ -114,15 +125,15 @@ type analyticsLocalStub struct {
 func (s *analyticsLocalStub) ID() durable.ID { return s.id }
 
 func (s *analyticsLocalStub) TrackEvent(ctx context.Context, req *v1.TrackEventRequest) (*v1.TrackEventResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "TrackEvent", req, s.impl.TrackEvent)
+	return server.Invoke(ctx, s.ns, s.id, AnalyticsTrackEventMethod, req, s.impl.TrackEvent)
 }
 
 func (s *analyticsLocalStub) GetRecentEvents(ctx context.Context, req *v1.GetRecentEventsRequest) (*v1.GetRecentEventsResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetRecentEvents", req, s.impl.GetRecentEvents)
+	return server.Invoke(ctx, s.ns, s.id, AnalyticsGetRecentEventsMethod, req, s.impl.GetRecentEvents)
 }
 
 func (s *analyticsLocalStub) GetEventCounts(ctx context.Context, req *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetEventCounts", req, s.impl.GetEventCounts)
+	return server.Invoke(ctx, s.ns, s.id, AnalyticsGetEventCountsMethod, req, s.impl.GetEventCounts)
 }
 
 func (s *analyticsLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -135,15 +146,15 @@ type analyticsHandler struct {
 }
 
 func (h *analyticsHandler) TrackEvent(ctx context.Context, req *connect.Request[v1.TrackEventRequest]) (*connect.Response[v1.TrackEventResponse], error) {
-	return server.Handle(ctx, h.ns, "TrackEvent", req, h.impl.TrackEvent)
+	return server.Handle(ctx, h.ns, AnalyticsTrackEventMethod, req, h.impl.TrackEvent)
 }
 
 func (h *analyticsHandler) GetRecentEvents(ctx context.Context, req *connect.Request[v1.GetRecentEventsRequest]) (*connect.Response[v1.GetRecentEventsResponse], error) {
-	return server.Handle(ctx, h.ns, "GetRecentEvents", req, h.impl.GetRecentEvents)
+	return server.Handle(ctx, h.ns, AnalyticsGetRecentEventsMethod, req, h.impl.GetRecentEvents)
 }
 
 func (h *analyticsHandler) GetEventCounts(ctx context.Context, req *connect.Request[v1.GetEventCountsRequest]) (*connect.Response[v1.GetEventCountsResponse], error) {
-	return server.Handle(ctx, h.ns, "GetEventCounts", req, h.impl.GetEventCounts)
+	return server.Handle(ctx, h.ns, AnalyticsGetEventCountsMethod, req, h.impl.GetEventCounts)
 }
 
 // AnalyticsClient is a remote namespace of the Analytics class: its stubs
@@ -194,15 +205,15 @@ type analyticsRemoteStub struct {
 func (s *analyticsRemoteStub) ID() durable.ID { return s.id }
 
 func (s *analyticsRemoteStub) TrackEvent(ctx context.Context, req *v1.TrackEventRequest) (*v1.TrackEventResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "TrackEvent", req, s.c.rpc.TrackEvent)
+	return client.Invoke(ctx, s.c.ns, s.id, AnalyticsTrackEventMethod, req, s.c.rpc.TrackEvent)
 }
 
 func (s *analyticsRemoteStub) GetRecentEvents(ctx context.Context, req *v1.GetRecentEventsRequest) (*v1.GetRecentEventsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetRecentEvents", req, s.c.rpc.GetRecentEvents)
+	return client.Invoke(ctx, s.c.ns, s.id, AnalyticsGetRecentEventsMethod, req, s.c.rpc.GetRecentEvents)
 }
 
 func (s *analyticsRemoteStub) GetEventCounts(ctx context.Context, req *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetEventCounts", req, s.c.rpc.GetEventCounts)
+	return client.Invoke(ctx, s.c.ns, s.id, AnalyticsGetEventCountsMethod, req, s.c.rpc.GetEventCounts)
 }
 
 func (s *analyticsRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,17 @@ const (
 	CartURLSegment = "cart"
 )
 
+// Names of the Cart methods, as in the .proto service: the method label of
+// errors, metrics and traces.
+const (
+	// CartAddItemMethod names Cart.AddItem.
+	CartAddItemMethod = "AddItem"
+	// CartGetItemsMethod names Cart.GetItems.
+	CartGetItemsMethod = "GetItems"
+	// CartCheckoutMethod names Cart.Checkout.
+	CartCheckoutMethod = "Checkout"
+)
+
 // CartObject is the live handle passed to every method of Cart.
 type CartObject = durable.Object[*v1.CartState]
 
@@ -115,15 +126,15 @@ type cartLocalStub struct {
 func (s *cartLocalStub) ID() durable.ID { return s.id }
 
 func (s *cartLocalStub) AddItem(ctx context.Context, req *v1.AddItemRequest) (*v1.AddItemResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "AddItem", req, s.impl.AddItem)
+	return server.Invoke(ctx, s.ns, s.id, CartAddItemMethod, req, s.impl.AddItem)
 }
 
 func (s *cartLocalStub) GetItems(ctx context.Context, req *v1.GetItemsRequest) (*v1.GetItemsResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetItems", req, s.impl.GetItems)
+	return server.Invoke(ctx, s.ns, s.id, CartGetItemsMethod, req, s.impl.GetItems)
 }
 
 func (s *cartLocalStub) Checkout(ctx context.Context, req *v1.CheckoutRequest) (*v1.CheckoutResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Checkout", req, s.impl.Checkout)
+	return server.Invoke(ctx, s.ns, s.id, CartCheckoutMethod, req, s.impl.Checkout)
 }
 
 func (s *cartLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -136,15 +147,15 @@ type cartHandler struct {
 }
 
 func (h *cartHandler) AddItem(ctx context.Context, req *connect.Request[v1.AddItemRequest]) (*connect.Response[v1.AddItemResponse], error) {
-	return server.Handle(ctx, h.ns, "AddItem", req, h.impl.AddItem)
+	return server.Handle(ctx, h.ns, CartAddItemMethod, req, h.impl.AddItem)
 }
 
 func (h *cartHandler) GetItems(ctx context.Context, req *connect.Request[v1.GetItemsRequest]) (*connect.Response[v1.GetItemsResponse], error) {
-	return server.Handle(ctx, h.ns, "GetItems", req, h.impl.GetItems)
+	return server.Handle(ctx, h.ns, CartGetItemsMethod, req, h.impl.GetItems)
 }
 
 func (h *cartHandler) Checkout(ctx context.Context, req *connect.Request[v1.CheckoutRequest]) (*connect.Response[v1.CheckoutResponse], error) {
-	return server.Handle(ctx, h.ns, "Checkout", req, h.impl.Checkout)
+	return server.Handle(ctx, h.ns, CartCheckoutMethod, req, h.impl.Checkout)
 }
 
 // CartClient is a remote namespace of the Cart class: its stubs call
@@ -195,15 +206,15 @@ type cartRemoteStub struct {
 func (s *cartRemoteStub) ID() durable.ID { return s.id }
 
 func (s *cartRemoteStub) AddItem(ctx context.Context, req *v1.AddItemRequest) (*v1.AddItemResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "AddItem", req, s.c.rpc.AddItem)
+	return client.Invoke(ctx, s.c.ns, s.id, CartAddItemMethod, req, s.c.rpc.AddItem)
 }
 
 func (s *cartRemoteStub) GetItems(ctx context.Context, req *v1.GetItemsRequest) (*v1.GetItemsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetItems", req, s.c.rpc.GetItems)
+	return client.Invoke(ctx, s.c.ns, s.id, CartGetItemsMethod, req, s.c.rpc.GetItems)
 }
 
 func (s *cartRemoteStub) Checkout(ctx context.Context, req *v1.CheckoutRequest) (*v1.CheckoutResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Checkout", req, s.c.rpc.Checkout)
+	return client.Invoke(ctx, s.c.ns, s.id, CartCheckoutMethod, req, s.c.rpc.Checkout)
 }
 
 func (s *cartRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

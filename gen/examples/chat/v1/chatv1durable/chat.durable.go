@@ -28,6 +28,15 @@ const (
 	ChatRoomURLSegment = "chat-room"
 )
 
+// Names of the ChatRoom methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// ChatRoomGetOnlineUsersMethod names ChatRoom.GetOnlineUsers.
+	ChatRoomGetOnlineUsersMethod = "GetOnlineUsers"
+	// ChatRoomGetRecentMessagesMethod names ChatRoom.GetRecentMessages.
+	ChatRoomGetRecentMessagesMethod = "GetRecentMessages"
+)
+
 // ChatRoomObject is the live handle passed to every method of ChatRoom.
 type ChatRoomObject = durable.Object[*v1.ChatState]
 
@@ -110,11 +119,11 @@ type chatRoomLocalStub struct {
 func (s *chatRoomLocalStub) ID() durable.ID { return s.id }
 
 func (s *chatRoomLocalStub) GetOnlineUsers(ctx context.Context, req *v1.GetOnlineUsersRequest) (*v1.GetOnlineUsersResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetOnlineUsers", req, s.impl.GetOnlineUsers)
+	return server.Invoke(ctx, s.ns, s.id, ChatRoomGetOnlineUsersMethod, req, s.impl.GetOnlineUsers)
 }
 
 func (s *chatRoomLocalStub) GetRecentMessages(ctx context.Context, req *v1.GetRecentMessagesRequest) (*v1.GetRecentMessagesResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetRecentMessages", req, s.impl.GetRecentMessages)
+	return server.Invoke(ctx, s.ns, s.id, ChatRoomGetRecentMessagesMethod, req, s.impl.GetRecentMessages)
 }
 
 func (s *chatRoomLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -127,11 +136,11 @@ type chatRoomHandler struct {
 }
 
 func (h *chatRoomHandler) GetOnlineUsers(ctx context.Context, req *connect.Request[v1.GetOnlineUsersRequest]) (*connect.Response[v1.GetOnlineUsersResponse], error) {
-	return server.Handle(ctx, h.ns, "GetOnlineUsers", req, h.impl.GetOnlineUsers)
+	return server.Handle(ctx, h.ns, ChatRoomGetOnlineUsersMethod, req, h.impl.GetOnlineUsers)
 }
 
 func (h *chatRoomHandler) GetRecentMessages(ctx context.Context, req *connect.Request[v1.GetRecentMessagesRequest]) (*connect.Response[v1.GetRecentMessagesResponse], error) {
-	return server.Handle(ctx, h.ns, "GetRecentMessages", req, h.impl.GetRecentMessages)
+	return server.Handle(ctx, h.ns, ChatRoomGetRecentMessagesMethod, req, h.impl.GetRecentMessages)
 }
 
 // ChatRoomClient is a remote namespace of the ChatRoom class: its stubs
@@ -182,11 +191,11 @@ type chatRoomRemoteStub struct {
 func (s *chatRoomRemoteStub) ID() durable.ID { return s.id }
 
 func (s *chatRoomRemoteStub) GetOnlineUsers(ctx context.Context, req *v1.GetOnlineUsersRequest) (*v1.GetOnlineUsersResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetOnlineUsers", req, s.c.rpc.GetOnlineUsers)
+	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomGetOnlineUsersMethod, req, s.c.rpc.GetOnlineUsers)
 }
 
 func (s *chatRoomRemoteStub) GetRecentMessages(ctx context.Context, req *v1.GetRecentMessagesRequest) (*v1.GetRecentMessagesResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetRecentMessages", req, s.c.rpc.GetRecentMessages)
+	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomGetRecentMessagesMethod, req, s.c.rpc.GetRecentMessages)
 }
 
 func (s *chatRoomRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

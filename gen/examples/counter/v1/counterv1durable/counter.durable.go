@@ -28,6 +28,19 @@ const (
 	CounterURLSegment = "counter"
 )
 
+// Names of the Counter methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// CounterIncrementMethod names Counter.Increment.
+	CounterIncrementMethod = "Increment"
+	// CounterDecrementMethod names Counter.Decrement.
+	CounterDecrementMethod = "Decrement"
+	// CounterGetValueMethod names Counter.GetValue.
+	CounterGetValueMethod = "GetValue"
+	// CounterResetMethod names Counter.Reset.
+	CounterResetMethod = "Reset"
+)
+
 // CounterObject is the live handle passed to every method of Counter.
 type CounterObject = durable.Object[*v1.CounterState]
 
@@ -116,19 +129,19 @@ type counterLocalStub struct {
 func (s *counterLocalStub) ID() durable.ID { return s.id }
 
 func (s *counterLocalStub) Increment(ctx context.Context, req *v1.IncrementRequest) (*v1.IncrementResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Increment", req, s.impl.Increment)
+	return server.Invoke(ctx, s.ns, s.id, CounterIncrementMethod, req, s.impl.Increment)
 }
 
 func (s *counterLocalStub) Decrement(ctx context.Context, req *v1.DecrementRequest) (*v1.DecrementResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Decrement", req, s.impl.Decrement)
+	return server.Invoke(ctx, s.ns, s.id, CounterDecrementMethod, req, s.impl.Decrement)
 }
 
 func (s *counterLocalStub) GetValue(ctx context.Context, req *v1.GetValueRequest) (*v1.GetValueResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetValue", req, s.impl.GetValue)
+	return server.Invoke(ctx, s.ns, s.id, CounterGetValueMethod, req, s.impl.GetValue)
 }
 
 func (s *counterLocalStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Reset", req, s.impl.Reset)
+	return server.Invoke(ctx, s.ns, s.id, CounterResetMethod, req, s.impl.Reset)
 }
 
 func (s *counterLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -141,19 +154,19 @@ type counterHandler struct {
 }
 
 func (h *counterHandler) Increment(ctx context.Context, req *connect.Request[v1.IncrementRequest]) (*connect.Response[v1.IncrementResponse], error) {
-	return server.Handle(ctx, h.ns, "Increment", req, h.impl.Increment)
+	return server.Handle(ctx, h.ns, CounterIncrementMethod, req, h.impl.Increment)
 }
 
 func (h *counterHandler) Decrement(ctx context.Context, req *connect.Request[v1.DecrementRequest]) (*connect.Response[v1.DecrementResponse], error) {
-	return server.Handle(ctx, h.ns, "Decrement", req, h.impl.Decrement)
+	return server.Handle(ctx, h.ns, CounterDecrementMethod, req, h.impl.Decrement)
 }
 
 func (h *counterHandler) GetValue(ctx context.Context, req *connect.Request[v1.GetValueRequest]) (*connect.Response[v1.GetValueResponse], error) {
-	return server.Handle(ctx, h.ns, "GetValue", req, h.impl.GetValue)
+	return server.Handle(ctx, h.ns, CounterGetValueMethod, req, h.impl.GetValue)
 }
 
 func (h *counterHandler) Reset(ctx context.Context, req *connect.Request[v1.ResetRequest]) (*connect.Response[v1.ResetResponse], error) {
-	return server.Handle(ctx, h.ns, "Reset", req, h.impl.Reset)
+	return server.Handle(ctx, h.ns, CounterResetMethod, req, h.impl.Reset)
 }
 
 // CounterClient is a remote namespace of the Counter class: its stubs call
@@ -204,19 +217,19 @@ type counterRemoteStub struct {
 func (s *counterRemoteStub) ID() durable.ID { return s.id }
 
 func (s *counterRemoteStub) Increment(ctx context.Context, req *v1.IncrementRequest) (*v1.IncrementResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Increment", req, s.c.rpc.Increment)
+	return client.Invoke(ctx, s.c.ns, s.id, CounterIncrementMethod, req, s.c.rpc.Increment)
 }
 
 func (s *counterRemoteStub) Decrement(ctx context.Context, req *v1.DecrementRequest) (*v1.DecrementResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Decrement", req, s.c.rpc.Decrement)
+	return client.Invoke(ctx, s.c.ns, s.id, CounterDecrementMethod, req, s.c.rpc.Decrement)
 }
 
 func (s *counterRemoteStub) GetValue(ctx context.Context, req *v1.GetValueRequest) (*v1.GetValueResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetValue", req, s.c.rpc.GetValue)
+	return client.Invoke(ctx, s.c.ns, s.id, CounterGetValueMethod, req, s.c.rpc.GetValue)
 }
 
 func (s *counterRemoteStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Reset", req, s.c.rpc.Reset)
+	return client.Invoke(ctx, s.c.ns, s.id, CounterResetMethod, req, s.c.rpc.Reset)
 }
 
 func (s *counterRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,15 @@ const (
 	DocumentURLSegment = "document"
 )
 
+// Names of the Document methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// DocumentGetContentMethod names Document.GetContent.
+	DocumentGetContentMethod = "GetContent"
+	// DocumentGetHistoryMethod names Document.GetHistory.
+	DocumentGetHistoryMethod = "GetHistory"
+)
+
 // DocumentObject is the live handle passed to every method of Document.
 type DocumentObject = durable.Object[*v1.DocumentState]
 
@@ -108,11 +117,11 @@ type documentLocalStub struct {
 func (s *documentLocalStub) ID() durable.ID { return s.id }
 
 func (s *documentLocalStub) GetContent(ctx context.Context, req *v1.GetContentRequest) (*v1.GetContentResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetContent", req, s.impl.GetContent)
+	return server.Invoke(ctx, s.ns, s.id, DocumentGetContentMethod, req, s.impl.GetContent)
 }
 
 func (s *documentLocalStub) GetHistory(ctx context.Context, req *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetHistory", req, s.impl.GetHistory)
+	return server.Invoke(ctx, s.ns, s.id, DocumentGetHistoryMethod, req, s.impl.GetHistory)
 }
 
 func (s *documentLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -125,11 +134,11 @@ type documentHandler struct {
 }
 
 func (h *documentHandler) GetContent(ctx context.Context, req *connect.Request[v1.GetContentRequest]) (*connect.Response[v1.GetContentResponse], error) {
-	return server.Handle(ctx, h.ns, "GetContent", req, h.impl.GetContent)
+	return server.Handle(ctx, h.ns, DocumentGetContentMethod, req, h.impl.GetContent)
 }
 
 func (h *documentHandler) GetHistory(ctx context.Context, req *connect.Request[v1.GetHistoryRequest]) (*connect.Response[v1.GetHistoryResponse], error) {
-	return server.Handle(ctx, h.ns, "GetHistory", req, h.impl.GetHistory)
+	return server.Handle(ctx, h.ns, DocumentGetHistoryMethod, req, h.impl.GetHistory)
 }
 
 // DocumentClient is a remote namespace of the Document class: its stubs
@@ -180,11 +189,11 @@ type documentRemoteStub struct {
 func (s *documentRemoteStub) ID() durable.ID { return s.id }
 
 func (s *documentRemoteStub) GetContent(ctx context.Context, req *v1.GetContentRequest) (*v1.GetContentResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetContent", req, s.c.rpc.GetContent)
+	return client.Invoke(ctx, s.c.ns, s.id, DocumentGetContentMethod, req, s.c.rpc.GetContent)
 }
 
 func (s *documentRemoteStub) GetHistory(ctx context.Context, req *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetHistory", req, s.c.rpc.GetHistory)
+	return client.Invoke(ctx, s.c.ns, s.id, DocumentGetHistoryMethod, req, s.c.rpc.GetHistory)
 }
 
 func (s *documentRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,19 @@ const (
 	PreferencesURLSegment = "preferences"
 )
 
+// Names of the Preferences methods, as in the .proto service: the method
+// label of errors, metrics and traces.
+const (
+	// PreferencesSetPreferenceMethod names Preferences.SetPreference.
+	PreferencesSetPreferenceMethod = "SetPreference"
+	// PreferencesGetPreferenceMethod names Preferences.GetPreference.
+	PreferencesGetPreferenceMethod = "GetPreference"
+	// PreferencesGetAllPreferencesMethod names Preferences.GetAllPreferences.
+	PreferencesGetAllPreferencesMethod = "GetAllPreferences"
+	// PreferencesClearPreferencesMethod names Preferences.ClearPreferences.
+	PreferencesClearPreferencesMethod = "ClearPreferences"
+)
+
 // PreferencesObject is the live handle passed to every method of
 // Preferences.
 type PreferencesObject = durable.Object[*v1.PreferencesState]
@@ -119,19 +132,19 @@ type preferencesLocalStub struct {
 func (s *preferencesLocalStub) ID() durable.ID { return s.id }
 
 func (s *preferencesLocalStub) SetPreference(ctx context.Context, req *v1.SetPreferenceRequest) (*v1.SetPreferenceResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "SetPreference", req, s.impl.SetPreference)
+	return server.Invoke(ctx, s.ns, s.id, PreferencesSetPreferenceMethod, req, s.impl.SetPreference)
 }
 
 func (s *preferencesLocalStub) GetPreference(ctx context.Context, req *v1.GetPreferenceRequest) (*v1.GetPreferenceResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetPreference", req, s.impl.GetPreference)
+	return server.Invoke(ctx, s.ns, s.id, PreferencesGetPreferenceMethod, req, s.impl.GetPreference)
 }
 
 func (s *preferencesLocalStub) GetAllPreferences(ctx context.Context, req *v1.GetAllPreferencesRequest) (*v1.GetAllPreferencesResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetAllPreferences", req, s.impl.GetAllPreferences)
+	return server.Invoke(ctx, s.ns, s.id, PreferencesGetAllPreferencesMethod, req, s.impl.GetAllPreferences)
 }
 
 func (s *preferencesLocalStub) ClearPreferences(ctx context.Context, req *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "ClearPreferences", req, s.impl.ClearPreferences)
+	return server.Invoke(ctx, s.ns, s.id, PreferencesClearPreferencesMethod, req, s.impl.ClearPreferences)
 }
 
 func (s *preferencesLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -144,19 +157,19 @@ type preferencesHandler struct {
 }
 
 func (h *preferencesHandler) SetPreference(ctx context.Context, req *connect.Request[v1.SetPreferenceRequest]) (*connect.Response[v1.SetPreferenceResponse], error) {
-	return server.Handle(ctx, h.ns, "SetPreference", req, h.impl.SetPreference)
+	return server.Handle(ctx, h.ns, PreferencesSetPreferenceMethod, req, h.impl.SetPreference)
 }
 
 func (h *preferencesHandler) GetPreference(ctx context.Context, req *connect.Request[v1.GetPreferenceRequest]) (*connect.Response[v1.GetPreferenceResponse], error) {
-	return server.Handle(ctx, h.ns, "GetPreference", req, h.impl.GetPreference)
+	return server.Handle(ctx, h.ns, PreferencesGetPreferenceMethod, req, h.impl.GetPreference)
 }
 
 func (h *preferencesHandler) GetAllPreferences(ctx context.Context, req *connect.Request[v1.GetAllPreferencesRequest]) (*connect.Response[v1.GetAllPreferencesResponse], error) {
-	return server.Handle(ctx, h.ns, "GetAllPreferences", req, h.impl.GetAllPreferences)
+	return server.Handle(ctx, h.ns, PreferencesGetAllPreferencesMethod, req, h.impl.GetAllPreferences)
 }
 
 func (h *preferencesHandler) ClearPreferences(ctx context.Context, req *connect.Request[v1.ClearPreferencesRequest]) (*connect.Response[v1.ClearPreferencesResponse], error) {
-	return server.Handle(ctx, h.ns, "ClearPreferences", req, h.impl.ClearPreferences)
+	return server.Handle(ctx, h.ns, PreferencesClearPreferencesMethod, req, h.impl.ClearPreferences)
 }
 
 // PreferencesClient is a remote namespace of the Preferences class: its
@@ -207,19 +220,19 @@ type preferencesRemoteStub struct {
 func (s *preferencesRemoteStub) ID() durable.ID { return s.id }
 
 func (s *preferencesRemoteStub) SetPreference(ctx context.Context, req *v1.SetPreferenceRequest) (*v1.SetPreferenceResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "SetPreference", req, s.c.rpc.SetPreference)
+	return client.Invoke(ctx, s.c.ns, s.id, PreferencesSetPreferenceMethod, req, s.c.rpc.SetPreference)
 }
 
 func (s *preferencesRemoteStub) GetPreference(ctx context.Context, req *v1.GetPreferenceRequest) (*v1.GetPreferenceResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetPreference", req, s.c.rpc.GetPreference)
+	return client.Invoke(ctx, s.c.ns, s.id, PreferencesGetPreferenceMethod, req, s.c.rpc.GetPreference)
 }
 
 func (s *preferencesRemoteStub) GetAllPreferences(ctx context.Context, req *v1.GetAllPreferencesRequest) (*v1.GetAllPreferencesResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetAllPreferences", req, s.c.rpc.GetAllPreferences)
+	return client.Invoke(ctx, s.c.ns, s.id, PreferencesGetAllPreferencesMethod, req, s.c.rpc.GetAllPreferences)
 }
 
 func (s *preferencesRemoteStub) ClearPreferences(ctx context.Context, req *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "ClearPreferences", req, s.c.rpc.ClearPreferences)
+	return client.Invoke(ctx, s.c.ns, s.id, PreferencesClearPreferencesMethod, req, s.c.rpc.ClearPreferences)
 }
 
 func (s *preferencesRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,15 @@ const (
 	RateLimiterURLSegment = "rate-limiter"
 )
 
+// Names of the RateLimiter methods, as in the .proto service: the method
+// label of errors, metrics and traces.
+const (
+	// RateLimiterCheckMethod names RateLimiter.Check.
+	RateLimiterCheckMethod = "Check"
+	// RateLimiterResetMethod names RateLimiter.Reset.
+	RateLimiterResetMethod = "Reset"
+)
+
 // RateLimiterObject is the live handle passed to every method of
 // RateLimiter.
 type RateLimiterObject = durable.Object[*v1.RateLimiterState]
@@ -116,11 +125,11 @@ type rateLimiterLocalStub struct {
 func (s *rateLimiterLocalStub) ID() durable.ID { return s.id }
 
 func (s *rateLimiterLocalStub) Check(ctx context.Context, req *v1.CheckRequest) (*v1.CheckResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Check", req, s.impl.Check)
+	return server.Invoke(ctx, s.ns, s.id, RateLimiterCheckMethod, req, s.impl.Check)
 }
 
 func (s *rateLimiterLocalStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Reset", req, s.impl.Reset)
+	return server.Invoke(ctx, s.ns, s.id, RateLimiterResetMethod, req, s.impl.Reset)
 }
 
 func (s *rateLimiterLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -133,11 +142,11 @@ type rateLimiterHandler struct {
 }
 
 func (h *rateLimiterHandler) Check(ctx context.Context, req *connect.Request[v1.CheckRequest]) (*connect.Response[v1.CheckResponse], error) {
-	return server.Handle(ctx, h.ns, "Check", req, h.impl.Check)
+	return server.Handle(ctx, h.ns, RateLimiterCheckMethod, req, h.impl.Check)
 }
 
 func (h *rateLimiterHandler) Reset(ctx context.Context, req *connect.Request[v1.ResetRequest]) (*connect.Response[v1.ResetResponse], error) {
-	return server.Handle(ctx, h.ns, "Reset", req, h.impl.Reset)
+	return server.Handle(ctx, h.ns, RateLimiterResetMethod, req, h.impl.Reset)
 }
 
 // RateLimiterClient is a remote namespace of the RateLimiter class: its
@@ -188,11 +197,11 @@ type rateLimiterRemoteStub struct {
 func (s *rateLimiterRemoteStub) ID() durable.ID { return s.id }
 
 func (s *rateLimiterRemoteStub) Check(ctx context.Context, req *v1.CheckRequest) (*v1.CheckResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Check", req, s.c.rpc.Check)
+	return client.Invoke(ctx, s.c.ns, s.id, RateLimiterCheckMethod, req, s.c.rpc.Check)
 }
 
 func (s *rateLimiterRemoteStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Reset", req, s.c.rpc.Reset)
+	return client.Invoke(ctx, s.c.ns, s.id, RateLimiterResetMethod, req, s.c.rpc.Reset)
 }
 
 func (s *rateLimiterRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

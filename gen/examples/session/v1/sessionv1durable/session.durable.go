@@ -28,6 +28,19 @@ const (
 	SessionURLSegment = "session"
 )
 
+// Names of the Session methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// SessionTouchMethod names Session.Touch.
+	SessionTouchMethod = "Touch"
+	// SessionSetDataMethod names Session.SetData.
+	SessionSetDataMethod = "SetData"
+	// SessionGetDataMethod names Session.GetData.
+	SessionGetDataMethod = "GetData"
+	// SessionPeekMethod names Session.Peek.
+	SessionPeekMethod = "Peek"
+)
+
 // SessionObject is the live handle passed to every method of Session.
 type SessionObject = durable.Object[*v1.SessionState]
 
@@ -134,19 +147,19 @@ type sessionLocalStub struct {
 func (s *sessionLocalStub) ID() durable.ID { return s.id }
 
 func (s *sessionLocalStub) Touch(ctx context.Context, req *v1.TouchRequest) (*v1.TouchResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Touch", req, s.impl.Touch)
+	return server.Invoke(ctx, s.ns, s.id, SessionTouchMethod, req, s.impl.Touch)
 }
 
 func (s *sessionLocalStub) SetData(ctx context.Context, req *v1.SetDataRequest) (*v1.SetDataResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "SetData", req, s.impl.SetData)
+	return server.Invoke(ctx, s.ns, s.id, SessionSetDataMethod, req, s.impl.SetData)
 }
 
 func (s *sessionLocalStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetData", req, s.impl.GetData)
+	return server.Invoke(ctx, s.ns, s.id, SessionGetDataMethod, req, s.impl.GetData)
 }
 
 func (s *sessionLocalStub) Peek(ctx context.Context, req *v1.PeekRequest) (*v1.PeekResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Peek", req, s.impl.Peek)
+	return server.Invoke(ctx, s.ns, s.id, SessionPeekMethod, req, s.impl.Peek)
 }
 
 func (s *sessionLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -159,19 +172,19 @@ type sessionHandler struct {
 }
 
 func (h *sessionHandler) Touch(ctx context.Context, req *connect.Request[v1.TouchRequest]) (*connect.Response[v1.TouchResponse], error) {
-	return server.Handle(ctx, h.ns, "Touch", req, h.impl.Touch)
+	return server.Handle(ctx, h.ns, SessionTouchMethod, req, h.impl.Touch)
 }
 
 func (h *sessionHandler) SetData(ctx context.Context, req *connect.Request[v1.SetDataRequest]) (*connect.Response[v1.SetDataResponse], error) {
-	return server.Handle(ctx, h.ns, "SetData", req, h.impl.SetData)
+	return server.Handle(ctx, h.ns, SessionSetDataMethod, req, h.impl.SetData)
 }
 
 func (h *sessionHandler) GetData(ctx context.Context, req *connect.Request[v1.GetDataRequest]) (*connect.Response[v1.GetDataResponse], error) {
-	return server.Handle(ctx, h.ns, "GetData", req, h.impl.GetData)
+	return server.Handle(ctx, h.ns, SessionGetDataMethod, req, h.impl.GetData)
 }
 
 func (h *sessionHandler) Peek(ctx context.Context, req *connect.Request[v1.PeekRequest]) (*connect.Response[v1.PeekResponse], error) {
-	return server.Handle(ctx, h.ns, "Peek", req, h.impl.Peek)
+	return server.Handle(ctx, h.ns, SessionPeekMethod, req, h.impl.Peek)
 }
 
 // SessionClient is a remote namespace of the Session class: its stubs call
@@ -222,19 +235,19 @@ type sessionRemoteStub struct {
 func (s *sessionRemoteStub) ID() durable.ID { return s.id }
 
 func (s *sessionRemoteStub) Touch(ctx context.Context, req *v1.TouchRequest) (*v1.TouchResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Touch", req, s.c.rpc.Touch)
+	return client.Invoke(ctx, s.c.ns, s.id, SessionTouchMethod, req, s.c.rpc.Touch)
 }
 
 func (s *sessionRemoteStub) SetData(ctx context.Context, req *v1.SetDataRequest) (*v1.SetDataResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "SetData", req, s.c.rpc.SetData)
+	return client.Invoke(ctx, s.c.ns, s.id, SessionSetDataMethod, req, s.c.rpc.SetData)
 }
 
 func (s *sessionRemoteStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetData", req, s.c.rpc.GetData)
+	return client.Invoke(ctx, s.c.ns, s.id, SessionGetDataMethod, req, s.c.rpc.GetData)
 }
 
 func (s *sessionRemoteStub) Peek(ctx context.Context, req *v1.PeekRequest) (*v1.PeekResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Peek", req, s.c.rpc.Peek)
+	return client.Invoke(ctx, s.c.ns, s.id, SessionPeekMethod, req, s.c.rpc.Peek)
 }
 
 func (s *sessionRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,15 @@ const (
 	UserSessionURLSegment = "user-session"
 )
 
+// Names of the UserSession methods, as in the .proto service: the method
+// label of errors, metrics and traces.
+const (
+	// UserSessionSetUserMethod names UserSession.SetUser.
+	UserSessionSetUserMethod = "SetUser"
+	// UserSessionGetDataMethod names UserSession.GetData.
+	UserSessionGetDataMethod = "GetData"
+)
+
 // UserSessionObject is the live handle passed to every method of
 // UserSession.
 type UserSessionObject = durable.Object[*v1.UserSessionState]
@@ -117,11 +126,11 @@ type userSessionLocalStub struct {
 func (s *userSessionLocalStub) ID() durable.ID { return s.id }
 
 func (s *userSessionLocalStub) SetUser(ctx context.Context, req *v1.SetUserRequest) (*v1.SetUserResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "SetUser", req, s.impl.SetUser)
+	return server.Invoke(ctx, s.ns, s.id, UserSessionSetUserMethod, req, s.impl.SetUser)
 }
 
 func (s *userSessionLocalStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "GetData", req, s.impl.GetData)
+	return server.Invoke(ctx, s.ns, s.id, UserSessionGetDataMethod, req, s.impl.GetData)
 }
 
 func (s *userSessionLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -134,11 +143,11 @@ type userSessionHandler struct {
 }
 
 func (h *userSessionHandler) SetUser(ctx context.Context, req *connect.Request[v1.SetUserRequest]) (*connect.Response[v1.SetUserResponse], error) {
-	return server.Handle(ctx, h.ns, "SetUser", req, h.impl.SetUser)
+	return server.Handle(ctx, h.ns, UserSessionSetUserMethod, req, h.impl.SetUser)
 }
 
 func (h *userSessionHandler) GetData(ctx context.Context, req *connect.Request[v1.GetDataRequest]) (*connect.Response[v1.GetDataResponse], error) {
-	return server.Handle(ctx, h.ns, "GetData", req, h.impl.GetData)
+	return server.Handle(ctx, h.ns, UserSessionGetDataMethod, req, h.impl.GetData)
 }
 
 // UserSessionClient is a remote namespace of the UserSession class: its
@@ -189,11 +198,11 @@ type userSessionRemoteStub struct {
 func (s *userSessionRemoteStub) ID() durable.ID { return s.id }
 
 func (s *userSessionRemoteStub) SetUser(ctx context.Context, req *v1.SetUserRequest) (*v1.SetUserResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "SetUser", req, s.c.rpc.SetUser)
+	return client.Invoke(ctx, s.c.ns, s.id, UserSessionSetUserMethod, req, s.c.rpc.SetUser)
 }
 
 func (s *userSessionRemoteStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "GetData", req, s.c.rpc.GetData)
+	return client.Invoke(ctx, s.c.ns, s.id, UserSessionGetDataMethod, req, s.c.rpc.GetData)
 }
 
 func (s *userSessionRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,17 @@ const (
 	WalletURLSegment = "wallet"
 )
 
+// Names of the Wallet methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// WalletDepositMethod names Wallet.Deposit.
+	WalletDepositMethod = "Deposit"
+	// WalletBalanceMethod names Wallet.Balance.
+	WalletBalanceMethod = "Balance"
+	// WalletTransferMethod names Wallet.Transfer.
+	WalletTransferMethod = "Transfer"
+)
+
 // WalletObject is the live handle passed to every method of Wallet.
 type WalletObject = durable.Object[*v1.WalletState]
 
@@ -119,15 +130,15 @@ type walletLocalStub struct {
 func (s *walletLocalStub) ID() durable.ID { return s.id }
 
 func (s *walletLocalStub) Deposit(ctx context.Context, req *v1.DepositRequest) (*v1.DepositResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Deposit", req, s.impl.Deposit)
+	return server.Invoke(ctx, s.ns, s.id, WalletDepositMethod, req, s.impl.Deposit)
 }
 
 func (s *walletLocalStub) Balance(ctx context.Context, req *v1.BalanceRequest) (*v1.BalanceResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Balance", req, s.impl.Balance)
+	return server.Invoke(ctx, s.ns, s.id, WalletBalanceMethod, req, s.impl.Balance)
 }
 
 func (s *walletLocalStub) Transfer(ctx context.Context, req *v1.TransferRequest) (*v1.TransferResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Transfer", req, s.impl.Transfer)
+	return server.Invoke(ctx, s.ns, s.id, WalletTransferMethod, req, s.impl.Transfer)
 }
 
 func (s *walletLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -140,15 +151,15 @@ type walletHandler struct {
 }
 
 func (h *walletHandler) Deposit(ctx context.Context, req *connect.Request[v1.DepositRequest]) (*connect.Response[v1.DepositResponse], error) {
-	return server.Handle(ctx, h.ns, "Deposit", req, h.impl.Deposit)
+	return server.Handle(ctx, h.ns, WalletDepositMethod, req, h.impl.Deposit)
 }
 
 func (h *walletHandler) Balance(ctx context.Context, req *connect.Request[v1.BalanceRequest]) (*connect.Response[v1.BalanceResponse], error) {
-	return server.Handle(ctx, h.ns, "Balance", req, h.impl.Balance)
+	return server.Handle(ctx, h.ns, WalletBalanceMethod, req, h.impl.Balance)
 }
 
 func (h *walletHandler) Transfer(ctx context.Context, req *connect.Request[v1.TransferRequest]) (*connect.Response[v1.TransferResponse], error) {
-	return server.Handle(ctx, h.ns, "Transfer", req, h.impl.Transfer)
+	return server.Handle(ctx, h.ns, WalletTransferMethod, req, h.impl.Transfer)
 }
 
 // WalletClient is a remote namespace of the Wallet class: its stubs call
@@ -199,15 +210,15 @@ type walletRemoteStub struct {
 func (s *walletRemoteStub) ID() durable.ID { return s.id }
 
 func (s *walletRemoteStub) Deposit(ctx context.Context, req *v1.DepositRequest) (*v1.DepositResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Deposit", req, s.c.rpc.Deposit)
+	return client.Invoke(ctx, s.c.ns, s.id, WalletDepositMethod, req, s.c.rpc.Deposit)
 }
 
 func (s *walletRemoteStub) Balance(ctx context.Context, req *v1.BalanceRequest) (*v1.BalanceResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Balance", req, s.c.rpc.Balance)
+	return client.Invoke(ctx, s.c.ns, s.id, WalletBalanceMethod, req, s.c.rpc.Balance)
 }
 
 func (s *walletRemoteStub) Transfer(ctx context.Context, req *v1.TransferRequest) (*v1.TransferResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Transfer", req, s.c.rpc.Transfer)
+	return client.Invoke(ctx, s.c.ns, s.id, WalletTransferMethod, req, s.c.rpc.Transfer)
 }
 
 func (s *walletRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -28,6 +28,15 @@ const (
 	ChatRoomURLSegment = "chat-room"
 )
 
+// Names of the ChatRoom methods, as in the .proto service: the method label
+// of errors, metrics and traces.
+const (
+	// ChatRoomPostMethod names ChatRoom.Post.
+	ChatRoomPostMethod = "Post"
+	// ChatRoomHistoryMethod names ChatRoom.History.
+	ChatRoomHistoryMethod = "History"
+)
+
 // ChatRoomObject is the live handle passed to every method of ChatRoom.
 type ChatRoomObject = durable.Object[*v1.ChatRoomState]
 
@@ -112,11 +121,11 @@ type chatRoomLocalStub struct {
 func (s *chatRoomLocalStub) ID() durable.ID { return s.id }
 
 func (s *chatRoomLocalStub) Post(ctx context.Context, req *v1.PostRequest) (*v1.PostResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Post", req, s.impl.Post)
+	return server.Invoke(ctx, s.ns, s.id, ChatRoomPostMethod, req, s.impl.Post)
 }
 
 func (s *chatRoomLocalStub) History(ctx context.Context, req *v1.HistoryRequest) (*v1.HistoryResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "History", req, s.impl.History)
+	return server.Invoke(ctx, s.ns, s.id, ChatRoomHistoryMethod, req, s.impl.History)
 }
 
 func (s *chatRoomLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -129,11 +138,11 @@ type chatRoomHandler struct {
 }
 
 func (h *chatRoomHandler) Post(ctx context.Context, req *connect.Request[v1.PostRequest]) (*connect.Response[v1.PostResponse], error) {
-	return server.Handle(ctx, h.ns, "Post", req, h.impl.Post)
+	return server.Handle(ctx, h.ns, ChatRoomPostMethod, req, h.impl.Post)
 }
 
 func (h *chatRoomHandler) History(ctx context.Context, req *connect.Request[v1.HistoryRequest]) (*connect.Response[v1.HistoryResponse], error) {
-	return server.Handle(ctx, h.ns, "History", req, h.impl.History)
+	return server.Handle(ctx, h.ns, ChatRoomHistoryMethod, req, h.impl.History)
 }
 
 // ChatRoomClient is a remote namespace of the ChatRoom class: its stubs
@@ -184,11 +193,11 @@ type chatRoomRemoteStub struct {
 func (s *chatRoomRemoteStub) ID() durable.ID { return s.id }
 
 func (s *chatRoomRemoteStub) Post(ctx context.Context, req *v1.PostRequest) (*v1.PostResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Post", req, s.c.rpc.Post)
+	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomPostMethod, req, s.c.rpc.Post)
 }
 
 func (s *chatRoomRemoteStub) History(ctx context.Context, req *v1.HistoryRequest) (*v1.HistoryResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "History", req, s.c.rpc.History)
+	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomHistoryMethod, req, s.c.rpc.History)
 }
 
 func (s *chatRoomRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -203,6 +212,13 @@ const (
 	LobbyBinding = "LOBBY"
 	// LobbyURLSegment is the kebab-case segment of the class in URLs.
 	LobbyURLSegment = "lobby"
+)
+
+// Names of the Lobby methods, as in the .proto service: the method label of
+// errors, metrics and traces.
+const (
+	// LobbyListRoomsMethod names Lobby.ListRooms.
+	LobbyListRoomsMethod = "ListRooms"
 )
 
 // LobbyObject is the live handle passed to every method of Lobby.
@@ -276,7 +292,7 @@ type lobbyLocalStub struct {
 func (s *lobbyLocalStub) ID() durable.ID { return s.id }
 
 func (s *lobbyLocalStub) ListRooms(ctx context.Context, req *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "ListRooms", req, s.impl.ListRooms)
+	return server.Invoke(ctx, s.ns, s.id, LobbyListRoomsMethod, req, s.impl.ListRooms)
 }
 
 func (s *lobbyLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -289,7 +305,7 @@ type lobbyHandler struct {
 }
 
 func (h *lobbyHandler) ListRooms(ctx context.Context, req *connect.Request[v1.ListRoomsRequest]) (*connect.Response[v1.ListRoomsResponse], error) {
-	return server.Handle(ctx, h.ns, "ListRooms", req, h.impl.ListRooms)
+	return server.Handle(ctx, h.ns, LobbyListRoomsMethod, req, h.impl.ListRooms)
 }
 
 // LobbyClient is a remote namespace of the Lobby class: its stubs call
@@ -340,7 +356,7 @@ type lobbyRemoteStub struct {
 func (s *lobbyRemoteStub) ID() durable.ID { return s.id }
 
 func (s *lobbyRemoteStub) ListRooms(ctx context.Context, req *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "ListRooms", req, s.c.rpc.ListRooms)
+	return client.Invoke(ctx, s.c.ns, s.id, LobbyListRoomsMethod, req, s.c.rpc.ListRooms)
 }
 
 func (s *lobbyRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

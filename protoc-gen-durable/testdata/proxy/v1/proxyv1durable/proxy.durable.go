@@ -28,6 +28,13 @@ const (
 	HTTPProxyURLSegment = "http-proxy"
 )
 
+// Names of the HTTPProxy methods, as in the .proto service: the method
+// label of errors, metrics and traces.
+const (
+	// HTTPProxyForwardMethod names HTTPProxy.Forward.
+	HTTPProxyForwardMethod = "Forward"
+)
+
 // HTTPProxyObject is the live handle passed to every method of HTTPProxy.
 type HTTPProxyObject = durable.Object[*v1.Proxy_Cache]
 
@@ -100,7 +107,7 @@ type hTTPProxyLocalStub struct {
 func (s *hTTPProxyLocalStub) ID() durable.ID { return s.id }
 
 func (s *hTTPProxyLocalStub) Forward(ctx context.Context, req *v1.ForwardRequest) (*v1.ForwardResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Forward", req, s.impl.Forward)
+	return server.Invoke(ctx, s.ns, s.id, HTTPProxyForwardMethod, req, s.impl.Forward)
 }
 
 func (s *hTTPProxyLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -113,7 +120,7 @@ type hTTPProxyHandler struct {
 }
 
 func (h *hTTPProxyHandler) Forward(ctx context.Context, req *connect.Request[v1.ForwardRequest]) (*connect.Response[v1.ForwardResponse], error) {
-	return server.Handle(ctx, h.ns, "Forward", req, h.impl.Forward)
+	return server.Handle(ctx, h.ns, HTTPProxyForwardMethod, req, h.impl.Forward)
 }
 
 // HTTPProxyClient is a remote namespace of the HTTPProxy class: its stubs
@@ -164,7 +171,7 @@ type hTTPProxyRemoteStub struct {
 func (s *hTTPProxyRemoteStub) ID() durable.ID { return s.id }
 
 func (s *hTTPProxyRemoteStub) Forward(ctx context.Context, req *v1.ForwardRequest) (*v1.ForwardResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Forward", req, s.c.rpc.Forward)
+	return client.Invoke(ctx, s.c.ns, s.id, HTTPProxyForwardMethod, req, s.c.rpc.Forward)
 }
 
 func (s *hTTPProxyRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -29,6 +29,15 @@ const (
 	InventoryURLSegment = "inventory"
 )
 
+// Names of the Inventory methods, as in the .proto service: the method
+// label of errors, metrics and traces.
+const (
+	// InventoryReserveMethod names Inventory.Reserve.
+	InventoryReserveMethod = "Reserve"
+	// InventoryReleaseMethod names Inventory.Release.
+	InventoryReleaseMethod = "Release"
+)
+
 // InventoryObject is the live handle passed to every method of Inventory.
 type InventoryObject = durable.Object[*v1.Ledger]
 
@@ -103,11 +112,11 @@ type inventoryLocalStub struct {
 func (s *inventoryLocalStub) ID() durable.ID { return s.id }
 
 func (s *inventoryLocalStub) Reserve(ctx context.Context, req *v11.ReserveRequest) (*v11.ReserveResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Reserve", req, s.impl.Reserve)
+	return server.Invoke(ctx, s.ns, s.id, InventoryReserveMethod, req, s.impl.Reserve)
 }
 
 func (s *inventoryLocalStub) Release(ctx context.Context, req *v11.ReleaseRequest) (*v11.ReleaseResponse, error) {
-	return server.Invoke(ctx, s.ns, s.id, "Release", req, s.impl.Release)
+	return server.Invoke(ctx, s.ns, s.id, InventoryReleaseMethod, req, s.impl.Release)
 }
 
 func (s *inventoryLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
@@ -120,11 +129,11 @@ type inventoryHandler struct {
 }
 
 func (h *inventoryHandler) Reserve(ctx context.Context, req *connect.Request[v11.ReserveRequest]) (*connect.Response[v11.ReserveResponse], error) {
-	return server.Handle(ctx, h.ns, "Reserve", req, h.impl.Reserve)
+	return server.Handle(ctx, h.ns, InventoryReserveMethod, req, h.impl.Reserve)
 }
 
 func (h *inventoryHandler) Release(ctx context.Context, req *connect.Request[v11.ReleaseRequest]) (*connect.Response[v11.ReleaseResponse], error) {
-	return server.Handle(ctx, h.ns, "Release", req, h.impl.Release)
+	return server.Handle(ctx, h.ns, InventoryReleaseMethod, req, h.impl.Release)
 }
 
 // InventoryClient is a remote namespace of the Inventory class: its stubs
@@ -175,11 +184,11 @@ type inventoryRemoteStub struct {
 func (s *inventoryRemoteStub) ID() durable.ID { return s.id }
 
 func (s *inventoryRemoteStub) Reserve(ctx context.Context, req *v11.ReserveRequest) (*v11.ReserveResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Reserve", req, s.c.rpc.Reserve)
+	return client.Invoke(ctx, s.c.ns, s.id, InventoryReserveMethod, req, s.c.rpc.Reserve)
 }
 
 func (s *inventoryRemoteStub) Release(ctx context.Context, req *v11.ReleaseRequest) (*v11.ReleaseResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, "Release", req, s.c.rpc.Release)
+	return client.Invoke(ctx, s.c.ns, s.id, InventoryReleaseMethod, req, s.c.rpc.Release)
 }
 
 func (s *inventoryRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {

@@ -1,0 +1,91 @@
+package main
+
+// The in-process side of a class: its namespace and Register function, the
+// stub that calls through the mailbox, and the Connect handler.
+
+// localNamespace writes the in-process namespace and Register.
+func (cg *classGenerator) localNamespace() {
+	g, n := cg.g, cg.n
+	comment(g, n.Namespace, " is the in-process namespace of the ", n.Class,
+		" class: it mints IDs and returns stubs that call objects through their mailboxes, without HTTP or serialization.")
+	g.P("type ", n.Namespace, " struct {")
+	g.P("ns *", cg.namespace)
+	g.P("impl ", n.Interface)
+	g.P("}")
+	g.P()
+
+	comment(g, n.Register, " registers impl as the ", n.Class,
+		" class of srv and mounts its Connect, gRPC and gRPC-Web handlers.")
+	g.P("func ", n.Register, "(srv *", serverPackage.Ident("Server"), ", impl ", n.Interface,
+		", opts ...", serverPackage.Ident("ClassOption"), ") (*", n.Namespace, ", error) {")
+	g.P("ns, err := ", serverPackage.Ident("Register"), "[", cg.state, "](srv, ", serverPackage.Ident("Class"), "{")
+	g.P("Name: ", n.ClassName, ",")
+	g.P("Binding: ", n.Binding, ",")
+	g.P("Segment: ", n.URLSegment, ",")
+	g.P("Service: ", cg.connect.Ident(n.Class+"Name"), ",")
+	g.P("SQL: ", cg.c.sql, ",")
+	g.P("}, impl, opts...)")
+	g.P("if err != nil {")
+	g.P("return nil, err")
+	g.P("}")
+	g.P("srv.Mount(", cg.connect.Ident("New"+n.Base+"Handler"), "(&", n.handler,
+		"{ns: ns, impl: impl}, srv.HandlerOptions()...))")
+	g.P("return &", n.Namespace, "{ns: ns, impl: impl}, nil")
+	g.P("}")
+	g.P()
+
+	comment(g, "IDFromName returns the ID that name maps to, the same every time.")
+	g.P("func (n *", n.Namespace, ") IDFromName(name string) ", cg.id, " { return n.ns.IDFromName(name) }")
+	g.P()
+	comment(g, "IDFromString parses the canonical form of a ", n.Class, " ID.")
+	g.P("func (n *", n.Namespace, ") IDFromString(s string) (", cg.id, ", error) { return n.ns.IDFromString(s) }")
+	g.P()
+	comment(g, "NewUniqueID returns a fresh random ID.")
+	g.P("func (n *", n.Namespace, ") NewUniqueID() ", cg.id, " { return n.ns.NewUniqueID() }")
+	g.P()
+	comment(g, "Get returns an in-process stub for the object with the given ID.")
+	g.P("func (n *", n.Namespace, ") Get(id ", cg.id, ") ", n.Stub, " {")
+	g.P("return &", n.localStub, "{ns: n.ns, impl: n.impl, id: id}")
+	g.P("}")
+	g.P()
+}
+
+// localStub writes the in-process stub: each method is a call through the
+// object's mailbox to the implementation's method.
+func (cg *classGenerator) localStub() {
+	g, n := cg.g, cg.n
+	g.P("type ", n.localStub, " struct {")
+	g.P("ns *", cg.namespace)
+	g.P("impl ", n.Interface)
+	g.P("id ", cg.id)
+	g.P("}")
+	g.P()
+	g.P("func (s *", n.localStub, ") ID() ", cg.id, " { return s.id }")
+	g.P()
+	for _, m := range cg.c.service.Methods {
+		cg.stubMethod(n.localStub, m, serverPackage.Ident("Invoke"), "(ctx, s.ns, s.id, ", n.method(m), ", req, s.impl.", m.GoName, ")")
+	}
+	g.P("func (s *", n.localStub, ") Fetch(ctx ", cg.ctx, ", req *", cg.request, ") (*", cg.response, ", error) {")
+	g.P("return ", serverPackage.Ident("Fetch"), "(ctx, s.ns, s.id, req)")
+	g.P("}")
+	g.P()
+}
+
+// handler writes the Connect handler: each method reads the object's
+// address from the request headers and calls through its mailbox.
+func (cg *classGenerator) handler() {
+	g, n := cg.g, cg.n
+	g.P("type ", n.handler, " struct {")
+	g.P("ns *", cg.namespace)
+	g.P("impl ", n.Interface)
+	g.P("}")
+	g.P()
+	for _, m := range cg.c.service.Methods {
+		g.P("func (h *", n.handler, ") ", m.GoName, "(ctx ", cg.ctx,
+			", req *", connectPackage.Ident("Request"), "[", m.Input.GoIdent, "]) (*",
+			connectPackage.Ident("Response"), "[", m.Output.GoIdent, "], error) {")
+		g.P("return ", serverPackage.Ident("Handle"), "(ctx, h.ns, ", n.method(m), ", req, h.impl.", m.GoName, ")")
+		g.P("}")
+		g.P()
+	}
+}
