@@ -9,6 +9,8 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/pluginpb"
+
+	"github.com/durablego/durable"
 )
 
 // TestCompileGen type-checks and vets the committed generated code, the
@@ -23,7 +25,10 @@ func TestCompileGen(t *testing.T) {
 
 // TestCompileGolden compiles the output of the golden cases other than the
 // counter with the code protoc-gen-go and protoc-gen-connect-go generate for
-// them, in a module of their own that a workspace joins to this one.
+// them, in a module of their own that a workspace joins to this one: once
+// with protoc-gen-connect-go's defaults, once with each of its options that
+// change what it generates (simple, package_suffix), passed to both
+// plugins as one opt list would.
 func TestCompileGolden(t *testing.T) {
 	if testing.Short() {
 		t.Skip("runs the go tool")
@@ -37,15 +42,26 @@ func TestCompileGolden(t *testing.T) {
 	goTool(t, root, "", "build", "-o", bin+string(filepath.Separator),
 		"google.golang.org/protobuf/cmd/protoc-gen-go",
 		"connectrpc.com/connect/cmd/protoc-gen-connect-go")
+	for _, connectParams := range []string{"", ",simple", ",package_suffix=rpc", ",package_suffix="} {
+		t.Run("connect"+connectParams, func(t *testing.T) {
+			t.Parallel()
+			compileGolden(t, root, bin, "paths=source_relative", "paths=source_relative"+connectParams)
+		})
+	}
+}
 
+// compileGolden generates the golden cases, protoc-gen-go's code with
+// goParam, protoc-gen-connect-go's and ours with connectParam, and vets the
+// result against the module at root.
+func compileGolden(t *testing.T, root, bin, goParam, connectParam string) {
 	out := t.TempDir()
 	for _, tc := range goldenCases(t) {
 		if tc.name == "counter" {
 			continue // its Go packages live in this module; see TestCompileGen
 		}
-		req := request(t, "paths=source_relative", tc.files...)
+		req := request(t, connectParam, tc.files...)
 		writeResponses(t, tc.name, out,
-			runBinary(t, filepath.Join(bin, "protoc-gen-go"), req),
+			runBinary(t, filepath.Join(bin, "protoc-gen-go"), request(t, goParam, tc.files...)),
 			runBinary(t, filepath.Join(bin, "protoc-gen-connect-go"), req),
 			run(t, req))
 	}
@@ -114,5 +130,20 @@ func goTool(t *testing.T, dir, env string, args ...string) {
 	}
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("go %v in %s: %v\n%s", args, dir, err, out)
+	}
+}
+
+// TestVersion: the plugin answers --version with the runtime's version, as
+// protoc-gen-go and protoc-gen-connect-go do.
+func TestVersion(t *testing.T) {
+	if testing.Short() {
+		t.Skip("runs the go tool")
+	}
+	t.Parallel()
+	bin := filepath.Join(t.TempDir(), "protoc-gen-durable")
+	goTool(t, ".", "", "build", "-o", bin, ".")
+	out, err := exec.Command(bin, "--version").Output()
+	if want := "protoc-gen-durable " + durable.Version + "\n"; err != nil || string(out) != want {
+		t.Fatalf("--version: %q, %v; want %q", out, err, want)
 	}
 }

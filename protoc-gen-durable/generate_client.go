@@ -11,7 +11,14 @@ func (cg *classGenerator) remoteNamespace() {
 		" with the object's ID or name in request metadata.")
 	g.P("type ", n.Client, " struct {")
 	g.P("ns *", clientPackage.Ident("Namespace"))
-	g.P("rpc ", cg.connect.Ident(n.Base+"Client"))
+	g.P("rpc ", n.rpcs)
+	g.P("}")
+	g.P()
+	comment(g, n.rpcs, " holds the Connect client of each method of ", n.Class, ".")
+	g.P("type ", n.rpcs, " struct {")
+	for _, m := range cg.c.service.Methods {
+		g.P(m.GoName, " *", connectPackage.Ident("Client"), "[", m.Input.GoIdent, ", ", m.Output.GoIdent, "]")
+	}
 	g.P("}")
 	g.P()
 	comment(g, n.NewClient, " returns a remote namespace of the ", n.Class,
@@ -19,8 +26,11 @@ func (cg *classGenerator) remoteNamespace() {
 	g.P("func ", n.NewClient, "(httpClient ", connectPackage.Ident("HTTPClient"), ", baseURL string, opts ...",
 		clientPackage.Ident("Option"), ") *", n.Client, " {")
 	g.P("ns := ", clientPackage.Ident("NewNamespace"), "(", n.ClassName, ", httpClient, baseURL, opts...)")
-	g.P("return &", n.Client, "{ns: ns, rpc: ", cg.connect.Ident("New"+n.Base+"Client"),
-		"(httpClient, baseURL, ns.ConnectOptions()...)}")
+	g.P("return &", n.Client, "{ns: ns, rpc: ", n.rpcs, "{")
+	for _, m := range cg.c.service.Methods {
+		g.P(m.GoName, ": ", clientPackage.Ident("NewMethod"), "[", m.Input.GoIdent, ", ", m.Output.GoIdent, "](ns, ", cg.schema(m), "),")
+	}
+	g.P("}}")
 	g.P("}")
 	g.P()
 	comment(g, "IDFromName returns an ID that addresses the object by name; the server",
@@ -60,7 +70,7 @@ func (cg *classGenerator) remoteStub() {
 	g.P("func (s *", n.remoteStub, ") ID() ", cg.id, " { return s.id }")
 	g.P()
 	for _, m := range cg.c.service.Methods {
-		cg.stubMethod(n.remoteStub, m, clientPackage.Ident("Invoke"), "(ctx, s.c.ns, s.id, ", n.method(m), ", req, s.c.rpc.", m.GoName, ")")
+		cg.stubMethod(n.remoteStub, m, clientPackage.Ident("Invoke"), "(ctx, s.c.ns, s.id, ", n.method(m), ", req, s.c.rpc.", m.GoName, ".CallUnary)")
 	}
 	g.P("func (s *", n.remoteStub, ") Fetch(ctx ", cg.ctx, ", req *", cg.request, ") (*", cg.response, ", error) {")
 	g.P("return ", clientPackage.Ident("Fetch"), "(ctx, s.c.ns, s.id, ", n.URLSegment, ", req)")

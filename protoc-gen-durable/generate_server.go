@@ -1,7 +1,9 @@
 package main
 
-// The in-process side of a class: its namespace and Register function, the
-// stub that calls through the mailbox, and the Connect handler.
+import "strconv"
+
+// The in-process side of a class: its namespace, the Register function that
+// mounts its Connect handlers, and the stub that calls through the mailbox.
 
 // localNamespace writes the in-process namespace and Register.
 func (cg *classGenerator) localNamespace() {
@@ -22,14 +24,15 @@ func (cg *classGenerator) localNamespace() {
 	g.P("Name: ", n.ClassName, ",")
 	g.P("Binding: ", n.Binding, ",")
 	g.P("Segment: ", n.URLSegment, ",")
-	g.P("Service: ", cg.connect.Ident(n.Class+"Name"), ",")
+	g.P("Service: ", strconv.Quote(string(cg.c.service.Desc.FullName())), ",")
 	g.P("SQL: ", cg.c.sql, ",")
 	g.P("}, impl, opts...)")
 	g.P("if err != nil {")
 	g.P("return nil, err")
 	g.P("}")
-	g.P("srv.Mount(", cg.connect.Ident("New"+n.Base+"Handler"), "(&", n.handler,
-		"{ns: ns, impl: impl}, srv.HandlerOptions()...))")
+	for _, m := range cg.c.service.Methods {
+		g.P(serverPackage.Ident("HandleMethod"), "(ns, ", cg.schema(m), ", impl.", m.GoName, ")")
+	}
 	g.P("return &", n.Namespace, "{ns: ns, impl: impl}, nil")
 	g.P("}")
 	g.P()
@@ -69,23 +72,4 @@ func (cg *classGenerator) localStub() {
 	g.P("return ", serverPackage.Ident("Fetch"), "(ctx, s.ns, s.id, req)")
 	g.P("}")
 	g.P()
-}
-
-// handler writes the Connect handler: each method reads the object's
-// address from the request headers and calls through its mailbox.
-func (cg *classGenerator) handler() {
-	g, n := cg.g, cg.n
-	g.P("type ", n.handler, " struct {")
-	g.P("ns *", cg.namespace)
-	g.P("impl ", n.Interface)
-	g.P("}")
-	g.P()
-	for _, m := range cg.c.service.Methods {
-		g.P("func (h *", n.handler, ") ", m.GoName, "(ctx ", cg.ctx,
-			", req *", connectPackage.Ident("Request"), "[", m.Input.GoIdent, "]) (*",
-			connectPackage.Ident("Response"), "[", m.Output.GoIdent, "], error) {")
-		g.P("return ", serverPackage.Ident("Handle"), "(ctx, h.ns, ", n.method(m), ", req, h.impl.", m.GoName, ")")
-		g.P("}")
-		g.P()
-	}
 }

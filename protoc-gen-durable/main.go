@@ -7,8 +7,11 @@
 //	  rpc Post(PostRequest) returns (PostResponse);
 //	}
 //
-// It runs beside protoc-gen-go and protoc-gen-connect-go, whose output the
-// glue uses. With buf, your buf.gen.yaml will look like this:
+// It runs beside protoc-gen-go, whose output the glue uses, and usually
+// protoc-gen-connect-go, whose output it does not need: the glue builds its
+// Connect handlers and clients from the methods' descriptors, so
+// protoc-gen-connect-go may run with any of its options (simple,
+// package_suffix). With buf, your buf.gen.yaml will look like this:
 //
 //	version: v2
 //	plugins:
@@ -25,9 +28,10 @@
 //
 //	gen/path/to/foov1durable/file.durable.go
 //
-// and imports package foov1connect, which protoc-gen-connect-go writes with
-// its default package_suffix. Files without such a service produce no
-// output, and services without the option are ignored.
+// Files without such a service produce no output. Services without the
+// option are ignored; in a file that imports durable/v1/durable.proto, where
+// a forgotten option is the likely cause, the plugin says so on its
+// standard error (buf shows it) and goes on.
 //
 // # Generated code
 //
@@ -82,6 +86,15 @@
 //   - import_extension=none (the default), js or ts: with lang=ts, the
 //     extension of the relative imports of protoc-gen-es output, as
 //     protoc-gen-es's own parameter of that name; set both the same.
+//   - simple and package_suffix, protoc-gen-connect-go's parameters, are
+//     accepted (and checked) so that one opt list can serve both plugins;
+//     they change nothing here.
+//
+// protoc-gen-durable --version prints the version of the plugin, which is
+// the version of the runtime it generates code for (durable.Version). The
+// generated code refers to a constant of package durable that only a
+// runtime new enough declares (durable.IsAtLeastVersion0_1_0), so a
+// mismatch fails at compile time with a message that names it.
 //
 // # TypeScript
 //
@@ -118,6 +131,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"go/token"
 	"io"
 	"os"
 	"path/filepath"
@@ -127,21 +141,29 @@ import (
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/descriptorpb"
 	"google.golang.org/protobuf/types/pluginpb"
+
+	"github.com/durablego/durable"
+	durablev1 "github.com/durablego/durable/gen/durable/v1"
 )
 
 func main() {
+	if len(os.Args) == 2 && os.Args[1] == "--version" {
+		fmt.Printf("%s %s\n", filepath.Base(os.Args[0]), durable.Version)
+		return
+	}
 	if len(os.Args) > 1 {
 		fmt.Fprintf(os.Stderr, "%s: unknown argument %q (this program is run by protoc or buf, not directly)\n", filepath.Base(os.Args[0]), os.Args[1])
 		os.Exit(1)
 	}
-	if err := serve(os.Stdin, os.Stdout); err != nil {
+	if err := serve(os.Stdin, os.Stdout, os.Stderr); err != nil {
 		fmt.Fprintf(os.Stderr, "%s: %v\n", filepath.Base(os.Args[0]), err)
 		os.Exit(1)
 	}
 }
 
-// serve reads a code generator request from r and writes the response to w.
-func serve(r io.Reader, w io.Writer) error {
+// serve reads a code generator request from r and writes the response to w,
+// and its notes for the user to notes.
+func serve(r io.Reader, w, notes io.Writer) error {
 	in, err := io.ReadAll(r)
 	if err != nil {
 		return err
@@ -150,7 +172,7 @@ func serve(r io.Reader, w io.Writer) error {
 	if err := proto.Unmarshal(in, req); err != nil {
 		return err
 	}
-	out, err := proto.Marshal(respond(req))
+	out, err := proto.Marshal(respond(req, notes))
 	if err != nil {
 		return err
 	}
@@ -159,13 +181,14 @@ func serve(r io.Reader, w io.Writer) error {
 }
 
 // respond runs the plugin on req. Errors in the request, its parameters or
-// its classes are reported in the response, as protoc expects.
-func respond(req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
+// its classes are reported in the response, as protoc expects; notes, which
+// do not stop generation, go to notes.
+func respond(req *pluginpb.CodeGeneratorRequest, notes io.Writer) *pluginpb.CodeGeneratorResponse {
 	plugin, opts, err := newPlugin(req)
 	if err != nil {
 		return &pluginpb.CodeGeneratorResponse{Error: proto.String(err.Error())}
 	}
-	if err := generate(plugin, opts); err != nil {
+	if err := generate(plugin, opts, notes); err != nil {
 		plugin.Error(err)
 	}
 	return plugin.Response()
@@ -196,8 +219,20 @@ func (o *options) set(name, value string) error {
 		default:
 			return fmt.Errorf("import_extension=%s: want none, js or ts", value)
 		}
+	case "simple":
+		// protoc-gen-connect-go's: the glue does not use that plugin's
+		// code, so whatever it generates works. Accepted so that one opt
+		// list can serve both plugins.
+		if value != "" && value != "true" && value != "false" {
+			return fmt.Errorf("simple=%s: want simple, simple=true or simple=false", value)
+		}
+	case "package_suffix":
+		// protoc-gen-connect-go's, accepted for the same reason.
+		if value != "" && !token.IsIdentifier(value) {
+			return fmt.Errorf("package_suffix %q is not a valid Go identifier", value)
+		}
 	default:
-		return fmt.Errorf("unknown parameter %q: protoc-gen-durable takes lang, import_extension and protogen's own", name)
+		return fmt.Errorf("unknown parameter %q: protoc-gen-durable takes lang, import_extension, simple, package_suffix and protogen's own", name)
 	}
 	return nil
 }
@@ -239,8 +274,9 @@ func isTS(param string) bool {
 
 // generate writes the glue of every file to generate that has classes, in
 // the language opts ask for, or returns the errors of all the files that have
-// invalid ones.
-func generate(plugin *protogen.Plugin, opts *options) error {
+// invalid ones. It tells notes of the services that look like classes whose
+// option was forgotten.
+func generate(plugin *protogen.Plugin, opts *options, notes io.Writer) error {
 	plugin.SupportedFeatures = uint64(pluginpb.CodeGeneratorResponse_FEATURE_PROTO3_OPTIONAL) |
 		uint64(pluginpb.CodeGeneratorResponse_FEATURE_SUPPORTS_EDITIONS)
 	plugin.SupportedEditionsMinimum = descriptorpb.Edition_EDITION_PROTO2
@@ -250,6 +286,7 @@ func generate(plugin *protogen.Plugin, opts *options) error {
 		if !file.Generate {
 			continue
 		}
+		forgotten(notes, file)
 		classes, err := fileClasses(plugin, file)
 		if err != nil {
 			errs = append(errs, err)
@@ -265,4 +302,31 @@ func generate(plugin *protogen.Plugin, opts *options) error {
 		}
 	}
 	return errors.Join(errs...)
+}
+
+// durableProto is the file that declares the (durable.v1.object) option.
+const durableProto = "durable/v1/durable.proto"
+
+// forgotten writes a note to notes for each service of file without the
+// (durable.v1.object) option when file imports the option's file: there a
+// service without it is more likely a class whose option was forgotten than
+// a plain Connect service, and generating nothing would say nothing.
+func forgotten(notes io.Writer, file *protogen.File) {
+	imports := file.Desc.Imports()
+	if imports.Len() == 0 {
+		return
+	}
+	found := false
+	for i := range imports.Len() {
+		found = found || imports.Get(i).Path() == durableProto
+	}
+	if !found {
+		return
+	}
+	for _, service := range file.Services {
+		if !proto.HasExtension(service.Desc.Options(), durablev1.E_Object) {
+			fmt.Fprintf(notes, "protoc-gen-durable: %s: service %s has no (durable.v1.object) option, so it is not an object class and gets no Durable glue; add `option (durable.v1.object) = {state: \"...\"};` if it should be one\n",
+				file.Desc.Path(), service.Desc.FullName())
+		}
+	}
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"flag"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strings"
@@ -120,6 +121,44 @@ func TestNoClasses(t *testing.T) {
 	resp := run(t, request(t, "paths=source_relative", f))
 	if resp.Error != nil || len(resp.File) != 0 {
 		t.Errorf("got error %q and %d files, want neither", resp.GetError(), len(resp.File))
+	}
+}
+
+// TestGoldenWithConnectOptions: the options of protoc-gen-connect-go, given
+// to this plugin too as one opt list would, are accepted and change nothing
+// (TestCompileGolden compiles the result with that plugin's output).
+func TestGoldenWithConnectOptions(t *testing.T) {
+	t.Parallel()
+	for _, param := range []string{"paths=source_relative,simple", "paths=source_relative,simple=true,package_suffix=rpc"} {
+		checkGolden(t, param, goldenCases(t)[1:2], map[string][]string{"chat": {"chat/v1/chatv1durable/chat.durable.go"}})
+	}
+	for _, param := range []string{"simple=maybe", "package_suffix=not-an-identifier"} {
+		if resp := run(t, request(t, param, goldenCases(t)[1].files...)); resp.Error == nil {
+			t.Errorf("%s: accepted", param)
+		}
+	}
+}
+
+// TestForgottenOption: a service without the option in a file that imports
+// durable/v1/durable.proto gets a note naming it; one in a file that does
+// not is a plain Connect service and gets none.
+func TestForgottenOption(t *testing.T) {
+	t.Parallel()
+	f := newFile("plain/v1/plain.proto", "test.plain.v1", "example.com/durabletest/gen/plain/v1;plainv1")
+	addService(f, "Plain", nil, "Do")
+	var notes strings.Builder
+	resp := respond(request(t, "paths=source_relative", f), &notes)
+	if resp.Error != nil || len(resp.File) != 0 {
+		t.Fatalf("got error %q and %d files, want neither", resp.GetError(), len(resp.File))
+	}
+	if got := notes.String(); !strings.Contains(got, "plain/v1/plain.proto: service test.plain.v1.Plain has no (durable.v1.object) option") {
+		t.Errorf("notes = %q, want one naming the file and the service", got)
+	}
+
+	f.Dependency = nil
+	notes.Reset()
+	if resp := respond(request(t, "paths=source_relative", f), &notes); resp.Error != nil || notes.Len() != 0 {
+		t.Errorf("a file without the durable import: error %q, notes %q; want neither", resp.GetError(), notes.String())
 	}
 }
 
@@ -452,7 +491,7 @@ func request(t *testing.T, param string, files ...*descriptorpb.FileDescriptorPr
 // run runs the plugin on req as main does.
 func run(t *testing.T, req *pluginpb.CodeGeneratorRequest) *pluginpb.CodeGeneratorResponse {
 	t.Helper()
-	return respond(req)
+	return respond(req, io.Discard)
 }
 
 // firstDiff describes the first line where got differs from want, or
