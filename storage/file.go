@@ -78,6 +78,10 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, synchronous(cfg.durability), pages)+fileSchema); err != nil {
 		return nil, err
 	}
+	if err := repairSchema(c); err != nil {
+		c.Close()
+		return nil, err
+	}
 	f := &fileStore{conn: c, path: path, maxSize: cfg.maxSize, hints: cfg.hints, trusted: true}
 	stmts := map[**sqlite3.Stmt]string{
 		&f.begin:        `BEGIN IMMEDIATE`,
@@ -123,6 +127,8 @@ type fileStore struct {
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
 	denied  string                   // why the authorizer refused the last statement
+	ddl     bool                     // the statement being prepared changes the schema
+	ddlStmt *sqlite3.Stmt            // the last statement run under the schema check
 	hints   *alarmHints              // the node index of due alarms, if any
 	cache   map[string]*sqlite3.Stmt // the object's single-statement queries
 
