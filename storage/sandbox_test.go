@@ -57,6 +57,8 @@ func TestSQLSandboxRefusesSchemaThatReachesDurablesTables(t *testing.T) {
 		// into the object's tables and fire their triggers.
 		`CREATE TABLE c (k TEXT REFERENCES _durable_kv (key) ON DELETE CASCADE)`,
 		`ALTER TABLE u ADD COLUMN k TEXT REFERENCES _durable_kv (key)`,
+		// Copying Durable's tables.
+		`CREATE TABLE copy AS SELECT * FROM _durable_state`,
 		// Creating, dropping or naming Durable's tables.
 		`CREATE TABLE _durable_mine (x)`,
 		`CREATE VIEW _durable_v AS SELECT 1`,

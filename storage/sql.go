@@ -144,6 +144,7 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 // sqlError makes the errors of an object's SQL clear: which rule a refused
 // statement broke, and the size cap for a full database.
 func (f *fileStore) sqlError(err error) error {
+	f.ddl = false // of a statement that failed to prepare, never run
 	switch {
 	case f.denied != "":
 		return fmt.Errorf("%w: %s", ErrSQLForbidden, f.denied)
