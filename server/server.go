@@ -116,6 +116,19 @@ type namespace interface {
 
 // New opens the server's storage in its data directory and returns a
 // server with no classes.
+//
+// The server owns the directory until Shutdown: New first takes an
+// exclusive OS lock on the file LOCK in it, and fails at once with an
+// error matching ErrDataDirLocked, naming the directory and the holder,
+// when another server (in any process) has it. The lock is the OS's, so
+// it goes with the process however that ends, kill -9 included. It needs
+// a file system with working flock locks: a local disk, not NFS.
+//
+// The node database records a fingerprint of the ID secret (never the
+// secret). New fails with ErrSecretMismatch, before it creates anything,
+// if the secret (the file "secret" in the directory, or WithSecret) is not
+// the one the data was written with, or if that file is missing from a
+// directory that holds data.
 func New(opts ...Option) (*Server, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
