@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/ncruces/go-sqlite3"
@@ -88,24 +89,50 @@ SELECT 'foreign key of table', s.name, 'refers to ' || k."table" || ', which bel
   FROM sqlite_schema AS s, pragma_foreign_key_list(s.name) AS k
  WHERE s.type = 'table' AND k."table" LIKE '\_durable\_%' ESCAPE '\'
 UNION ALL
-SELECT 'TEMP ' || type, name, 'TEMP objects are not allowed' FROM sqlite_temp_schema
-LIMIT 1`
+SELECT 'TEMP ' || type, name, 'TEMP objects are not allowed' FROM sqlite_temp_schema`
 
-// schemaViolation returns why the current schema is not one an object's
-// SQL may leave, or "" if it is.
-func (f *fileStore) schemaViolation() (string, error) {
+// schemaViolations returns why the current schema is not one an object's
+// SQL may leave: one sentence per object, none if it is.
+func (f *fileStore) schemaViolations() (map[string]bool, error) {
 	stmt, _, err := f.conn.Prepare(schemaViolationSQL)
 	if err != nil {
-		return "", fmt.Errorf("storage: check the schema: %w", err)
+		return nil, fmt.Errorf("storage: check the schema: %w", err)
 	}
 	defer stmt.Close()
-	if stmt.Step() {
-		return fmt.Sprintf("%s %s %s", stmt.ColumnText(0), stmt.ColumnText(1), stmt.ColumnText(2)), nil
+	found := make(map[string]bool)
+	for stmt.Step() {
+		found[fmt.Sprintf("%s %s %s", stmt.ColumnText(0), stmt.ColumnText(1), stmt.ColumnText(2))] = true
 	}
 	if err := stmt.Err(); err != nil {
-		return "", fmt.Errorf("storage: check the schema: %w", err)
+		return nil, fmt.Errorf("storage: check the schema: %w", err)
 	}
-	return "", nil
+	return found, nil
+}
+
+// schemaViolation returns why the statement that just ran left the schema
+// in a state an object's SQL may not, or "". What a database written
+// before the check already held (a view on a _durable_* table, a table
+// renamed into the namespace: harmless once the triggers and indexes on
+// Durable's tables are gone, see repairSchema) is tolerated, so that such
+// an object can still change its own schema; it is read before the
+// object's first schema change.
+func (f *fileStore) schemaViolation(before map[string]bool) (string, error) {
+	after, err := f.schemaViolations()
+	if err != nil {
+		return "", err
+	}
+	var why []string
+	for v := range after {
+		if !before[v] {
+			why = append(why, v)
+		}
+	}
+	if len(why) == 0 {
+		f.tolerated = after // what was dropped is no longer tolerated
+		return "", nil
+	}
+	slices.Sort(why)
+	return strings.Join(why, "; "), nil
 }
 
 // runChecked runs a statement that changes the schema in a savepoint of
@@ -114,6 +141,16 @@ func (f *fileStore) schemaViolation() (string, error) {
 func (f *fileStore) runChecked(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) error {
 	f.ddl = false
 	f.ddlStmt = stmt // never cached: each run is checked again
+	f.trusted = true
+	if f.tolerated == nil {
+		tolerated, err := f.schemaViolations()
+		if err != nil {
+			f.trusted = false
+			return err
+		}
+		f.tolerated = tolerated
+	}
+	f.trusted = false
 	trusted := func(sql string) error {
 		f.trusted = true
 		defer func() { f.trusted = false }()
@@ -126,7 +163,7 @@ func (f *fileStore) runChecked(stmt *sqlite3.Stmt, cur *Cursor, last bool, args 
 	if err == nil {
 		f.trusted = true
 		var why string
-		why, err = f.schemaViolation()
+		why, err = f.schemaViolation(f.tolerated)
 		f.trusted = false
 		if err == nil && why != "" {
 			f.denied = why

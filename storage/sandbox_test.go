@@ -250,3 +250,59 @@ func schemaNames(t testing.TB, st *storage.Store) []string {
 	}
 	return names
 }
+
+// TestSQLSandboxToleratesWhatAnOlderFileHeld: objects an older version let
+// the object's SQL create, which the sandbox now refuses but which cannot
+// run with Durable's privileges (a view on a _durable_* table, a table
+// renamed into the namespace), do not keep the object from changing its
+// own schema; new ones are still refused, and the old view still cannot be
+// read.
+func TestSQLSandboxToleratesWhatAnOlderFileHeld(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "object.db")
+	ctx := context.Background()
+	st := reopenFile(t, path)
+	call(t, st, func(*storage.KV) error { exec(t, st, sandboxSetup); return nil })
+	if err := commit(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	c, err := sqlite3.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(`CREATE VIEW old_view AS SELECT * FROM _durable_kv; ALTER TABLE u RENAME TO _durable_old`); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	st = reopenFile(t, path)
+	call(t, st, func(kv *storage.KV) error {
+		exec(t, st, `CREATE TABLE more (a); CREATE INDEX more_a ON more (a)`)
+		for _, q := range []string{
+			`CREATE VIEW new_view AS SELECT * FROM _durable_kv`,
+			`ALTER TABLE more RENAME TO _durable_more`,
+			`SELECT * FROM old_view`,
+		} {
+			if _, err := st.SQL.Exec(ctx, q); !errors.Is(err, storage.ErrSQLForbidden) {
+				t.Errorf("Exec(%q) = %v, want ErrSQLForbidden", q, err)
+			}
+		}
+		exec(t, st, `DROP VIEW old_view`)
+		exec(t, st, `CREATE TABLE more2 (a)`)
+		return kv.Put(ctx, "k", []byte("v"))
+	})
+	if err := commit(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	st = reopenFile(t, path)
+	call(t, st, func(kv *storage.KV) error {
+		if _, ok, err := kv.Get(ctx, "k"); !ok || err != nil {
+			t.Errorf("Get after reopening: %v, %v", ok, err)
+		}
+		if got := schemaNames(t, st); !slices.Equal(got, []string{"more", "more2", "more_a", "t", "t_log"}) {
+			t.Errorf("schema: %v", got)
+		}
+		return nil
+	})
+}
