@@ -126,14 +126,17 @@ type fileStore struct {
 	// trusted is false only while the object's own SQL is prepared and run,
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
-	denied  string        // why the authorizer refused the last statement
-	ddl     bool          // the statement being prepared changes the schema
-	ddlStmt *sqlite3.Stmt // the last statement run under the schema check
-	// tolerated is what the schema check found in the database before
-	// the object's first schema change of this activation; nil until then.
+	denied  string                   // why the authorizer refused the last statement
+	hints   *alarmHints              // the node index of due alarms, if any
+	cache   map[string]*sqlite3.Stmt // the object's single-statement queries
+
+	// The schema check of the object's SQL (see sandbox.go): whether the
+	// statement being prepared changes the schema, the last statement run
+	// under the check, and what the check found before the object's first
+	// schema change of this activation (nil until then).
+	ddl       bool
+	ddlStmt   *sqlite3.Stmt
 	tolerated map[string]bool
-	hints     *alarmHints              // the node index of due alarms, if any
-	cache     map[string]*sqlite3.Stmt // the object's single-statement queries
 
 	begin, commitStmt, rollback, savepoint, release, rollbackTo *sqlite3.Stmt
 	loadStmt, saveState, kvGet, kvPut, kvDelete, kvWipe         *sqlite3.Stmt
