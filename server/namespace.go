@@ -68,7 +68,11 @@ type Namespace[S proto.Message] struct {
 
 // Register adds a class to srv with impl as its implementation, which
 // generated code has already checked to implement the class's methods. It
-// fails if the class name is taken or invalid, or after Handler was called.
+// fails if the class name is taken or invalid, after Handler was called,
+// or, with an error matching ErrHookSignature that names the method and
+// the expected signature, if impl has a method named like a hook (Init,
+// Alarm, Fetch, WebSocketMessage, WebSocketClose, WebSocketError) that is
+// not the hook.
 func Register[S proto.Message](srv *Server, class Class, impl any, opts ...ClassOption) (*Namespace[S], error) {
 	var co classOptions
 	for _, o := range opts {
@@ -76,6 +80,9 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	}
 	if !className.MatchString(class.Name) {
 		return nil, fmt.Errorf("server: invalid class name %q", class.Name)
+	}
+	if err := checkHooks[S](class.Name, impl); err != nil {
+		return nil, err
 	}
 	var zero S
 	proto := zero.ProtoReflect().Type()

@@ -58,13 +58,16 @@ func defaultOptions() options {
 }
 
 // WithDataDir sets the directory holding the server's databases and its ID
-// secret. It is created if missing. Default "data".
+// secret. It is created if missing, and owned by one server at a time (see
+// New). Default "data".
 func WithDataDir(dir string) Option { return func(o *options) { o.dataDir = dir } }
 
 // WithSecret sets the secret from which every class's ID keys derive. By
 // default the server reads it from the file "secret" in the data directory,
-// creating it with 32 random bytes on first start. Servers that must mint
-// the same IDs (or verify each other's) share one secret.
+// creating it with 32 random bytes on first start (only in a directory
+// without data). Servers that must mint the same IDs (or verify each
+// other's) share one secret. A data directory keeps working with the
+// secret it was first started with only: New refuses another one.
 func WithSecret(secret []byte) Option {
 	return func(o *options) { o.secret = append([]byte(nil), secret...) }
 }

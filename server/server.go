@@ -45,8 +45,6 @@ package server
 
 import (
 	"context"
-	"crypto/rand"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -55,7 +53,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,6 +77,7 @@ type Server struct {
 	opts   options
 	log    *slog.Logger
 	db     *storage.DB
+	lock   *dirLock // the data directory's; released by Shutdown
 	secret []byte
 
 	mu         sync.RWMutex
@@ -118,6 +116,19 @@ type namespace interface {
 
 // New opens the server's storage in its data directory and returns a
 // server with no classes.
+//
+// The server owns the directory until Shutdown: New first takes an
+// exclusive OS lock on the file LOCK in it, and fails at once with an
+// error matching ErrDataDirLocked, naming the directory and the holder,
+// when another server (in any process) has it. The lock is the OS's, so
+// it goes with the process however that ends, kill -9 included. It needs
+// a file system with working flock locks: a local disk, not NFS.
+//
+// The node database records a fingerprint of the ID secret (never the
+// secret). New fails with ErrSecretMismatch, before it creates anything,
+// if the secret (the file "secret" in the directory, or WithSecret) is not
+// the one the data was written with, or if that file is missing from a
+// directory that holds data.
 func New(opts ...Option) (*Server, error) {
 	o := defaultOptions()
 	for _, opt := range opts {
@@ -129,15 +140,25 @@ func New(opts ...Option) (*Server, error) {
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
-	secret := o.secret
-	if secret == nil {
-		var err error
-		if secret, err = loadSecret(filepath.Join(o.dataDir, "secret")); err != nil {
-			return nil, err
-		}
+	// The lock first: nothing else in the directory is opened or created
+	// by a server that does not own it.
+	lock, err := lockDataDir(o.dataDir)
+	if err != nil {
+		return nil, err
 	}
+	started := false
+	defer func() {
+		if !started {
+			lock.release()
+		}
+	}()
 	db, err := storage.Open(filepath.Join(o.dataDir, "objects.db"), storage.WithDurability(o.durability))
 	if err != nil {
+		return nil, err
+	}
+	secret, err := openSecret(context.Background(), &o, db)
+	if err != nil {
+		db.Close()
 		return nil, err
 	}
 	validator, err := protovalidate.New()
@@ -150,6 +171,7 @@ func New(opts ...Option) (*Server, error) {
 		opts:      o,
 		log:       o.logger,
 		db:        db,
+		lock:      lock,
 		secret:    secret,
 		classes:   make(map[string]namespace),
 		segments:  make(map[string]namespace),
@@ -170,6 +192,7 @@ func New(opts ...Option) (*Server, error) {
 	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
 	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
 	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))
+	started = true
 	return s, nil
 }
 
@@ -192,39 +215,6 @@ func (s *Server) startAlarms() {
 
 // validate checks m against the protovalidate rules of its message, if any.
 func (s *Server) validate(m proto.Message) error { return s.validator.Validate(m) }
-
-// loadSecret reads the hex secret at path, creating it on first start.
-func loadSecret(path string) ([]byte, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		secret := make([]byte, 32)
-		rand.Read(secret)
-		// O_EXCL: two servers starting on one directory must not each
-		// write a different secret.
-		f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-		if err == nil {
-			_, err = f.WriteString(hex.EncodeToString(secret) + "\n")
-			if cerr := f.Close(); err == nil {
-				err = cerr
-			}
-			if err == nil {
-				return secret, nil
-			}
-		}
-		if !errors.Is(err, os.ErrExist) {
-			return nil, fmt.Errorf("server: create secret: %w", err)
-		}
-		b, err = os.ReadFile(path)
-	}
-	if err != nil {
-		return nil, fmt.Errorf("server: read secret: %w", err)
-	}
-	secret, err := hex.DecodeString(strings.TrimSpace(string(b)))
-	if err != nil || len(secret) < 16 {
-		return nil, fmt.Errorf("server: secret file %s must hold at least 16 bytes in hexadecimal", path)
-	}
-	return secret, nil
-}
 
 // Mount adds a handler for the path pattern; generated Register functions
 // use it for their Connect handlers, and a program may add its own routes.
@@ -386,6 +376,17 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, err)
+	}
+	// The directory is another server's to take only once no object of
+	// this one can write to it: at once if every object has left, else
+	// when the last does (or the process ends).
+	select {
+	case <-drained:
+		if err := s.lock.release(); err != nil {
+			errs = append(errs, fmt.Errorf("server: release the data directory: %w", err))
+		}
+	default:
+		go func() { <-drained; s.lock.release() }()
 	}
 	return errors.Join(errs...)
 }

@@ -130,13 +130,14 @@ type batch struct {
 	kv         *layer      // key-value writes; cleared deletes every key first
 	valid      func() bool // asked just before applying; false: skip, ErrStale
 	done       func(error) // called once, from the writer goroutine
+	meta       *metaWrite  // a write to the meta table instead (SetMeta)
 }
 
 // ErrStale acknowledges a batch that was skipped because its object was
 // reset after an earlier batch of it failed to commit.
 var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")
 
-func (b *batch) empty() bool { return !b.writeState && b.kv.empty() }
+func (b *batch) empty() bool { return !b.writeState && b.kv.empty() && b.meta == nil }
 
 // submit queues b for the next group commit. It blocks while the queue is
 // full, which slows the objects that write faster than the disk commits.

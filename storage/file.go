@@ -78,6 +78,10 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, synchronous(cfg.durability), pages)+fileSchema); err != nil {
 		return nil, err
 	}
+	if err := repairSchema(c); err != nil {
+		c.Close()
+		return nil, err
+	}
 	f := &fileStore{conn: c, path: path, maxSize: cfg.maxSize, hints: cfg.hints, trusted: true}
 	stmts := map[**sqlite3.Stmt]string{
 		&f.begin:        `BEGIN IMMEDIATE`,
@@ -125,6 +129,14 @@ type fileStore struct {
 	denied  string                   // why the authorizer refused the last statement
 	hints   *alarmHints              // the node index of due alarms, if any
 	cache   map[string]*sqlite3.Stmt // the object's single-statement queries
+
+	// The schema check of the object's SQL (see sandbox.go): whether the
+	// statement being prepared changes the schema, the last statement run
+	// under the check, and what the check found before the object's first
+	// schema change of this activation (nil until then).
+	ddl       bool
+	ddlStmt   *sqlite3.Stmt
+	tolerated map[string]bool
 
 	begin, commitStmt, rollback, savepoint, release, rollbackTo *sqlite3.Stmt
 	loadStmt, saveState, kvGet, kvPut, kvDelete, kvWipe         *sqlite3.Stmt

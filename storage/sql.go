@@ -85,6 +85,10 @@ const maxCachedStatements = 64
 // keep caches a prepared single-statement query for the next Exec of the
 // same text: preparing costs more than running most statements.
 func (f *fileStore) keep(query string, stmt *sqlite3.Stmt) {
+	if stmt == f.ddlStmt { // schema changes are checked on every run
+		stmt.Close()
+		return
+	}
 	stmt.Reset()
 	stmt.ClearBindings()
 	if len(f.cache) >= maxCachedStatements {
@@ -105,6 +109,9 @@ func (f *fileStore) dropCache() {
 
 // run executes one statement, keeping its rows in cur when it is the last.
 func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) error {
+	if f.ddl { // the authorizer saw it change the schema: see sandbox.go
+		return f.runChecked(stmt, cur, last, args)
+	}
 	if last {
 		if n := stmt.BindCount(); n != len(args) {
 			return fmt.Errorf("%w: the statement has %d parameters, %d arguments given", ErrInvalid, n, len(args))
@@ -137,6 +144,7 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 // sqlError makes the errors of an object's SQL clear: which rule a refused
 // statement broke, and the size cap for a full database.
 func (f *fileStore) sqlError(err error) error {
+	f.ddl = false // of a statement that failed to prepare, never run
 	switch {
 	case f.denied != "":
 		return fmt.Errorf("%w: %s", ErrSQLForbidden, f.denied)
@@ -255,7 +263,7 @@ var safePragmas = map[string]bool{
 }
 
 // authorize is the SQLite authorizer of an object's database.
-func (f *fileStore) authorize(action sqlite3.AuthorizerActionCode, name3, name4, _, _ string) sqlite3.AuthorizerReturnCode {
+func (f *fileStore) authorize(action sqlite3.AuthorizerActionCode, name3, name4, schema, _ string) sqlite3.AuthorizerReturnCode {
 	if f.trusted {
 		return sqlite3.AUTH_OK
 	}
@@ -279,10 +287,9 @@ func (f *fileStore) authorize(action sqlite3.AuthorizerActionCode, name3, name4,
 		if !safe || (name4 != "" && !takesArg) {
 			return deny(fmt.Sprintf("PRAGMA %s: only schema and integrity pragmas are allowed", name3))
 		}
-	case sqlite3.AUTH_ALTER_TABLE:
-		if reserved(name4) {
-			return deny(fmt.Sprintf("table %s belongs to Durable", name4))
-		}
+	}
+	if why := f.authorizeSchema(action, name3, name4, schema); why != "" {
+		return deny(why)
 	}
 	if reserved(name3) {
 		return deny(fmt.Sprintf("table %s belongs to Durable", name3))

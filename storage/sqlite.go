@@ -92,7 +92,7 @@ func openWriter(path string, d Durability) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pragmas(c, `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=`+synchronous(d)+`;`+nodeSchema); err != nil {
+	if err := pragmas(c, `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=`+synchronous(d)+`;`+nodeSchema+metaSchema); err != nil {
 		return nil, err
 	}
 	w := &writer{conn: c}
@@ -152,6 +152,9 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 // applyOne writes b and returns the bytes of state, keys and values it
 // wrote.
 func (w *writer) applyOne(b *batch) (n int, err error) {
+	if b.meta != nil {
+		return w.applyMeta(b.meta)
+	}
 	if b.writeState {
 		w.upsert.BindText(1, b.class)
 		w.upsert.BindBlob(2, b.id[:])
