@@ -275,7 +275,8 @@ func (a *actor[S]) runInit() (err error) {
 		}
 	}()
 	if err := a.ns.init.Init(a.enterCode(ic, callchain.With(context.Background(), a.key)), &a.obj); err != nil {
-		return fmt.Errorf("Init: %w", a.overran(ic, err))
+		err, _ = a.overran(ic, err)
+		return fmt.Errorf("Init: %w", err)
 	}
 	if err := a.ns.srv.validate(a.obj.State); err != nil {
 		return fmt.Errorf("Init left an invalid state: %w", err)
@@ -300,7 +301,11 @@ func (a *actor[S]) runBatch(first *call[S]) {
 	}
 	a.batch = calls[:0]
 	a.inBatch = calls
-	defer func() { a.inBatch = nil }()
+	defer func() {
+		if !a.cut { // else the watchdog owns it
+			a.inBatch = nil
+		}
+	}()
 
 	if a.poisoned.Load() >= a.epoch {
 		a.inflight.Wait()
@@ -441,7 +446,11 @@ func (a *actor[S]) exec(c *call[S]) (res any, err error) {
 	}()
 	res, err = c.run(a.enterCode(c, callchain.With(c.ctx, a.key)), &a.obj)
 	if err != nil {
-		return nil, a.failure(c.method, codeOf(err), a.overran(c, err))
+		code := codeOf(err)
+		if limited, ok := a.overran(c, err); ok {
+			err, code = limited, connect.CodeDeadlineExceeded
+		}
+		return nil, a.failure(c.method, code, err)
 	}
 	return res, nil
 }

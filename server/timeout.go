@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+
+	"github.com/durablego/durable"
 )
 
 // The time limit of a call (WithCallTimeout).
@@ -214,17 +216,24 @@ func (a *actor[S]) watch() {
 	default:
 		c.lim.end(ctxExpired)
 		if a.running.CompareAndSwap(c, nil) { // else c returned just now
-			a.reset(c, c.method != "Init")
+			a.reset(c, c.method != "Init", a.failure(c.method, connect.CodeDeadlineExceeded,
+				fmt.Errorf("%w: the call ran past its time limit of %v and ignored its context: the object was reset and nothing of the call was kept", context.DeadlineExceeded, a.ns.srv.opts.callTimeout)))
 		}
 	}
 }
 
-// overran reports whether err, the error of call c, is its time limit's.
-func (a *actor[S]) overran(c *call[S], err error) error {
-	if a.ns.srv.opts.callTimeout > 0 && c.lim.state.Load() == ctxExpired && errors.Is(err, context.DeadlineExceeded) {
-		return fmt.Errorf("%w (the call's time limit is %v)", err, a.ns.srv.opts.callTimeout)
+// overran returns the error of call c, whose code returned err, if the
+// time limit ended its context before it returned: DeadlineExceeded, which
+// names the limit, whatever the error the code made of it (SQL that the
+// limit interrupted fails with SQLite's own error, say).
+func (a *actor[S]) overran(c *call[S], err error) (error, bool) {
+	if a.ns.srv.opts.callTimeout <= 0 || c.lim.state.Load() != ctxExpired {
+		return err, false
 	}
-	return err
+	if !errors.Is(err, context.DeadlineExceeded) {
+		err = fmt.Errorf("%w: %w", context.DeadlineExceeded, err)
+	}
+	return fmt.Errorf("%w (the call's time limit is %v)", err, a.ns.srv.opts.callTimeout), true
 }
 
 // reset takes the object out of service after stuck, a call whose code
@@ -233,7 +242,7 @@ func (a *actor[S]) overran(c *call[S], err error) error {
 // nothing from then on. It fences the instance's storage, answers the
 // calls of the batch in progress, and hands the calls still waiting to a
 // fresh instance (when restart is set) or fails them.
-func (a *actor[S]) reset(stuck *call[S], restart bool) {
+func (a *actor[S]) reset(stuck *call[S], restart bool, stuckErr error) {
 	n := a.ns
 	limit := n.srv.opts.callTimeout
 	n.srv.log.Error("durable: a call overran its time limit and ignores its context: its object was reset and the goroutine running the call is leaked until the call returns",
@@ -241,9 +250,6 @@ func (a *actor[S]) reset(stuck *call[S], restart bool) {
 	if a.store != nil {
 		a.store.Fence()
 	}
-	stuck.err = a.failure(stuck.method, connect.CodeDeadlineExceeded,
-		fmt.Errorf("%w: the call ran past its time limit of %v and ignored its context: the object was reset and nothing of the call was kept", context.DeadlineExceeded, limit))
-	close(stuck.done)
 
 	// The batch in progress: the calls before stuck ran, but their writes
 	// were to commit with its; those after it never ran.
@@ -303,6 +309,9 @@ func (a *actor[S]) reset(stuck *call[S], restart bool) {
 	}
 	a.watchdog.Stop()
 	a.release(evictReset)
+	// Answered last, once the reset is complete and counted.
+	stuck.err = stuckErr
+	close(stuck.done)
 	n.srv.actors.Done() // for the stuck goroutine, which Shutdown need not wait for
 }
 
@@ -324,7 +333,8 @@ func (n *Namespace[S]) cutStuck() {
 	n.mu.RUnlock()
 	for _, v := range victims {
 		v.c.lim.end(ctxExpired)
-		v.a.reset(v.c, false)
+		v.a.reset(v.c, false, withKind(connect.NewError(connect.CodeUnavailable,
+			fmt.Errorf("%w: the call still ran when Shutdown's deadline passed, and nothing of it was kept", durable.ErrShutdown)), "shutdown"))
 	}
 }
 
