@@ -46,9 +46,9 @@ func limitGrace(limit time.Duration) time.Duration {
 // chain), ended at the call's time limit, and when the call returns.
 type callCtx struct {
 	context.Context
-	deadline time.Time // the earlier of the caller's and the limit's
-	limit    time.Time // when the limit ends it
+	limit    int64 // UnixNano when the limit ends it
 	state    atomic.Int32
+	hasDone  atomic.Bool // Done was called: end must close its channel
 
 	mu      sync.Mutex
 	done    chan struct{} // made on the first Done
@@ -63,13 +63,17 @@ const (
 )
 
 func (c *callCtx) init(parent context.Context, limit time.Time) {
-	c.Context, c.limit, c.deadline = parent, limit, limit
-	if d, ok := parent.Deadline(); ok && d.Before(limit) {
-		c.deadline = d
-	}
+	c.Context, c.limit = parent, limit.UnixNano()
 }
 
-func (c *callCtx) Deadline() (time.Time, bool) { return c.deadline, true }
+// Deadline is the earlier of the caller's and the limit's.
+func (c *callCtx) Deadline() (time.Time, bool) {
+	limit := time.Unix(0, c.limit)
+	if d, ok := c.Context.Deadline(); ok && d.Before(limit) {
+		return d, true
+	}
+	return limit, true
+}
 
 func (c *callCtx) Err() error {
 	switch c.state.Load() {
@@ -89,6 +93,7 @@ func (c *callCtx) Done() <-chan struct{} {
 	defer c.mu.Unlock()
 	if c.done == nil {
 		c.done = make(chan struct{})
+		c.hasDone.Store(true) // before reading state: see end
 		if c.state.Load() != ctxLive {
 			c.closed = true
 			close(c.done)
@@ -125,6 +130,9 @@ func (c *callCtx) closeDone() {
 func (c *callCtx) end(state int32) {
 	if !c.state.CompareAndSwap(ctxLive, state) && !(state == ctxEnded && c.state.CompareAndSwap(ctxExpired, state)) {
 		return
+	}
+	if !c.hasDone.Load() {
+		return // Done, if called from now on, sees the state and closes at once
 	}
 	c.mu.Lock()
 	if c.done != nil && !c.closed {
@@ -191,7 +199,7 @@ func (a *actor[S]) exitCode(c *call[S]) bool {
 // arm starts the watchdog unless it is already running: it then fires at
 // the limit of an earlier call, which ends no later than this one's.
 func (a *actor[S]) arm(d time.Duration) {
-	if a.armed.CompareAndSwap(false, true) {
+	if !a.armed.Load() && a.armed.CompareAndSwap(false, true) {
 		a.watchdog.Reset(d)
 	}
 }
@@ -205,7 +213,7 @@ func (a *actor[S]) watch() {
 		return // idle: the next call arms it again
 	}
 	now := time.Now()
-	limit := c.lim.limit
+	limit := time.Unix(0, c.lim.limit)
 	overdue := limit.Add(limitGrace(a.ns.srv.opts.callTimeout))
 	switch {
 	case now.Before(limit):

@@ -402,3 +402,38 @@ func TestShutdownWithAStuckObject(t *testing.T) {
 		t.Fatalf("ledger after the restart: %v", r)
 	}
 }
+
+func TestCallContextHasTheEarlierDeadline(t *testing.T) {
+	for _, tc := range []struct {
+		name   string
+		limit  time.Duration
+		caller time.Duration
+	}{
+		{"limit first", shortLimit * 10, time.Hour},
+		{"caller first", time.Hour, time.Minute},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, server.WithCallTimeout(tc.limit))
+			var got time.Time
+			var ok bool
+			e.probe.OnPut = func(ctx context.Context, _ *durabletestv1durable.ProbeObject) error {
+				got, ok = ctx.Deadline()
+				return nil
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), tc.caller)
+			defer cancel()
+			caller, _ := ctx.Deadline()
+			if _, err := e.probes.Get(e.probes.IDFromName("deadline")).Put(ctx, &durabletestv1.PutRequest{Key: "k"}); err != nil {
+				t.Fatal(err)
+			}
+			switch {
+			case !ok:
+				t.Fatal("the call's context has no deadline")
+			case tc.caller < tc.limit && !got.Equal(caller):
+				t.Fatalf("deadline %v, want the caller's %v", got, caller)
+			case tc.limit < tc.caller && !got.Before(caller):
+				t.Fatalf("deadline %v, want the limit's, before the caller's %v", got, caller)
+			}
+		})
+	}
+}
