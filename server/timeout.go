@@ -46,9 +46,9 @@ func limitGrace(limit time.Duration) time.Duration {
 // chain), ended at the call's time limit, and when the call returns.
 type callCtx struct {
 	context.Context
-	limit    int64 // UnixNano when the limit ends it
-	state    atomic.Int32
-	hasDone  atomic.Bool // Done was called: end must close its channel
+	limit   int64 // UnixNano when the limit ends it
+	state   atomic.Int32
+	hasDone atomic.Bool // Done was called: end must close its channel
 
 	mu      sync.Mutex
 	done    chan struct{} // made on the first Done
