@@ -437,3 +437,28 @@ func TestCallContextHasTheEarlierDeadline(t *testing.T) {
 		})
 	}
 }
+
+func TestInitThatOverrunsFailsTheActivation(t *testing.T) {
+	e := newEnv(t, server.WithCallTimeout(shortLimit))
+	h := newHang(t)
+	h.armed.Store(true)
+	e.probe.OnInit = func(_ context.Context, o *durabletestv1durable.ProbeObject) error {
+		return h.block(func() error { return o.Storage.Put(context.Background(), "k", nil) })
+	}
+	stub := e.probes.Get(e.probes.IDFromName("slow-init"))
+	_, err := stub.Get(context.Background(), &durabletestv1.GetRequest{})
+	if connect.CodeOf(err) != connect.CodeUnavailable || !strings.Contains(err.Error(), "Init overran its time limit") {
+		t.Fatalf("a call waiting for an Init that overran: %v (code %v)", err, connect.CodeOf(err))
+	}
+	<-h.entered
+	// The next call activates a fresh instance, whose Init returns.
+	if s := e.probeState(t, "slow-init"); s.GetInitRuns() != 1 {
+		t.Fatalf("state %v, want Init run once", s)
+	}
+	if err := h.afterRelease(t); !errors.Is(err, storage.ErrFenced) {
+		t.Fatalf("storage of the stuck Init: %v, want ErrFenced", err)
+	}
+	if s := e.probeState(t, "slow-init"); s.GetInitRuns() != 1 {
+		t.Fatalf("state %v after the stuck Init returned", s)
+	}
+}

@@ -38,6 +38,8 @@ type Probe struct {
 	// OnPut, if set, runs in Put after its write, and its error fails
 	// the call: a test's own method body (one that ignores ctx, say).
 	OnPut func(ctx context.Context, o *durabletestv1durable.ProbeObject) error
+	// OnInit, if set, runs at the end of Init, and its error fails it.
+	OnInit func(ctx context.Context, o *durabletestv1durable.ProbeObject) error
 	// OnAlarm, if set, runs at the start of each run of Alarm, and its
 	// error fails the run.
 	OnAlarm func(ctx context.Context, o *durabletestv1durable.ProbeObject, info durable.AlarmInfo) error
@@ -49,11 +51,14 @@ var _ durabletestv1durable.Probe = (*Probe)(nil)
 var ErrAsked = errors.New("probe: failing as asked")
 
 // Init counts its runs in the state.
-func (p *Probe) Init(_ context.Context, o *durabletestv1durable.ProbeObject) error {
+func (p *Probe) Init(ctx context.Context, o *durabletestv1durable.ProbeObject) error {
 	if p.InitFail.Load() {
 		return errors.New("probe: Init failing as asked")
 	}
 	o.State.InitRuns++
+	if p.OnInit != nil {
+		return p.OnInit(ctx, o)
+	}
 	return nil
 }
 
