@@ -253,8 +253,8 @@ func (a *actor[S]) overran(c *call[S], err error) (error, bool) {
 func (a *actor[S]) reset(stuck *call[S], restart bool, stuckErr error) {
 	n := a.ns
 	limit := n.srv.opts.callTimeout
-	n.srv.log.Error("durable: a call overran its time limit and ignores its context: its object was reset and the goroutine running the call is leaked until the call returns",
-		"class", a.key.Class, "method", stuck.method, "id", a.obj.ID.String(), "limit", limit)
+	n.srv.log.Error("durable: a call ignores its context and did not return in time: its object was reset, and the goroutine running the call is leaked until the call returns",
+		"class", a.key.Class, "method", stuck.method, "id", a.obj.ID.String(), "limit", limit, "err", stuckErr)
 	if a.store != nil {
 		a.store.Fence()
 	}
