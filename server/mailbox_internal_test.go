@@ -56,3 +56,37 @@ func TestMailboxWithdrawFreesSlotsAndKeepsOrder(t *testing.T) {
 		t.Fatalf("drain of an empty mailbox: %v", got)
 	}
 }
+
+// BenchmarkMailboxWithdrawAll: a full default mailbox whose 1,024 callers
+// all give up, newest first (the longest scans); per op, the whole lot.
+func BenchmarkMailboxWithdrawAll(b *testing.B) {
+	const n = 1024
+	v := make([]*int, n)
+	for i := range v {
+		v[i] = new(int)
+	}
+	m := newMailbox[*int](n)
+	b.ReportAllocs()
+	for b.Loop() {
+		for _, x := range v {
+			m.push(x)
+		}
+		for i := n - 1; i >= 0; i-- {
+			m.withdraw(v[i])
+		}
+		if _, ok := m.pop(); ok {
+			b.Fatal("popped a withdrawn call")
+		}
+	}
+}
+
+// BenchmarkMailboxPushPop: the hot path, one call in and out.
+func BenchmarkMailboxPushPop(b *testing.B) {
+	m := newMailbox[*int](1024)
+	x := new(int)
+	b.ReportAllocs()
+	for b.Loop() {
+		m.push(x)
+		m.pop()
+	}
+}
