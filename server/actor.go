@@ -41,6 +41,10 @@ type call[S proto.Message] struct {
 	// class's mailbox wait (nil with metrics off).
 	arrived time.Time
 	queue   prometheus.Observer
+
+	// lim is the context the call's code runs with, under its time limit
+	// (timeout.go).
+	lim callCtx
 }
 
 // finish answers the caller: the call's socket sends go out first if it
@@ -79,6 +83,15 @@ type actor[S proto.Message] struct {
 	inflight sync.WaitGroup // the same, to wait on
 	lastUsed atomic.Int64   // UnixNano of the last delivery, for eviction
 	evicting atomic.Bool    // asked to leave; not a candidate again
+
+	// The time limit of calls (timeout.go). running is the call whose
+	// code runs, which the object's goroutine and the watchdog (or
+	// Shutdown) race to take back: whoever swaps it out owns the actor.
+	running  atomic.Pointer[call[S]]
+	armed    atomic.Bool // the watchdog timer is set
+	watchdog *time.Timer // nil without a limit
+	cut      bool        // the goroutine lost the race: it owns nothing
+	inBatch  []*call[S]  // the batch in progress, for the watchdog
 }
 
 func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
@@ -92,6 +105,9 @@ func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
 	a.obj.ID = durable.ResolvedID(key.Class, key.ID, "")
 	a.obj.Sockets = n.srv.sockets.Sockets(websocket.Key(key))
 	a.lastUsed.Store(time.Now().UnixNano())
+	if n.srv.opts.callTimeout > 0 {
+		a.watchdog = time.AfterFunc(time.Duration(1<<63-1), a.watch)
+	}
 	return a
 }
 
@@ -114,9 +130,15 @@ func (a *actor[S]) requestEviction() {
 }
 
 func (a *actor[S]) loop() {
-	defer a.ns.srv.actors.Done()
+	defer func() {
+		if !a.cut { // else reset answered for the goroutine
+			a.ns.srv.actors.Done()
+		}
+	}()
 	if err := a.load(); err != nil {
-		a.abandon(err)
+		if !a.cut {
+			a.abandon(err)
+		}
 		return
 	}
 	timeout := a.ns.srv.opts.idleTimeout
@@ -127,7 +149,9 @@ func (a *actor[S]) loop() {
 	why := evictIdle // the first reason to leave, for the metrics
 	for {
 		if c, ok := a.mailbox.pop(); ok {
-			a.runBatch(c)
+			if a.runBatch(c); a.cut {
+				return
+			}
 			idle.Reset(timeout)
 			continue
 		}
@@ -169,6 +193,9 @@ func (a *actor[S]) leave(why evictReason) bool {
 func (a *actor[S]) release(why evictReason) {
 	a.ns.m.evicted(why)
 	a.ns.srv.sockets.Release(a.obj.Sockets)
+	if a.watchdog != nil {
+		a.watchdog.Stop()
+	}
 	if a.store == nil {
 		return
 	}
@@ -234,16 +261,22 @@ func (a *actor[S]) runInit() (err error) {
 	if err := a.store.BeginCall(); err != nil {
 		return err
 	}
+	ic := &call[S]{method: "Init", done: make(chan struct{})}
 	defer func() {
 		if r := recover(); r != nil {
 			a.logPanic("Init", r)
 			err = fmt.Errorf("Init panicked: %v", r)
 		}
+		if !a.exitCode(ic) {
+			err = errCut
+			return
+		}
 		if endErr := a.store.EndCall(err == nil); endErr != nil && err == nil {
 			err = endErr
 		}
 	}()
-	if err := a.ns.init.Init(callchain.With(context.Background(), a.key), &a.obj); err != nil {
+	if err := a.ns.init.Init(a.enterCode(ic, callchain.With(context.Background(), a.key)), &a.obj); err != nil {
+		err, _ = a.overran(ic, err)
 		return fmt.Errorf("Init: %w", err)
 	}
 	if err := a.ns.srv.validate(a.obj.State); err != nil {
@@ -255,6 +288,9 @@ func (a *actor[S]) runInit() (err error) {
 // runBatch runs first and the calls queued behind it, up to the batch
 // limit, and hands their writes to storage as one batch. The callers are
 // answered when storage acknowledges it: the output gate.
+//
+// If the watchdog resets the object while a call runs, runBatch returns
+// with a.cut set once the call returns, touching nothing more.
 func (a *actor[S]) runBatch(first *call[S]) {
 	calls := append(a.batch[:0], first)
 	for len(calls) < a.ns.srv.opts.maxBatch {
@@ -265,11 +301,19 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		calls = append(calls, c)
 	}
 	a.batch = calls[:0]
+	a.inBatch = calls
+	defer func() {
+		if !a.cut { // else the watchdog owns it
+			a.inBatch = nil
+		}
+	}()
 
 	if a.poisoned.Load() >= a.epoch {
 		a.inflight.Wait()
 		a.store.Reset()
-		if err := a.load(); err != nil {
+		if err := a.load(); a.cut {
+			return
+		} else if err != nil {
 			for _, c := range calls {
 				c.err = a.failure(c.method, connect.CodeInternal, fmt.Errorf("reloading state after a failed commit: %w", err))
 				close(c.done)
@@ -296,6 +340,9 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		}
 		hub.Begin(a.obj.Sockets, a.obj.ID.Name())
 		res, err := a.exec(c)
+		if !a.exitCode(c) {
+			return // reset: the watchdog answered the batch
+		}
 		var enc []byte
 		if err == nil {
 			if err = a.ns.srv.validate(a.obj.State); err != nil {
@@ -398,9 +445,13 @@ func (a *actor[S]) exec(c *call[S]) (res any, err error) {
 			res, err = nil, a.failure(c.method, connect.CodeInternal, fmt.Errorf("panic: %v", r))
 		}
 	}()
-	res, err = c.run(callchain.With(c.ctx, a.key), &a.obj)
+	res, err = c.run(a.enterCode(c, callchain.With(c.ctx, a.key)), &a.obj)
 	if err != nil {
-		return nil, a.failure(c.method, codeOf(err), err)
+		code := codeOf(err)
+		if limited, ok := a.overran(c, err); ok {
+			err, code = limited, connect.CodeDeadlineExceeded
+		}
+		return nil, a.failure(c.method, code, err)
 	}
 	return res, nil
 }

@@ -299,6 +299,9 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		if n.withdraw(key, c) {
+			return nil, ctx.Err() // it will not run
+		}
 		go func() {
 			// Nobody will upgrade a socket the call may still accept.
 			<-c.done

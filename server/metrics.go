@@ -40,8 +40,10 @@ import (
 //   - durable_activations_total{class}: objects brought into memory.
 //   - durable_evictions_total{class, reason}: objects that left memory,
 //     because they were "idle" (WithIdleTimeout), evicted for "capacity"
-//     (WithMaxActiveObjects), at "shutdown", or because activation
-//     "failed".
+//     (WithMaxActiveObjects), at "shutdown", because activation
+//     "failed", or "reset" after a call overran its time limit while
+//     ignoring its context (WithCallTimeout; its goroutine is leaked until
+//     the call returns).
 //   - durable_alarms_fired_total{class}: runs of Alarm hooks, retries
 //     included; durable_alarms_retried_total{class}: the runs that were
 //     retries; durable_alarms_dropped_total{class}: alarms given up after
@@ -86,10 +88,11 @@ const (
 	evictCapacity
 	evictShutdown
 	evictFailed
+	evictReset
 	evictReasons
 )
 
-var evictReasonNames = [evictReasons]string{"idle", "capacity", "shutdown", "failed"}
+var evictReasonNames = [evictReasons]string{"idle", "capacity", "shutdown", "failed", "reset"}
 
 // metrics is the server's collectors, when WithMetrics is set.
 type metrics struct {

@@ -293,6 +293,7 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	select {
 	case <-c.done:
 	case <-ctx.Done():
+		n.withdraw(key, c)
 		return nil, connect.NewError(codeOf(ctx.Err()), ctx.Err())
 	}
 	if c.err != nil {
@@ -341,6 +342,16 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 		n.srv.shed()
 	}
 	return err
+}
+
+// withdraw takes c out of its object's mailbox, if it is still there, when
+// its caller gives up, so that it neither runs nor holds a slot. It
+// reports whether it did.
+func (n *Namespace[S]) withdraw(key callchain.Key, c *call[S]) bool {
+	n.mu.RLock()
+	defer n.mu.RUnlock()
+	a := n.actors[key.ID]
+	return a != nil && a.mailbox.withdraw(c)
 }
 
 // remove takes a out of memory if its mailbox is empty, atomically with

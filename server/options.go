@@ -35,6 +35,7 @@ type options struct {
 	metrics        prometheus.Registerer // nil: no metrics
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
+	callTimeout    time.Duration // 0: no limit
 }
 
 func defaultOptions() options {
@@ -50,6 +51,7 @@ func defaultOptions() options {
 		maxSockets:     websocket.DefaultMaxSockets,
 		maxMessageSize: websocket.DefaultMaxMessage,
 		maxStateSize:   DefaultMaxStateSize,
+		callTimeout:    DefaultCallTimeout,
 		logger:         slog.Default(),
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
@@ -154,3 +156,24 @@ const DefaultMaxStateSize = 2 << 20
 // storage, which are bounded per value and per database. Default 2 MiB
 // (DefaultMaxStateSize).
 func WithMaxStateSize(bytes int64) Option { return func(o *options) { o.maxStateSize = max(1, bytes) } }
+
+// DefaultCallTimeout is the default time limit of a call, as Cloudflare's.
+const DefaultCallTimeout = 30 * time.Second
+
+// WithCallTimeout sets the time limit of every call that runs an object's
+// code: its methods, Fetch, Alarm, WebSocket hooks and Init. The call's
+// context has the earlier of its caller's deadline and the limit, and its
+// SQL is interrupted then; a call that overruns fails with
+// DeadlineExceeded and nothing of it is kept. A method that ignores its
+// context is not stopped, for Go cannot stop a goroutine: a short grace
+// after the limit (a quarter of it, within 100 ms and 2 s) its object is
+// reset, as Cloudflare resets an object that exceeds its limits. The call
+// fails with DeadlineExceeded, the instance's storage is cut off (every
+// later storage call of that goroutine fails with storage.ErrFenced, and
+// nothing it wrote is committed or sent), and the next calls run on a
+// fresh instance reloaded from storage; the stuck goroutine runs on until
+// the call returns, is logged at Error level and counted in
+// durable_evictions_total{reason="reset"}, and Shutdown does not wait for
+// it. A limit of zero or less means none. Default 30 s
+// (DefaultCallTimeout).
+func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }

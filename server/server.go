@@ -112,6 +112,7 @@ type namespace interface {
 	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
 	socketEvent(key callchain.Key, ev websocket.Event) error
 	mailboxes() (active, depth, depthMax int)
+	cutStuck()
 }
 
 // New opens the server's storage in its data directory and returns a
@@ -373,6 +374,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	case <-drained:
 	case <-ctx.Done():
 		errs = append(errs, fmt.Errorf("server: objects still draining: %w", ctx.Err()))
+		// Objects stuck in their code are cut off from storage before it
+		// closes: nothing they do later is committed (see WithCallTimeout).
+		s.mu.RLock()
+		for _, ns := range s.classes {
+			ns.cutStuck()
+		}
+		s.mu.RUnlock()
 	}
 	if err := s.db.Close(); err != nil {
 		errs = append(errs, err)

@@ -111,9 +111,11 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		f.close()
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	kv := newKV(f)
-	kv.tx = f
-	return &Store{KV: kv, SQL: &SQL{f: f}, b: f}, nil
+	g := newGuarded(f, f, f)
+	kv := newKV(g)
+	kv.tx = g
+	kv.fence = g.fence
+	return &Store{KV: kv, SQL: &SQL{f: f, fence: g.fence}, b: g, fence: g.fence}, nil
 }
 
 // fileStore is the backend of an object with its own SQL database.

@@ -33,6 +33,7 @@ type KV struct {
 	txDepth int
 	tx      txHooks
 	spare   []*layer
+	fence   *fence // the store's: once cut, every call fails
 }
 
 // txHooks let a store with SQL nest a savepoint in each Transaction.
@@ -93,6 +94,9 @@ func newKV(src source) *KV {
 func (kv *KV) inCall() error {
 	if kv == nil || len(kv.stack) < 2 {
 		return ErrNotInCall
+	}
+	if kv.fence != nil && kv.fence.cut.Load() {
+		return ErrFenced
 	}
 	return nil
 }

@@ -9,11 +9,13 @@ import (
 // live in the node database.
 func (db *DB) Store(class string, id [32]byte) *Store {
 	n := &nodeStore{db: db, class: class, id: id}
-	kv := newKV(n)
+	g := newGuarded(n, n, nil)
+	kv := newKV(g)
 	kv.flushed = &layer{}
 	kv.acked = n.acked.Load
+	kv.fence = g.fence
 	n.kv = kv
-	return &Store{KV: kv, SQL: &SQL{}, b: n}
+	return &Store{KV: kv, SQL: &SQL{}, b: g, fence: g.fence}
 }
 
 // nodeStore is the backend of an object in the node database.

@@ -19,7 +19,8 @@ import (
 // explicit transactions (BEGIN, COMMIT, SAVEPOINT; use KV.Transaction) and
 // Durable's own tables (_durable_*) are refused with ErrSQLForbidden.
 type SQL struct {
-	f *fileStore // nil: the class has no SQL database
+	f     *fileStore // nil: the class has no SQL database
+	fence *fence     // the store's; see Store.Fence
 }
 
 // Exec runs query, which may hold several statements separated by
@@ -31,10 +32,15 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 		return nil, ErrNoSQL
 	}
 	f := s.f
+	if err := s.fence.enter(); err != nil {
+		return nil, err
+	}
+	defer s.fence.exit()
 	if f.calls == 0 {
 		return nil, ErrNotInCall
 	}
-	old := f.conn.SetInterrupt(ctx)
+	old := f.conn.SetInterrupt(s.fence.interruptible(ctx))
+	defer s.fence.done()
 	defer f.conn.SetInterrupt(old)
 	defer func() { f.trusted = true }()
 
@@ -248,6 +254,10 @@ func (s *SQL) DatabaseSize(ctx context.Context) (int64, error) {
 	if s == nil || s.f == nil {
 		return 0, ErrNoSQL
 	}
+	if err := s.fence.enter(); err != nil {
+		return 0, err
+	}
+	defer s.fence.exit()
 	return s.f.size()
 }
 

@@ -17,6 +17,7 @@ type Store struct {
 
 	b       backend
 	onAlarm func(AlarmChange)
+	fence   *fence // cuts b off (Fence)
 }
 
 // backend is where a store's writes go: the node database (committed by

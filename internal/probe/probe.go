@@ -35,6 +35,14 @@ type Probe struct {
 	Reschedule atomic.Int64
 	// Alarms, if set, receives every run of Alarm.
 	Alarms chan AlarmRun
+	// OnPut, if set, runs in Put after its write, and its error fails
+	// the call: a test's own method body (one that ignores ctx, say).
+	OnPut func(ctx context.Context, o *durabletestv1durable.ProbeObject) error
+	// OnInit, if set, runs at the end of Init, and its error fails it.
+	OnInit func(ctx context.Context, o *durabletestv1durable.ProbeObject) error
+	// OnAlarm, if set, runs at the start of each run of Alarm, and its
+	// error fails the run.
+	OnAlarm func(ctx context.Context, o *durabletestv1durable.ProbeObject, info durable.AlarmInfo) error
 }
 
 var _ durabletestv1durable.Probe = (*Probe)(nil)
@@ -43,11 +51,14 @@ var _ durabletestv1durable.Probe = (*Probe)(nil)
 var ErrAsked = errors.New("probe: failing as asked")
 
 // Init counts its runs in the state.
-func (p *Probe) Init(_ context.Context, o *durabletestv1durable.ProbeObject) error {
+func (p *Probe) Init(ctx context.Context, o *durabletestv1durable.ProbeObject) error {
 	if p.InitFail.Load() {
 		return errors.New("probe: Init failing as asked")
 	}
 	o.State.InitRuns++
+	if p.OnInit != nil {
+		return p.OnInit(ctx, o)
+	}
 	return nil
 }
 
@@ -100,6 +111,11 @@ func (p *Probe) Put(ctx context.Context, o *durabletestv1durable.ProbeObject, re
 	if req.GetFail() {
 		return nil, ErrAsked
 	}
+	if p.OnPut != nil {
+		if err := p.OnPut(ctx, o); err != nil {
+			return nil, err
+		}
+	}
 	return &durabletestv1.PutResponse{}, nil
 }
 
@@ -117,7 +133,11 @@ func (p *Probe) List(ctx context.Context, o *durabletestv1durable.ProbeObject, _
 }
 
 // Ledger implements durabletestv1durable.Ledger.
-type Ledger struct{}
+type Ledger struct {
+	// OnRecord, if set, runs in Record after its writes, and its error
+	// fails the call.
+	OnRecord func(ctx context.Context, o *durabletestv1durable.LedgerObject) error
+}
 
 var _ durabletestv1durable.Ledger = Ledger{}
 
@@ -128,7 +148,7 @@ func (Ledger) Init(ctx context.Context, o *durabletestv1durable.LedgerObject) er
 }
 
 // Record writes state, an entry and a row, then fails or panics as asked.
-func (Ledger) Record(ctx context.Context, o *durabletestv1durable.LedgerObject, req *durabletestv1.RecordRequest) (*durabletestv1.RecordResponse, error) {
+func (l Ledger) Record(ctx context.Context, o *durabletestv1durable.LedgerObject, req *durabletestv1.RecordRequest) (*durabletestv1.RecordResponse, error) {
 	if err := o.Storage.Put(ctx, req.GetKey(), []byte("v")); err != nil {
 		return nil, err
 	}
@@ -144,6 +164,11 @@ func (Ledger) Record(ctx context.Context, o *durabletestv1durable.LedgerObject, 
 		panic("ledger: panicking as asked")
 	case req.GetFail():
 		return nil, ErrAsked
+	}
+	if l.OnRecord != nil {
+		if err := l.OnRecord(ctx, o); err != nil {
+			return nil, err
+		}
 	}
 	return &durabletestv1.RecordResponse{}, nil
 }
@@ -207,6 +232,11 @@ func (p *Probe) Alarm(ctx context.Context, o *durabletestv1durable.ProbeObject, 
 	reschedule := p.Reschedule.Load()
 	if p.Alarms != nil {
 		p.Alarms <- AlarmRun{ID: o.ID, Info: info, Started: time.Now()}
+	}
+	if p.OnAlarm != nil {
+		if err := p.OnAlarm(ctx, o, info); err != nil {
+			return err
+		}
 	}
 	if p.AlarmFailures.Add(-1) >= 0 {
 		return errors.New("probe: alarm failing as asked")
