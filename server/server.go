@@ -228,8 +228,13 @@ func loadSecret(path string) ([]byte, error) {
 
 // Mount adds a handler for the path pattern; generated Register functions
 // use it for their Connect handlers, and a program may add its own routes.
-// It panics, as http.ServeMux does, on a conflicting pattern.
-func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// It panics, as http.ServeMux does, on a conflicting pattern. A pattern
+// that names a registered protobuf service ("/pkg.v1.Service/") answers a
+// method the service does not have with Unimplemented in the caller's
+// protocol (durable.ErrMethodNotFound), naming the service's methods.
+func (s *Server) Mount(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.knownMethods(pattern, h))
+}
 
 // HandlerOptions returns the Connect handler options every class's handlers
 // are built with.
