@@ -7,7 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-
 )
 
 // Durability chooses what an acknowledged write survives.
