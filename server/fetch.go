@@ -139,10 +139,12 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 // response once the call's writes are durable. Generated stubs call it.
 //
 // As with the route, Durable's own failures are responses too, whose
-// durable.HeaderError header names the kind: 404 for a class without a
-// Fetch hook, 400 for an ID of another class, 413 for a body over the
-// server's limit, 503 when the object is overloaded or the server shutting
-// down, 508 for a reentrant call, 500 for a panic or a failed commit. The
+// durable.HeaderError header names the kind, whose table (durable.Kind)
+// gives the status: 404 for a class without a Fetch hook, 400 for an ID of
+// another class, 413 for a body over the server's limit, 503 when the
+// object is overloaded or the server shutting down, 508 for a reentrant
+// call, 507 for a full disk or database, 500 for a panic or a failed
+// commit. In process the body has the full cause. The
 // error is for a request that could not be delivered: ctx ended first, or
 // reading req.Body failed. req.Body is read in full and closed.
 func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID, req *http.Request) (*http.Response, error) {
