@@ -52,8 +52,10 @@ import (
 // A class that does not exist is Unimplemented everywhere, the ID service
 // included: to a Connect or gRPC client it is a service the server does not
 // implement, and gRPC answers an unknown service with Unimplemented.
-// The Fetch routes answer with the HTTP status; an in-process Fetch returns
-// the same response.
+// The HTTP status is that of the Fetch routes' answers (an in-process Fetch
+// returns the same response); an RPC's HTTP status is the one its protocol
+// gives the code (Connect's connectCodeToHTTP: 501 for Unimplemented, 429
+// for ResourceExhausted), or 200 with the code in trailers for gRPC.
 type Kind string
 
 // HeaderErrorCause is set in the error metadata of a method's failure

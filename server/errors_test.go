@@ -5,6 +5,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net/http"
 	"os"
@@ -431,6 +432,22 @@ func TestUnknownMethodIsUnimplemented(t *testing.T) {
 		if !errors.Is(err, durable.ErrMethodNotFound) || connect.CodeOf(err) != connect.CodeUnimplemented || !strings.Contains(err.Error(), "Increment") {
 			t.Errorf("%s: %v, want ErrMethodNotFound, Unimplemented, naming the methods", p.name, err)
 		}
+	}
+	// A plain Connect request with a body for another message: the
+	// Connect error, with Connect's status for Unimplemented, not a
+	// plain-text 404.
+	req, _ := http.NewRequest(http.MethodPost, e.url+"/examples.counter.v1.Counter/Nope", strings.NewReader(`{"amount": "5", "other": true}`))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(durable.HeaderObjectName, "x")
+	hres, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(hres.Body)
+	hres.Body.Close()
+	if hres.StatusCode != http.StatusNotImplemented || hres.Header.Get("Content-Type") != "application/json" ||
+		!strings.Contains(string(body), `"code":"unimplemented"`) || !strings.Contains(string(body), "GetValue") {
+		t.Errorf("Connect JSON: %d %s %s, want 501 with an unimplemented Connect error naming the methods", hres.StatusCode, hres.Header.Get("Content-Type"), body)
 	}
 	// The known methods still reach the object.
 	var res counterv1.IncrementResponse
