@@ -119,8 +119,9 @@ type RPCError struct {
 	// .proto file ("Counter", "Increment").
 	Class, Method string
 	// Code is the Connect code: the one of a *connect.Error the method
-	// returned, CodeInternal for a panic or a storage failure, CodeUnknown
-	// for any other error.
+	// returned, CodeInternal for a panic or another failure of Durable
+	// (ErrInternal), CodeResourceExhausted for a full disk or database or
+	// a state over the cap, CodeUnknown for any other error.
 	Code connect.Code
 	// Message is the method's error message, without the prefix Error adds.
 	Message string

@@ -423,8 +423,10 @@ func overloadedError(key callchain.Key, size int) error {
 	return kindError(fmt.Errorf("%w: %d calls already wait for %s", durable.ErrOverloaded, size, key))
 }
 
-// withKind sets err's durable.HeaderError metadata to kind.
+// withKind sets err's durable.HeaderError metadata to kind, unless empty.
 func withKind(err *connect.Error, kind durable.Kind) *connect.Error {
-	err.Meta().Set(durable.HeaderError, string(kind))
+	if kind != "" {
+		err.Meta().Set(durable.HeaderError, string(kind))
+	}
 	return err
 }
