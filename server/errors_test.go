@@ -455,3 +455,30 @@ func TestUnknownMethodIsUnimplemented(t *testing.T) {
 		t.Errorf("Increment: %v, %v", &res, err)
 	}
 }
+
+// TestFetchRouteHidesPanics: a Fetch that panics answers the HTTP route
+// with a 500 of kind "internal" whose body is a generic message with an
+// identifier, logged at Error with the panic; the in-process Fetch has the
+// panic in its body.
+func TestFetchRouteHidesPanics(t *testing.T) {
+	logs, logOpt := capturedLog()
+	e, _ := newFetchEnv(t, logOpt)
+	status, body, h := do(t, http.MethodPost, e.url+"/objects/counter/p/panic", "")
+	ref := errorRef(body)
+	if status != http.StatusInternalServerError || durable.Kind(h.Get(durable.HeaderError)) != durable.KindInternal || ref == "" || strings.Contains(body, "panicking") {
+		t.Fatalf("/panic = %d %q (kind %q), want 500 of kind internal with a generic message", status, body, h.Get(durable.HeaderError))
+	}
+	if logs.line("level=ERROR", "error_id="+ref, "class=Counter", "method=Fetch", "panicking as asked") == "" {
+		t.Errorf("no Error line with error_id=%s, the class, Fetch and the panic", ref)
+	}
+	req, _ := http.NewRequest(http.MethodPost, "http://counter/panic", nil)
+	res, err := e.counters.Get(e.counters.IDFromName("p")).Fetch(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusInternalServerError || !strings.Contains(string(local), "panicking as asked") {
+		t.Errorf("in-process /panic = %d %q, want 500 with the panic", res.StatusCode, local)
+	}
+}
