@@ -61,10 +61,8 @@ const (
 	// server can refuse an A→B→A chain that spans processes.
 	HeaderCallChain = "Durable-Call-Chain"
 	// HeaderError is set in error metadata to tell apart Durable's own
-	// failures: "class-not-found", "overloaded", "reentrant", "invalid-id",
-	// "shutdown", "method". It is also a header of the HTTP responses that
-	// Durable, not an object's Fetch, writes on the Fetch routes, with two
-	// more kinds: "no-fetch" (the class has no Fetch hook) and "too-large"
-	// (the request body is over the server's limit).
+	// failures, and is a header of the HTTP responses that Durable, not an
+	// object's Fetch, writes on the Fetch routes. Its value is a [Kind]:
+	// see there for the kinds, their codes, statuses and sentinels.
 	HeaderError = "Durable-Error"
 )

@@ -177,43 +177,43 @@ func setChain(ctx context.Context, h interface{ Set(string, string) }) {
 }
 
 // restore turns a Connect error from a server into the error an in-process
-// caller would have seen: an *RPCError for a failed method, and errors
-// matching Durable's sentinels for its own failures. The *connect.Error
-// stays reachable through errors.As.
+// caller would have seen, from its durable.HeaderError kind (see
+// durable.Kind): an *RPCError for a call that reached the object, and an
+// error matching the kind's sentinels for Durable's own failures, so that
+// errors.Is holds for the same sentinels in process and remotely. The
+// *connect.Error stays reachable through errors.As. An error without a
+// kind this client knows is returned as it is.
 func restore(class, method string, err error) error {
 	var ce *connect.Error
 	if !errors.As(err, &ce) {
 		return err
 	}
-	var kind error
-	switch ce.Meta().Get(durable.HeaderError) {
-	case "method":
-		return &durable.RPCError{Class: class, Method: method, Code: ce.Code(), Message: ce.Message(), Err: ce}
-	case "overloaded":
-		kind = durable.ErrOverloaded
-	case "reentrant":
-		kind = durable.ErrReentrantCall
-	case "shutdown":
-		kind = durable.ErrShutdown
-	case "invalid-id":
-		kind = durable.ErrInvalidID
-	case "class-not-found":
-		kind = durable.ErrClassNotFound
-	default:
+	kind := durable.Kind(ce.Meta().Get(durable.HeaderError))
+	switch {
+	case !kind.Known():
 		return err
+	case kind == durable.KindMethod:
+		var own error = ce
+		if cause := durable.Kind(ce.Meta().Get(durable.HeaderErrorCause)); cause.Known() && !cause.Method() {
+			own = &remoteError{kind: cause, err: ce}
+		}
+		return &durable.RPCError{Class: class, Method: method, Code: ce.Code(), Message: ce.Message(), Err: own}
+	case kind.Method():
+		return &durable.RPCError{Class: class, Method: method, Code: ce.Code(), Message: ce.Message(), Err: &remoteError{kind: kind, err: ce}}
 	}
 	return &remoteError{kind: kind, err: ce}
 }
 
-// remoteError is one of Durable's own failures, received over the network.
+// remoteError is one of Durable's own failures, received over the network:
+// it matches the sentinels of its kind.
 type remoteError struct {
-	kind error
+	kind durable.Kind
 	err  *connect.Error
 }
 
 func (e *remoteError) Error() string        { return e.err.Error() }
 func (e *remoteError) Unwrap() error        { return e.err }
-func (e *remoteError) Is(target error) bool { return target == e.kind }
+func (e *remoteError) Is(target error) bool { return e.kind.Matches(target) }
 
 // Fetch sends req to the Fetch hook of the object id over HTTP, at
 // baseURL/objects/{segment}/{name}/{path} for an ID that only carries a

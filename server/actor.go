@@ -477,7 +477,9 @@ func (a *actor[S]) failure(method string, code connect.Code, err error) *durable
 }
 
 // rpcError reports a failed call. Its Err carries code as a *connect.Error
-// too, so that connect.CodeOf agrees with RPCError.Code.
+// too, so that connect.CodeOf agrees with RPCError.Code. An error Durable
+// makes Internal (the method's error did not carry that code) is a failure
+// of Durable's own: it matches durable.ErrInternal.
 func rpcError(class, method string, code connect.Code, err error) *durable.RPCError {
 	msg := err.Error()
 	var ce *connect.Error
@@ -485,7 +487,7 @@ func rpcError(class, method string, code connect.Code, err error) *durable.RPCEr
 		msg = ce.Message()
 	}
 	if connect.CodeOf(err) != code {
-		err = connect.NewError(code, err)
+		err = connect.NewError(code, internal(code, err))
 	}
 	return &durable.RPCError{Class: class, Method: method, Code: code, Message: msg, Err: err}
 }

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"os/signal"
@@ -12,8 +13,11 @@ import (
 	"syscall"
 	"testing"
 
+	"connectrpc.com/connect"
+
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/internal/probe"
+	"github.com/durablego/durable/storage"
 )
 
 // diskFullChild writes to a server on dir with the process's file size
@@ -34,6 +38,7 @@ func diskFullChild(dir string, limit uint64) int {
 		if _, err := stub.Put(context.Background(), &durabletestv1.PutRequest{Key: key, Value: value}); err != nil {
 			if failures == 0 {
 				fmt.Println("error", strings.ReplaceAll(err.Error(), "\n", " "))
+				fmt.Println("code", connect.CodeOf(err), errors.Is(err, storage.ErrDatabaseFull))
 			}
 			failures++
 			continue
@@ -56,7 +61,7 @@ func TestDiskFullNeverAcknowledgesALostWrite(t *testing.T) {
 		t.Fatalf("child: %v\n%s", err, out)
 	}
 	var acked []string
-	var firstErr string
+	var firstErr, code string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
 		switch kind, rest, _ := strings.Cut(sc.Text(), " "); kind {
@@ -64,6 +69,8 @@ func TestDiskFullNeverAcknowledgesALostWrite(t *testing.T) {
 			acked = append(acked, rest)
 		case "error":
 			firstErr = rest
+		case "code":
+			code = rest
 		case "never":
 			t.Fatal("the file size limit never failed a write")
 		}
@@ -73,6 +80,11 @@ func TestDiskFullNeverAcknowledgesALostWrite(t *testing.T) {
 	}
 	if !strings.Contains(firstErr, "Put failed") || !strings.Contains(firstErr, "not committed") {
 		t.Errorf("the error does not say the write was lost: %s", firstErr)
+	}
+	// A full disk is no internal error: ResourceExhausted, matching
+	// storage.ErrDatabaseFull, saying so.
+	if code != "resource_exhausted true" || !strings.Contains(firstErr, "the disk is full") {
+		t.Errorf("the error of a full disk has code and ErrDatabaseFull %q, want ResourceExhausted true, and says %q", code, firstErr)
 	}
 
 	e := newEnvIn(t, dir)

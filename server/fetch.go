@@ -19,7 +19,6 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
-	"github.com/durablego/durable/storage"
 	"github.com/durablego/durable/websocket"
 )
 
@@ -67,7 +66,7 @@ func (s *Server) notFoundClass(prefix, segment string) *response {
 	slices.Sort(known)
 	err := fmt.Errorf("%w: no class is served at %s%s/; the classes are at %s",
 		durable.ErrClassNotFound, prefix, segment, strings.Join(known, ", "))
-	return errorResponse(http.StatusNotFound, "class-not-found", err)
+	return kindResponse(err)
 }
 
 // serveFetch serves a request of the Fetch routes for the object ref (a
@@ -82,20 +81,20 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 	if byID {
 		var err error
 		if id, err = n.IDFromString(ref); err != nil {
-			errorResponse(http.StatusBadRequest, "invalid-id", fmt.Errorf("durable: the path's ID: %w", err)).write(w)
+			kindResponse(fmt.Errorf("durable: the path's ID: %w", err)).write(w)
 			return
 		}
 	} else {
 		name, err := url.PathUnescape(ref)
 		if err != nil {
-			errorResponse(http.StatusBadRequest, "invalid-id", fmt.Errorf("durable: the path's object name: %w", err)).write(w)
+			kindResponse(errorOf(durable.ErrInvalidID, "durable: the path's object name: %v", err)).write(w)
 			return
 		}
 		id = n.IDFromName(name)
 	}
 	ctx, err := callchain.FromHeader(r.Context(), r.Header.Get(durable.HeaderCallChain))
 	if err != nil {
-		errorResponse(http.StatusBadRequest, "invalid-chain", fmt.Errorf("durable: header %s: %w", durable.HeaderCallChain, err)).write(w)
+		kindResponse(errorOf(durable.ErrInvalidCallChain, "durable: header %s: %v", durable.HeaderCallChain, err)).write(w)
 		return
 	}
 	inner, err := url.Parse("/" + rest)
@@ -123,6 +122,7 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 	if err != nil {
 		res = failureResponse(err)
 	}
+	res = n.hideFailure(r.Context(), res, id)
 	if res.upgrade != nil {
 		// The Fetch accepted a WebSocket and its writes are durable:
 		// upgrade now, and serve the socket on this goroutine until it
@@ -139,10 +139,12 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 // response once the call's writes are durable. Generated stubs call it.
 //
 // As with the route, Durable's own failures are responses too, whose
-// durable.HeaderError header names the kind: 404 for a class without a
-// Fetch hook, 400 for an ID of another class, 413 for a body over the
-// server's limit, 503 when the object is overloaded or the server shutting
-// down, 508 for a reentrant call, 500 for a panic or a failed commit. The
+// durable.HeaderError header names the kind, whose table (durable.Kind)
+// gives the status: 404 for a class without a Fetch hook, 400 for an ID of
+// another class, 413 for a body over the server's limit, 503 when the
+// object is overloaded or the server shutting down, 508 for a reentrant
+// call, 507 for a full disk or database, 500 for a panic or a failed
+// commit. In process the body has the full cause. The
 // error is for a request that could not be delivered: ctx ended first, or
 // reading req.Body failed. req.Body is read in full and closed.
 func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID, req *http.Request) (*http.Response, error) {
@@ -159,7 +161,7 @@ func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID,
 	// not derive a name's ID a second time.
 	id, _, err := n.resolve(id)
 	if err != nil {
-		return errorResponse(http.StatusBadRequest, "invalid-id", err).httpResponse(req), nil
+		return kindResponse(err).httpResponse(req), nil
 	}
 	body, tooBig, err := n.readBody(req.Body, req.ContentLength)
 	switch {
@@ -207,8 +209,7 @@ func setFetchURL(r *http.Request, u *url.URL, body []byte) {
 func (n *Namespace[S]) readBody(body io.Reader, length int64) ([]byte, *response, error) {
 	limit := n.srv.opts.maxRequestBody
 	tooBig := func() *response {
-		return errorResponse(http.StatusRequestEntityTooLarge, "too-large",
-			fmt.Errorf("durable: the request body is over the limit of %d bytes", limit))
+		return kindResponse(errorOf(durable.ErrRequestTooLarge, "durable: the request body is over the limit of %d bytes", limit))
 	}
 	if body == nil || body == http.NoBody {
 		return nil, nil, nil
@@ -235,8 +236,7 @@ func (n *Namespace[S]) readBody(body io.Reader, length int64) ([]byte, *response
 }
 
 func (n *Namespace[S]) noFetch() *response {
-	return errorResponse(http.StatusNotFound, "no-fetch",
-		fmt.Errorf("durable: class %s has no Fetch hook: its objects do not serve HTTP", n.class.Name))
+	return kindResponse(errorOf(durable.ErrNoFetch, "durable: class %s has no Fetch hook: its objects do not serve HTTP", n.class.Name))
 }
 
 // fetchFailed is the error of a Fetch that answered with a status of 500
@@ -266,13 +266,13 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 	}
 	id, key, err := n.resolve(id)
 	if err != nil {
-		res := errorResponse(http.StatusBadRequest, "invalid-id", err)
+		res := kindResponse(err)
 		res.code = connect.CodeInvalidArgument
 		return res, nil
 	}
 	n.srv.startAlarms()
 	if callchain.Contains(ctx, key) {
-		res := errorResponse(http.StatusLoopDetected, "reentrant", n.reentrant("Fetch", key))
+		res := kindResponse(n.reentrant("Fetch", key))
 		res.code = connect.CodeFailedPrecondition
 		return res, nil
 	}
@@ -327,33 +327,56 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 }
 
 // failureResponse is the answer to a Fetch call that failed other than by
-// its own 5xx response.
+// its own 5xx response: the status of the error's kind (durable.Kind),
+// with the full error; hideFailure makes it fit for a remote caller.
 func failureResponse(err error) *response {
-	status, kind := http.StatusInternalServerError, "method"
-	var rpc *durable.RPCError
-	switch {
-	case errors.Is(err, durable.ErrOverloaded):
-		status, kind = http.StatusServiceUnavailable, "overloaded"
-	case errors.Is(err, durable.ErrShutdown):
-		status, kind = http.StatusServiceUnavailable, "shutdown"
-	case errors.Is(err, durable.ErrReentrantCall):
-		status, kind = http.StatusLoopDetected, "reentrant"
-	case errors.Is(err, durable.ErrInvalidID):
-		status, kind = http.StatusBadRequest, "invalid-id"
-	case errors.Is(err, storage.ErrDatabaseFull):
-		status = http.StatusInsufficientStorage
-	case errors.Is(err, context.DeadlineExceeded):
-		status, kind = http.StatusGatewayTimeout, ""
-	case errors.Is(err, context.Canceled):
-		status, kind = 499, "" // nginx's "client closed request": nobody reads it
-	case errors.As(err, &rpc) && rpc.Code == connect.CodeInvalidArgument:
-		status = http.StatusBadRequest // the call would have left an invalid state
+	kind := durable.KindOf(err)
+	if cause := durable.CauseOf(err); kind == durable.KindMethod && cause != "" {
+		kind = cause // a nested call's failure: overloaded, reentrant...
+	}
+	status := kind.HTTPStatus()
+	if kind == durable.KindMethod || kind == "" {
+		switch {
+		case errors.Is(err, context.DeadlineExceeded):
+			status, kind = http.StatusGatewayTimeout, ""
+		case errors.Is(err, context.Canceled):
+			status, kind = 499, "" // nginx's "client closed request": nobody reads it
+		case kind == "":
+			status, kind = http.StatusInternalServerError, durable.KindInternal
+		case codeOf(err) == connect.CodeInvalidArgument:
+			status = http.StatusBadRequest // the call would have left an invalid state
+		}
 	}
 	res := errorResponse(status, kind, err)
+	res.cause = err
 	if res.code = codeOf(err); res.code == 0 {
 		res.code = connect.CodeUnknown
 	}
 	return res
+}
+
+// kindResponse is the answer of Durable's own to a Fetch that failed with
+// err, of the status of err's kind (durable.KindOf).
+func kindResponse(err error) *response {
+	kind := durable.KindOf(err)
+	return errorResponse(kind.HTTPStatus(), kind, err)
+}
+
+// hideFailure returns res, or, for the failure of Durable or of the
+// machine it reports, a response of the same status and kind whose body
+// is a generic message with an identifier, which the server logs with the
+// full cause: a remote caller never sees server paths or panic values.
+func (n *Namespace[S]) hideFailure(ctx context.Context, res *response, id durable.ID) *response {
+	if res.cause == nil {
+		return res
+	}
+	kind := durable.Kind(res.sent.Get(durable.HeaderError))
+	if !hidden(kind) {
+		return res
+	}
+	out := errorResponse(res.status, kind, n.srv.hide(ctx, kind, n.class.Name, "Fetch", id, res.cause))
+	out.code = res.code
+	return out
 }
 
 // response is a buffered HTTP response: the http.ResponseWriter a Fetch
@@ -370,6 +393,9 @@ type response struct {
 	// code is the outcome of the call that produced the response, for the
 	// metrics: 0 when the Fetch hook answered with a status below 500.
 	code connect.Code
+	// cause is the error of a failed call that the response reports, for
+	// hideFailure.
+	cause error
 }
 
 // UpgradeWebSocket records that Fetch accepted c: the route upgrades the
@@ -384,12 +410,12 @@ func (r *response) UpgradeWebSocket(c *websocket.Conn) bool {
 
 // errorResponse is a plain-text answer of Durable's, its kind in the
 // durable.HeaderError header unless empty.
-func errorResponse(status int, kind string, err error) *response {
+func errorResponse(status int, kind durable.Kind, err error) *response {
 	r := &response{header: make(http.Header)}
 	r.header.Set("Content-Type", "text/plain; charset=utf-8")
 	r.header.Set("X-Content-Type-Options", "nosniff")
 	if kind != "" {
-		r.header.Set(durable.HeaderError, kind)
+		r.header.Set(durable.HeaderError, string(kind))
 	}
 	r.WriteHeader(status)
 	r.body.WriteString(err.Error() + "\n")

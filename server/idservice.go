@@ -33,7 +33,9 @@ func (s *idService) IDFromName(_ context.Context, req *connect.Request[durablev1
 func (s *idService) class(name string) (namespace, error) {
 	ns, err := s.srv.lookup(name)
 	if errors.Is(err, durable.ErrClassNotFound) {
-		return nil, withKind(connect.NewError(connect.CodeNotFound, err), "class-not-found")
+		// Unimplemented, as for a call to the class's service: one code per
+		// kind (see durable.Kind).
+		return nil, kindError(err)
 	}
 	return ns, err
 }

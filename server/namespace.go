@@ -212,7 +212,7 @@ func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	if err == nil {
 		ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
 		if err != nil {
-			err = withKind(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf("header %s: %w", durable.HeaderCallChain, err)), "invalid-chain")
+			err = kindError(errorOf(durable.ErrInvalidCallChain, "header %s: %v", durable.HeaderCallChain, err))
 		}
 	}
 	if err != nil {
@@ -223,7 +223,7 @@ func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	}
 	res, err := invoke(ctx, n, id, method, req.Msg, fn)
 	if err != nil {
-		return nil, toConnectError(err)
+		return nil, n.srv.toConnectError(ctx, err, n.class.Name, method, id)
 	}
 	return connect.NewResponse(res), nil
 }
@@ -231,20 +231,17 @@ func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 // idFromHeader reads the ID from exactly one of the two ID headers.
 func (n *Namespace[S]) idFromHeader(h http.Header) (durable.ID, error) {
 	names, ids := h.Values(durable.HeaderObjectName), h.Values(durable.HeaderObjectID)
-	invalid := func(format string, args ...any) error {
-		return withKind(connect.NewError(connect.CodeInvalidArgument, fmt.Errorf(format, args...)), "invalid-id")
-	}
 	switch {
 	case len(names)+len(ids) == 0:
-		return durable.ID{}, invalid("durable: missing header %s or %s: set one to address a %s object", durable.HeaderObjectName, durable.HeaderObjectID, n.class.Name)
+		return durable.ID{}, kindError(errorOf(durable.ErrInvalidID, "durable: missing header %s or %s: set one to address a %s object", durable.HeaderObjectName, durable.HeaderObjectID, n.class.Name))
 	case len(names)+len(ids) > 1:
-		return durable.ID{}, invalid("durable: set exactly one %s or %s header, not %d", durable.HeaderObjectName, durable.HeaderObjectID, len(names)+len(ids))
+		return durable.ID{}, kindError(errorOf(durable.ErrInvalidID, "durable: set exactly one %s or %s header, not %d", durable.HeaderObjectName, durable.HeaderObjectID, len(names)+len(ids)))
 	case len(names) == 1:
 		return n.IDFromName(names[0]), nil
 	}
 	id, err := n.IDFromString(ids[0])
 	if err != nil {
-		return durable.ID{}, invalid("header %s: %w", durable.HeaderObjectID, err)
+		return durable.ID{}, kindError(fmt.Errorf("header %s: %w", durable.HeaderObjectID, err))
 	}
 	return id, nil
 }
@@ -258,14 +255,14 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 	}
 	id, key, err := n.resolve(id)
 	if err != nil {
-		return nil, withKind(connect.NewError(connect.CodeInvalidArgument, err), "invalid-id")
+		return nil, kindError(err)
 	}
 	if err := n.srv.validate(any(req).(proto.Message)); err != nil {
 		return nil, rpcError(n.class.Name, method, connect.CodeInvalidArgument, fmt.Errorf("invalid request: %w", err))
 	}
 	n.srv.startAlarms()
 	if callchain.Contains(ctx, key) {
-		return nil, withKind(connect.NewError(connect.CodeFailedPrecondition, n.reentrant(method, key)), "reentrant")
+		return nil, kindError(n.reentrant(method, key))
 	}
 	c := &call[S]{
 		ctx:     ctx,
@@ -437,39 +434,17 @@ func (n *Namespace[S]) reentrant(method string, key callchain.Key) error {
 }
 
 func shutdownError() error {
-	return withKind(connect.NewError(connect.CodeUnavailable, durable.ErrShutdown), "shutdown")
+	return kindError(durable.ErrShutdown)
 }
 
 func overloadedError(key callchain.Key, size int) error {
-	return withKind(connect.NewError(connect.CodeResourceExhausted,
-		fmt.Errorf("%w: %d calls already wait for %s", durable.ErrOverloaded, size, key)), "overloaded")
+	return kindError(fmt.Errorf("%w: %d calls already wait for %s", durable.ErrOverloaded, size, key))
 }
 
-func withKind(err *connect.Error, kind string) *connect.Error {
-	err.Meta().Set(durable.HeaderError, kind)
+// withKind sets err's durable.HeaderError metadata to kind, unless empty.
+func withKind(err *connect.Error, kind durable.Kind) *connect.Error {
+	if kind != "" {
+		err.Meta().Set(durable.HeaderError, string(kind))
+	}
 	return err
-}
-
-// toConnectError turns an error of a call into the Connect error a remote
-// caller receives.
-func toConnectError(err error) error {
-	var rpc *durable.RPCError
-	if errors.As(err, &rpc) {
-		out := connect.NewError(rpc.Code, errors.New(rpc.Message))
-		var own *connect.Error
-		if errors.As(rpc.Err, &own) {
-			for _, d := range own.Details() {
-				out.AddDetail(d)
-			}
-			for k, v := range own.Meta() {
-				out.Meta()[k] = v
-			}
-		}
-		return withKind(out, "method")
-	}
-	var ce *connect.Error
-	if errors.As(err, &ce) {
-		return ce
-	}
-	return connect.NewError(connect.CodeInternal, err)
 }

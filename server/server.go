@@ -25,11 +25,14 @@
 // (see durable.FetchByNamePrefix); its Fetch sees /{path...} and the query.
 // The request body is read in full, up to WithMaxRequestBody, before the
 // call is queued, and the response is buffered and sent once the call's
-// writes are durable. Durable's own answers carry a Durable-Error header:
-// 404 for an unknown class segment (listing those that exist) or a class
-// without Fetch, 400 for a malformed or foreign ID, 413 for a body over
-// the limit, 503 when overloaded or shutting down, 508 for a reentrant
-// call, 500 for a panic or a failed commit.
+// writes are durable. Durable's own answers carry a Durable-Error header
+// naming their durable.Kind, whose table gives the status: 404 for an
+// unknown class segment (listing those that exist) or a class without
+// Fetch, 400 for a malformed or foreign ID, 413 for a body over the limit,
+// 503 when overloaded or shutting down, 508 for a reentrant call, 507 for
+// a full disk or database, 500 for a panic or another failure of Durable,
+// whose body is then a generic message with an identifier that the log
+// line with the full cause also has.
 //
 // # Call chains
 //
@@ -219,8 +222,13 @@ func (s *Server) validate(m proto.Message) error { return s.validator.Validate(m
 
 // Mount adds a handler for the path pattern; generated Register functions
 // use it for their Connect handlers, and a program may add its own routes.
-// It panics, as http.ServeMux does, on a conflicting pattern.
-func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// It panics, as http.ServeMux does, on a conflicting pattern. A pattern
+// that names a registered protobuf service ("/pkg.v1.Service/") answers a
+// method the service does not have with Unimplemented in the caller's
+// protocol (durable.ErrMethodNotFound), naming the service's methods.
+func (s *Server) Mount(pattern string, h http.Handler) {
+	s.mux.Handle(pattern, s.knownMethods(pattern, h))
+}
 
 // HandlerOptions returns the Connect handler options every class's handlers
 // are built with.

@@ -7,8 +7,6 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
-
-	"github.com/ncruces/go-sqlite3"
 )
 
 // Durability chooses what an acknowledged write survives.
@@ -222,9 +220,7 @@ func (db *DB) commitGroup(group []*batch) {
 		db.batches.Add(uint64(len(live)))
 		db.bytes.Add(uint64(n))
 	}
-	if errors.Is(err, sqlite3.FULL) {
-		err = fmt.Errorf("%w: %w", ErrDatabaseFull, err)
-	}
+	err = fullError(err, "")
 	for _, b := range live {
 		b.done(err)
 	}

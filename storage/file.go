@@ -252,9 +252,7 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 	defer func() {
 		if err != nil {
 			f.reset()
-			if errors.Is(err, sqlite3.FULL) {
-				err = fmt.Errorf("%w (cap %d bytes): %w", ErrDatabaseFull, f.maxSize, err)
-			}
+			err = fullError(err, fmt.Sprintf("cap %d bytes", f.maxSize))
 		}
 	}()
 	if writeState {

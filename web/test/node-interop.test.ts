@@ -17,7 +17,7 @@ import {
   createGrpcTransport,
   createGrpcWebTransport,
 } from "@connectrpc/connect-node";
-import { DurableId, InvalidIdError, createNamespace, durableErrorKind } from "@durablego/durable";
+import { DurableId, InvalidIdError, createNamespace, durableErrorKind, isDurableError } from "@durablego/durable";
 
 import { IDService } from "../src/gen/durable/v1/durable_pb";
 import { Probe } from "../src/gen/durabletest/v1/probe_pb";
@@ -141,7 +141,9 @@ for (const [label, makeTransport] of transports) {
     it("gets InvalidArgument for a forged ID or one of another class", async () => {
       const forged = counters.idFromString(randomBytes(32).toString("hex"));
       const err = await rejects(counters.get(forged).getValue({}), Code.InvalidArgument);
-      assert.equal(durableErrorKind(err), "invalid-id");
+      assert.equal(durableErrorKind(err), "id-namespace");
+      assert.ok(isDurableError(err, "invalid-id") && isDurableError(err, "id-namespace"), "both kinds match");
+      assert.ok(!isDurableError(err, "id-length"));
       assert.match(err.message, /Durable-Object-Id/);
 
       const rooms = createChatRoomNamespace(transport);
@@ -150,7 +152,16 @@ for (const [label, makeTransport] of transports) {
         counters.get(counters.idFromString(roomId.toString())).getValue({}),
         Code.InvalidArgument,
       );
-      assert.equal(durableErrorKind(foreign), "invalid-id");
+      assert.equal(durableErrorKind(foreign), "id-namespace");
+      assert.ok(isDurableError(foreign, "invalid-id"));
+
+      // Refused by this client before sending: the same kinds match.
+      try {
+        counters.get(rooms.idFromName("lobby"));
+        assert.fail("get accepted an ID of another class");
+      } catch (local) {
+        assert.ok(isDurableError(local, "id-namespace") && isDurableError(local, "invalid-id"));
+      }
       assert.match(foreign.message, /ChatRoom/, "the error names the class the ID belongs to");
     });
 
@@ -165,8 +176,19 @@ for (const [label, makeTransport] of transports) {
         urlSegment: "probe",
         idService: IDService,
       });
-      const notFound = await rejects(probes.newUniqueId(), Code.NotFound);
+      // Unimplemented, as for a call to the class's service: one code per kind.
+      const notFound = await rejects(probes.newUniqueId(), Code.Unimplemented);
       assert.equal(durableErrorKind(notFound), "class-not-found");
+      assert.ok(isDurableError(notFound, "class-not-found"));
+
+      // A method the class does not have: Unimplemented, naming its methods.
+      const nope = { ...Counter.method.getValue, name: "Nope" } as typeof Counter.method.getValue;
+      const unknownMethod = await rejects(
+        transport.unary(nope, undefined, undefined, { "Durable-Object-Name": "x" }, {}),
+        Code.Unimplemented,
+      );
+      assert.equal(durableErrorKind(unknownMethod), "method-not-found");
+      assert.match(unknownMethod.message, /GetValue/, "the error names the class's methods");
       assert.match(notFound.message, /Counter/, "the error lists the registered classes");
 
       // A request that breaks the method's protovalidate rules.

@@ -21,11 +21,47 @@ export const HeaderObjectName = "Durable-Object-Name";
 /** The request header that addresses an object by its ID, 64 lowercase hex characters. */
 export const HeaderObjectId = "Durable-Object-Id";
 /**
- * The error metadata key with which the server tells its own failures apart:
- * "method" (the object's method failed), "invalid-id", "class-not-found",
- * "overloaded", "reentrant", "shutdown". See durableErrorKind.
+ * The error metadata key with which the server tells its own failures apart;
+ * its value is a DurableErrorKind. See durableErrorKind and isDurableError.
  */
 export const HeaderError = "Durable-Error";
+/**
+ * The error metadata key naming the kind of Durable failure that a method's
+ * error (kind "method") wraps, such as "reentrant" for a nested call that
+ * would deadlock.
+ */
+export const HeaderErrorCause = "Durable-Error-Cause";
+
+/**
+ * The kinds of Durable's own failures, as in the Go package's durable.Kind
+ * table (a Go test checks that the two agree): each with its Connect code
+ * (for "method", the method's own; Unknown when it has none), the HTTP status
+ * of the Fetch routes, whether it is the failure of a call that reached the
+ * object, and the kinds an error of it matches in isDurableError, itself
+ * first (Go's errors.Is with the kind's sentinels).
+ */
+export const durableErrorKinds = {
+  "method": { code: Code.Unknown, status: 500, method: true, matches: [] },
+  "internal": { code: Code.Internal, status: 500, method: true, matches: ["internal"] },
+  "state-too-large": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["state-too-large"] },
+  "database-full": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["database-full"] },
+  "out-of-memory": { code: Code.ResourceExhausted, status: 503, method: true, matches: ["out-of-memory"] },
+  "id-length": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-length", "invalid-id"] },
+  "id-not-hex": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-not-hex", "invalid-id"] },
+  "id-namespace": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-namespace", "invalid-id"] },
+  "invalid-id": { code: Code.InvalidArgument, status: 400, method: false, matches: ["invalid-id"] },
+  "invalid-chain": { code: Code.InvalidArgument, status: 400, method: false, matches: ["invalid-chain"] },
+  "class-not-found": { code: Code.Unimplemented, status: 404, method: false, matches: ["class-not-found"] },
+  "method-not-found": { code: Code.Unimplemented, status: 404, method: false, matches: ["method-not-found"] },
+  "no-fetch": { code: Code.Unimplemented, status: 404, method: false, matches: ["no-fetch"] },
+  "too-large": { code: Code.ResourceExhausted, status: 413, method: false, matches: ["too-large"] },
+  "overloaded": { code: Code.ResourceExhausted, status: 503, method: false, matches: ["overloaded"] },
+  "reentrant": { code: Code.FailedPrecondition, status: 508, method: false, matches: ["reentrant"] },
+  "shutdown": { code: Code.Unavailable, status: 503, method: false, matches: ["shutdown"] },
+} as const satisfies Record<string, { code: Code; status: number; method: boolean; matches: readonly string[] }>;
+
+/** A kind of Durable's own failures: see durableErrorKinds. */
+export type DurableErrorKind = keyof typeof durableErrorKinds;
 
 /** Why an ID was refused on the client's side. */
 export type InvalidIdReason = "length" | "not-hex" | "empty-name" | "namespace";
@@ -36,7 +72,8 @@ export type InvalidIdReason = "length" | "not-hex" | "empty-name" | "namespace";
  * resolveName for an empty name, and by get for an ID of another class. IDs
  * that are well formed but forged, or minted for another class, are refused
  * by the server: the call fails with a ConnectError of code InvalidArgument
- * whose durableErrorKind is "invalid-id".
+ * whose durableErrorKind is "id-namespace". isDurableError(err, "invalid-id")
+ * holds for both.
  */
 export class InvalidIdError extends Error {
   override name = "InvalidIdError";
@@ -272,15 +309,42 @@ export function createNamespace<S extends DescService>(
 
 /**
  * Returns the kind of Durable failure an error from a call is: the value of
- * its Durable-Error metadata ("method" for a failed method of the object,
- * "invalid-id", "class-not-found", "overloaded", "reentrant", "shutdown"),
- * or undefined for any other error.
+ * its Durable-Error metadata (see durableErrorKinds; "method" for a failed
+ * method of the object), or undefined for any other error.
  */
 export function durableErrorKind(err: unknown): string | undefined {
   if (!(err instanceof ConnectError)) {
     return undefined;
   }
   return err.metadata.get(HeaderError) ?? undefined;
+}
+
+const idReasonKinds: Record<InvalidIdReason, DurableErrorKind> = {
+  "length": "id-length",
+  "not-hex": "id-not-hex",
+  "namespace": "id-namespace",
+  "empty-name": "invalid-id",
+};
+
+/**
+ * Reports whether err is a Durable failure of kind, as Go's errors.Is with
+ * the kind's sentinel: the server's Durable-Error kind or, for a method's
+ * failure, its Durable-Error-Cause matches kind (so "invalid-id" holds for
+ * "id-namespace" too; see durableErrorKinds), or err is the InvalidIdError
+ * this client throws for the same reason before sending anything.
+ */
+export function isDurableError(err: unknown, kind: DurableErrorKind): boolean {
+  const matches = (k: string | undefined | null) =>
+    k != null && Object.hasOwn(durableErrorKinds, k) &&
+    (durableErrorKinds[k as DurableErrorKind].matches as readonly string[]).includes(kind);
+  if (err instanceof InvalidIdError) {
+    return matches(idReasonKinds[err.reason]);
+  }
+  if (!(err instanceof ConnectError)) {
+    return false;
+  }
+  const own = err.metadata.get(HeaderError);
+  return own === kind || matches(own) || (own === "method" && matches(err.metadata.get(HeaderErrorCause)));
 }
 
 function checkClass(className: string, id: DurableId) {
