@@ -31,6 +31,7 @@ type options struct {
 	maxRequestBody int64
 	maxSockets     int
 	maxMessageSize int64
+	maxSocketBuf   int64                 // 0: websocket.DefaultMaxBuffer
 	metrics        prometheus.Registerer // nil: no metrics
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
@@ -135,4 +136,16 @@ func WithMaxSocketsPerObject(n int) Option { return func(o *options) { o.maxSock
 // WebSocketError hook has been told. Default 32 MiB.
 func WithMaxMessageSize(bytes int64) Option {
 	return func(o *options) { o.maxMessageSize = max(1, bytes) }
+}
+
+// WithMaxSocketBuffer caps the bytes that may wait to be written to one
+// WebSocket (websocket.Conn.BufferedAmount: payloads, plus
+// websocket.MessageOverhead per message). A send past it finds a client
+// that does not read fast enough: the object's WebSocketError hears of
+// websocket.ErrSlowClient, the socket is closed with 1013 (try again
+// later), and what waits behind melody's 256-message buffer is dropped.
+// A message longer than the cap is still sent when nothing else waits.
+// Default 4 MiB (websocket.DefaultMaxBuffer).
+func WithMaxSocketBuffer(bytes int64) Option {
+	return func(o *options) { o.maxSocketBuf = max(1, bytes) }
 }
