@@ -432,9 +432,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c *Conn) {
 	h.remove(c)
 }
 
+// connOf returns the Conn of s. It reads s.Keys without the session's lock
+// (s.Get takes it, on every message written): Serve sets the keys before
+// the session's goroutines start, and nothing changes them after.
 func connOf(s *melody.Session) *Conn {
-	v, _ := s.Get("conn")
-	c, _ := v.(*Conn)
+	c, _ := s.Keys["conn"].(*Conn)
 	return c
 }
 
@@ -511,7 +513,7 @@ func (h *Hub) onSent(s *melody.Session, b []byte) {
 	if c == nil {
 		return
 	}
-	c.queued.Add(-cost(b))
+	c.written.Add(cost(b))
 	if c.backlogged.Load() {
 		c.mu.Lock()
 		c.refillLocked()
@@ -555,8 +557,12 @@ type Conn struct {
 	// those past them; a message it refuses waits in backlog instead, and
 	// moves to melody's buffer as melody writes (onSent). The queue is
 	// bounded in bytes, not messages: past the hub's MaxBuffer the socket
-	// is a slow client (slowLocked).
-	queued     atomic.Int64  // cost of the messages in melody's buffer and in backlog: BufferedAmount
+	// is a slow client (slowLocked). What waits (BufferedAmount) is queued
+	// less written: the writer, which holds mu, adds to queued, melody's
+	// write goroutine to written; one atomic add per message, on the way
+	// out, keeps a broadcast to many sockets cheap.
+	queued     int64         // guarded by mu: cost of every message queued, dropped ones taken off
+	written    atomic.Int64  // cost of every message melody wrote
 	backlogged atomic.Bool   // backlog is not empty: onSent refills melody's buffer
 	full       atomic.Bool   // melody refused the message push handed it
 	backlog    []envelope    // guarded by mu
@@ -652,7 +658,11 @@ func (c *Conn) enqueue(e envelope) error {
 // default 4 MiB), where the socket is closed as a slow client
 // (ErrSlowClient). An object may check it to skip what a socket that is
 // behind can do without.
-func (c *Conn) BufferedAmount() int64 { return c.queued.Load() }
+func (c *Conn) BufferedAmount() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued - c.written.Load()
+}
 
 // write writes e now: to the session, or to the buffer that is flushed
 // on the upgrade. Nothing is written after a close frame, nor once the
@@ -664,14 +674,14 @@ func (c *Conn) write(e envelope) {
 		return
 	}
 	if !e.close {
-		// One atomic add on the way in, one on the way out (onSent):
-		// a broadcast to many sockets stays cheap.
+		// Past the bound, unless nothing waits (a message longer than
+		// the bound is sent alone).
 		k := cost(e.data)
-		if n := c.queued.Add(k); n > c.hub.cfg.MaxBuffer && n != k {
-			c.queued.Add(-k)
+		if n := c.queued - c.written.Load() + k; n > c.hub.cfg.MaxBuffer && n != k {
 			c.slowLocked()
 			return
 		}
+		c.queued += k
 	}
 	if !c.upgraded {
 		c.pre = append(c.pre, e)
@@ -749,7 +759,7 @@ func (c *Conn) slowLocked() {
 	for _, e := range c.pre {
 		dropped += cost(e.data)
 	}
-	c.queued.Add(-dropped)
+	c.queued -= dropped
 	c.backlog, c.pre = nil, nil
 	c.backlogged.Store(false)
 	bye := envelope{close: true, code: closeTryAgainLater, data: []byte(slowReason)}
