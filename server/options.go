@@ -32,6 +32,7 @@ type options struct {
 	maxSockets     int
 	maxMessageSize int64
 	maxStateSize   int64
+	maxSocketBuf   int64                 // 0: websocket.DefaultMaxBuffer
 	metrics        prometheus.Registerer // nil: no metrics
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
@@ -177,3 +178,15 @@ const DefaultCallTimeout = 30 * time.Second
 // it. A limit of zero or less means none. Default 30 s
 // (DefaultCallTimeout).
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
+
+// WithMaxSocketBuffer caps the bytes that may wait to be written to one
+// WebSocket (websocket.Conn.BufferedAmount: payloads, plus
+// websocket.MessageOverhead per message). A send past it finds a client
+// that does not read fast enough: the object's WebSocketError hears of
+// websocket.ErrSlowClient, the socket is closed with 1013 (try again
+// later), and what waits behind melody's 256-message buffer is dropped.
+// A message longer than the cap is still sent when nothing else waits.
+// Default 4 MiB (websocket.DefaultMaxBuffer).
+func WithMaxSocketBuffer(bytes int64) Option {
+	return func(o *options) { o.maxSocketBuf = max(1, bytes) }
+}

@@ -185,6 +185,7 @@ func New(opts ...Option) (*Server, error) {
 	s.sockets = websocket.NewHub(websocket.HubConfig{
 		MaxSockets:     o.maxSockets,
 		MaxMessageSize: o.maxMessageSize,
+		MaxBuffer:      o.maxSocketBuf,
 		Dispatch:       s.socketEvent,
 	})
 	if o.metrics != nil {

@@ -139,6 +139,10 @@ func TestWebSocketTagsBroadcast(t *testing.T) {
 	}
 }
 
+// TestWebSocketOrdering: a client that reads, but slower than the object
+// answers it (1,000 echoes, answered by group commits of up to 256 calls
+// at once), gets every answer, in order: a burst past melody's 256-message
+// buffer waits for the socket instead of being dropped.
 func TestWebSocketOrdering(t *testing.T) {
 	e := newSockEnv(t)
 	c := e.dial(t, "order", "")
@@ -173,6 +177,12 @@ func TestWebSocketAllOrder(t *testing.T) {
 		if ev := e.nextClose(t); ev.ID != ids[i] {
 			t.Fatalf("close event for %s, want %s", ev.ID, ids[i])
 		}
+		// The socket leaves All once WebSocketClose returned: after the
+		// probe told of it, and maybe after the next message's call.
+		gone := ids[i]
+		eventually(t, "the closed socket leaves All", func() bool {
+			return !strings.Contains(ask(t, conns[7], "ids"), gone)
+		})
 		ids[i] = ""
 	}
 	want := func(idx ...int) string {
@@ -419,4 +429,43 @@ func TestWebSocketShutdownDeadline(t *testing.T) {
 	if _, _, err := c.ReadMessage(); !errors.As(err, &ce) || ce.Code != gorilla.CloseGoingAway {
 		t.Fatalf("client: %v, want close 1001", err)
 	}
+}
+
+// TestWebSocketSlowClient: a client that never reads, in a room where
+// another socket broadcasts 32 KiB messages, passes the server's bound of
+// 256 KiB: the object's WebSocketError hears of ErrSlowClient, and the
+// socket's close event says 1013 "slow client". The socket that reads
+// gets every broadcast, before and after.
+func TestWebSocketSlowClient(t *testing.T) {
+	e := newSockEnv(t, server.WithMaxSocketBuffer(256<<10))
+	stalled := e.dial(t, "room", "tags=all") // never reads
+	reader := e.dial(t, "room", "tags=all")
+	big := strings.Repeat("x", 32<<10)
+	for i := 0; ; i++ {
+		if i == 4096 { // 128 MiB: far past the kernel's buffers and the bound
+			t.Fatal("no ErrSlowClient")
+		}
+		msg := fmt.Sprintf("%d %s", i, big)
+		send(t, reader, "tag all "+msg)
+		if got := recv(t, reader); got != msg {
+			t.Fatalf("broadcast %d: got %.20q", i, got)
+		}
+		select {
+		case err := <-e.sp.Errors:
+			if !errors.Is(err, websocket.ErrSlowClient) {
+				t.Fatalf("error event %v, want ErrSlowClient", err)
+			}
+		default:
+			continue
+		}
+		break
+	}
+	if got := ask(t, reader, "echo alive"); got != "alive" {
+		t.Fatalf("the reading socket after the slow one: %q", got)
+	}
+	stalled.UnderlyingConn().Close()
+	if ev := e.nextClose(t); ev.Code != 1013 || ev.Reason != "slow client" || ev.Clean {
+		t.Fatalf("close event %+v, want 1013 slow client, unclean", ev)
+	}
+	eventually(t, "the slow socket leaves All", func() bool { return strings.Contains(ask(t, reader, "whoami"), "all=1") })
 }

@@ -22,6 +22,7 @@ import (
 	"net/http"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	gorilla "github.com/gorilla/websocket"
@@ -36,7 +37,23 @@ const (
 	MaxAutoResponse   = 2048     // bytes of an auto-response request or response
 	DefaultMaxSockets = 32768    // sockets per object
 	DefaultMaxMessage = 32 << 20 // bytes of a message
+	// DefaultMaxBuffer is the default of HubConfig.MaxBuffer: the bytes
+	// that may wait to be written to one socket, 4 MiB. That holds 40,000
+	// chat messages of 100 bytes, or a history of 1 MiB four times over,
+	// so a burst to a client that reads does not reach it; and about as
+	// much as the kernel itself buffers for a TCP connection (Linux's
+	// tcp_wmem maximum is 4 MiB), so a client that far behind is seconds
+	// behind on any link. 32,768 sockets at the bound hold 128 GiB at
+	// worst: lower it for many sockets that each get messages of their
+	// own (a broadcast's payload is shared by its recipients).
+	DefaultMaxBuffer = 4 << 20
 )
+
+// MessageOverhead is the bytes a queued message counts for besides its
+// payload, in BufferedAmount and against HubConfig.MaxBuffer: what queuing
+// it costs in memory (its envelopes). Without it, empty messages would
+// queue without bound.
+const MessageOverhead = 64
 
 // Close codes, and what fits of a reason in a close frame.
 const (
@@ -44,7 +61,9 @@ const (
 	closeNoStatus       = 1005
 	closeAbnormal       = 1006
 	closeMessageTooBig  = 1009
+	closeTryAgainLater  = 1013
 	maxCloseReasonBytes = 123
+	slowReason          = "slow client"
 )
 
 // Errors.
@@ -68,9 +87,16 @@ var (
 	ErrAutoResponseTooLarge = errors.New("websocket: auto-response request or response over 2,048 bytes")
 	// ErrClosed is the error of sending to, or closing, a closed socket.
 	ErrClosed = errors.New("websocket: the socket is closed")
-	// ErrSlowClient is reported to WebSocketError when a socket's send
-	// buffer is full: the message was dropped.
-	ErrSlowClient = errors.New("websocket: the client does not read fast enough; a message was dropped")
+	// ErrSlowClient is reported to WebSocketError when a message sent to
+	// a socket would take what waits to be written to it past the
+	// server's bound (HubConfig.MaxBuffer, server.WithMaxSocketBuffer):
+	// the client does not read fast enough. The socket is then closed
+	// with 1013 (try again later) and reason "slow client": that message,
+	// and those queued behind melody's buffer of 256, are dropped, the
+	// close frame follows what melody's buffer holds, and nothing more is
+	// sent. WebSocketClose follows, with code 1013 and that reason, and
+	// clean false unless the client's own close frame came back first.
+	ErrSlowClient = errors.New("websocket: the client does not read fast enough; the socket is closed")
 )
 
 // Message is a message received on a socket.
@@ -119,6 +145,11 @@ type HubConfig struct {
 	MaxSockets int
 	// MaxMessageSize caps a received message; 0 is DefaultMaxMessage.
 	MaxMessageSize int64
+	// MaxBuffer caps, in bytes, what may wait to be written to one
+	// socket (BufferedAmount); past it the socket is a slow client (see
+	// ErrSlowClient). A message longer than it is still sent when
+	// nothing else waits. 0 is DefaultMaxBuffer.
+	MaxBuffer int64
 	// Dispatch delivers an event to its object as a call and returns when
 	// the call is done (its outcome). It is called from the socket's read
 	// goroutine, which gives per-socket ordering and backpressure.
@@ -199,6 +230,9 @@ func NewHub(cfg HubConfig) *Hub {
 	if cfg.MaxMessageSize <= 0 {
 		cfg.MaxMessageSize = DefaultMaxMessage
 	}
+	if cfg.MaxBuffer <= 0 {
+		cfg.MaxBuffer = DefaultMaxBuffer
+	}
 	h := &Hub{cfg: cfg, objects: make(map[Key]*object), handles: make(map[Key]*Sockets)}
 	return h
 }
@@ -214,6 +248,8 @@ func (h *Hub) melody() *melody.Melody {
 		m.HandleMessage(func(s *melody.Session, b []byte) { h.onMessage(s, Message{Data: b}) })
 		m.HandleMessageBinary(func(s *melody.Session, b []byte) { h.onMessage(s, Message{Data: b, Binary: true}) })
 		m.HandleError(h.onError)
+		m.HandleSentMessage(h.onSent)
+		m.HandleSentMessageBinary(h.onSent)
 		h.m = m
 	})
 	return h.m
@@ -359,17 +395,29 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c *Conn) {
 	c.mu.Lock()
 	c.closed = true
 	c.sess = nil
+	c.backlog = nil
+	c.backlogged.Store(false)
 	upgraded := c.upgraded
 	readErr, sentCode, sentReason := c.readErr, c.sentCode, c.sentReason
+	slow := c.slow
 	c.mu.Unlock()
 	if err != nil || !upgraded {
 		h.remove(c)
 		return
 	}
+	if slow != nil {
+		<-slow // WebSocketError heard of it first
+	}
 	code, reason, clean := closeAbnormal, "", false
 	var ce *gorilla.CloseError
+	isCloseErr := errors.As(readErr, &ce)
 	switch {
-	case errors.As(readErr, &ce):
+	case slow != nil && (!isCloseErr || ce.Code == closeAbnormal):
+		// Closed as a slow client, and no close frame came back (1006 is
+		// gorilla's for a connection that ended without one): the
+		// client may never have read the server's.
+		code, reason = closeTryAgainLater, slowReason
+	case isCloseErr:
 		code, reason, clean = ce.Code, ce.Text, true
 		if code == closeNoStatus || code == closeAbnormal {
 			clean = code == closeNoStatus
@@ -384,9 +432,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c *Conn) {
 	h.remove(c)
 }
 
+// connOf returns the Conn of s. It reads s.Keys without the session's lock
+// (s.Get takes it, on every message written): Serve sets the keys before
+// the session's goroutines start, and nothing changes them after.
 func connOf(s *melody.Session) *Conn {
-	v, _ := s.Get("conn")
-	c, _ := v.(*Conn)
+	c, _ := s.Keys["conn"].(*Conn)
 	return c
 }
 
@@ -422,15 +472,15 @@ func (h *Hub) onMessage(s *melody.Session, msg Message) {
 			c.mu.Lock()
 			c.lastAuto = time.Now()
 			c.mu.Unlock()
-			s.Write([]byte(res))
+			c.write(envelope{data: []byte(res)})
 			return
 		}
 	}
 	h.dispatch(c.key, Event{Kind: EventMessage, Conn: c, Message: msg})
 }
 
-// onError records the read error that ends a socket, and reports a full
-// send buffer to the object.
+// onError records the read error that ends a socket, and a full melody
+// buffer for the write that found it.
 func (h *Hub) onError(s *melody.Session, err error) {
 	c := connOf(s)
 	if c == nil {
@@ -438,7 +488,9 @@ func (h *Hub) onError(s *melody.Session, err error) {
 	}
 	switch {
 	case errors.Is(err, melody.ErrMessageBufferFull):
-		go h.dispatch(c.key, Event{Kind: EventError, Conn: c, Err: ErrSlowClient})
+		// Reported synchronously from inside push, under c.mu: the
+		// message waits in c.backlog instead.
+		c.full.Store(true)
 		return
 	case errors.Is(err, melody.ErrWriteClosed):
 		// A write to a session that is closing: nothing is lost that the
@@ -452,6 +504,25 @@ func (h *Hub) onError(s *melody.Session, err error) {
 	}
 	c.mu.Unlock()
 }
+
+// onSent runs on the socket's write goroutine once melody wrote a message:
+// the message no longer counts in BufferedAmount, and melody's buffer has
+// room for the next one of the backlog, if any.
+func (h *Hub) onSent(s *melody.Session, b []byte) {
+	c := connOf(s)
+	if c == nil {
+		return
+	}
+	c.written.Add(cost(b))
+	if c.backlogged.Load() {
+		c.mu.Lock()
+		c.refillLocked()
+		c.mu.Unlock()
+	}
+}
+
+// cost is what a message of payload b counts for in BufferedAmount.
+func cost(b []byte) int64 { return int64(len(b)) + MessageOverhead }
 
 // envelope is a message to write.
 type envelope struct {
@@ -481,6 +552,21 @@ type Conn struct {
 	sentReason string
 	attachment []byte
 	lastAuto   time.Time
+
+	// The send queue. melody buffers 256 messages per socket and drops
+	// those past them; a message it refuses waits in backlog instead, and
+	// moves to melody's buffer as melody writes (onSent). The queue is
+	// bounded in bytes, not messages: past the hub's MaxBuffer the socket
+	// is a slow client (slowLocked). What waits (BufferedAmount) is queued
+	// less written: the writer, which holds mu, adds to queued, melody's
+	// write goroutine to written; one atomic add per message, on the way
+	// out, keeps a broadcast to many sockets cheap.
+	queued     int64         // guarded by mu: cost of every message queued, dropped ones taken off
+	written    atomic.Int64  // cost of every message melody wrote
+	backlogged atomic.Bool   // backlog is not empty: onSent refills melody's buffer
+	full       atomic.Bool   // melody refused the message push handed it
+	backlog    []envelope    // guarded by mu
+	slow       chan struct{} // guarded by mu; once slow, closed when WebSocketError heard of it
 }
 
 // ID returns the socket's ID, unique in the server.
@@ -565,14 +651,37 @@ func (c *Conn) enqueue(e envelope) error {
 	return nil
 }
 
+// BufferedAmount returns the bytes sent to the socket and not yet written
+// to its connection, counting MessageOverhead per message besides its
+// payload: the browser WebSocket's bufferedAmount. A client that does not
+// read makes it grow until the server's bound (server.WithMaxSocketBuffer,
+// default 4 MiB), where the socket is closed as a slow client
+// (ErrSlowClient). An object may check it to skip what a socket that is
+// behind can do without.
+func (c *Conn) BufferedAmount() int64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.queued - c.written.Load()
+}
+
 // write writes e now: to the session, or to the buffer that is flushed
 // on the upgrade. Nothing is written after a close frame, nor once the
 // session is gone. Hub.Close uses it too, for its close frames.
 func (c *Conn) write(e envelope) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if c.sentCode != 0 {
+	if c.sentCode != 0 || c.upgraded && c.sess == nil {
 		return
+	}
+	if !e.close {
+		// Past the bound, unless nothing waits (a message longer than
+		// the bound is sent alone).
+		k := cost(e.data)
+		if n := c.queued - c.written.Load() + k; n > c.hub.cfg.MaxBuffer && n != k {
+			c.slowLocked()
+			return
+		}
+		c.queued += k
 	}
 	if !c.upgraded {
 		c.pre = append(c.pre, e)
@@ -581,21 +690,91 @@ func (c *Conn) write(e envelope) {
 		}
 		return
 	}
-	if c.sess != nil {
-		c.writeLocked(e)
+	c.writeLocked(e)
+}
+
+// writeLocked hands e to melody, after the backlog, or queues it in the
+// backlog when melody's buffer is full. The caller holds c.mu, and
+// c.sess is set.
+func (c *Conn) writeLocked(e envelope) {
+	if e.close {
+		c.sentCode, c.sentReason = e.code, string(e.data)
+	}
+	if len(c.backlog) == 0 && c.push(e) {
+		return
+	}
+	c.backlog = append(c.backlog, e)
+	if !c.backlogged.Load() {
+		c.backlogged.Store(true)
+		// melody may have written all it held since push found its
+		// buffer full, and then seen no backlog: refill now. If its
+		// buffer is still full, onSent sees the backlog after the next
+		// write.
+		c.refillLocked()
 	}
 }
 
-func (c *Conn) writeLocked(e envelope) {
+// push hands e to melody, and reports whether melody took it (its buffer
+// was not full). The caller holds c.mu, and c.sess is set.
+func (c *Conn) push(e envelope) bool {
 	switch {
 	case e.close:
-		c.sentCode, c.sentReason = e.code, string(e.data)
 		c.sess.CloseWithMsg(melody.FormatCloseMessage(e.code, string(e.data)))
 	case e.binary:
 		c.sess.WriteBinary(e.data)
 	default:
 		c.sess.Write(e.data)
 	}
+	if c.full.Load() {
+		c.full.Store(false)
+		return false
+	}
+	return true
+}
+
+// refillLocked moves what it can of the backlog to melody's buffer, in
+// order. The caller holds c.mu.
+func (c *Conn) refillLocked() {
+	for len(c.backlog) > 0 && c.sess != nil {
+		if !c.push(c.backlog[0]) {
+			return
+		}
+		c.backlog[0] = envelope{}
+		c.backlog = c.backlog[1:]
+	}
+	c.backlog = nil
+	c.backlogged.Store(false)
+}
+
+// slowLocked closes the socket of a client too slow to read what is sent
+// to it: what waits behind melody's buffer (or, before the upgrade, all
+// that waits) is dropped, a close frame 1013 follows what melody holds,
+// and WebSocketError hears of ErrSlowClient, before WebSocketClose. The
+// caller holds c.mu.
+func (c *Conn) slowLocked() {
+	var dropped int64
+	for _, e := range c.backlog {
+		dropped += cost(e.data)
+	}
+	for _, e := range c.pre {
+		dropped += cost(e.data)
+	}
+	c.queued -= dropped
+	c.backlog, c.pre = nil, nil
+	c.backlogged.Store(false)
+	bye := envelope{close: true, code: closeTryAgainLater, data: []byte(slowReason)}
+	if c.upgraded {
+		c.writeLocked(bye)
+	} else {
+		c.pre = append(c.pre, bye)
+		c.sentCode, c.sentReason = bye.code, slowReason
+	}
+	done := make(chan struct{})
+	c.slow = done
+	go func() {
+		defer close(done)
+		c.hub.dispatch(c.key, Event{Kind: EventError, Conn: c, Err: ErrSlowClient})
+	}()
 }
 
 func clone(b []byte) []byte {

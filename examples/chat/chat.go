@@ -3,6 +3,14 @@
 // messages kept in the object's state. The JSON it speaks is documented in
 // proto/examples/chat/v1/chat.proto.
 //
+// Unlike the reference page, the room bounds what a client can make it
+// keep: a message's text is at most MaxTextBytes (a longer one is answered
+// with {"type":"error",...}, and neither kept nor broadcast), a user name
+// at most MaxUsername characters of UTF-8 (a longer or invalid one is
+// refused with 400), and the kept messages at most MaxMessages and
+// MaxHistoryBytes, oldest dropped first. The state thus stays near 1 MiB
+// whatever the clients send.
+//
 // Try it with the example server and any WebSocket client:
 //
 //	websocat 'ws://127.0.0.1:8080/objects/chat-room/lobby/?username=alice'
@@ -13,10 +21,13 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"slices"
 	"time"
+	"unicode/utf8"
 
+	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -38,7 +49,24 @@ const (
 	// DefaultUsername is the name of a user who connects without
 	// ?username=.
 	DefaultUsername = "Anonymous"
+	// MaxTextBytes caps a message's text, in bytes of UTF-8: 4 KiB, a
+	// long paragraph, and about as much as chat services allow (Discord
+	// 2,000 characters, Slack 4,000). A longer message is refused.
+	MaxTextBytes = 4 << 10
+	// MaxUsername caps a user name, in characters: the name is in every
+	// message kept and broadcast.
+	MaxUsername = 64
+	// MaxHistoryBytes caps the kept messages, as encoded in the state:
+	// with MaxTextBytes, 1,000 messages could take 4 MiB. 1 MiB keeps at
+	// least 240 messages of the longest kind, and the state well under
+	// the server's state cap.
+	MaxHistoryBytes = 1 << 20
 )
+
+// maxFrameBytes is the longest client message worth decoding: a text of
+// MaxTextBytes in JSON, each byte escaped as \u00XX, and the rest of the
+// object. A longer one is refused without parsing it.
+const maxFrameBytes = 6*MaxTextBytes + 1024
 
 // ChatRoom implements chatv1durable.ChatRoom with the Fetch and WebSocket
 // hooks. Its Now field is the clock, time.Now when nil, so tests can
@@ -121,6 +149,10 @@ func (c ChatRoom) Fetch(_ context.Context, o *chatv1durable.ChatRoomObject, w ht
 	if name == "" {
 		name = DefaultUsername
 	}
+	if !utf8.ValidString(name) || utf8.RuneCountInString(name) > MaxUsername {
+		http.Error(w, fmt.Sprintf("username: at most %d characters of UTF-8", MaxUsername), http.StatusBadRequest)
+		return
+	}
 	ws, err := o.Sockets.Accept(w, r, name)
 	if errors.Is(err, websocket.ErrNotUpgrade) {
 		http.Error(w, "Expected WebSocket", http.StatusUpgradeRequired)
@@ -142,11 +174,18 @@ func (c ChatRoom) Fetch(_ context.Context, o *chatv1durable.ChatRoomObject, w ht
 	o.Sockets.Broadcast(encode(presence{"join", name, c.now().UnixMilli()}), websocket.Except(ws))
 }
 
+// errTooLong answers a message whose text is over MaxTextBytes.
+var errTooLong = problem{"error", fmt.Sprintf("message too long: the text is at most %d bytes", MaxTextBytes)}
+
 // WebSocketMessage handles {"type":"message","text":"..."}: the message is
-// kept (the last MaxMessages) and broadcast to every socket. Other types
-// are ignored; a message that is not JSON is answered to its sender with
-// {"type":"error","message":"..."}.
+// kept (the last MaxMessages, at most MaxHistoryBytes) and broadcast to
+// every socket. Other types are ignored; a message that is not JSON, or
+// whose text is over MaxTextBytes, is answered to its sender with
+// {"type":"error","message":"..."}, and neither kept nor broadcast.
 func (c ChatRoom) WebSocketMessage(_ context.Context, o *chatv1durable.ChatRoomObject, ws *websocket.Conn, msg websocket.Message) error {
+	if len(msg.Data) > maxFrameBytes {
+		return ws.Send(encode(errTooLong))
+	}
 	var in incoming
 	if err := json.Unmarshal(msg.Data, &in); err != nil {
 		return ws.Send(encode(problem{"error", "invalid message: " + err.Error()}))
@@ -154,13 +193,29 @@ func (c ChatRoom) WebSocketMessage(_ context.Context, o *chatv1durable.ChatRoomO
 	if in.Type != "message" {
 		return nil
 	}
-	m := &chatv1.ChatMessage{User: username(ws), Text: in.Text, TimestampMs: c.now().UnixMilli()}
-	o.State.Messages = append(o.State.Messages, m)
-	if n := len(o.State.Messages); n > MaxMessages {
-		o.State.Messages = slices.Delete(o.State.Messages, 0, n-MaxMessages)
+	if len(in.Text) > MaxTextBytes {
+		return ws.Send(encode(errTooLong))
 	}
+	m := &chatv1.ChatMessage{User: username(ws), Text: in.Text, TimestampMs: c.now().UnixMilli()}
+	o.State.Messages = keep(append(o.State.Messages, m))
 	o.Sockets.Broadcast(encode(posted{"message", toJSON(m)}))
 	return nil
+}
+
+// keep drops the oldest of msgs until at most MaxMessages remain, taking
+// at most MaxHistoryBytes in the state.
+func keep(msgs []*chatv1.ChatMessage) []*chatv1.ChatMessage {
+	from, size := len(msgs), 0
+	for from > 0 && len(msgs)-from < MaxMessages {
+		// As encoded in ChatState: field 1, length-delimited.
+		n := protowire.SizeTag(1) + protowire.SizeBytes(proto.Size(msgs[from-1]))
+		if size+n > MaxHistoryBytes {
+			break
+		}
+		size += n
+		from--
+	}
+	return slices.Delete(msgs, 0, from)
 }
 
 // WebSocketClose tells the other sockets that the user left.

@@ -12,6 +12,8 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	gorilla "github.com/gorilla/websocket"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable/examples/chat"
 	"github.com/durablego/durable/examples/internal/exampletest"
@@ -230,19 +232,16 @@ func TestHistoryAndLimits(t *testing.T) {
 	alice := e.connect(t, "busy", "alice")
 	alice.next("history")
 
-	// More than the room keeps, sent back to back in batches (a client
-	// that does not read while the server sends to it would be too slow:
-	// the server drops what it cannot buffer).
-	const n, batch = chat.MaxMessages + 5, 100
-	for from := 0; from < n; from += batch {
-		to := min(from+batch, n)
-		for i := from; i < to; i++ {
-			alice.say(fmt.Sprint("m", i))
-		}
-		for i := from; i < to; i++ {
-			if m := alice.next("message"); m.Text != fmt.Sprint("m", i) {
-				t.Fatalf("message %d = %q, want m%d: one client's messages in order", i, m.Text, i)
-			}
+	// More than the room keeps, sent back to back before reading any:
+	// the broadcasts wait for the socket (a burst past melody's buffer of
+	// 256 messages is not dropped).
+	const n = chat.MaxMessages + 5
+	for i := range n {
+		alice.say(fmt.Sprint("m", i))
+	}
+	for i := range n {
+		if m := alice.next("message"); m.Text != fmt.Sprint("m", i) {
+			t.Fatalf("message %d = %q, want m%d: one client's messages in order", i, m.Text, i)
 		}
 	}
 
@@ -325,5 +324,110 @@ func TestRemoteClient(t *testing.T) {
 	m, err := stub.GetRecentMessages(ctx, &chatv1.GetRecentMessagesRequest{})
 	if err != nil || len(m.GetMessages()) != 1 || m.GetMessages()[0].GetText() != "hi" {
 		t.Fatalf("remote GetRecentMessages = %v, %v; want the one message", m.GetMessages(), err)
+	}
+}
+
+// TestLongMessages: a text over MaxTextBytes is answered with an error to
+// its sender, and neither kept nor broadcast; one of MaxTextBytes is
+// both. The count is in bytes of UTF-8, not characters. Six 8 MiB
+// messages, which once grew the state until SQLite ran out of memory, are
+// refused too, and the room goes on.
+func TestLongMessages(t *testing.T) {
+	e := start(t)
+	alice := e.connect(t, "lobby", "alice")
+	alice.next("history")
+	bob := e.connect(t, "lobby", "bob")
+	bob.next("history")
+	alice.next("join")
+
+	tooLong := func(text string) {
+		t.Helper()
+		alice.say(text)
+		if ev := alice.next("error"); !strings.Contains(ev.Message, "too long") {
+			t.Fatalf("error message %q, want it to say too long", ev.Message)
+		}
+	}
+	tooLong(strings.Repeat("x", chat.MaxTextBytes+1))
+	tooLong(strings.Repeat("é", chat.MaxTextBytes/2+1)) // 2 bytes each
+	longest := strings.Repeat("y", chat.MaxTextBytes)
+	alice.say(longest)
+	for _, c := range []*client{alice, bob} {
+		if m := c.next("message"); m.Text != longest {
+			t.Fatalf("%s got %d bytes, want the message of %d", c.Name, len(m.Text), len(longest))
+		}
+	}
+	huge := strings.Repeat("z", 8<<20)
+	for range 6 {
+		tooLong(huge)
+	}
+	alice.say("still here")
+	if m := bob.next("message"); m.Text != "still here" {
+		t.Fatalf("bob got %.40q, want the message after the refused ones: none of them was broadcast", m.Text)
+	}
+	alice.next("message")
+	m := e.recent(t, "lobby", chat.MaxMessages)
+	if len(m) != 2 || m[0].GetText() != longest || m[1].GetText() != "still here" {
+		t.Fatalf("GetRecentMessages has %d messages, want the longest and still here", len(m))
+	}
+}
+
+// TestHistoryBoundedInBytes: messages of the longest text are kept only as
+// long as they fit in MaxHistoryBytes, the newest; the oldest are dropped
+// first, long before MaxMessages.
+func TestHistoryBoundedInBytes(t *testing.T) {
+	e := start(t)
+	alice := e.connect(t, "lobby", "alice")
+	alice.next("history")
+	const n = 300 // 1.2 MiB of text
+	text := func(i int) string { return fmt.Sprintf("%04d%s", i, strings.Repeat("w", chat.MaxTextBytes-4)) }
+	for i := range n {
+		alice.say(text(i))
+		if m := alice.next("message"); m.Text != text(i) {
+			t.Fatalf("message %d: got %.10q", i, m.Text)
+		}
+	}
+	kept := e.recent(t, "lobby", chat.MaxMessages)
+	size := proto.Size(&chatv1.ChatState{Messages: kept})
+	if size > chat.MaxHistoryBytes {
+		t.Fatalf("the room keeps %d messages, %d bytes encoded: over %d", len(kept), size, chat.MaxHistoryBytes)
+	}
+	if len(kept) == 0 || len(kept) >= n {
+		t.Fatalf("the room keeps %d messages of %d", len(kept), n)
+	}
+	for i, m := range kept {
+		if want := text(n - len(kept) + i); m.GetText() != want {
+			t.Fatalf("kept message %d: %.10q, want %.10q: the newest, in order", i, m.GetText(), want)
+		}
+	}
+	one := proto.Size(&chatv1.ChatState{Messages: kept[:1]})
+	if size+one <= chat.MaxHistoryBytes {
+		t.Fatalf("the room keeps %d bytes: one more message of %d bytes would have fit", size, one)
+	}
+}
+
+// TestUsernames: a user name of MaxUsername characters is accepted (and
+// shown whole); a longer one, or one that is not UTF-8 (which the state,
+// a protobuf message, could not store), is refused with 400.
+func TestUsernames(t *testing.T) {
+	e := start(t)
+	longest := strings.Repeat("é", chat.MaxUsername)
+	c := e.connect(t, "lobby", longest)
+	c.next("history")
+	c.say("hi")
+	if m := c.next("message"); m.User != longest {
+		t.Fatalf("user %q, want %q", m.User, longest)
+	}
+	for _, q := range []string{url.QueryEscape(longest + "é"), "%FF%FE"} {
+		u := "ws" + strings.TrimPrefix(e.url, "http") + room("lobby") + "?username=" + q
+		conn, resp, err := gorilla.DefaultDialer.Dial(u, nil)
+		if err == nil {
+			conn.Close()
+		}
+		if resp == nil || resp.StatusCode != http.StatusBadRequest {
+			t.Fatalf("username %.20s…: %v, want 400", q, err)
+		}
+	}
+	if u := e.onlineUsers(t, "lobby"); !slices.Equal(u, []string{longest}) {
+		t.Fatalf("GetOnlineUsers = %q, want only the accepted user", u)
 	}
 }
