@@ -34,6 +34,10 @@ type options struct {
 	metrics        prometheus.Registerer // nil: no metrics
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
+	guard          Guard         // nil: every request goes through
+	trustedOrigins []string      // WithTrustedOrigins
+	corsOrigins    []string      // WithCORS; none: CORS off
+	origins        *originPolicy // built by New from the two above
 }
 
 func defaultOptions() options {

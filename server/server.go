@@ -126,6 +126,9 @@ func New(opts ...Option) (*Server, error) {
 	if err := o.addTracing(); err != nil {
 		return nil, err
 	}
+	if err := o.addOrigins(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
@@ -160,6 +163,7 @@ func New(opts ...Option) (*Server, error) {
 		MaxSockets:     o.maxSockets,
 		MaxMessageSize: o.maxMessageSize,
 		Dispatch:       s.socketEvent,
+		CheckOrigin:    o.origins.allowsSocket,
 	})
 	if o.metrics != nil {
 		if s.metrics, err = newMetrics(s, o.metrics); err != nil {
@@ -229,7 +233,8 @@ func loadSecret(path string) ([]byte, error) {
 // Mount adds a handler for the path pattern; generated Register functions
 // use it for their Connect handlers, and a program may add its own routes.
 // It panics, as http.ServeMux does, on a conflicting pattern.
-func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, h) }
+// With WithGuard, the guard decides on the route's requests (AccessRoute).
+func (s *Server) Mount(pattern string, h http.Handler) { s.mux.Handle(pattern, s.guarded(pattern, h)) }
 
 // HandlerOptions returns the Connect handler options every class's handlers
 // are built with.
@@ -305,12 +310,13 @@ func (s *Server) Handler() http.Handler {
 	defer s.mu.Unlock()
 	if s.handler == nil {
 		services := append([]string{durablev1connect.IDServiceName}, s.services...)
+		// Health is the one door no guard shuts (see AccessKind).
 		s.mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...))
 		reflector := grpcreflect.NewStaticReflector(services...)
-		s.mux.Handle(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...))
-		s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...))
-		s.mux.Handle("/", s.unknownProcedure())
-		s.handler = s.mux
+		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...)))
+		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...)))
+		s.mux.Handle("/", s.guardUnknown(s.unknownProcedure()))
+		s.handler = s.withCORS(s.mux)
 	}
 	return s.handler
 }
