@@ -180,8 +180,26 @@ func (s *Server) guardRPC(kind AccessKind, ns namespace, h http.Handler) http.Ha
 			errs.Write(w, r, deniedError(err)) // the client may be gone; nothing to do then
 			return
 		}
+		if !a.ID.IsZero() {
+			// The handler takes the ID derived here rather than deriving
+			// it again (an HMAC per name): see Namespace.idOf.
+			r = r.WithContext(context.WithValue(r.Context(), guardedIDKey{}, a.ID))
+		}
 		h.ServeHTTP(w, r)
 	})
+}
+
+// guardedIDKey is the context key of the ID guardRPC derived from the ID
+// headers of the request.
+type guardedIDKey struct{}
+
+// idOf is the object an RPC's headers h address: the ID the guard was
+// shown, or else the one idFromHeader reads.
+func (n *Namespace[S]) idOf(ctx context.Context, h http.Header) (durable.ID, error) {
+	if id, ok := ctx.Value(guardedIDKey{}).(durable.ID); ok && id.Class() == n.class.Name {
+		return id, nil
+	}
+	return n.idFromHeader(h)
 }
 
 // idOfHeaders is the object an RPC addresses, as the class's handler will
