@@ -19,6 +19,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	reflectionalphapb "google.golang.org/grpc/reflection/grpc_reflection_v1alpha"
 	"google.golang.org/grpc/status"
 
 	"github.com/durablego/durable"
@@ -166,6 +167,18 @@ func TestGuardDenyAllClosesEveryDoor(t *testing.T) {
 			t.Fatalf("reflection: %v, want PermissionDenied", err)
 		}
 		if a := log.last(t); a.Kind != server.AccessReflection || a.Method != "ServerReflectionInfo" {
+			t.Fatalf("the guard saw %+v", a)
+		}
+		// The stream opens without a round trip: the refusal is its first
+		// answer.
+		alpha, err := reflectionalphapb.NewServerReflectionClient(conn).ServerReflectionInfo(ctx)
+		if err == nil {
+			_, err = alpha.Recv()
+		}
+		if status.Code(err) != codes.PermissionDenied {
+			t.Fatalf("reflection v1alpha: %v, want PermissionDenied", err)
+		}
+		if a := log.last(t); a.Kind != server.AccessReflection || a.Path != "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo" {
 			t.Fatalf("the guard saw %+v", a)
 		}
 		log.reset()
