@@ -302,6 +302,12 @@ func (s *Server) lookup(name string) (namespace, error) {
 // the routes to the objects' Fetch hooks. Registration ends with the first
 // call.
 //
+// With WithGuard, every request but health checks is the guard's to allow
+// (see Guard); browsers' cross-origin state changes and WebSocket upgrades
+// are refused unless WithTrustedOrigins or WithCORS lists their origin
+// (403, kind "cross-origin"); with WithCORS, the handler answers CORS
+// preflights.
+//
 // HTTP/2 without TLS (h2c), which gRPC clients need, must be enabled on the
 // http.Server that serves it (Protocols.SetUnencryptedHTTP2); Serve does.
 func (s *Server) Handler() http.Handler {
