@@ -63,6 +63,13 @@ var (
 	ErrReentrantCall = errors.New("durable: reentrant call would deadlock")
 	// ErrShutdown: the server is shutting down and takes no new calls.
 	ErrShutdown = errors.New("durable: server is shutting down")
+	// ErrDenied: the server's guard (server.WithGuard) refused the request.
+	// Its Connect code is the guard's, PermissionDenied by default.
+	ErrDenied = errors.New("durable: request denied by the server's guard")
+	// ErrCrossOrigin: a browser's state-changing request or WebSocket
+	// upgrade came from an origin the server does not trust
+	// (server.WithTrustedOrigins, server.WithCORS). PermissionDenied.
+	ErrCrossOrigin = errors.New("durable: cross-origin request refused")
 	// ErrStateTooLarge: the call would leave the object's state larger than
 	// the server's cap (server.WithMaxStateSize); it failed and nothing of
 	// it was written. Its Connect code is ResourceExhausted.

@@ -36,6 +36,15 @@ import (
 //	overloaded           ErrOverloaded                             ResourceExhausted    503
 //	reentrant            ErrReentrantCall                          FailedPrecondition   508
 //	shutdown             ErrShutdown                               Unavailable          503
+//	denied               ErrDenied                                 the guard's          the code's
+//	cross-origin         ErrCrossOrigin                            PermissionDenied     403
+//
+// "denied" is a request the server's guard (server.WithGuard) refused: its
+// code is the guard's (PermissionDenied unless the guard returned a
+// *connect.Error), and on the Fetch routes its status is that code's, as
+// the Connect protocol maps them (401 for Unauthenticated, 403 for
+// PermissionDenied). "cross-origin" is a browser's state-changing Fetch
+// request or WebSocket upgrade from an origin the server does not trust.
 //
 // The first five are failures of a call that reached the object: in Go
 // they are an *[RPCError], in process and remotely. A method's own error
@@ -82,6 +91,8 @@ const (
 	KindOverloaded     Kind = "overloaded"
 	KindReentrant      Kind = "reentrant"
 	KindShutdown       Kind = "shutdown"
+	KindDenied         Kind = "denied"
+	KindCrossOrigin    Kind = "cross-origin"
 )
 
 // kindInfo is one row of the table of kinds.
@@ -113,6 +124,8 @@ var kinds = [...]kindInfo{
 	{KindOverloaded, []error{ErrOverloaded}, connect.CodeResourceExhausted, http.StatusServiceUnavailable, false},
 	{KindReentrant, []error{ErrReentrantCall}, connect.CodeFailedPrecondition, http.StatusLoopDetected, false},
 	{KindShutdown, []error{ErrShutdown}, connect.CodeUnavailable, http.StatusServiceUnavailable, false},
+	{KindDenied, []error{ErrDenied}, connect.CodePermissionDenied, http.StatusForbidden, false},
+	{KindCrossOrigin, []error{ErrCrossOrigin}, connect.CodePermissionDenied, http.StatusForbidden, false},
 }
 
 func (k Kind) info() *kindInfo {

@@ -85,8 +85,11 @@ const connections = 4
 
 // BenchmarkConnectUnary: 64 callers increment counters through the
 // generated Connect client over h2c on loopback, on 4 connections.
-func BenchmarkConnectUnary(b *testing.B) {
-	e := newEnv(b)
+func BenchmarkConnectUnary(b *testing.B) { benchConnectUnary(b) }
+
+// benchConnectUnary is BenchmarkConnectUnary on a server with opts.
+func benchConnectUnary(b *testing.B, opts ...server.Option) {
+	e := newEnv(b, opts...)
 	e.serve(b)
 	var clients [connections]*counterv1durable.CounterClient
 	for i := range clients {

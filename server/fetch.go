@@ -38,6 +38,16 @@ func (s *Server) fetchRoute(prefix string) http.Handler {
 		s.mu.RLock()
 		ns := s.segments[segment]
 		s.mu.RUnlock()
+		if ns == nil || ref == "" {
+			// The guard decides before the answer lists the classes.
+			class := ""
+			if ns != nil {
+				class = ns.info().Name
+			}
+			if !s.guardFetch(w, r, class, durable.ID{}, "/"+rest) {
+				return
+			}
+		}
 		if ns == nil {
 			s.notFoundClass(prefix, segment).write(w)
 			return
@@ -73,10 +83,6 @@ func (s *Server) notFoundClass(prefix, segment string) *response {
 // path-escaped name, or an ID when byID), whose Fetch sees the path
 // "/"+rest.
 func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string) {
-	if n.fetcher == nil {
-		n.noFetch().write(w)
-		return
-	}
 	var id durable.ID
 	if byID {
 		var err error
@@ -91,6 +97,14 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 			return
 		}
 		id = n.IDFromName(name)
+	}
+	// Before the body is read, once the guard can see the object.
+	if !n.srv.guardFetch(w, r, n.class.Name, id, "/"+rest) {
+		return
+	}
+	if n.fetcher == nil {
+		n.noFetch().write(w)
+		return
 	}
 	ctx, err := callchain.FromHeader(r.Context(), r.Header.Get(durable.HeaderCallChain))
 	if err != nil {

@@ -208,7 +208,7 @@ func Invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 // mailbox, and turns failures into Connect errors whose "Durable-Error"
 // metadata tells Durable's own failures apart. Generated handlers call it.
 func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
-	id, err := n.idFromHeader(req.Header())
+	id, err := n.idOf(ctx, req.Header())
 	if err == nil {
 		ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
 		if err != nil {

@@ -37,6 +37,10 @@ type options struct {
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
 	callTimeout    time.Duration // 0: no limit
+	guard          Guard         // nil: every request goes through
+	trustedOrigins []string      // WithTrustedOrigins
+	corsOrigins    []string      // WithCORS; none: CORS off
+	origins        *originPolicy // built by New from the two above
 }
 
 func defaultOptions() options {

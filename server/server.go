@@ -141,6 +141,9 @@ func New(opts ...Option) (*Server, error) {
 	if err := o.addTracing(); err != nil {
 		return nil, err
 	}
+	if err := o.addOrigins(); err != nil {
+		return nil, err
+	}
 	if err := os.MkdirAll(o.dataDir, 0o750); err != nil {
 		return nil, fmt.Errorf("server: data directory: %w", err)
 	}
@@ -187,6 +190,7 @@ func New(opts ...Option) (*Server, error) {
 		MaxMessageSize: o.maxMessageSize,
 		MaxBuffer:      o.maxSocketBuf,
 		Dispatch:       s.socketEvent,
+		CheckOrigin:    o.origins.allowsSocket,
 	})
 	if o.metrics != nil {
 		if s.metrics, err = newMetrics(s, o.metrics); err != nil {
@@ -226,9 +230,10 @@ func (s *Server) validate(m proto.Message) error { return s.validator.Validate(m
 // It panics, as http.ServeMux does, on a conflicting pattern. A pattern
 // that names a registered protobuf service ("/pkg.v1.Service/") answers a
 // method the service does not have with Unimplemented in the caller's
-// protocol (durable.ErrMethodNotFound), naming the service's methods.
+// protocol (durable.ErrMethodNotFound), naming the service's methods. With
+// WithGuard, the guard decides on the route's requests.
 func (s *Server) Mount(pattern string, h http.Handler) {
-	s.mux.Handle(pattern, s.knownMethods(pattern, h))
+	s.mux.Handle(pattern, s.guarded(pattern, s.knownMethods(pattern, h)))
 }
 
 // HandlerOptions returns the Connect handler options every class's handlers
@@ -297,6 +302,12 @@ func (s *Server) lookup(name string) (namespace, error) {
 // the routes to the objects' Fetch hooks. Registration ends with the first
 // call.
 //
+// With WithGuard, every request but health checks is the guard's to allow
+// (see Guard); browsers' cross-origin state changes and WebSocket upgrades
+// are refused unless WithTrustedOrigins or WithCORS lists their origin
+// (403, kind "cross-origin"); with WithCORS, the handler answers CORS
+// preflights.
+//
 // HTTP/2 without TLS (h2c), which gRPC clients need, must be enabled on the
 // http.Server that serves it (Protocols.SetUnencryptedHTTP2); Serve does.
 func (s *Server) Handler() http.Handler {
@@ -305,12 +316,13 @@ func (s *Server) Handler() http.Handler {
 	defer s.mu.Unlock()
 	if s.handler == nil {
 		services := append([]string{durablev1connect.IDServiceName}, s.services...)
+		// Health is the one door no guard shuts (see AccessKind).
 		s.mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...))
 		reflector := grpcreflect.NewStaticReflector(services...)
-		s.mux.Handle(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...))
-		s.mux.Handle(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...))
-		s.mux.Handle("/", s.unknownProcedure())
-		s.handler = s.mux
+		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...)))
+		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...)))
+		s.mux.Handle("/", s.guardUnknown(s.unknownProcedure()))
+		s.handler = s.withCORS(s.mux)
 	}
 	return s.handler
 }

@@ -154,6 +154,10 @@ type HubConfig struct {
 	// the call is done (its outcome). It is called from the socket's read
 	// goroutine, which gives per-socket ordering and backpressure.
 	Dispatch func(Key, Event) error
+	// CheckOrigin decides whether to upgrade a request by its Origin
+	// header (gorilla's Upgrader.CheckOrigin); a refused upgrade gets 403.
+	// Nil accepts every origin, melody's default.
+	CheckOrigin func(r *http.Request) bool
 }
 
 // Hub holds the open sockets of every object of a server. The server
@@ -244,6 +248,9 @@ func (h *Hub) melody() *melody.Melody {
 		m := melody.New()
 		m.Config.MaxMessageSize = h.cfg.MaxMessageSize
 		m.Upgrader.WriteBufferPool = &sync.Pool{}
+		if h.cfg.CheckOrigin != nil {
+			m.Upgrader.CheckOrigin = h.cfg.CheckOrigin
+		}
 		m.HandleConnect(h.onConnect)
 		m.HandleMessage(func(s *melody.Session, b []byte) { h.onMessage(s, Message{Data: b}) })
 		m.HandleMessageBinary(func(s *melody.Session, b []byte) { h.onMessage(s, Message{Data: b, Binary: true}) })

@@ -6,6 +6,29 @@
 //
 // With -trace stdout, every RPC's OpenTelemetry span is printed on
 // standard output as JSON.
+//
+// # What it exposes
+//
+// Everything is on -addr unless said otherwise, with no authentication
+// (see server.WithGuard to add some):
+//
+//   - the objects: RPCs, Fetch routes (/objects/, /objects-by-id/) and
+//     their WebSockets, and the web page at /;
+//   - durable.v1.IDService: mints unique IDs and tells anybody the ID of
+//     any name (the server's IDFromName);
+//   - gRPC reflection: the full schema of every service, for grpcurl and
+//     buf curl;
+//   - gRPC health checking: whether the server serves, and its service
+//     names;
+//   - /metrics: the class and method names, call counts by code, latencies,
+//     mailbox depths, objects in memory, storage and alarm counts, and the
+//     Go runtime's and the process's figures. With -metrics-addr it is
+//     served on that address instead, which can stay private while -addr
+//     is public.
+//
+// Browsers: pages of other origins can neither post to the Fetch routes
+// nor open WebSockets, and cannot call RPCs (no CORS), unless their origin
+// is listed with -allow-origin.
 package main
 
 import (
@@ -20,6 +43,7 @@ import (
 	"os"
 	"os/signal"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"time"
 
@@ -60,6 +84,9 @@ func main() {
 	sessionIdle := flag.Duration("session-idle", session.DefaultIdle,
 		"how long a Session may go without activity (Touch, SetData, GetData) before its alarm deletes its data; rounded up to a millisecond")
 	trace := flag.String("trace", "", `where RPC spans go: "" (nowhere) or "stdout" (JSON on standard output)`)
+	var origins originList
+	flag.Var(&origins, "allow-origin", "an origin (scheme://host[:port]) whose pages may call RPCs (CORS), post to the Fetch routes and open WebSockets; repeat it or separate origins with commas")
+	metricsAddr := flag.String("metrics-addr", "", `address to serve /metrics on instead of -addr ("": on -addr)`)
 	flag.Parse()
 	if *sessionIdle <= 0 {
 		fmt.Fprintf(os.Stderr, "-session-idle must be positive, not %v\n", *sessionIdle)
@@ -71,18 +98,47 @@ func main() {
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	if err := run(*addr, *data, *idle, *sessionIdle, *trace == "stdout", log); err != nil {
+	cfg := config{addr: *addr, data: *data, idle: *idle, sessionIdle: *sessionIdle, trace: *trace == "stdout", origins: origins, metricsAddr: *metricsAddr}
+	if err := run(cfg, log); err != nil {
 		log.Error("server failed", "err", err)
 		os.Exit(1)
 	}
 }
 
-func run(addr, data string, idle, sessionIdle time.Duration, trace bool, log *slog.Logger) (err error) {
+// config is what the flags set.
+type config struct {
+	addr, data        string
+	idle, sessionIdle time.Duration
+	trace             bool
+	origins           []string // -allow-origin
+	metricsAddr       string   // "": /metrics on addr
+}
+
+// originList is the value of -allow-origin: repeated, or comma-separated.
+type originList []string
+
+func (l *originList) String() string { return strings.Join(*l, ",") }
+
+func (l *originList) Set(v string) error {
+	for o := range strings.SplitSeq(v, ",") {
+		if o = strings.TrimSpace(o); o != "" {
+			*l = append(*l, o)
+		}
+	}
+	return nil
+}
+
+func run(cfg config, log *slog.Logger) (err error) {
+	addr, data, idle, sessionIdle, trace := cfg.addr, cfg.data, cfg.idle, cfg.sessionIdle, cfg.trace
 	// The server's metrics, and the Go runtime's and the process's, in a
 	// registry of the program's own.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	opts := []server.Option{server.WithDataDir(data), server.WithIdleTimeout(idle), server.WithLogger(log), server.WithMetrics(reg)}
+	if len(cfg.origins) > 0 {
+		// CORS for the RPCs, and trust for the Fetch routes and WebSockets.
+		opts = append(opts, server.WithCORS(cfg.origins...))
+	}
 	if trace {
 		exporter, err := stdouttrace.New()
 		if err != nil {
@@ -98,7 +154,16 @@ func run(addr, data string, idle, sessionIdle time.Duration, trace bool, log *sl
 	if err != nil {
 		return err
 	}
-	srv.Mount("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}))
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
+	if cfg.metricsAddr == "" {
+		srv.Mount("GET /metrics", metrics)
+	} else {
+		stop, err := serveMetrics(cfg.metricsAddr, metrics, log)
+		if err != nil {
+			return errors.Join(err, srv.Shutdown(context.Background()))
+		}
+		defer func() { err = errors.Join(err, stop()) }()
+	}
 	// The web page at / (its hashed assets under /assets/): a counter, a chat
 	// room and the collaborative document, from the browser.
 	webui.Mount(srv)
@@ -179,4 +244,28 @@ func register(srv *server.Server, orders *sql.DB, sessionIdle time.Duration) err
 		return err
 	}
 	return nil
+}
+
+// serveMetrics serves /metrics on its own address, and returns the
+// function that stops it.
+func serveMetrics(addr string, metrics http.Handler, log *slog.Logger) (stop func() error, err error) {
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("-metrics-addr: %w", err)
+	}
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", metrics)
+	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	served := make(chan error, 1)
+	go func() { served <- hs.Serve(ln) }()
+	log.Info("serving metrics", "metrics", fmt.Sprintf("http://%s/metrics", ln.Addr()))
+	return func() error {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		err := hs.Shutdown(ctx)
+		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
+			err = errors.Join(err, serr)
+		}
+		return err
+	}, nil
 }

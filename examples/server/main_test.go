@@ -58,9 +58,10 @@ type process struct {
 
 var listening = regexp.MustCompile(`listening" addr=(http://127\.0\.0\.1:\d+)`)
 
-func start(t *testing.T, data string) *process {
+// start runs the example server on data, with the flags args added.
+func start(t *testing.T, data string, args ...string) *process {
 	t.Helper()
-	cmd := exec.Command(binary, "-addr", "127.0.0.1:0", "-data", data)
+	cmd := exec.Command(binary, append([]string{"-addr", "127.0.0.1:0", "-data", data}, args...)...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

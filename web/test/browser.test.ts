@@ -9,6 +9,8 @@
 
 import assert from "node:assert/strict";
 import { mkdirSync } from "node:fs";
+import { createServer, type Server } from "node:http";
+import type { AddressInfo } from "node:net";
 import { after, before, describe, test } from "node:test";
 import { chromium, type Browser, type BrowserContext, type Page } from "playwright-core";
 import { serverFromEnv } from "./example-server";
@@ -220,5 +222,77 @@ describe("the example server's page", { skip: server ? false : "set DURABLE_SERV
     }
     await ann.screenshot({ path: `${results}document.png`, fullPage: true });
     await ctx.close();
+  });
+
+  test("another origin: a page there can call no RPC, post to no Fetch route and open no WebSocket, until the server lists it with -allow-origin", { timeout: 90_000 }, async () => {
+    // The other origin: a blank page on another loopback port.
+    const other: Server = createServer((_, res) => {
+      res.writeHead(200, { "Content-Type": "text/html; charset=utf-8" }).end("<!doctype html><title>another origin</title>");
+    });
+    await new Promise<void>((resolve) => other.listen(0, "127.0.0.1", resolve));
+    const otherOrigin = `http://127.0.0.1:${(other.address() as AddressInfo).port}`;
+    const ctx = await browser.newContext();
+    ctx.setDefaultTimeout(stepTimeoutMs);
+    try {
+      const page = await ctx.newPage();
+      await page.goto(`${otherOrigin}/`);
+
+      /** What the page on the other origin gets when it tries the three doors on the counter and chat room named name. */
+      const attempt = (name: string) =>
+        page.evaluate(
+          async ({ base, name }) => {
+            const out = { rpc: "", post: "", socket: "" };
+            try {
+              const res = await fetch(`${base}/examples.counter.v1.Counter/Increment`, {
+                method: "POST",
+                headers: { "Content-Type": "application/json", "Durable-Object-Name": name },
+                body: JSON.stringify({ amount: 1 }),
+              });
+              out.rpc = `${res.status} ${(await res.text()).trim()}`;
+            } catch (err) {
+              out.rpc = `blocked: ${err}`;
+            }
+            try {
+              // A simple request: no preflight, the browser sends it as is.
+              const res = await fetch(`${base}/objects/counter/${name}/increment`, { method: "POST", headers: { "Content-Type": "text/plain" }, body: '{"amount": 10}' });
+              out.post = `${res.status} ${(await res.text()).trim()}`;
+            } catch (err) {
+              out.post = `blocked: ${err}`;
+            }
+            out.socket = await new Promise<string>((resolve) => {
+              const ws = new WebSocket(`${base.replace(/^http/, "ws")}/objects/chat-room/${name}/?username=other`);
+              ws.onopen = () => {
+                ws.close();
+                resolve("open");
+              };
+              ws.onerror = () => resolve("refused");
+            });
+            return out;
+          },
+          { base: server!.url, name },
+        );
+      /** The counter named name, read from Node (not a browser: no origin). */
+      const counter = async (name: string) => ((await (await fetch(`${server!.url}/objects/counter/${name}/`)).json()) as { value: number }).value;
+
+      const refused = `other-${run}-refused`;
+      const before = await attempt(refused);
+      assert.match(before.rpc, /^blocked/, "the RPC's preflight must fail");
+      assert.match(before.post, /^blocked/, "the page must not read the Fetch route's answer");
+      assert.equal(before.socket, "refused");
+      assert.equal(await counter(refused), 0, "neither the RPC nor the cross-origin POST may have run");
+
+      await server!.restart(["-allow-origin", otherOrigin]);
+      const allowed = `other-${run}-allowed`;
+      const after = await attempt(allowed);
+      assert.equal(after.rpc, '200 {"value":"1"}');
+      assert.equal(after.post, '200 {"value":11}');
+      assert.equal(after.socket, "open");
+      assert.equal(await counter(allowed), 11);
+    } finally {
+      await ctx.close();
+      await new Promise((resolve) => other.close(resolve));
+      // As the other tests found it.
+      await server!.restart();
+    }
   });
 });

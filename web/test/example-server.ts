@@ -31,11 +31,11 @@ export class ExampleServer {
     this.url = `http://${opts.addr}`;
   }
 
-  /** Starts the server and waits until it serves the page. */
-  async start(): Promise<void> {
+  /** Starts the server, with the flags args added, and waits until it serves the page. */
+  async start(args: string[] = []): Promise<void> {
     if (this.child) throw new Error("the server is already running");
     const log = openSync(this.opts.logFile, "a");
-    const child = spawn(this.opts.bin, ["-addr", this.opts.addr, "-data", this.opts.dataDir], {
+    const child = spawn(this.opts.bin, ["-addr", this.opts.addr, "-data", this.opts.dataDir, ...args], {
       stdio: ["ignore", log, log],
     });
     closeSync(log);
@@ -80,9 +80,10 @@ export class ExampleServer {
     if (this.opts.pidFile) rmSync(this.opts.pidFile, { force: true });
   }
 
-  async restart(): Promise<void> {
+  /** Restarts the server with the flags args added. */
+  async restart(args: string[] = []): Promise<void> {
     await this.stop();
-    await this.start();
+    await this.start(args);
   }
 
   /** Kills the server at once; for process exit. */

@@ -58,6 +58,8 @@ export const durableErrorKinds = {
   "overloaded": { code: Code.ResourceExhausted, status: 503, method: false, matches: ["overloaded"] },
   "reentrant": { code: Code.FailedPrecondition, status: 508, method: false, matches: ["reentrant"] },
   "shutdown": { code: Code.Unavailable, status: 503, method: false, matches: ["shutdown"] },
+  "denied": { code: Code.PermissionDenied, status: 403, method: false, matches: ["denied"] },
+  "cross-origin": { code: Code.PermissionDenied, status: 403, method: false, matches: ["cross-origin"] },
 } as const satisfies Record<string, { code: Code; status: number; method: boolean; matches: readonly string[] }>;
 
 /** A kind of Durable's own failures: see durableErrorKinds. */
