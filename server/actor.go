@@ -458,7 +458,7 @@ func codeOf(err error) connect.Code {
 		return connect.CodeInvalidArgument
 	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall), errors.Is(err, storage.ErrNoAlarmHandler):
 		return connect.CodeFailedPrecondition
-	case errors.Is(err, storage.ErrDatabaseFull):
+	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory):
 		return connect.CodeResourceExhausted
 	}
 	return connect.CodeUnknown

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -288,6 +289,11 @@ func (f *fileStore) close() error {
 		f.loadStmt, f.saveState, f.kvGet, f.kvPut, f.kvDelete, f.kvWipe, f.alarmGet, f.alarmSet, f.alarmDelete,
 		f.pageCount, f.pageSizeStmt)
 	f.scans.close()
+	// Whatever statement is still open (there should be none) would keep
+	// the connection, and its memory, from closing.
+	for _, s := range slices.Collect(f.conn.Stmts()) {
+		closeGuarded(s)
+	}
 	err := f.conn.Close()
 	f.conn = nil
 	return err
