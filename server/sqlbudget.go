@@ -62,8 +62,11 @@ func newSQLBudget(limit int, wait time.Duration) *sqlBudget {
 // limiter returns the storage.FileLimiter of one object.
 func (b *sqlBudget) limiter(h fileHolder) storage.FileLimiter { return &sqlFile{b: b, h: h} }
 
-// Open returns how many SQL databases are open on disk.
-func (b *sqlBudget) Open() int {
+// OpenSQLFiles returns how many objects hold their SQL database open on
+// disk, which WithMaxOpenSQLFiles caps. A file is counted from before it
+// is opened until after it is closed.
+func (s *Server) OpenSQLFiles() int {
+	b := s.sqlFiles
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.open
