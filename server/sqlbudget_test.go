@@ -27,7 +27,7 @@ type sqlRunner struct {
 	entered chan struct{}
 }
 
-func newSQLRunner(t *testing.T, e *env) *sqlRunner {
+func newSQLRunner(t testing.TB, e *env) *sqlRunner {
 	t.Helper()
 	ns, err := server.Register[*durabletestv1.LedgerState](e.srv, server.Class{Name: "SQLRunner", SQL: true}, struct{}{})
 	if err != nil {

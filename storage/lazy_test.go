@@ -297,3 +297,41 @@ func TestInitWritesWaitForAWrite(t *testing.T) {
 		return nil
 	})
 }
+
+// TestSQLObjectInitAlarmIndexedAtFirstWrite checks that the alarm Init
+// sets on a new SQL object reaches the node's index only with the first
+// write (written ahead of the file's creation), not on reads.
+func TestSQLObjectInitAlarmIndexedAtFirstWrite(t *testing.T) {
+	dir := t.TempDir()
+	db := openDB(t, filepath.Join(dir, "objects.db"))
+	st, err := storage.OpenFile(filepath.Join(dir, "object.db"), storage.WithAlarmIndex(db, "Class", id(3)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	due := func() int {
+		got, err := db.DueAlarms(context.Background(), storage.DueAlarm{}, time.Now().Add(2*time.Hour).UnixMilli(), 10)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(got)
+	}
+	initObject(t, st)
+	readObject(t, st)
+	if err := commit(st, nil); err != nil {
+		t.Fatal(err)
+	}
+	if n := due(); n != 0 {
+		t.Fatalf("%d alarms indexed after reads of a new object, want 0", n)
+	}
+	call(t, st, func(*storage.KV) error {
+		exec(t, st, `INSERT INTO events VALUES ('first')`)
+		return nil
+	})
+	if err := commit(st, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	if n := due(); n != 1 {
+		t.Fatalf("%d alarms indexed after the first write, want Init's", n)
+	}
+}
