@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -239,5 +240,42 @@ func TestSQLFileBudget(t *testing.T) {
 	e.shutdown(t)
 	if s := storedIn(t, dir); len(s.sqlFiles) != objects {
 		t.Fatalf("%d files, want one for each of the %d written objects", len(s.sqlFiles), objects)
+	}
+}
+
+// TestLimitsAtScale is the issue's case, run on demand with the number of
+// objects in DURABLE_SCALE (the issue used 20,000):
+//
+//	DURABLE_SCALE=20000 go test -run TestLimitsAtScale -v -timeout 30m ./server
+//
+// n reads of new Analytics objects, then n first writes to other distinct
+// ones, over Connect with an idle timeout of 2 minutes (nothing is evicted
+// for idleness) and the default budget of open SQL files: no call fails,
+// and only the written objects have files.
+func TestLimitsAtScale(t *testing.T) {
+	n, _ := strconv.Atoi(os.Getenv("DURABLE_SCALE"))
+	if n <= 0 {
+		t.Skip("set DURABLE_SCALE to the number of objects")
+	}
+	dir := t.TempDir()
+	e := newLazyEnv(t, dir, server.WithIdleTimeout(2*time.Minute))
+	ctx := context.Background()
+	start := time.Now()
+	inParallel(t, 8, n, func(i int) error {
+		_, err := e.analytics.Get(e.analytics.IDFromName(fmt.Sprint("read-", i))).GetEventCounts(ctx, &analyticsv1.GetEventCountsRequest{})
+		return err
+	})
+	t.Logf("%d reads of new objects in %v; %d objects active, %d SQL files open, resident %d MiB",
+		n, time.Since(start), e.srv.ActiveObjects(), e.srv.OpenSQLFiles(), rssBytes(t)>>20)
+	start = time.Now()
+	inParallel(t, 8, n, func(i int) error {
+		_, err := e.analytics.Get(e.analytics.IDFromName(fmt.Sprint("write-", i))).TrackEvent(ctx, &analyticsv1.TrackEventRequest{Name: "view"})
+		return err
+	})
+	t.Logf("%d first writes in %v; %d objects active, %d SQL files open (budget %d), resident %d MiB",
+		n, time.Since(start), e.srv.ActiveObjects(), e.srv.OpenSQLFiles(), e.srv.MaxOpenSQLFiles(), rssBytes(t)>>20)
+	e.shutdown(t)
+	if s := storedIn(t, dir); len(s.sqlFiles) != n || s.objects+s.kv+s.alarms != 0 {
+		t.Fatalf("%d files (want %d), %d node rows (want 0)", len(s.sqlFiles), n, s.objects+s.kv+s.alarms)
 	}
 }

@@ -72,6 +72,10 @@ func (s *Server) OpenSQLFiles() int {
 	return b.open
 }
 
+// MaxOpenSQLFiles returns the budget of SQL databases open on disk at
+// once: WithMaxOpenSQLFiles, or the default derived from RLIMIT_NOFILE.
+func (s *Server) MaxOpenSQLFiles() int { return s.sqlFiles.limit }
+
 // sqlFile is one object's claim on the budget.
 type sqlFile struct {
 	b *sqlBudget
