@@ -71,7 +71,7 @@ type actor[S proto.Message] struct {
 	store *storage.Store // nil until the first load
 	obj   durable.Object[S]
 	last  []byte // the state's encoding after the last successful call
-	dirty bool   // write the state even if unchanged (a new object after Init)
+	dirty bool   // no stored state: the first batch that writes stores it too
 	epoch int64  // incremented each time state is reloaded from storage
 	batch []*call[S]
 
@@ -212,8 +212,12 @@ func (a *actor[S]) abandon(err error) {
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
 	a.release(evictFailed)
+	code := codeOf(err) // ResourceExhausted when no SQL file could be had
+	if code == connect.CodeUnknown {
+		code = connect.CodeInternal
+	}
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
-		c.err = a.failure(c.method, connect.CodeInternal, err)
+		c.err = a.failure(c.method, code, err)
 		close(c.done)
 	}
 }
@@ -222,7 +226,7 @@ func (a *actor[S]) abandon(err error) {
 // hook for a new object.
 func (a *actor[S]) load() error {
 	if a.store == nil {
-		store, err := a.ns.openStore(a.key)
+		store, err := a.ns.openStore(a)
 		if err != nil {
 			return err
 		}
@@ -251,12 +255,15 @@ func (a *actor[S]) load() error {
 	if a.last, err = a.marshalState(); err != nil {
 		return fmt.Errorf("Init: %w", err)
 	}
+	// Init's writes wait in memory for a call that writes something: an
+	// object only read is never stored.
+	a.store.Initialized()
 	a.dirty = true
 	return nil
 }
 
 // runInit runs the Init hook as a call of its own: its writes join the
-// first batch, or vanish if it fails.
+// first batch that writes, or vanish if it fails.
 func (a *actor[S]) runInit() (err error) {
 	if err := a.store.BeginCall(); err != nil {
 		return err
@@ -323,7 +330,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		a.epoch++
 	}
 
-	write := a.dirty
+	write := false // the state changed
 	hub := a.ns.srv.sockets
 	for _, c := range calls {
 		c.queued()
@@ -377,12 +384,14 @@ func (a *actor[S]) runBatch(first *call[S]) {
 
 	if !write && !a.store.Dirty() && a.pending.Load() == 0 {
 		// Nothing to write and nothing earlier still in flight: what the
-		// callers saw is already durable.
+		// callers saw is already durable, or, for an object never written,
+		// Init's alone and kept for later.
 		for _, c := range calls {
 			c.finish()
 		}
 		return
 	}
+	write = write || a.dirty
 	a.dirty = false
 	a.submit(append([]*call[S](nil), calls...), write)
 }
@@ -512,7 +521,7 @@ func codeOf(err error) connect.Code {
 		return connect.CodeInvalidArgument
 	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall), errors.Is(err, storage.ErrNoAlarmHandler):
 		return connect.CodeFailedPrecondition
-	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory):
+	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory), errors.Is(err, storage.ErrTooManyOpenFiles):
 		return connect.CodeResourceExhausted
 	}
 	return connect.CodeUnknown

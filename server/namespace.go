@@ -147,8 +147,11 @@ func (n *Namespace[S]) IDFromString(s string) (durable.ID, error) {
 func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
 
 // openStore opens the storage of one object: a row in the node database,
-// or, for a class with SQL, a database file of its own named by the ID.
-func (n *Namespace[S]) openStore(key callchain.Key) (*storage.Store, error) {
+// or, for a class with SQL, a database file of its own named by the ID,
+// created by the object's first write and counted in the server's budget
+// of open SQL files while open.
+func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
+	key := a.key
 	var store *storage.Store
 	if !n.class.SQL {
 		store = n.srv.db.Store(key.Class, key.ID)
@@ -156,7 +159,8 @@ func (n *Namespace[S]) openStore(key callchain.Key) (*storage.Store, error) {
 		path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
 		var err error
 		store, err = storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability),
-			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithAlarmIndex(n.srv.db, key.Class, key.ID))
+			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithAlarmIndex(n.srv.db, key.Class, key.ID),
+			storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
 		if err != nil {
 			return nil, err
 		}

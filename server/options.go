@@ -41,6 +41,7 @@ type options struct {
 	trustedOrigins []string      // WithTrustedOrigins
 	corsOrigins    []string      // WithCORS; none: CORS off
 	origins        *originPolicy // built by New from the two above
+	maxSQLFiles    int // 0: defaultMaxOpenSQLFiles()
 }
 
 func defaultOptions() options {
@@ -194,3 +195,18 @@ func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callT
 func WithMaxSocketBuffer(bytes int64) Option {
 	return func(o *options) { o.maxSocketBuf = max(1, bytes) }
 }
+
+// WithMaxOpenSQLFiles caps how many objects of classes declared with sql:
+// true have their database open on disk at once; each holds three file
+// descriptors (the database, its WAL and the WAL index). An object takes
+// one when it activates with a database on disk, or when its first write
+// creates the database (objects never written stay in memory and hold
+// none), and gives it back when it leaves memory. Past the cap, the least
+// recently used of those objects are asked to leave, which they do once
+// idle; a call that still gets no file within 5 s fails with
+// ResourceExhausted (storage.ErrTooManyOpenFiles) rather than with the
+// operating system's refusal. Default: half the process's descriptor limit
+// (RLIMIT_NOFILE, which Go raises to the hard limit) divided by three,
+// leaving the other half to connections and the node database: 3,333
+// databases under a limit of 20,000.
+func WithMaxOpenSQLFiles(n int) Option { return func(o *options) { o.maxSQLFiles = max(1, n) } }

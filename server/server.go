@@ -47,6 +47,7 @@
 package server
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -100,7 +101,8 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed when Shutdown starts draining objects
 	sockets  *websocket.Hub
-	metrics  *metrics // nil unless WithMetrics
+	metrics  *metrics   // nil unless WithMetrics
+	sqlFiles *sqlBudget // the objects' SQL databases open on disk
 }
 
 // namespace is what the server needs of a class, whatever its state type.
@@ -184,6 +186,7 @@ func New(opts ...Option) (*Server, error) {
 		segments:  make(map[string]namespace),
 		mux:       http.NewServeMux(),
 		shutdown:  make(chan struct{}),
+		sqlFiles:  newSQLBudget(cmp.Or(o.maxSQLFiles, defaultMaxOpenSQLFiles()), sqlFileWait),
 	}
 	s.sockets = websocket.NewHub(websocket.HubConfig{
 		MaxSockets:     o.maxSockets,

@@ -12,6 +12,17 @@
 // transaction (group commit); reads go through a small pool of read-only
 // connections, which WAL mode lets run beside the writer.
 //
+// # New objects
+//
+// An object exists once it stores something, as on Cloudflare. What the
+// server's Init hook writes is held in memory (Store.Initialized) and
+// committed with the first batch that writes anything else; an object that
+// is only read leaves no row. A new SQL object's database is opened in
+// memory (the memdb VFS: no file, no descriptor) and written to disk by its
+// first write, whole: VACUUM INTO a temporary name, then a rename, so a
+// crash leaves either no file or a complete one. Open databases on disk can
+// be bounded with a FileLimiter.
+//
 // # Durability
 //
 // A [Batch] is acknowledged only after its transaction has committed, and

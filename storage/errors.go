@@ -41,6 +41,11 @@ var (
 	// its size cap, or the disk is full. Servers report it as
 	// ResourceExhausted.
 	ErrDatabaseFull = errors.New("storage: object database is full")
+	// ErrTooManyOpenFiles: the object's database could not be opened, or
+	// created by its first write, because too many are open (the server's
+	// budget of SQL files, or the process's descriptors). Servers report it
+	// as ResourceExhausted.
+	ErrTooManyOpenFiles = errors.New("storage: too many object databases open")
 	// ErrNotInCall: the handle was used outside the call it was passed to.
 	ErrNotInCall = errors.New("storage: used outside the object's call")
 	// ErrOutOfMemory: SQLite ran out of the memory one connection may use

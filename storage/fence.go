@@ -133,6 +133,14 @@ func (g *guarded) commit(state []byte, writeState bool, kv *layer, valid func() 
 	g.b.commit(state, writeState, kv, valid, done)
 }
 
+func (g *guarded) initialized() {
+	if g.enter() != nil {
+		return
+	}
+	defer g.exit()
+	g.b.initialized()
+}
+
 func (g *guarded) reset() {
 	if g.enter() != nil {
 		return

@@ -4,10 +4,13 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
-	"path/filepath"
+	"slices"
+	"syscall"
 
 	"github.com/ncruces/go-sqlite3"
+	_ "github.com/ncruces/go-sqlite3/vfs/memdb" // new objects' databases, until their first write
 )
 
 // FileOption configures OpenFile.
@@ -17,7 +20,28 @@ type fileConfig struct {
 	durability Durability
 	maxSize    int64
 	hints      *alarmHints
+	limiter    FileLimiter
 }
+
+// FileLimiter bounds how many object databases are open on disk at once:
+// each holds three file descriptors (the database, its WAL and the WAL
+// index), and a process that runs out of them fails every open. A store
+// acquires one of its files before it opens its database on disk (on
+// OpenFile of an existing database, or when a new object is first
+// written) and releases it after closing the database.
+type FileLimiter interface {
+	// Acquire reserves a file, waiting for one if need be. Its error,
+	// which should match ErrTooManyOpenFiles, fails the open or the write
+	// that needed the file.
+	Acquire() error
+	// Release returns a file Acquire reserved.
+	Release()
+}
+
+// WithFileLimiter has the store hold one of l's files while its database
+// is open on disk. Default: no limit, past which opens fail as the
+// operating system refuses them.
+func WithFileLimiter(l FileLimiter) FileOption { return func(c *fileConfig) { c.limiter = l } }
 
 // WithFileDurability sets what an acknowledged write survives. Default
 // CrashSafe.
@@ -56,33 +80,88 @@ CREATE TABLE IF NOT EXISTS _durable_kv (
 // database, which its SQL may not touch.
 const reservedPrefix = "_durable_"
 
-// OpenFile opens (creating if needed) the SQL database of one object, which
-// also holds its state and key-value storage, so that one commit covers all
-// three. The object's goroutine commits it; each call runs in a savepoint.
+// OpenFile opens the SQL database of one object, which also holds its
+// state and key-value storage, so that one commit covers all three. The
+// object's goroutine commits it; each call runs in a savepoint.
+//
+// A database that does not exist yet is not created: the store starts in
+// memory (the memdb VFS, no file descriptor), runs calls there, and
+// creates the file at the first commit that writes something (state,
+// keys, an alarm or SQL rows or schema), so that an object only read, or
+// only initialized, leaves nothing on disk. The file appears whole, by
+// rename, before that commit is acknowledged (see materialize).
 func OpenFile(path string, opts ...FileOption) (*Store, error) {
 	cfg := fileConfig{maxSize: DefaultMaxSQLSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
-	if err := os.MkdirAll(filepath.Dir(path), 0o750); err != nil {
+	f := &fileStore{path: path, maxSize: cfg.maxSize, hints: cfg.hints, cfg: cfg, trusted: true}
+	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+		f.mem = true
+	} else if err != nil {
 		return nil, fmt.Errorf("storage: %w", err)
 	}
-	c, err := open(path, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE|sqlite3.OPEN_NOMUTEX)
+	if err := f.openConn(); err != nil {
+		return nil, err
+	}
+	g := newGuarded(f, f, f)
+	kv := newKV(g)
+	kv.tx = g
+	kv.fence = g.fence
+	return &Store{KV: kv, SQL: &SQL{f: f, fence: g.fence}, b: g, fence: g.fence}, nil
+}
+
+// openConn opens the store's connection: on the file, holding one of the
+// limiter's files, or on a fresh private in-memory database when f.mem.
+func (f *fileStore) openConn() error {
+	name, flags := f.path, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE|sqlite3.OPEN_NOMUTEX
+	// synchronous=OFF in memory only governs VACUUM INTO, which
+	// materialize follows with the fsyncs the durability needs.
+	sync := "OFF"
+	if f.mem {
+		// A name without a leading "/" is private to the connection.
+		name, flags = "file:object?vfs=memdb", flags|sqlite3.OPEN_URI
+	} else {
+		sync = synchronous(f.cfg.durability)
+		if l := f.cfg.limiter; l != nil && !f.holding {
+			if err := l.Acquire(); err != nil {
+				return err
+			}
+			f.holding = true
+		}
+	}
+	c, err := open(name, flags)
+	if err == nil {
+		pages := max(1, f.cfg.maxSize/4096)
+		// busy_timeout first: an evicted object's connection may still be
+		// closing when the object is activated again.
+		err = pragmas(c, fmt.Sprintf(`PRAGMA busy_timeout=5000; PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
+		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, sync, pages)+fileSchema)
+	}
+	if err == nil {
+		// Before Durable's statements are prepared: a trigger an older
+		// version let an object put on Durable's tables must not run.
+		if err = repairSchema(c); err != nil {
+			c.Close()
+		}
+	}
+	if err == nil {
+		err = f.prepareAll(c)
+	}
 	if err != nil {
-		return nil, err
+		f.releaseFile()
+		if errors.Is(err, syscall.EMFILE) || errors.Is(err, syscall.ENFILE) {
+			err = fmt.Errorf("%w: %w", ErrTooManyOpenFiles, err)
+		}
+		return err
 	}
-	pages := max(1, cfg.maxSize/4096)
-	// busy_timeout first: an evicted object's connection may still be
-	// closing when the object is activated again.
-	if err := pragmas(c, fmt.Sprintf(`PRAGMA busy_timeout=5000; PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
-		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, synchronous(cfg.durability), pages)+fileSchema); err != nil {
-		return nil, err
-	}
-	if err := repairSchema(c); err != nil {
-		c.Close()
-		return nil, err
-	}
-	f := &fileStore{conn: c, path: path, maxSize: cfg.maxSize, hints: cfg.hints, trusted: true}
+	f.conn = c
+	return nil
+}
+
+// prepareAll prepares Durable's statements on c and installs the
+// authorizer; on an error it closes c.
+func (f *fileStore) prepareAll(c *sqlite3.Conn) error {
 	stmts := map[**sqlite3.Stmt]string{
 		&f.begin:        `BEGIN IMMEDIATE`,
 		&f.commitStmt:   `COMMIT`,
@@ -101,30 +180,38 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 		&f.alarmDelete:  `DELETE FROM _durable_alarm`,
 		&f.pageCount:    `PRAGMA page_count`,
 		&f.pageSizeStmt: `PRAGMA page_size`,
+		&f.schemaStmt:   `PRAGMA schema_version`,
 	}
 	f.scans.add(stmts, `_durable_kv`, ``)
 	if err := prepare(c, stmts); err != nil {
 		c.Close()
-		return nil, err
+		return err
 	}
 	if err := c.SetAuthorizer(f.authorize); err != nil {
-		f.close()
-		return nil, fmt.Errorf("storage: %w", err)
+		f.closeStmts()
+		c.Close()
+		return fmt.Errorf("storage: %w", err)
 	}
-	g := newGuarded(f, f, f)
-	kv := newKV(g)
-	kv.tx = g
-	kv.fence = g.fence
-	return &Store{KV: kv, SQL: &SQL{f: f, fence: g.fence}, b: g, fence: g.fence}, nil
+	return nil
 }
 
 // fileStore is the backend of an object with its own SQL database.
 type fileStore struct {
-	conn    *sqlite3.Conn
+	conn    *sqlite3.Conn // nil only after a materialized file failed to open
 	path    string
 	maxSize int64
-	inTx    bool // a batch's transaction is open
-	calls   int  // savepoints open: the call's and its transactions'
+	cfg     fileConfig
+	// mem: the object has no file yet and its database is in memory.
+	mem bool
+	// In memory: a successful call of the open batch wrote SQL, and what
+	// tells, the connection's changes and schema version as the current
+	// call began.
+	wrote      bool
+	mark       int64
+	markSchema int64
+	holding    bool // one of the limiter's files is held
+	inTx       bool // a batch's transaction is open
+	calls      int  // savepoints open: the call's and its transactions'
 	// trusted is false only while the object's own SQL is prepared and run,
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
@@ -143,11 +230,16 @@ type fileStore struct {
 	begin, commitStmt, rollback, savepoint, release, rollbackTo *sqlite3.Stmt
 	loadStmt, saveState, kvGet, kvPut, kvDelete, kvWipe         *sqlite3.Stmt
 	alarmGet, alarmSet, alarmDelete                             *sqlite3.Stmt
-	pageCount, pageSizeStmt                                     *sqlite3.Stmt
+	pageCount, pageSizeStmt, schemaStmt                         *sqlite3.Stmt
 	scans                                                       scans
 }
 
-func (f *fileStore) loadState(context.Context) ([]byte, bool, error) { return one(f.loadStmt) }
+func (f *fileStore) loadState(context.Context) ([]byte, bool, error) {
+	if err := f.reopen(); err != nil {
+		return nil, false, err
+	}
+	return one(f.loadStmt)
+}
 
 func (f *fileStore) get(_ context.Context, key string) ([]byte, bool, error) {
 	f.kvGet.BindText(1, key)
@@ -161,11 +253,21 @@ func (f *fileStore) scan(_ context.Context, kr keyRange, limit int, fn func(stri
 func (f *fileStore) alarm(context.Context) (int64, bool, error) { return oneInt(f.alarmGet) }
 
 func (f *fileStore) beginCall() error {
+	if err := f.reopen(); err != nil {
+		return err
+	}
 	if !f.inTx {
 		if err := f.begin.Exec(); err != nil {
 			return fmt.Errorf("storage: begin: %w", err)
 		}
 		f.inTx = true
+	}
+	if f.mem {
+		var err error
+		if f.markSchema, err = f.schemaVersion(); err != nil {
+			return err
+		}
+		f.mark = f.conn.TotalChanges()
 	}
 	return f.beginTx()
 }
@@ -176,7 +278,40 @@ func (f *fileStore) endCall(ok bool) error {
 			return err
 		}
 	}
-	return f.endTx(ok)
+	if err := f.endTx(ok); err != nil {
+		return err
+	}
+	if ok && f.mem && !f.wrote {
+		// Rows written (triggers included) or a schema changed. A call
+		// that wrote and undid it with a rolled back Transaction counts
+		// too: the object is then created with nothing in it but Init's.
+		v, err := f.schemaVersion()
+		if err != nil {
+			return err
+		}
+		f.wrote = v != f.markSchema || f.conn.TotalChanges() != f.mark
+	}
+	return nil
+}
+
+func (f *fileStore) schemaVersion() (int64, error) {
+	v, _, err := oneInt(f.schemaStmt)
+	if err != nil {
+		return 0, fmt.Errorf("storage: schema version: %w", err)
+	}
+	return v, nil
+}
+
+// initialized forgets that the batch wrote SQL: what Init wrote is kept
+// for the first batch that writes something else.
+func (f *fileStore) initialized() { f.wrote = false }
+
+// reopen opens the file again after a materialized file failed to open.
+func (f *fileStore) reopen() error {
+	if f.conn != nil {
+		return nil
+	}
+	return f.openConn()
 }
 
 func (f *fileStore) beginTx() error {
@@ -208,7 +343,14 @@ func (f *fileStore) endTx(commit bool) error {
 	return nil
 }
 
-func (f *fileStore) needsCommit() bool { return f.inTx }
+// needsCommit: on disk, an open transaction must end; in memory, only a
+// batch that wrote SQL has anything to commit (it creates the file).
+func (f *fileStore) needsCommit() bool {
+	if f.mem {
+		return f.wrote
+	}
+	return f.inTx
+}
 
 func (f *fileStore) commit(state []byte, writeState bool, kv *layer, _ func() bool, done func(error)) {
 	done(f.safely(func() error { return f.commitNow(state, writeState, kv) }))
@@ -238,6 +380,11 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 			f.reset()
 			return fmt.Errorf("storage: index the alarm: %w", err)
 		}
+	}
+	if f.mem && !writeState && kv.empty() && !f.wrote {
+		// Nothing to write: the batch's transaction stays open in memory,
+		// with Init's writes, for the first batch that writes.
+		return nil
 	}
 	if !f.inTx {
 		if writeState || !kv.empty() {
@@ -293,6 +440,11 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 		return fmt.Errorf("storage: commit: %w", err)
 	}
 	f.inTx = false
+	if f.mem {
+		if err := f.materialize(); err != nil {
+			return err
+		}
+	}
 	if kv.alarm.kind == alarmDeleted && f.hints != nil {
 		f.hints.remove()
 	}
@@ -300,10 +452,13 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 }
 
 func (f *fileStore) reset() {
+	if f.conn == nil {
+		return
+	}
 	if f.inTx || !f.conn.GetAutocommit() {
 		f.rollback.Exec() // nothing better to do if even this fails
 	}
-	f.inTx, f.calls = false, 0
+	f.inTx, f.calls, f.wrote = false, 0, false
 }
 
 func (f *fileStore) close() error {
@@ -311,14 +466,38 @@ func (f *fileStore) close() error {
 		return nil
 	}
 	f.reset()
+	err := f.closeConn()
+	f.releaseFile()
+	return err
+}
+
+// closeStmts closes Durable's statements and the object's cached ones.
+func (f *fileStore) closeStmts() {
 	f.dropCache()
 	closeAll(f.begin, f.commitStmt, f.rollback, f.savepoint, f.release, f.rollbackTo,
 		f.loadStmt, f.saveState, f.kvGet, f.kvPut, f.kvDelete, f.kvWipe, f.alarmGet, f.alarmSet, f.alarmDelete,
-		f.pageCount, f.pageSizeStmt)
+		f.pageCount, f.pageSizeStmt, f.schemaStmt)
 	f.scans.close()
+}
+
+// closeConn closes the connection and every statement on it.
+func (f *fileStore) closeConn() error {
+	f.closeStmts()
+	// Whatever statement is still open (there should be none) would keep
+	// the connection, and its memory, from closing.
+	for _, s := range slices.Collect(f.conn.Stmts()) {
+		closeGuarded(s)
+	}
 	err := f.conn.Close()
 	f.conn = nil
 	return err
+}
+
+func (f *fileStore) releaseFile() {
+	if f.holding {
+		f.holding = false
+		f.cfg.limiter.Release()
+	}
 }
 
 func (f *fileStore) size() (int64, error) {

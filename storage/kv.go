@@ -30,6 +30,10 @@ type KV struct {
 	flushed *layer
 	acked   func() uint64
 	stack   []*layer // [0] the batch, [1] the call, then transactions
+	// base holds the writes of the Init hook of an object never written,
+	// below the batch: they are committed with the first batch that writes
+	// something else, and forgotten if none does.
+	base    *layer
 	txDepth int
 	tx      txHooks
 	spare   []*layer
@@ -170,6 +174,9 @@ func (kv *KV) layers() []*layer {
 	ls := make([]*layer, 0, len(kv.stack)+1)
 	for i := len(kv.stack) - 1; i >= 0; i-- {
 		ls = append(ls, kv.stack[i])
+	}
+	if kv.base != nil {
+		ls = append(ls, kv.base)
 	}
 	if kv.flushed != nil {
 		kv.prune()
@@ -539,11 +546,41 @@ func (kv *KV) Rollback() {
 	}
 }
 
-// batch returns the writes of the batch's successful calls and empties it.
-func (kv *KV) takeBatch() *layer {
+// batch returns the writes of the batch's successful calls and empties it;
+// with merge, the writes of Init still held go under them.
+func (kv *KV) takeBatch(merge bool) *layer {
 	b := kv.stack[0]
 	kv.stack[0] = &layer{}
+	if base := kv.base; base != nil && merge {
+		kv.base = nil
+		b = over(base, b)
+	}
 	return b
+}
+
+// over applies the writes of top on below, as a later layer hides an
+// earlier one, and returns below.
+func over(below, top *layer) *layer {
+	if top.alarm.kind != alarmUnchanged {
+		below.alarm = top.alarm
+	}
+	switch {
+	case top.cleared:
+		below.writes, below.cleared = top.writes, true
+	case below.writes == nil:
+		below.writes = top.writes
+	default:
+		for k, v := range top.writes {
+			below.writes[k] = v
+		}
+	}
+	return below
+}
+
+// holdBase sets the batch's writes so far apart as Init's.
+func (kv *KV) holdBase() {
+	kv.base = kv.stack[0]
+	kv.stack[0] = &layer{}
 }
 
 // flush moves the batch's writes into the flushed layer, tagged with seq.
@@ -570,6 +607,7 @@ func (kv *KV) flush(b *layer, seq uint64) {
 func (kv *KV) reset() {
 	kv.stack = kv.stack[:1]
 	kv.stack[0] = &layer{}
+	kv.base = nil
 	kv.txDepth = 0
 	if kv.flushed != nil {
 		kv.flushed = &layer{}

@@ -57,6 +57,7 @@ func (n *nodeStore) alarm(ctx context.Context) (int64, bool, error) {
 func (n *nodeStore) beginCall() error   { return nil }
 func (n *nodeStore) endCall(bool) error { return nil }
 func (n *nodeStore) needsCommit() bool  { return false }
+func (n *nodeStore) initialized()       {}
 func (n *nodeStore) reset()             {}
 func (n *nodeStore) close() error       { return nil }
 

@@ -3,6 +3,7 @@ package storage
 import (
 	"fmt"
 	"runtime/debug"
+	"strings"
 )
 
 // oomMessage is how the SQLite layer (github.com/ncruces/go-sqlite3)
@@ -16,8 +17,12 @@ const oomMessage = "sqlite3: out of memory"
 // not SQLite's out-of-memory report is a bug: its stack is kept in the
 // error for the log.
 func recovered(r any) error {
-	if err, ok := r.(error); ok && err.Error() == oomMessage {
+	err, ok := r.(error)
+	switch {
+	case ok && err.Error() == oomMessage:
 		return fmt.Errorf("%w: %w", ErrOutOfMemory, err)
+	case ok && strings.HasPrefix(err.Error(), "sqlite3: "):
+		return fmt.Errorf("storage: SQLite failed: %w", err)
 	}
 	return fmt.Errorf("storage: SQLite panicked: %v\n%s", r, debug.Stack())
 }

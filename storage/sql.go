@@ -48,9 +48,7 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	cur := &Cursor{}
 	if stmt := f.cache[query]; stmt != nil {
 		f.trusted, f.denied = false, ""
-		err := f.run(stmt, cur, true, args)
-		stmt.Reset()
-		stmt.ClearBindings()
+		err := f.runCached(stmt, cur, args)
 		if err != nil {
 			return nil, f.sqlError(err)
 		}
@@ -59,7 +57,7 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	}
 	for rest := query; ; {
 		f.trusted, f.denied = false, ""
-		stmt, tail, err := f.conn.Prepare(rest)
+		stmt, tail, err := f.prepareGuarded(rest)
 		if err != nil {
 			return nil, f.sqlError(err)
 		}
@@ -67,11 +65,11 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 			break
 		}
 		last := blankSQL(tail)
-		err = f.run(stmt, cur, last, args)
+		err = f.runOnce(stmt, cur, last, args)
 		if err == nil && last && rest == query {
 			f.keep(query, stmt) // a single statement: worth preparing once
 		} else {
-			stmt.Close()
+			closeGuarded(stmt)
 		}
 		if err != nil {
 			return nil, f.sqlError(err)
@@ -83,6 +81,71 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	}
 	cur.written = f.conn.TotalChanges() - before
 	return cur, nil
+}
+
+// recoverSQLite turns a panic of the SQLite binding into *err (see
+// recovered). The binding panics instead of returning SQLITE_NOMEM when a
+// connection reaches its memory limit; every other panic, one of the
+// object's own code, goes on.
+func recoverSQLite(err *error) {
+	r := recover()
+	if r == nil {
+		return
+	}
+	if e, ok := r.(error); !ok || !strings.HasPrefix(e.Error(), "sqlite3: ") {
+		panic(r)
+	}
+	*err = recovered(r)
+}
+
+// prepareGuarded prepares the first statement of sql; a panic of the
+// binding is an error.
+func (f *fileStore) prepareGuarded(sql string) (stmt *sqlite3.Stmt, tail string, err error) {
+	defer recoverSQLite(&err)
+	return f.conn.Prepare(sql)
+}
+
+// runOnce runs a statement the caller closes whatever happens: a panic of
+// the binding (out of memory) is returned as an error, so that the caller
+// reaches its Close. A statement left unfinalized would keep the
+// connection, and its memory, from ever closing.
+func (f *fileStore) runOnce(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) (err error) {
+	defer recoverSQLite(&err)
+	return f.run(stmt, cur, last, args)
+}
+
+// runCached runs a cached statement and leaves it reset for the next Exec,
+// even when the run panics; one that cannot be reset is closed and dropped
+// from the cache.
+func (f *fileStore) runCached(stmt *sqlite3.Stmt, cur *Cursor, args []any) (err error) {
+	defer func() {
+		if f.resetGuarded(stmt) != nil {
+			for q, s := range f.cache {
+				if s == stmt {
+					delete(f.cache, q)
+				}
+			}
+			closeGuarded(stmt)
+		}
+	}()
+	return f.runOnce(stmt, cur, true, args)
+}
+
+// closeGuarded finalizes stmt. Finalizing a statement whose last step ran
+// out of memory reports that error again, and the binding panics with it:
+// the statement is finalized all the same.
+func closeGuarded(stmt *sqlite3.Stmt) {
+	var err error
+	defer recoverSQLite(&err)
+	stmt.Close()
+}
+
+// resetGuarded resets stmt and clears its bindings; the error of the last
+// run is not an error of the reset.
+func (f *fileStore) resetGuarded(stmt *sqlite3.Stmt) (err error) {
+	defer recoverSQLite(&err)
+	stmt.Reset()
+	return stmt.ClearBindings()
 }
 
 // maxCachedStatements bounds the prepared statements an object keeps.
@@ -108,7 +171,7 @@ func (f *fileStore) keep(query string, stmt *sqlite3.Stmt) {
 
 func (f *fileStore) dropCache() {
 	for _, s := range f.cache {
-		s.Close()
+		closeGuarded(s)
 	}
 	clear(f.cache)
 }

@@ -73,7 +73,7 @@ func prepare(c *sqlite3.Conn, stmts map[**sqlite3.Stmt]string) error {
 func closeAll(stmts ...*sqlite3.Stmt) {
 	for _, s := range stmts {
 		if s != nil {
-			s.Close()
+			closeGuarded(s)
 		}
 	}
 }

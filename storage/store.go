@@ -31,6 +31,8 @@ type backend interface {
 	// key-value writes (an open SQL transaction).
 	needsCommit() bool
 	commit(state []byte, writeState bool, kv *layer, valid func() bool, done func(error))
+	// initialized: the writes so far are Init's (see Store.Initialized).
+	initialized()
 	reset()
 	close() error
 }
@@ -65,15 +67,28 @@ func (s *Store) EndCall(ok bool) (err error) {
 }
 
 // Dirty reports whether the batch has writes to commit besides the state.
+// Those of Init that Initialized set apart do not count.
 func (s *Store) Dirty() bool { return !s.KV.stack[0].empty() || s.b.needsCommit() }
+
+// Initialized sets the writes of the batch so far (those of the Init hook
+// of an object with no stored state) apart: the object's calls see them,
+// and they are committed with the first batch that writes something else,
+// so that an object that is only read is never stored, as on Cloudflare,
+// where an object exists once it stores something. Until then a new SQL
+// object's database stays in memory. Reset forgets them; Init runs again.
+func (s *Store) Initialized() {
+	s.KV.holdBase()
+	s.b.initialized()
+}
 
 // Commit commits the batch: the key-value and SQL writes of its successful
 // calls and, when writeState is set, state. done is called once, with nil
 // when all of it is durable; for the node database it is called later, from
 // its writer goroutine, and valid is asked first (a batch no longer valid
-// is acknowledged with ErrStale and not written).
+// is acknowledged with ErrStale and not written). The writes Initialized
+// set apart are committed with the first batch that writes something.
 func (s *Store) Commit(state []byte, writeState bool, valid func() bool, done func(error)) {
-	batch := s.KV.takeBatch()
+	batch := s.KV.takeBatch(writeState || s.Dirty())
 	op := batch.alarm
 	s.b.commit(state, writeState, batch, valid, func(err error) {
 		if err == nil {
