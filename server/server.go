@@ -99,7 +99,7 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed when Shutdown starts draining objects
 	sockets  *websocket.Hub
-	metrics  *metrics // nil unless WithMetrics
+	metrics  *metrics     // nil unless WithMetrics
 	conns    *connLimiter // set by Serve
 }
 
