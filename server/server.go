@@ -99,8 +99,9 @@ type Server struct {
 	closing  atomic.Bool
 	shutdown chan struct{} // closed when Shutdown starts draining objects
 	sockets  *websocket.Hub
-	metrics  *metrics     // nil unless WithMetrics
-	conns    *connLimiter // set by Serve
+	metrics  *metrics // nil unless WithMetrics
+
+	conns *connLimiter // set by Serve
 }
 
 // namespace is what the server needs of a class, whatever its state type.
