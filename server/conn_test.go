@@ -16,10 +16,10 @@ import (
 
 	"connectrpc.com/connect"
 
-	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
-	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
+	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	"github.com/durablego/durable/server"
 )
 
