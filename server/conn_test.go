@@ -25,9 +25,12 @@ import (
 
 // idRequest is a Connect unary request over HTTP/1.1, keep-alive, to the ID
 // service.
-const idRequest = "POST " + durablev1connect.IDServiceIDFromNameProcedure + " HTTP/1.1\r\n" +
-	"Host: test\r\nContent-Type: application/json\r\nContent-Length: 30\r\n\r\n" +
-	`{"class":"Counter","name":"x"}`
+var idRequest = func() string {
+	body := `{"class":"Probe","name":"x"}`
+	return "POST " + durablev1connect.IDServiceIDFromNameProcedure + " HTTP/1.1\r\n" +
+		"Host: test\r\nContent-Type: application/json\r\n" +
+		fmt.Sprintf("Content-Length: %d\r\n\r\n", len(body)) + body
+}()
 
 // rawConn is a client connection spoken to by hand.
 type rawConn struct {
