@@ -161,7 +161,8 @@ func WithMaxRPCMessageSize(bytes int) Option {
 // (keep-alive connections, default DefaultHTTPIdleTimeout, 1 minute),
 // ReadHeaderTimeout (default DefaultHTTPReadHeaderTimeout, 10 s),
 // MaxHeaderBytes, HTTP2, ErrorLog, and so on. Handler must stay as Serve
-// set it; a ConnState set here is called after Serve's own. Several
+// set it; a ConnState set here is called after Serve's own, with the
+// connection as Serve's listener wraps it (to count it). Several
 // WithHTTPServer apply in order. It has no effect on Handler, whose users
 // build their own http.Server: they should set at least IdleTimeout,
 // ReadHeaderTimeout and a cap on connections themselves.

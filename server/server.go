@@ -344,7 +344,7 @@ func (s *Server) Handler() http.Handler {
 // below the process's file descriptor limit, closing the oldest idle ones
 // to make room (WithMaxConnections, WithDescriptorReserve), so that a flood
 // of idle connections neither starves storage of descriptors nor keeps new
-// clients out. Serve may be called once.
+// clients out.
 func (s *Server) Serve(ln net.Listener) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
