@@ -210,7 +210,8 @@ func shortTimeouts() []server.Option {
 }
 
 // TestLongCallNotCut: a call that runs five times as long as the body and
-// idle timeouts, over HTTP/1.1 and HTTP/2, is answered.
+// idle timeouts, over HTTP/1.1 and HTTP/2, is answered, and its connection
+// is not counted idle meanwhile.
 func TestLongCallNotCut(t *testing.T) {
 	e := newEnv(t, shortTimeouts()...)
 	e.serve(t)
@@ -228,6 +229,12 @@ func TestLongCallNotCut(t *testing.T) {
 	for range clients {
 		<-e.probe.Entered
 	}
+	// Both connections, HTTP/1.1 and h2c, count as busy: neither would be
+	// closed to make room for another.
+	eventually(t, "both connections are counted busy", func() bool {
+		open, idle := server.Connections(e.srv)
+		return open == 2 && idle == 0
+	})
 	time.Sleep(500 * time.Millisecond) // the calls run past every timeout
 	close(e.probe.Gate)
 	for range clients {
