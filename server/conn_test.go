@@ -76,7 +76,8 @@ func (c *rawConn) closedByServer() bool {
 }
 
 // TestIdleKeepAliveClosed: a keep-alive connection that sends nothing after
-// its first request is closed once the idle timeout passes.
+// its first request is closed once the idle timeout passes, over HTTP/1.1
+// and h2c.
 func TestIdleKeepAliveClosed(t *testing.T) {
 	e := newEnv(t, server.WithHTTPServer(func(hs *http.Server) { hs.IdleTimeout = 100 * time.Millisecond }))
 	e.serve(t)
@@ -85,6 +86,13 @@ func TestIdleKeepAliveClosed(t *testing.T) {
 	if !c.closedByServer() {
 		t.Fatal("the idle keep-alive connection is still open 10 s after its idle timeout of 100 ms")
 	}
+	eventually(t, "the server no longer counts it", func() bool { open, _ := server.Connections(e.srv); return open == 0 })
+	// HTTP/2: the h2c connection, with no stream open, is closed too.
+	ids := durablev1connect.NewIDServiceClient(h2cClient(), e.url, connect.WithGRPC())
+	if _, err := ids.IDFromName(context.Background(), connect.NewRequest(&durablev1.IDFromNameRequest{Class: "Probe", Name: "x"})); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, "the idle h2c connection is closed", func() bool { open, _ := server.Connections(e.srv); return open == 0 })
 }
 
 // stalledCall posts the first bytes of a body and then nothing, over
@@ -245,7 +253,8 @@ func TestLongCallNotCut(t *testing.T) {
 }
 
 // TestWebSocketOutlivesTimeouts: a WebSocket idle for five times the body,
-// idle and header timeouts stays open and answers.
+// idle and header timeouts stays open and answers; it counts as a
+// connection until it closes.
 func TestWebSocketOutlivesTimeouts(t *testing.T) {
 	e := newSockEnv(t, append(shortTimeouts(), server.WithHTTPServer(func(hs *http.Server) {
 		hs.ReadHeaderTimeout = 100 * time.Millisecond
@@ -258,6 +267,13 @@ func TestWebSocketOutlivesTimeouts(t *testing.T) {
 	if got := ask(t, c, "echo later"); got != "later" {
 		t.Fatalf("echo after idling: %q", got)
 	}
+	// The socket, hijacked from the http.Server, still counts against the
+	// connection cap until it closes.
+	if open, _ := server.Connections(e.srv); open != 1 {
+		t.Fatalf("%d connections counted with one WebSocket open", open)
+	}
+	c.Close()
+	eventually(t, "the closed WebSocket is no longer counted", func() bool { open, _ := server.Connections(e.srv); return open == 0 })
 }
 
 // TestConnectionCapClosesIdle: with the cap reached by idle connections
