@@ -2,6 +2,7 @@ package server
 
 import (
 	"log/slog"
+	"net/http"
 	"time"
 
 	"connectrpc.com/connect"
@@ -41,7 +42,8 @@ type options struct {
 	trustedOrigins []string      // WithTrustedOrigins
 	corsOrigins    []string      // WithCORS; none: CORS off
 	origins        *originPolicy // built by New from the two above
-	maxSQLFiles    int // 0: defaultMaxOpenSQLFiles()
+	maxSQLFiles    int           // 0: from the descriptor budget (fdBudget.maxSQLFiles)
+	net            netOptions    // Serve's connections and RPC read limits: conn.go
 }
 
 func defaultOptions() options {
@@ -62,6 +64,7 @@ func defaultOptions() options {
 		// Compressing the small messages most object calls carry costs
 		// more CPU than the bytes it saves, on loopback and in a LAN.
 		handlerOptions: []connect.HandlerOption{connect.WithCompressMinBytes(1024)},
+		net:            defaultNetOptions(),
 	}
 }
 
@@ -205,8 +208,73 @@ func WithMaxSocketBuffer(bytes int64) Option {
 // recently used of those objects are asked to leave, which they do once
 // idle; a call that still gets no file within 5 s fails with
 // ResourceExhausted (storage.ErrTooManyOpenFiles) rather than with the
-// operating system's refusal. Default: half the process's descriptor limit
-// (RLIMIT_NOFILE, which Go raises to the hard limit) divided by three,
-// leaving the other half to connections and the node database: 3,333
-// databases under a limit of 20,000.
+// operating system's refusal. Default: the descriptors that connections
+// never take (WithDescriptorReserve: half the process's limit, RLIMIT_NOFILE,
+// which Go raises to the hard limit), less a few for the node database,
+// divided by three: 3,312 databases under a limit of 20,000.
 func WithMaxOpenSQLFiles(n int) Option { return func(o *options) { o.maxSQLFiles = max(1, n) } }
+
+// WithMaxRPCMessageSize caps an RPC message a client sends, in every
+// protocol (Connect, gRPC, gRPC-Web) and for every handler the server
+// builds (the classes', the ID service, health, reflection): both the
+// message as sent and, when compressed, what it inflates to. Over it the
+// call fails with ResourceExhausted before any of it reaches an object,
+// and a request holds at most the limit in memory (plus its compressed
+// form). 0 or less: no limit, which lets one request take the server's
+// memory. Default 4 MiB (DefaultMaxRPCMessageSize), as gRPC's.
+//
+// Prefer it to connect.WithReadMaxBytes in WithHandlerOptions, which
+// would change connect-go's check but not the server's bound on
+// decompression, nor on the raw request body.
+func WithMaxRPCMessageSize(bytes int) Option {
+	return func(o *options) { o.net.maxRPCMessage = max(0, bytes) }
+}
+
+// WithHTTPServer lets configure change the http.Server that Serve builds,
+// after Serve has set its defaults and before it serves: IdleTimeout
+// (keep-alive connections, default DefaultHTTPIdleTimeout, 1 minute),
+// ReadHeaderTimeout (default DefaultHTTPReadHeaderTimeout, 10 s),
+// MaxHeaderBytes, HTTP2, ErrorLog, and so on. Handler must stay as Serve
+// set it; a ConnState set here is called after Serve's own, with the
+// connection as Serve's listener wraps it (to count it). Several
+// WithHTTPServer apply in order. It has no effect on Handler, whose users
+// build their own http.Server: they should set at least IdleTimeout,
+// ReadHeaderTimeout and a cap on connections themselves.
+func WithHTTPServer(configure func(*http.Server)) Option {
+	return func(o *options) { o.net.httpServer = append(o.net.httpServer, configure) }
+}
+
+// WithBodyTimeout sets how Serve cuts request bodies that clients send
+// too slowly, so that a client cannot hold a connection and a handler
+// forever: a read that gets no byte for stall is cut, and so is a body
+// that, once stall has passed since its first byte was asked for, arrives
+// slower on average than minRate bytes a second (a byte trickled every
+// few seconds never stalls). A cut read fails with ErrBodyTooSlow
+// (DeadlineExceeded for RPCs, 400 for Fetch routes) and the connection is
+// closed. Only pending reads are cut: a handler may run as long as it
+// likes after reading its body, and WebSockets, which have no request
+// body, are never affected. stall <= 0 turns both off; minRate <= 0 turns
+// off the rate. Defaults 10 s (DefaultBodyStallTimeout) and 1 KiB/s
+// (DefaultMinBodyRate). It has no effect on Handler.
+func WithBodyTimeout(stall time.Duration, minRate int) Option {
+	return func(o *options) { o.net.bodyStall, o.net.minBodyRate = stall, int64(minRate) }
+}
+
+// WithMaxConnections caps the connections Serve keeps open at once,
+// WebSockets included, so that connections never take the file
+// descriptors storage needs. At the cap, a new connection makes room by
+// closing the connection idle the longest (a keep-alive connection
+// between requests, or one that has not sent its first request); when
+// none is idle it is closed at once. The default, and n <= 0, is the
+// process's descriptor limit (RLIMIT_NOFILE, which Go raises to the hard
+// limit at start) less WithDescriptorReserve's reserve, and at least 16.
+// It has no effect on Handler.
+func WithMaxConnections(n int) Option { return func(o *options) { o.net.maxConns = n } }
+
+// WithDescriptorReserve sets how many file descriptors the default
+// connection cap of WithMaxConnections leaves to the rest of the process:
+// the node database, three per open object of a class declared sql: true,
+// logs and the listener; the default WithMaxOpenSQLFiles is derived from
+// it. Default half the descriptor limit, and at least 256; n < 0 restores
+// the default.
+func WithDescriptorReserve(n int) Option { return func(o *options) { o.net.fdReserve = n } }

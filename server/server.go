@@ -103,6 +103,8 @@ type Server struct {
 	sockets  *websocket.Hub
 	metrics  *metrics   // nil unless WithMetrics
 	sqlFiles *sqlBudget // the objects' SQL databases open on disk
+
+	conns *connLimiter // set by Serve
 }
 
 // namespace is what the server needs of a class, whatever its state type.
@@ -140,6 +142,8 @@ func New(opts ...Option) (*Server, error) {
 	for _, opt := range opts {
 		opt(&o)
 	}
+	// First, so that the handler options a program adds may override them.
+	o.handlerOptions = append(rpcLimitOptions(o.net.maxRPCMessage), o.handlerOptions...)
 	if err := o.addTracing(); err != nil {
 		return nil, err
 	}
@@ -186,7 +190,7 @@ func New(opts ...Option) (*Server, error) {
 		segments:  make(map[string]namespace),
 		mux:       http.NewServeMux(),
 		shutdown:  make(chan struct{}),
-		sqlFiles:  newSQLBudget(cmp.Or(o.maxSQLFiles, defaultMaxOpenSQLFiles()), sqlFileWait),
+		sqlFiles:  newSQLBudget(cmp.Or(o.maxSQLFiles, o.net.budget().maxSQLFiles()), sqlFileWait),
 	}
 	s.sockets = websocket.NewHub(websocket.HubConfig{
 		MaxSockets:     o.maxSockets,
@@ -201,7 +205,8 @@ func New(opts ...Option) (*Server, error) {
 			return nil, err
 		}
 	}
-	s.Mount(durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...))
+	idPath, idHandler := durablev1connect.NewIDServiceHandler(&idService{srv: s}, o.handlerOptions...)
+	s.Mount(idPath, capRPCBody(idHandler, o.net.maxRPCMessage))
 	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
 	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))
 	started = true
@@ -233,9 +238,14 @@ func (s *Server) validate(m proto.Message) error { return s.validator.Validate(m
 // It panics, as http.ServeMux does, on a conflicting pattern. A pattern
 // that names a registered protobuf service ("/pkg.v1.Service/") answers a
 // method the service does not have with Unimplemented in the caller's
-// protocol (durable.ErrMethodNotFound), naming the service's methods. With
-// WithGuard, the guard decides on the route's requests.
+// protocol (durable.ErrMethodNotFound), naming the service's methods. The
+// handlers of a registered class (mounted by HandleMethod) get their request
+// bodies bounded by WithMaxRPCMessageSize. With WithGuard, the guard
+// decides on the route's requests.
 func (s *Server) Mount(pattern string, h http.Handler) {
+	if s.classOfService(pattern) != nil {
+		h = capRPCBody(h, s.opts.net.maxRPCMessage)
+	}
 	s.mux.Handle(pattern, s.guarded(pattern, s.knownMethods(pattern, h)))
 }
 
@@ -313,6 +323,12 @@ func (s *Server) lookup(name string) (namespace, error) {
 //
 // HTTP/2 without TLS (h2c), which gRPC clients need, must be enabled on the
 // http.Server that serves it (Protocols.SetUnencryptedHTTP2); Serve does.
+// The RPC message limit (WithMaxRPCMessageSize) is part of the handler;
+// the connection limits of Serve are not: a program serving Handler from
+// its own http.Server should set IdleTimeout and ReadHeaderTimeout, cut
+// slow bodies (ReadTimeout, or per-read deadlines through
+// http.ResponseController) and cap its connections below the descriptor
+// limit (golang.org/x/net/netutil.LimitListener).
 func (s *Server) Handler() http.Handler {
 	s.startAlarms()
 	s.mu.Lock()
@@ -320,7 +336,8 @@ func (s *Server) Handler() http.Handler {
 	if s.handler == nil {
 		services := append([]string{durablev1connect.IDServiceName}, s.services...)
 		// Health is the one door no guard shuts (see AccessKind).
-		s.mux.Handle(grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...))
+		healthPath, health := grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...)
+		s.mux.Handle(healthPath, capRPCBody(health, s.opts.net.maxRPCMessage))
 		reflector := grpcreflect.NewStaticReflector(services...)
 		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...)))
 		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...)))
@@ -332,15 +349,37 @@ func (s *Server) Handler() http.Handler {
 
 // Serve serves Handler on ln with HTTP/1.1 and h2c until Shutdown, and
 // returns http.ErrServerClosed then.
+//
+// Its http.Server closes keep-alive connections idle for a minute
+// (DefaultHTTPIdleTimeout) and waits 10 s at most for a request's headers;
+// WithHTTPServer changes these and any other field. Request bodies that
+// stall or trickle are cut (WithBodyTimeout), and connections are capped
+// below the process's file descriptor limit, closing the oldest idle ones
+// to make room (WithMaxConnections, WithDescriptorReserve), so that a flood
+// of idle connections neither starves storage of descriptors nor keeps new
+// clients out.
 func (s *Server) Serve(ln net.Listener) error {
 	var protocols http.Protocols
 	protocols.SetHTTP1(true)
 	protocols.SetUnencryptedHTTP2(true)
+	limiter := newConnLimiter(ln, s.opts.net.budget(), s.log)
 	hs := &http.Server{
-		Handler:           s.Handler(),
+		Handler:           watchBodies(s.Handler(), s.opts.net.bodyStall, s.opts.net.minBodyRate),
 		Protocols:         &protocols,
-		ReadHeaderTimeout: 10 * time.Second,
+		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
+		IdleTimeout:       DefaultHTTPIdleTimeout,
 		ErrorLog:          slog.NewLogLogger(s.log.Handler(), slog.LevelWarn),
+	}
+	for _, configure := range s.opts.net.httpServer {
+		configure(hs)
+	}
+	if user := hs.ConnState; user != nil {
+		hs.ConnState = func(c net.Conn, state http.ConnState) {
+			limiter.connState(c, state)
+			user(c, state)
+		}
+	} else {
+		hs.ConnState = limiter.connState
 	}
 	s.mu.Lock()
 	if s.closing.Load() {
@@ -348,8 +387,9 @@ func (s *Server) Serve(ln net.Listener) error {
 		return http.ErrServerClosed
 	}
 	s.httpServer = hs
+	s.conns = limiter
 	s.mu.Unlock()
-	return hs.Serve(ln)
+	return hs.Serve(limiter)
 }
 
 // Shutdown stops the server gracefully: it stops accepting connections and

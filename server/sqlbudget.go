@@ -3,7 +3,6 @@ package server
 import (
 	"fmt"
 	"sync"
-	"syscall"
 	"time"
 
 	"github.com/durablego/durable/storage"
@@ -21,19 +20,6 @@ const sqlFileWait = 5 * time.Second
 // sqlFileRetry is how often a waiting call asks one more object to leave,
 // in case the one it asked is busy.
 const sqlFileRetry = 50 * time.Millisecond
-
-// defaultMaxOpenSQLFiles is the budget when WithMaxOpenSQLFiles is not
-// given: half the process's descriptors (RLIMIT_NOFILE, which Go raises to
-// its hard limit at start), three per database, leaving the other half to
-// the node database, network connections and everything else.
-func defaultMaxOpenSQLFiles() int {
-	var lim syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil || lim.Cur == 0 {
-		return 1024 / 2 / descriptorsPerSQLFile
-	}
-	n := min(lim.Cur, 1<<30) / 2 / descriptorsPerSQLFile
-	return max(1, int(n))
-}
 
 // sqlBudget counts the objects' SQL databases open on disk and, past its
 // limit, makes room by asking the least recently used holders to leave

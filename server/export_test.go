@@ -1,0 +1,16 @@
+package server
+
+// Connections returns how many connections Serve counts as open and, of
+// those, idle; zero before Serve.
+func Connections(s *Server) (open, idle int) {
+	s.mu.RLock()
+	l := s.conns
+	s.mu.RUnlock()
+	if l == nil {
+		return 0, 0
+	}
+	return l.counts()
+}
+
+// StorageDescriptors is storageDescriptors, for the external tests.
+func StorageDescriptors(s *Server) int { return s.storageDescriptors() }
