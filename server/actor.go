@@ -92,6 +92,10 @@ type actor[S proto.Message] struct {
 	watchdog *time.Timer // nil without a limit
 	cut      bool        // the goroutine lost the race: it owns nothing
 	inBatch  []*call[S]  // the batch in progress, for the watchdog
+	// batchStart is when the batch's first call started running its code,
+	// zero until then: the base of the time limit of the batch's later
+	// calls (see callCtx.exact).
+	batchStart time.Time
 }
 
 func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
@@ -309,6 +313,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 	}
 	a.batch = calls[:0]
 	a.inBatch = calls
+	a.batchStart = time.Time{}
 	defer func() {
 		if !a.cut { // else the watchdog owns it
 			a.inBatch = nil

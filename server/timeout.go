@@ -46,7 +46,14 @@ func limitGrace(limit time.Duration) time.Duration {
 // chain), ended at the call's time limit, and when the call returns.
 type callCtx struct {
 	context.Context
-	limit   int64 // UnixNano when the limit ends it
+	limit atomic.Int64 // UnixNano when the limit ends it
+	// exact: limit counts from the call's own start. Calls after the first
+	// of a batch count from the batch's start instead, which saves a clock
+	// read per call on the hottest path; the watchdog gives such a call,
+	// when it finds it past that limit, a full limit from then on (see
+	// watch), so a call is never cut before its limit, and one that
+	// ignores its context is reset within twice the limit and the grace.
+	exact   atomic.Bool
 	state   atomic.Int32
 	hasDone atomic.Bool // Done was called: end must close its channel
 
@@ -62,13 +69,15 @@ const (
 	ctxEnded         // the call returned: Canceled, as after a cancel func
 )
 
-func (c *callCtx) init(parent context.Context, limit time.Time) {
-	c.Context, c.limit = parent, limit.UnixNano()
+func (c *callCtx) init(parent context.Context, limit time.Time, exact bool) {
+	c.Context = parent
+	c.limit.Store(limit.UnixNano())
+	c.exact.Store(exact)
 }
 
 // Deadline is the earlier of the caller's and the limit's.
 func (c *callCtx) Deadline() (time.Time, bool) {
-	limit := time.Unix(0, c.limit)
+	limit := time.Unix(0, c.limit.Load())
 	if d, ok := c.Context.Deadline(); ok && d.Before(limit) {
 		return d, true
 	}
@@ -175,7 +184,11 @@ func (a *actor[S]) enterCode(c *call[S], parent context.Context) context.Context
 	if limit <= 0 {
 		return parent
 	}
-	c.lim.init(parent, time.Now().Add(limit))
+	exact := a.batchStart.IsZero() // the first call of the batch
+	if exact {
+		a.batchStart = time.Now()
+	}
+	c.lim.init(parent, a.batchStart.Add(limit), exact)
 	a.running.Store(c)
 	a.arm(limit)
 	return &c.lim
@@ -213,11 +226,18 @@ func (a *actor[S]) watch() {
 		return // idle: the next call arms it again
 	}
 	now := time.Now()
-	limit := time.Unix(0, c.lim.limit)
+	limit := time.Unix(0, c.lim.limit.Load())
 	overdue := limit.Add(limitGrace(a.ns.srv.opts.callTimeout))
 	switch {
 	case now.Before(limit):
 		a.arm(limit.Sub(now))
+	case !c.lim.exact.Load():
+		// c counted from its batch's start, and may have started since:
+		// it gets a full limit from now.
+		full := a.ns.srv.opts.callTimeout
+		c.lim.limit.Store(now.Add(full).UnixNano())
+		c.lim.exact.Store(true)
+		a.arm(full)
 	case now.Before(overdue):
 		c.lim.end(ctxExpired)
 		a.arm(overdue.Sub(now))

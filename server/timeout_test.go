@@ -462,3 +462,48 @@ func TestInitThatOverrunsFailsTheActivation(t *testing.T) {
 		t.Fatalf("state %v after the stuck Init returned", s)
 	}
 }
+
+// TestCallTimeoutCountsFromEachCallsStart: a call queued behind a slow one
+// in the same batch gets its whole limit, although the limit of a batch's
+// later calls first counts from the batch's start (to spare a clock read
+// per call): the watchdog gives such a call a full limit from when it
+// finds it past that.
+func TestCallTimeoutCountsFromEachCallsStart(t *testing.T) {
+	const limit = 400 * time.Millisecond
+	e := newEnv(t, server.WithCallTimeout(limit))
+	work := func(ctx context.Context, d time.Duration) error {
+		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
+			if err := ctx.Err(); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	e.probe.OnPut = func(ctx context.Context, o *durabletestv1durable.ProbeObject) error {
+		return work(ctx, 3*limit/4) // together, the two Puts run past one limit
+	}
+	ctx := context.Background()
+	id := e.probes.IDFromName("batched")
+	stub := e.probes.Get(id)
+	blocked := make(chan error, 1)
+	go func() { _, err := stub.Block(ctx, &durabletestv1.BlockRequest{}); blocked <- err }()
+	<-e.probe.Entered
+	puts := make(chan error, 2)
+	for _, key := range []string{"first", "second"} {
+		go func() { _, err := stub.Put(ctx, &durabletestv1.PutRequest{Key: key}); puts <- err }()
+	}
+	for deadline := time.Now().Add(10 * time.Second); e.srv.QueuedCalls("Probe", id) < 2; time.Sleep(time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatal("the two Puts never queued behind Block")
+		}
+	}
+	e.probe.Gate <- struct{}{} // the Puts now run as one batch
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if err := <-puts; err != nil {
+			t.Fatalf("a Put within its own limit failed: %v", err)
+		}
+	}
+}

@@ -17,6 +17,12 @@ var ErrFenced = errors.New("storage: the object was reset after a call overran i
 // backend runs holding mu, so that Fence waits for the one in progress and
 // none starts after it: uncontended, a lock and an unlock per operation.
 type fence struct {
+	// atomicOnly: the backend has nothing a stuck goroutine could hold
+	// (the node database, whose batches only the object's goroutine
+	// submits, after its call returned), so operations only check cut,
+	// without the lock: it is on every call of the hottest path.
+	atomicOnly bool
+
 	mu     sync.Mutex
 	cut    atomic.Bool // set first, to interrupt the operation in progress
 	closed bool        // under mu: the backend was closed by Fence
@@ -25,6 +31,12 @@ type fence struct {
 }
 
 func (f *fence) enter() error {
+	if f.atomicOnly {
+		if f.cut.Load() {
+			return ErrFenced
+		}
+		return nil
+	}
 	f.mu.Lock()
 	if f.cut.Load() {
 		f.mu.Unlock()
@@ -33,7 +45,11 @@ func (f *fence) enter() error {
 	return nil
 }
 
-func (f *fence) exit() { f.mu.Unlock() }
+func (f *fence) exit() {
+	if !f.atomicOnly {
+		f.mu.Unlock()
+	}
+}
 
 // interruptible returns the context for SQLite's interrupt while a
 // statement of the object's code runs: ctx, that also ends when the store

@@ -10,6 +10,7 @@ import (
 func (db *DB) Store(class string, id [32]byte) *Store {
 	n := &nodeStore{db: db, class: class, id: id}
 	g := newGuarded(n, n, nil)
+	g.atomicOnly = true
 	kv := newKV(g)
 	kv.flushed = &layer{}
 	kv.acked = n.acked.Load
