@@ -1,5 +1,5 @@
 // The reference page's chat room: WebSockets tagged with the user's name,
-// the last 1,000 messages kept in state.
+// the last messages kept in state (at most 1,000, and at most 1 MiB of them).
 //
 // Clients connect with a WebSocket to /objects/chat-room/{room}/?username=alice
 // (the name defaults to "Anonymous") and speak JSON:
@@ -45,7 +45,8 @@ const (
 // ChatState is the persisted state of one room.
 type ChatState struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// messages are the room's last 1,000 messages, oldest first.
+	// messages are the room's last messages, oldest first: at most 1,000, and at most
+	// 1 MiB as encoded (examples/chat drops the oldest past either).
 	Messages      []*ChatMessage `protobuf:"bytes,1,rep,name=messages,proto3" json:"messages,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -1,5 +1,5 @@
 // The reference page's chat room: WebSockets tagged with the user's name,
-// the last 1,000 messages kept in state.
+// the last messages kept in state (at most 1,000, and at most 1 MiB of them).
 //
 // Clients connect with a WebSocket to /objects/chat-room/{room}/?username=alice
 // (the name defaults to "Anonymous") and speak JSON:

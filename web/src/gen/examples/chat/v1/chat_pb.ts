@@ -1,5 +1,5 @@
 // The reference page's chat room: WebSockets tagged with the user's name,
-// the last 1,000 messages kept in state.
+// the last messages kept in state (at most 1,000, and at most 1 MiB of them).
 //
 // Clients connect with a WebSocket to /objects/chat-room/{room}/?username=alice
 // (the name defaults to "Anonymous") and speak JSON:
@@ -40,7 +40,8 @@ export const file_examples_chat_v1_chat: GenFile = /*@__PURE__*/
  */
 export type ChatState = Message<"examples.chat.v1.ChatState"> & {
   /**
-   * messages are the room's last 1,000 messages, oldest first.
+   * messages are the room's last messages, oldest first: at most 1,000, and at most
+   * 1 MiB as encoded (examples/chat drops the oldest past either).
    *
    * @generated from field: repeated examples.chat.v1.ChatMessage messages = 1;
    */
