@@ -16,9 +16,7 @@ import (
 	"testing"
 
 	"connectrpc.com/connect"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/status"
 
@@ -417,13 +415,9 @@ func TestInternalErrorHidesPaths(t *testing.T) {
 func TestUnknownMethodIsUnimplemented(t *testing.T) {
 	e := newEnv(t)
 	e.serve(t)
-	conn, err := grpc.NewClient(strings.TrimPrefix(e.url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, e.url)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "durable-object-name", "x")
-	err = conn.Invoke(ctx, "/examples.counter.v1.Counter/Nope", &counterv1.GetValueRequest{}, &counterv1.GetValueResponse{})
+	err := conn.Invoke(ctx, "/examples.counter.v1.Counter/Nope", &counterv1.GetValueRequest{}, &counterv1.GetValueResponse{})
 	if status.Code(err) != codes.Unimplemented || !strings.Contains(status.Convert(err).Message(), "GetValue") {
 		t.Errorf("gRPC: %v, want Unimplemented naming the methods", err)
 	}

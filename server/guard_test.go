@@ -15,7 +15,6 @@ import (
 	gorilla "github.com/gorilla/websocket"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -74,17 +73,6 @@ func newGuardEnv(t *testing.T, g server.Guard, opts ...server.Option) *env {
 	e.srv.Mount("GET /extra", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "extra") }))
 	e.serve(t)
 	return e
-}
-
-// grpcConn is a google.golang.org/grpc client of e.
-func grpcConn(t *testing.T, e *env) *grpc.ClientConn {
-	t.Helper()
-	conn, err := grpc.NewClient(strings.TrimPrefix(e.url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	return conn
 }
 
 // listServices asks reflection for the services, over gRPC.
@@ -160,7 +148,7 @@ func TestGuardDenyAllClosesEveryDoor(t *testing.T) {
 	}
 
 	t.Run("grpc-go", func(t *testing.T) {
-		conn := grpcConn(t, e)
+		conn := grpcConn(t, e.url)
 		md := metadata.AppendToOutgoingContext(ctx, "durable-object-name", "victim")
 		err := conn.Invoke(md, counterv1connect.CounterIncrementProcedure, &counterv1.IncrementRequest{Amount: 1}, &counterv1.IncrementResponse{})
 		if status.Code(err) != codes.PermissionDenied {

@@ -10,6 +10,7 @@ import (
 	"os"
 	"os/exec"
 	"runtime"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,6 +21,8 @@ import (
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 )
 
 // TestMain lets the test binary act as a server process for the tests that
@@ -183,3 +186,15 @@ func runtimeProcs() int { return runtime.GOMAXPROCS(0) }
 type atomicCounter struct{ n atomic.Int64 }
 
 func (c *atomicCounter) add() int64 { return c.n.Add(1) }
+
+// grpcConn is a google.golang.org/grpc client of the server at url,
+// closed when the test ends.
+func grpcConn(t testing.TB, url string) *grpc.ClientConn {
+	t.Helper()
+	conn, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return conn
+}

@@ -17,7 +17,6 @@ import (
 	"connectrpc.com/connect"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	grpcgzip "google.golang.org/grpc/encoding/gzip"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
@@ -76,11 +75,7 @@ func rpcCallers(t *testing.T, url string) map[string]rpcCaller {
 			return 0, ""
 		}
 	}
-	conn, err := grpc.NewClient(strings.TrimPrefix(url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
+	conn := grpcConn(t, url)
 	return map[string]rpcCaller{
 		"connect":      viaConnect(http.DefaultClient),
 		"connect-grpc": viaConnect(h2cClient(), connect.WithGRPC()),
@@ -179,11 +174,7 @@ func TestRPCMessageLimitEveryHandler(t *testing.T) {
 		t.Errorf("ID service, a short name: %v", err)
 	}
 
-	conn, err := grpc.NewClient(strings.TrimPrefix(e.url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, e.url)
 	_, err = healthpb.NewHealthClient(conn).Check(context.Background(), &healthpb.HealthCheckRequest{Service: long})
 	if status.Code(err) != codes.ResourceExhausted {
 		t.Errorf("health: %v, want ResourceExhausted", err)

@@ -13,9 +13,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
-	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
@@ -215,11 +213,7 @@ func TestReentrantChainAcrossTheNetwork(t *testing.T) {
 func TestGRPCClient(t *testing.T) {
 	e := newEnv(t)
 	e.serve(t)
-	conn, err := grpc.NewClient(strings.TrimPrefix(e.url, "http://"), grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
+	conn := grpcConn(t, e.url)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "durable-object-name", "grpc-counter")
 	for i := int64(1); i <= 3; i++ {
 		var res counterv1.IncrementResponse
@@ -231,7 +225,7 @@ func TestGRPCClient(t *testing.T) {
 		}
 	}
 	var res counterv1.GetValueResponse
-	err = conn.Invoke(context.Background(), counterv1connect.CounterGetValueProcedure, &counterv1.GetValueRequest{}, &res)
+	err := conn.Invoke(context.Background(), counterv1connect.CounterGetValueProcedure, &counterv1.GetValueRequest{}, &res)
 	if status.Code(err) != codes.InvalidArgument || !strings.Contains(status.Convert(err).Message(), "Durable-Object-Name") {
 		t.Fatalf("call without an ID: %v, want InvalidArgument naming the header", err)
 	}
