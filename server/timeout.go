@@ -53,14 +53,28 @@ type callCtx struct {
 	// when it finds it past that limit, a full limit from then on (see
 	// watch), so a call is never cut before its limit, and one that
 	// ignores its context is reset within twice the limit and the grace.
-	exact   atomic.Bool
-	state   atomic.Int32
-	hasDone atomic.Bool // Done was called: end must close its channel
+	exact atomic.Bool
+	state atomic.Int32
+	// sig is the Done channel and what closes it, made by the first Done:
+	// most calls never ask for it, and keeping it out of line keeps the
+	// call, which holds this context, in a smaller size class.
+	sig atomic.Pointer[ctxSignal]
+}
 
+// ctxSignal is the Done channel of a callCtx.
+type ctxSignal struct {
 	mu      sync.Mutex
-	done    chan struct{} // made on the first Done
+	done    chan struct{}
 	closed  bool
 	stopped func() bool // stops the AfterFunc on the caller's context
+}
+
+// close closes the channel once; the caller holds mu.
+func (d *ctxSignal) close() {
+	if !d.closed {
+		d.closed = true
+		close(d.done)
+	}
 }
 
 const (
@@ -98,19 +112,23 @@ func (c *callCtx) Err() error {
 }
 
 func (c *callCtx) Done() <-chan struct{} {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if c.done == nil {
-		c.done = make(chan struct{})
-		c.hasDone.Store(true) // before reading state: see end
-		if c.state.Load() != ctxLive {
-			c.closed = true
-			close(c.done)
-		} else if c.Context.Done() != nil {
-			c.stopped = context.AfterFunc(c.Context, c.closeDone)
-		}
+	if d := c.sig.Load(); d != nil {
+		return d.done
 	}
-	return c.done
+	d := &ctxSignal{done: make(chan struct{})}
+	if !c.sig.CompareAndSwap(nil, d) {
+		return c.sig.Load().done
+	}
+	// Published before reading the state: an end that moved the state
+	// first is seen here, and one that moves it later sees d (see end).
+	d.mu.Lock()
+	if c.state.Load() != ctxLive {
+		d.close()
+	} else if !d.closed && c.Context.Done() != nil {
+		d.stopped = context.AfterFunc(c.Context, c.closeDone)
+	}
+	d.mu.Unlock()
+	return d.done
 }
 
 // Value hides the standard library's cancelCtx of the caller, so that
@@ -126,12 +144,10 @@ func (c *callCtx) Value(key any) any {
 func (c *callCtx) String() string { return "durable.callContext" }
 
 func (c *callCtx) closeDone() {
-	c.mu.Lock()
-	if c.done != nil && !c.closed {
-		c.closed = true
-		close(c.done)
-	}
-	c.mu.Unlock()
+	d := c.sig.Load()
+	d.mu.Lock()
+	d.close()
+	d.mu.Unlock()
 }
 
 // end moves the context to state (expired or ended), once: from live, or
@@ -140,17 +156,15 @@ func (c *callCtx) end(state int32) {
 	if !c.state.CompareAndSwap(ctxLive, state) && !(state == ctxEnded && c.state.CompareAndSwap(ctxExpired, state)) {
 		return
 	}
-	if !c.hasDone.Load() {
+	d := c.sig.Load()
+	if d == nil {
 		return // Done, if called from now on, sees the state and closes at once
 	}
-	c.mu.Lock()
-	if c.done != nil && !c.closed {
-		c.closed = true
-		close(c.done)
-	}
-	stop := c.stopped
-	c.stopped = nil
-	c.mu.Unlock()
+	d.mu.Lock()
+	d.close()
+	stop := d.stopped
+	d.stopped = nil
+	d.mu.Unlock()
 	if stop != nil && state == ctxEnded {
 		stop()
 	}
