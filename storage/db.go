@@ -233,7 +233,6 @@ func (db *DB) commitGroup(group []*batch) {
 func (db *DB) apply(batches []*batch) (n int, committed bool, err error) {
 	if db.writer == nil {
 		if db.writer, err = openWriter(db.path, db.cfg.durability); err != nil {
-			db.writer = nil
 			return 0, false, fmt.Errorf("storage: reopen the writer after a failure: %w", err)
 		}
 	}
@@ -251,6 +250,5 @@ func (db *DB) apply(batches []*batch) (n int, committed bool, err error) {
 func (db *DB) dropWriter() {
 	w := db.writer
 	db.writer = nil
-	defer func() { recover() }() // nothing better to do if even closing fails
-	w.close()
+	quietly(func() { w.close() })
 }

@@ -85,7 +85,7 @@ func (c *interruptCtx) Err() error {
 // a fresh instance of the object takes over its file. It is the one method
 // of a Store that is safe to call concurrently with the others.
 func (s *Store) Fence() {
-	f := s.fence
+	f := s.b.fence
 	f.cut.Store(true)
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -93,7 +93,7 @@ func (s *Store) Fence() {
 		return
 	}
 	f.closed = true
-	s.b.(*guarded).b.close()
+	s.b.b.close()
 }
 
 // guarded runs every operation of a backend under its store's fence.

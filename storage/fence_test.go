@@ -119,13 +119,3 @@ func TestFenceCutsOffANodeStore(t *testing.T) {
 		t.Fatalf("state of the fenced store: found %v, %v", found, err)
 	}
 }
-
-func openFileAt(t testing.TB, path string) *storage.Store {
-	t.Helper()
-	st, err := storage.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
-}

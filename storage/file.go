@@ -19,7 +19,7 @@ type FileOption func(*fileConfig)
 type fileConfig struct {
 	durability Durability
 	maxSize    int64
-	hints      *alarmHints
+	hints      *alarmHints // the node index of due alarms, if any
 	limiter    FileLimiter
 }
 
@@ -95,7 +95,7 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 	for _, o := range opts {
 		o(&cfg)
 	}
-	f := &fileStore{path: path, maxSize: cfg.maxSize, hints: cfg.hints, cfg: cfg, trusted: true}
+	f := &fileStore{path: path, cfg: cfg, trusted: true}
 	if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
 		f.mem = true
 	} else if err != nil {
@@ -108,7 +108,7 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 	kv := newKV(g)
 	kv.tx = g
 	kv.fence = g.fence
-	return &Store{KV: kv, SQL: &SQL{f: f, fence: g.fence}, b: g, fence: g.fence}, nil
+	return &Store{KV: kv, SQL: &SQL{f: f, fence: g.fence}, b: g}, nil
 }
 
 // openConn opens the store's connection: on the file, holding one of the
@@ -123,11 +123,8 @@ func (f *fileStore) openConn() error {
 		name, flags = "file:object?vfs=memdb", flags|sqlite3.OPEN_URI
 	} else {
 		sync = synchronous(f.cfg.durability)
-		if l := f.cfg.limiter; l != nil && !f.holding {
-			if err := l.Acquire(); err != nil {
-				return err
-			}
-			f.holding = true
+		if err := f.acquireFile(); err != nil {
+			return err
 		}
 	}
 	c, err := open(name, flags)
@@ -197,10 +194,9 @@ func (f *fileStore) prepareAll(c *sqlite3.Conn) error {
 
 // fileStore is the backend of an object with its own SQL database.
 type fileStore struct {
-	conn    *sqlite3.Conn // nil only after a materialized file failed to open
-	path    string
-	maxSize int64
-	cfg     fileConfig
+	conn *sqlite3.Conn // nil only after a materialized file failed to open
+	path string
+	cfg  fileConfig
 	// mem: the object has no file yet and its database is in memory.
 	mem bool
 	// In memory: a successful call of the open batch wrote SQL, and what
@@ -216,7 +212,6 @@ type fileStore struct {
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
 	denied  string                   // why the authorizer refused the last statement
-	hints   *alarmHints              // the node index of due alarms, if any
 	cache   map[string]*sqlite3.Stmt // the object's single-statement queries
 
 	// The schema check of the object's SQL (see sandbox.go): whether the
@@ -363,20 +358,17 @@ func (f *fileStore) safely(op func() error) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = recovered(r)
-			func() {
-				defer func() { recover() }() // as in reset: nothing better to do
-				f.reset()
-			}()
+			quietly(f.reset)
 		}
 	}()
 	return op()
 }
 
 func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err error) {
-	if kv.alarm.kind == alarmSet && f.hints != nil {
+	if kv.alarm.kind == alarmSet && f.cfg.hints != nil {
 		// Index first: a crash after it wakes the object for nothing; one
 		// before the object's commit could otherwise lose the alarm.
-		if err := f.hints.set(kv.alarm.at); err != nil {
+		if err := f.cfg.hints.set(kv.alarm.at); err != nil {
 			f.reset()
 			return fmt.Errorf("storage: index the alarm: %w", err)
 		}
@@ -399,7 +391,7 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 	defer func() {
 		if err != nil {
 			f.reset()
-			err = fullError(err, fmt.Sprintf("cap %d bytes", f.maxSize))
+			err = fullError(err, fmt.Sprintf("cap %d bytes", f.cfg.maxSize))
 		}
 	}()
 	if writeState {
@@ -445,8 +437,8 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 			return err
 		}
 	}
-	if kv.alarm.kind == alarmDeleted && f.hints != nil {
-		f.hints.remove()
+	if kv.alarm.kind == alarmDeleted && f.cfg.hints != nil {
+		f.cfg.hints.remove()
 	}
 	return nil
 }
@@ -491,6 +483,18 @@ func (f *fileStore) closeConn() error {
 	err := f.conn.Close()
 	f.conn = nil
 	return err
+}
+
+// acquireFile takes one of the limiter's files, unless the store holds
+// one already; releaseFile gives it back.
+func (f *fileStore) acquireFile() error {
+	if l := f.cfg.limiter; l != nil && !f.holding {
+		if err := l.Acquire(); err != nil {
+			return err
+		}
+		f.holding = true
+	}
+	return nil
 }
 
 func (f *fileStore) releaseFile() {

@@ -28,12 +28,9 @@ import (
 // durable: a failure to open the new file is only reported by the next
 // call, which tries again.
 func (f *fileStore) materialize() (err error) {
-	if l := f.cfg.limiter; l != nil && !f.holding {
-		if err := l.Acquire(); err != nil {
-			f.forget()
-			return err
-		}
-		f.holding = true
+	if err := f.acquireFile(); err != nil {
+		f.forget()
+		return err
 	}
 	if err := f.writeFile(); err != nil {
 		f.forget()

@@ -16,7 +16,7 @@ func (db *DB) Store(class string, id [32]byte) *Store {
 	kv.acked = n.acked.Load
 	kv.fence = g.fence
 	n.kv = kv
-	return &Store{KV: kv, SQL: &SQL{}, b: g, fence: g.fence}
+	return &Store{KV: kv, SQL: &SQL{}, b: g}
 }
 
 // nodeStore is the backend of an object in the node database.
@@ -111,9 +111,6 @@ func (db *DB) replaceReader(r *reader) *reader {
 	if err != nil {
 		return r
 	}
-	func() {
-		defer func() { recover() }()
-		r.close()
-	}()
+	quietly(r.close)
 	return fresh
 }

@@ -141,30 +141,28 @@ func (f *fileStore) schemaViolation(before map[string]bool) (string, error) {
 func (f *fileStore) runChecked(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) error {
 	f.ddl = false
 	f.ddlStmt = stmt // never cached: each run is checked again
-	f.trusted = true
 	if f.tolerated == nil {
-		tolerated, err := f.schemaViolations()
+		err := f.asDurable(func() (err error) {
+			f.tolerated, err = f.schemaViolations()
+			return err
+		})
 		if err != nil {
-			f.trusted = false
 			return err
 		}
-		f.tolerated = tolerated
 	}
-	f.trusted = false
 	trusted := func(sql string) error {
-		f.trusted = true
-		defer func() { f.trusted = false }()
-		return f.conn.Exec(sql)
+		return f.asDurable(func() error { return f.conn.Exec(sql) })
 	}
 	if err := trusted(`SAVEPOINT durable_ddl`); err != nil {
 		return fmt.Errorf("storage: savepoint: %w", err)
 	}
 	err := f.run(stmt, cur, last, args)
 	if err == nil {
-		f.trusted = true
 		var why string
-		why, err = f.schemaViolation(f.tolerated)
-		f.trusted = false
+		err = f.asDurable(func() (err error) {
+			why, err = f.schemaViolation(f.tolerated)
+			return err
+		})
 		if err == nil && why != "" {
 			f.denied = why
 			err = ErrSQLForbidden
@@ -179,6 +177,14 @@ func (f *fileStore) runChecked(stmt *sqlite3.Stmt, cur *Cursor, last bool, args 
 		err = fmt.Errorf("storage: release savepoint: %w", rerr)
 	}
 	return err
+}
+
+// asDurable runs op as Durable's own statements run, without the
+// authorizer, and then turns it back on for the object's SQL.
+func (f *fileStore) asDurable(op func() error) error {
+	f.trusted = true
+	defer func() { f.trusted = false }()
+	return op()
 }
 
 // repairSchemaSQL drops what a database written before the schema check

@@ -80,7 +80,7 @@ func TestSQLSandboxRefusesSchemaThatReachesDurablesTables(t *testing.T) {
 		t.Run(q, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "object.db")
 			ctx := context.Background()
-			st := reopenFile(t, path)
+			st := openFileAt(t, path)
 			call(t, st, func(kv *storage.KV) error {
 				exec(t, st, sandboxSetup)
 				return kv.Put(ctx, "before", []byte("1"))
@@ -110,7 +110,7 @@ func TestSQLSandboxRefusesSchemaThatReachesDurablesTables(t *testing.T) {
 			}
 			st.Close()
 
-			st = reopenFile(t, path)
+			st = openFileAt(t, path)
 			if state, _, err := st.LoadState(ctx); err != nil || string(state) != "state-3" {
 				t.Errorf("state after reopening = %q, %v; want state-3", state, err)
 			}
@@ -175,7 +175,7 @@ func TestSQLSandboxAllowsTheObjectsOwnSchema(t *testing.T) {
 func TestSQLSandboxRepairsATamperedFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "object.db")
 	ctx := context.Background()
-	st := reopenFile(t, path)
+	st := openFileAt(t, path)
 	call(t, st, func(*storage.KV) error { exec(t, st, sandboxSetup); return nil })
 	if err := commit(st, []byte("state-1")); err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestSQLSandboxRepairsATamperedFile(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	st = reopenFile(t, path)
+	st = openFileAt(t, path)
 	st.HandleAlarms(func(storage.AlarmChange) {})
 	if err := call(t, st, func(kv *storage.KV) error {
 		if err := kv.SetAlarm(ctx, time.Now().Add(time.Hour)); err != nil {
@@ -211,7 +211,7 @@ func TestSQLSandboxRepairsATamperedFile(t *testing.T) {
 		t.Fatalf("commit on the repaired file: %v", err)
 	}
 	st.Close()
-	st = reopenFile(t, path)
+	st = openFileAt(t, path)
 	call(t, st, func(kv *storage.KV) error {
 		if v, ok, err := kv.Get(ctx, "k"); !ok || err != nil || string(v) != "not json" {
 			t.Errorf("Get after reopening = %q, %v, %v", v, ok, err)
@@ -224,18 +224,6 @@ func TestSQLSandboxRepairsATamperedFile(t *testing.T) {
 		}
 		return nil
 	})
-}
-
-// reopenFile opens the object database at path, closing it at the end of
-// the test.
-func reopenFile(t testing.TB, path string) *storage.Store {
-	t.Helper()
-	st, err := storage.OpenFile(path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	return st
 }
 
 // schemaNames returns the names of the object's own tables, views, indexes
@@ -260,7 +248,7 @@ func schemaNames(t testing.TB, st *storage.Store) []string {
 func TestSQLSandboxToleratesWhatAnOlderFileHeld(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "object.db")
 	ctx := context.Background()
-	st := reopenFile(t, path)
+	st := openFileAt(t, path)
 	call(t, st, func(*storage.KV) error { exec(t, st, sandboxSetup); return nil })
 	if err := commit(st, nil); err != nil {
 		t.Fatal(err)
@@ -275,7 +263,7 @@ func TestSQLSandboxToleratesWhatAnOlderFileHeld(t *testing.T) {
 	}
 	c.Close()
 
-	st = reopenFile(t, path)
+	st = openFileAt(t, path)
 	call(t, st, func(kv *storage.KV) error {
 		exec(t, st, `CREATE TABLE more (a); CREATE INDEX more_a ON more (a)`)
 		for _, q := range []string{
@@ -295,7 +283,7 @@ func TestSQLSandboxToleratesWhatAnOlderFileHeld(t *testing.T) {
 		t.Fatal(err)
 	}
 	st.Close()
-	st = reopenFile(t, path)
+	st = openFileAt(t, path)
 	call(t, st, func(kv *storage.KV) error {
 		if _, ok, err := kv.Get(ctx, "k"); !ok || err != nil {
 			t.Errorf("Get after reopening: %v, %v", ok, err)

@@ -48,7 +48,7 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	cur := &Cursor{}
 	if stmt := f.cache[query]; stmt != nil {
 		f.trusted, f.denied = false, ""
-		err := f.runCached(stmt, cur, args)
+		err := f.runCached(query, stmt, cur, args)
 		if err != nil {
 			return nil, f.sqlError(err)
 		}
@@ -83,21 +83,6 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	return cur, nil
 }
 
-// recoverSQLite turns a panic of the SQLite binding into *err (see
-// recovered). The binding panics instead of returning SQLITE_NOMEM when a
-// connection reaches its memory limit; every other panic, one of the
-// object's own code, goes on.
-func recoverSQLite(err *error) {
-	r := recover()
-	if r == nil {
-		return
-	}
-	if e, ok := r.(error); !ok || !strings.HasPrefix(e.Error(), "sqlite3: ") {
-		panic(r)
-	}
-	*err = recovered(r)
-}
-
 // prepareGuarded prepares the first statement of sql; a panic of the
 // binding is an error.
 func (f *fileStore) prepareGuarded(sql string) (stmt *sqlite3.Stmt, tail string, err error) {
@@ -114,17 +99,13 @@ func (f *fileStore) runOnce(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []a
 	return f.run(stmt, cur, last, args)
 }
 
-// runCached runs a cached statement and leaves it reset for the next Exec,
-// even when the run panics; one that cannot be reset is closed and dropped
-// from the cache.
-func (f *fileStore) runCached(stmt *sqlite3.Stmt, cur *Cursor, args []any) (err error) {
+// runCached runs the statement cached for query and leaves it reset for
+// the next Exec, even when the run panics; one that cannot be reset is
+// closed and dropped from the cache.
+func (f *fileStore) runCached(query string, stmt *sqlite3.Stmt, cur *Cursor, args []any) (err error) {
 	defer func() {
 		if f.resetGuarded(stmt) != nil {
-			for q, s := range f.cache {
-				if s == stmt {
-					delete(f.cache, q)
-				}
-			}
+			delete(f.cache, query)
 			closeGuarded(stmt)
 		}
 	}()
@@ -218,7 +199,7 @@ func (f *fileStore) sqlError(err error) error {
 	case f.denied != "":
 		return fmt.Errorf("%w: %s", ErrSQLForbidden, f.denied)
 	case errors.Is(err, sqlite3.FULL):
-		return fmt.Errorf("%w: the cap is %d bytes: %w", ErrDatabaseFull, f.maxSize, err)
+		return fmt.Errorf("%w: the cap is %d bytes: %w", ErrDatabaseFull, f.cfg.maxSize, err)
 	case errors.Is(err, ErrInvalid):
 		return err
 	}

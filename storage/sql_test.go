@@ -12,7 +12,14 @@ import (
 
 func openFile(t testing.TB, opts ...storage.FileOption) *storage.Store {
 	t.Helper()
-	st, err := storage.OpenFile(filepath.Join(t.TempDir(), "object.db"), opts...)
+	return openFileAt(t, filepath.Join(t.TempDir(), "object.db"), opts...)
+}
+
+// openFileAt opens the object database at path, closing it at the end of
+// the test.
+func openFileAt(t testing.TB, path string, opts ...storage.FileOption) *storage.Store {
+	t.Helper()
+	st, err := storage.OpenFile(path, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}

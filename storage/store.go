@@ -15,9 +15,8 @@ type Store struct {
 	// a store without one.
 	SQL *SQL
 
-	b       backend
+	b       *guarded // the backend, under the fence that cuts it off (Fence)
 	onAlarm func(AlarmChange)
-	fence   *fence // cuts b off (Fence)
 }
 
 // backend is where a store's writes go: the node database (committed by
