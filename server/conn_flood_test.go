@@ -20,17 +20,9 @@ import (
 	"github.com/durablego/durable/internal/probe"
 )
 
-// The test binary serves as the flood's server process when
-// DURABLE_FLOOD_CHILD names a data directory (see floodChild). init, not
-// TestMain, so that the flood needs nothing of helpers_test.go.
-func init() {
-	if dir := os.Getenv("DURABLE_FLOOD_CHILD"); dir != "" {
-		os.Exit(floodChild(dir))
-	}
-}
-
-// floodChild serves a server with the default options on a loopback port,
-// which it prints on standard output, until its standard input closes.
+// floodChild, run by TestMain when DURABLE_FLOOD_CHILD names dir, serves
+// a server on dir with the default options on a loopback port, which it
+// prints on standard output, until its standard input closes.
 func floodChild(dir string) int {
 	srv, _ := childProbes(dir, &probe.Probe{})
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -115,16 +107,6 @@ func BenchmarkIdleConnectionFlood(b *testing.B) {
 
 // childRSS returns the resident set of process pid, in bytes.
 func childRSS(b *testing.B, pid int) float64 {
-	status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
-	if err != nil {
-		return 0
-	}
-	for line := range strings.Lines(string(status)) {
-		if rest, ok := strings.CutPrefix(line, "VmRSS:"); ok {
-			var kb float64
-			fmt.Sscan(rest, &kb)
-			return kb * 1024
-		}
-	}
-	return 0
+	rss, _ := statusField(fmt.Sprintf("/proc/%d/status", pid), "VmRSS")
+	return rss
 }

@@ -3,6 +3,7 @@ package server_test
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -193,20 +194,20 @@ func TestTrickledBodyCut(t *testing.T) {
 }
 
 // connectCode decodes a Connect unary error answer.
-func connectCode(t *testing.T, status int, body []byte) (connect.Code, string) {
+func connectCode(t testing.TB, status int, body []byte) (connect.Code, string) {
 	t.Helper()
 	if status == http.StatusOK {
 		return 0, ""
 	}
-	code, msg, ok := strings.Cut(string(body), `","message":"`)
-	if !ok {
-		t.Fatalf("HTTP %d %s", status, body)
+	var wire struct{ Code, Message string }
+	if err := json.Unmarshal(body, &wire); err != nil {
+		t.Fatalf("HTTP %d %q: %v", status, body, err)
 	}
 	var c connect.Code
-	if err := c.UnmarshalText([]byte(strings.TrimPrefix(code, `{"code":"`))); err != nil {
-		t.Fatalf("HTTP %d %s: %v", status, body, err)
+	if err := c.UnmarshalText([]byte(wire.Code)); err != nil {
+		t.Fatalf("HTTP %d %q: %v", status, body, err)
 	}
-	return c, msg
+	return c, wire.Message
 }
 
 // shortTimeouts are body and idle timeouts of 100 ms.

@@ -23,19 +23,11 @@ import (
 	"github.com/durablego/durable/storage"
 )
 
-// The test binary acts as a server process holding a data directory when
-// DURABLE_LOCK_CHILD names one (see lockChild). An init function, rather
-// than a line in TestMain, keeps this file self-contained.
-func init() {
-	if dir := os.Getenv("DURABLE_LOCK_CHILD"); dir != "" {
-		os.Exit(lockChild(dir, os.Getenv("DURABLE_LOCK_MODE")))
-	}
-}
-
-// lockChild runs a server on dir. In mode "hold" it writes the file
-// "holding" beside dir once New returned and waits to be killed; in mode
-// "try" it exits with 0 if New succeeded and with 3, the error on standard
-// error, if it did not.
+// lockChild, run by TestMain when DURABLE_LOCK_CHILD names dir (and
+// DURABLE_LOCK_MODE the mode), runs a server on dir. In mode "hold" it
+// writes the file "holding" beside dir once New returned and waits to be
+// killed; in mode "try" it exits with 0 if New succeeded and with 3, the
+// error on standard error, if it did not.
 func lockChild(dir, mode string) int {
 	srv, err := server.New(server.WithDataDir(dir))
 	if mode == "try" {

@@ -44,6 +44,12 @@ func (l *logBuffer) Write(p []byte) (int, error) {
 	return l.b.Write(p)
 }
 
+func (l *logBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
 // line returns the log line that has every one of parts, or "".
 func (l *logBuffer) line(parts ...string) string {
 	l.mu.Lock()
@@ -142,7 +148,7 @@ func rawCounterCall(ctx context.Context, url string, opts []connect.ClientOption
 	if procedure != "" {
 		call = connect.NewClient[counterv1.GetValueRequest, counterv1.GetValueResponse](h2cClient(), url+procedure, opts...).CallUnary
 	}
-	_, err := client.Invoke(ctx, ns, ns.IDFromName("raw"), "GetValue", &counterv1.GetValueRequest{},
+	_, err := client.Invoke(ctx, ns, ns.IDFromName("raw"), counterv1durable.CounterGetValueMethod, &counterv1.GetValueRequest{},
 		func(ctx context.Context, r *connect.Request[counterv1.GetValueRequest]) (*connect.Response[counterv1.GetValueResponse], error) {
 			edit(r.Header())
 			return call(ctx, r)

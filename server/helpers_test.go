@@ -26,13 +26,20 @@ import (
 )
 
 // TestMain lets the test binary act as a server process for the tests that
-// kill one or fill its disk (see childCommand).
+// kill one, fill its disk, lock its data directory or flood it with
+// connections (see childCommand).
 func TestMain(m *testing.M) {
 	if dir := os.Getenv("DURABLE_ALARM_CHILD"); dir != "" {
 		os.Exit(alarmChild(dir, os.Getenv("DURABLE_ALARM_BLOCK") != ""))
 	}
 	if dir := os.Getenv("DURABLE_DISKFULL_CHILD"); dir != "" {
 		os.Exit(diskFullChild(dir, 4<<20))
+	}
+	if dir := os.Getenv("DURABLE_LOCK_CHILD"); dir != "" {
+		os.Exit(lockChild(dir, os.Getenv("DURABLE_LOCK_MODE")))
+	}
+	if dir := os.Getenv("DURABLE_FLOOD_CHILD"); dir != "" {
+		os.Exit(floodChild(dir))
 	}
 	os.Exit(m.Run())
 }

@@ -5,7 +5,6 @@ import (
 	"compress/gzip"
 	"context"
 	"encoding/binary"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
@@ -226,18 +225,8 @@ func rawConnectClose(t *testing.T, url string, body []byte, gzipped bool) (conne
 	}
 	defer res.Body.Close()
 	b, _ := io.ReadAll(res.Body)
-	if res.StatusCode == http.StatusOK {
-		return 0, "", res.Close
-	}
-	var wire struct{ Code, Message string }
-	if err := json.Unmarshal(b, &wire); err != nil {
-		t.Fatalf("HTTP %d %q: %v", res.StatusCode, b, err)
-	}
-	var code connect.Code
-	if err := code.UnmarshalText([]byte(wire.Code)); err != nil {
-		t.Fatalf("HTTP %d %q: %v", res.StatusCode, b, err)
-	}
-	return code, wire.Message, res.Close
+	code, msg := connectCode(t, res.StatusCode, b)
+	return code, msg, res.Close
 }
 
 // rawGRPC posts compressed as one gzipped gRPC message (grpc-encoding:
@@ -312,17 +301,26 @@ func BenchmarkGzipBombs(b *testing.B) {
 
 // procStatus returns a field of /proc/self/status given in kB, in bytes.
 func procStatus(b *testing.B, field string) float64 {
-	status, err := os.ReadFile("/proc/self/status")
+	v, err := statusField("/proc/self/status", field)
 	if err != nil {
 		b.Skip(err)
+	}
+	return v
+}
+
+// statusField returns a field given in kB of path, a /proc/…/status file,
+// in bytes.
+func statusField(path, field string) (float64, error) {
+	status, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
 	}
 	for line := range strings.Lines(string(status)) {
 		if rest, ok := strings.CutPrefix(line, field+":"); ok {
 			var kb float64
 			fmt.Sscan(rest, &kb)
-			return kb * 1024
+			return kb * 1024, nil
 		}
 	}
-	b.Skipf("no %s in /proc/self/status", field)
-	return 0
+	return 0, fmt.Errorf("no %s in %s", field, path)
 }

@@ -11,23 +11,9 @@ import (
 	gorilla "github.com/gorilla/websocket"
 
 	"github.com/durablego/durable"
-	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1connect"
-	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
 )
-
-// originEnv is an env with the Counter and SocketProbe classes, served.
-func originEnv(t *testing.T, opts ...server.Option) *env {
-	t.Helper()
-	e := newEnv(t, opts...)
-	sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
-	if _, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp); err != nil {
-		t.Fatal(err)
-	}
-	e.serve(t)
-	return e
-}
 
 // browserPost sends what a page's form or fetch(…, {mode: "no-cors"})
 // sends: a POST with a text/plain body, no preflight, and the browser's
@@ -76,7 +62,7 @@ func dialOrigin(t *testing.T, e *env, origin string) int {
 // nor open a WebSocket, with Origin: null too; the server's own origin,
 // programs that send no Origin and safe GETs are unaffected.
 func TestCrossOriginRefusedByDefault(t *testing.T) {
-	e := originEnv(t)
+	e := newSockEnv(t).env
 	self := e.url // the Origin of the server's own pages
 	url := e.url + "/objects/counter/victim/increment"
 	for _, c := range []struct {
@@ -132,7 +118,7 @@ func TestCrossOriginRefusedByDefault(t *testing.T) {
 // TestTrustedOrigins: a listed origin may post and open WebSockets; the
 // others are still refused.
 func TestTrustedOrigins(t *testing.T) {
-	e := originEnv(t, server.WithTrustedOrigins("http://app.example"))
+	e := newSockEnv(t, server.WithTrustedOrigins("http://app.example")).env
 	url := e.url + "/objects/counter/c/increment"
 	for origin, want := range map[string]int{"http://app.example": http.StatusOK, "http://evil.example": http.StatusForbidden, "https://app.example": http.StatusForbidden} {
 		if status, _ := browserPost(t, url, http.Header{"Origin": {origin}, "Sec-Fetch-Site": {"cross-site"}}); status != want {

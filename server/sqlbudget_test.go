@@ -1,7 +1,6 @@
 package server_test
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"log/slog"
@@ -99,7 +98,7 @@ func TestSQLFileBudgetExhausted(t *testing.T) {
 // close due to unfinalized statements" and the connection's memory (up to
 // 256 MiB) stayed allocated for the life of the process.
 func TestSQLOutOfMemoryLeavesNothingOpen(t *testing.T) {
-	var logs syncBuffer
+	var logs logBuffer
 	e := newEnv(t, server.WithIdleTimeout(10*time.Millisecond),
 		server.WithLogger(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelWarn}))))
 	r := newSQLRunner(t, e)
@@ -120,22 +119,4 @@ func TestSQLOutOfMemoryLeavesNothingOpen(t *testing.T) {
 	if logs.String() != "" {
 		t.Fatalf("warnings: %s", logs.String())
 	}
-}
-
-// syncBuffer is a bytes.Buffer safe for a logger's concurrent writes.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }
