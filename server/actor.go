@@ -216,10 +216,7 @@ func (a *actor[S]) abandon(err error) {
 	a.ns.srv.active.Add(-1)
 	a.ns.mu.Unlock()
 	a.release(evictFailed)
-	code := codeOf(err) // ResourceExhausted when no SQL file could be had
-	if code == connect.CodeUnknown {
-		code = connect.CodeInternal
-	}
+	code := failureCode(err) // ResourceExhausted when no SQL file could be had
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
 		c.err = a.failure(c.method, code, err)
 		close(c.done)
@@ -405,10 +402,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 // the next batch reload the object from storage.
 func (a *actor[S]) failBatch(calls []*call[S], cause error) {
 	a.poison(a.epoch)
-	code := codeOf(cause)
-	if code == connect.CodeUnknown {
-		code = connect.CodeInternal
-	}
+	code := failureCode(cause)
 	for _, c := range calls {
 		c.res, c.err = nil, a.failure(c.method, code, fmt.Errorf("nothing of the call, or of the calls committed with it, was kept: %w", cause))
 		c.finish()
@@ -424,10 +418,7 @@ func (a *actor[S]) submit(calls []*call[S], write bool) {
 		func(err error) {
 			if err != nil {
 				a.poison(epoch)
-				code := codeOf(err)
-				if code == connect.CodeUnknown {
-					code = connect.CodeInternal
-				}
+				code := failureCode(err)
 				for _, c := range calls {
 					if c.err == nil {
 						c.res, c.err = nil, a.failure(c.method, code, fmt.Errorf("its writes were not committed, and nothing of it was kept: %w", err))
@@ -530,6 +521,15 @@ func codeOf(err error) connect.Code {
 		return connect.CodeResourceExhausted
 	}
 	return connect.CodeUnknown
+}
+
+// failureCode is the code of a failure of Durable's own (storage, a
+// reload): codeOf's, Internal when err carries none.
+func failureCode(err error) connect.Code {
+	if code := codeOf(err); code != connect.CodeUnknown {
+		return code
+	}
+	return connect.CodeInternal
 }
 
 // marshalState encodes the object's state for storage, refusing a state

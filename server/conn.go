@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"sync"
 	"sync/atomic"
-	"syscall"
 	"time"
 
 	"connectrpc.com/connect"
@@ -84,9 +83,8 @@ type fdBudget struct {
 // descriptors, enough for 3,312 SQL objects' files (maxSQLFiles).
 func (o netOptions) budget() fdBudget {
 	limit := 1 << 20
-	var rl syscall.Rlimit
-	if err := syscall.Getrlimit(syscall.RLIMIT_NOFILE, &rl); err == nil && rl.Cur < uint64(limit) {
-		limit = int(rl.Cur)
+	if cur, ok := openFileLimit(); ok && cur < uint64(limit) {
+		limit = int(cur)
 	}
 	b := fdBudget{limit: limit, reserve: o.fdReserve}
 	if b.reserve < 0 {

@@ -34,6 +34,9 @@ var ErrSecretMismatch = errors.New("server: the ID secret does not match the one
 // the directory keeps locked, and that says who holds it.
 const lockFileName = "LOCK"
 
+// errLocked is lockFile's error when another open file holds the lock.
+var errLocked = errors.New("locked")
+
 // dirLock is a data directory's lock, held by this server. It is an OS
 // lock (flock on Unix, LockFileEx on Windows) on an open file, so it is
 // released whenever the process ends, kill -9 included, and never goes

@@ -9,11 +9,12 @@ import (
 	"runtime"
 )
 
-// errLocked: another open file holds the lock.
-var errLocked = errors.New("locked")
-
 // lockFile fails: this platform has no file lock to keep two servers off
 // one data directory.
 func lockFile(*os.File) error {
 	return fmt.Errorf("%w: no file locks on %s", errors.ErrUnsupported, runtime.GOOS)
 }
+
+// openFileLimit reports no limit on open file descriptors to divide: this
+// platform has no RLIMIT_NOFILE.
+func openFileLimit() (uint64, bool) { return 0, false }

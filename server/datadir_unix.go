@@ -9,9 +9,6 @@ import (
 	"golang.org/x/sys/unix"
 )
 
-// errLocked: another open file holds the lock.
-var errLocked = errors.New("locked")
-
 // lockFile takes an exclusive flock on f without waiting. On NFS, Linux
 // maps flock to POSIX record locks, which hold across clients only where
 // the server supports them (NLM or NFSv4); keep data directories on local
@@ -29,4 +26,14 @@ func lockFile(f *os.File) error {
 		}
 		return err
 	}
+}
+
+// openFileLimit returns the process's soft limit on open file descriptors
+// (RLIMIT_NOFILE), which the descriptor budget of Serve divides.
+func openFileLimit() (uint64, bool) {
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &rl); err != nil {
+		return 0, false
+	}
+	return uint64(rl.Cur), true
 }

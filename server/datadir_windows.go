@@ -9,9 +9,6 @@ import (
 	"golang.org/x/sys/windows"
 )
 
-// errLocked: another open file holds the lock.
-var errLocked = errors.New("locked")
-
 // lockFile takes an exclusive LockFileEx lock on f without waiting. It
 // locks one byte far past the end of the file, so that others can still
 // read who holds it.
@@ -23,3 +20,7 @@ func lockFile(f *os.File) error {
 	}
 	return err
 }
+
+// openFileLimit reports no limit on open file descriptors to divide: this
+// platform has no RLIMIT_NOFILE.
+func openFileLimit() (uint64, bool) { return 0, false }

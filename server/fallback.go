@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 
 	"connectrpc.com/connect"
@@ -39,14 +38,27 @@ func (s *Server) unknownProcedure() http.Handler {
 // servedService returns the descriptor of the class service named name, or
 // nil if no registered class has it.
 func (s *Server) servedService(name string) protoreflect.ServiceDescriptor {
-	s.mu.RLock()
-	served := slices.Contains(s.services, name)
-	s.mu.RUnlock()
-	if !served {
+	if s.classByService(name) == nil {
 		return nil
 	}
 	sd, _ := serviceDescriptor(protoreflect.FullName(name))
 	return sd
+}
+
+// classByService returns the registered class whose fully qualified
+// service name is name, or nil.
+func (s *Server) classByService(name string) namespace {
+	if name == "" {
+		return nil
+	}
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	for _, ns := range s.classes {
+		if ns.info().Service == name {
+			return ns
+		}
+	}
+	return nil
 }
 
 func serviceDescriptor(name protoreflect.FullName) (protoreflect.ServiceDescriptor, bool) {

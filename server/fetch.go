@@ -352,9 +352,9 @@ func failureResponse(err error) *response {
 	if kind == durable.KindMethod || kind == "" {
 		switch {
 		case errors.Is(err, context.DeadlineExceeded):
-			status, kind = http.StatusGatewayTimeout, ""
+			status, kind = httpStatus(connect.CodeDeadlineExceeded), ""
 		case errors.Is(err, context.Canceled):
-			status, kind = 499, "" // nginx's "client closed request": nobody reads it
+			status, kind = httpStatus(connect.CodeCanceled), "" // 499, nginx's "client closed request": nobody reads it
 		case kind == "":
 			status, kind = http.StatusInternalServerError, durable.KindInternal
 		case codeOf(err) == connect.CodeInvalidArgument:

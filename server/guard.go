@@ -114,10 +114,11 @@ type Guard func(ctx context.Context, a *Access) error
 // nothing more).
 func WithGuard(g Guard) Option { return func(o *options) { o.guard = g } }
 
-// guarded wraps h, mounted at pattern, so that the guard decides on its
-// requests; h itself when there is no guard. The Fetch routes guard
-// themselves once they know the object.
-func (s *Server) guarded(pattern string, h http.Handler) http.Handler {
+// guarded wraps h, mounted at pattern (a handler of the class ns, or of
+// no class when ns is nil), so that the guard decides on its requests; h
+// itself when there is no guard. The Fetch routes guard themselves once
+// they know the object.
+func (s *Server) guarded(pattern string, ns namespace, h http.Handler) http.Handler {
 	if s.opts.guard == nil {
 		return h
 	}
@@ -127,7 +128,7 @@ func (s *Server) guarded(pattern string, h http.Handler) http.Handler {
 	case "/" + durablev1connect.IDServiceName + "/":
 		return s.guardRPC(AccessIDService, nil, h)
 	}
-	if ns := s.classOfService(pattern); ns != nil {
+	if ns != nil {
 		return s.guardRPC(AccessRPC, ns, h)
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -146,17 +147,10 @@ func (s *Server) guarded(pattern string, h http.Handler) http.Handler {
 func (s *Server) classOfService(pattern string) namespace {
 	rest, ok := strings.CutPrefix(pattern, "/")
 	service, _, found := strings.Cut(rest, "/")
-	if !ok || !found || service == "" {
+	if !ok || !found {
 		return nil
 	}
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	for _, ns := range s.classes {
-		if ns.info().Service == service {
-			return ns
-		}
-	}
-	return nil
+	return s.classByService(service)
 }
 
 // guardRPC wraps the Connect handler h so that

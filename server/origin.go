@@ -82,5 +82,5 @@ func isWebSocketUpgrade(r *http.Request) bool {
 
 // crossOriginResponse is the answer to a request check refused.
 func crossOriginResponse(err error) *response {
-	return errorResponse(http.StatusForbidden, durable.KindCrossOrigin, err)
+	return errorResponse(durable.KindCrossOrigin.HTTPStatus(), durable.KindCrossOrigin, err)
 }

@@ -243,10 +243,11 @@ func (s *Server) validate(m proto.Message) error { return s.validator.Validate(m
 // bodies bounded by WithMaxRPCMessageSize. With WithGuard, the guard
 // decides on the route's requests.
 func (s *Server) Mount(pattern string, h http.Handler) {
-	if s.classOfService(pattern) != nil {
+	ns := s.classOfService(pattern)
+	if ns != nil {
 		h = capRPCBody(h, s.opts.net.maxRPCMessage)
 	}
-	s.mux.Handle(pattern, s.guarded(pattern, s.knownMethods(pattern, h)))
+	s.mux.Handle(pattern, s.guarded(pattern, ns, s.knownMethods(pattern, h)))
 }
 
 // HandlerOptions returns the Connect handler options every class's handlers
