@@ -83,22 +83,8 @@ func TestNPMPackage(t *testing.T) {
 		t.Skip("runs npm pack, npm install, tsc, esbuild and node")
 	}
 	t.Parallel()
-	web, err := filepath.Abs("../web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	bin := filepath.Join(web, "node_modules", ".bin")
-	protocGenES, tsc, esbuild := filepath.Join(bin, "protoc-gen-es"), filepath.Join(bin, "tsc"), filepath.Join(bin, "esbuild")
-	for _, tool := range []string{protocGenES, tsc, esbuild} {
-		if _, err := os.Stat(tool); err != nil {
-			t.Skipf("no %s: run npm ci in web/", tool)
-		}
-	}
-	for _, tool := range []string{"node", "npm"} {
-		if _, err := exec.LookPath(tool); err != nil {
-			t.Skip(err)
-		}
-	}
+	web, tools := webTools(t, "protoc-gen-es", "tsc", "esbuild")
+	protocGenES, tsc, esbuild := tools[0], tools[1], tools[2]
 	ctx, cancel := context.WithTimeout(t.Context(), 5*time.Minute)
 	defer cancel()
 
@@ -124,11 +110,11 @@ func TestNPMPackage(t *testing.T) {
 	url, counters := serveCounters(t)
 	env := []string{"DURABLE_URL=" + url}
 	for _, tc := range []struct {
-		name     string
-		es, ts   string // the parameters of protoc-gen-es and of this plugin
-		local    bool   // whether durable/v1/durable.proto is generated in the project
-		counter  string // how the client imports counter_durable
-		build    func(t *testing.T, dir string) string // returns the file node runs
+		name    string
+		es, ts  string                                        // the parameters of protoc-gen-es and of this plugin
+		local   bool                                          // whether durable/v1/durable.proto is generated in the project
+		counter string                                        // how the client imports counter_durable
+		build   func(t *testing.T, dir, client string) string // writes and builds the client; returns the file node runs
 	}{
 		{
 			name:    "js-durable-pb-here",
@@ -150,8 +136,8 @@ func TestNPMPackage(t *testing.T) {
 			es:      "target=ts,import_extension=js,map_imports=durable/v1/:@durablego/durable/gen",
 			ts:      "lang=ts,target=ts,import_extension=js",
 			counter: "./gen/examples/counter/v1/counter_durable.js",
-			build: func(t *testing.T, dir string) string {
-				writeFile(t, filepath.Join(dir, "main.ts"), clientSource("./gen/examples/counter/v1/counter_durable.js", "ts-nodenext"))
+			build: func(t *testing.T, dir, client string) string {
+				writeFile(t, filepath.Join(dir, "main.ts"), client)
 				command(t, ctx, dir, nil, tsc, "--module", "nodenext", "--target", "es2022", "--strict", "--types", "node",
 					"--verbatimModuleSyntax", "--outDir", "out", "main.ts")
 				return filepath.Join("out", "main.js")
@@ -163,8 +149,8 @@ func TestNPMPackage(t *testing.T) {
 			ts:      "lang=ts,target=ts",
 			local:   true,
 			counter: "./gen/examples/counter/v1/counter_durable",
-			build: func(t *testing.T, dir string) string {
-				writeFile(t, filepath.Join(dir, "main.ts"), clientSource("./gen/examples/counter/v1/counter_durable", "ts-bundler-durable-pb-here"))
+			build: func(t *testing.T, dir, client string) string {
+				writeFile(t, filepath.Join(dir, "main.ts"), client)
 				command(t, ctx, dir, nil, tsc, "--noEmit", "--module", "esnext", "--moduleResolution", "bundler", "--target", "es2022",
 					"--strict", "--types", "node", "--verbatimModuleSyntax", "main.ts")
 				command(t, ctx, dir, nil, esbuild, "main.ts", "--bundle", "--platform=node", "--format=esm", "--outfile=bundle.mjs", "--log-level=warning")
@@ -187,7 +173,7 @@ func TestNPMPackage(t *testing.T) {
 			if tc.local != (statErr == nil) || !tc.local && !strings.Contains(string(pb), `"@durablego/durable/gen/durable/v1/durable_pb.js"`) {
 				t.Fatalf("durable_pb generated in the project: %t, want %t; counter_pb:\n%s", statErr == nil, tc.local, pb)
 			}
-			main := tc.build(t, dir)
+			main := tc.build(t, dir, clientSource(tc.counter, tc.name))
 			var got npmResult
 			out := command(t, ctx, dir, env, "node", main)
 			if err := json.Unmarshal([]byte(lastLine(out)), &got); err != nil {
@@ -339,9 +325,9 @@ func generateCounter(t *testing.T, protocGenES, out, esParam, tsParam string, lo
 
 // checkJS returns the build of the JavaScript cases: the client as
 // main.mjs, type-checked by tsc against the declarations (checkJs).
-func checkJS(ctx context.Context, tsc string) func(t *testing.T, dir string) string {
-	return func(t *testing.T, dir string) string {
-		writeFile(t, filepath.Join(dir, "main.mjs"), clientSource("./gen/examples/counter/v1/counter_durable.js", filepath.Base(dir)))
+func checkJS(ctx context.Context, tsc string) func(t *testing.T, dir, client string) string {
+	return func(t *testing.T, dir, client string) string {
+		writeFile(t, filepath.Join(dir, "main.mjs"), client)
 		command(t, ctx, dir, nil, tsc, "--noEmit", "--allowJs", "--checkJs", "--module", "nodenext", "--target", "es2022",
 			"--strict", "--types", "node", "main.mjs")
 		return "main.mjs"

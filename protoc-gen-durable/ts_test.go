@@ -176,20 +176,8 @@ func TestCompileTS(t *testing.T) {
 		t.Skip("runs protoc-gen-es and tsc")
 	}
 	t.Parallel()
-	web, err := filepath.Abs("../web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	protocGenES := filepath.Join(web, "node_modules", ".bin", "protoc-gen-es")
-	tsc := filepath.Join(web, "node_modules", ".bin", "tsc")
-	for _, tool := range []string{protocGenES, tsc} {
-		if _, err := os.Stat(tool); err != nil {
-			t.Skipf("no %s: run npm ci in web/", tool)
-		}
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("no node: ", err)
-	}
+	web, tools := webTools(t, "protoc-gen-es", "tsc")
+	protocGenES, tsc := tools[0], tools[1]
 
 	out := t.TempDir()
 	if err := os.Symlink(filepath.Join(web, "node_modules"), filepath.Join(out, "node_modules")); err != nil {
@@ -228,4 +216,29 @@ func TestCompileTS(t *testing.T) {
 	if !strings.Contains(string(data), want) {
 		t.Errorf("names_durable.ts does not contain %s:\n%s", want, data)
 	}
+}
+
+// webTools returns the absolute path of web/ and those of the named
+// programs of web/node_modules/.bin, and skips t without them or without
+// node and npm on PATH.
+func webTools(t *testing.T, names ...string) (string, []string) {
+	t.Helper()
+	web, err := filepath.Abs("../web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tools []string
+	for _, name := range names {
+		tool := filepath.Join(web, "node_modules", ".bin", name)
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("no %s: run npm ci in web/", tool)
+		}
+		tools = append(tools, tool)
+	}
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(err)
+		}
+	}
+	return web, tools
 }
