@@ -11,6 +11,13 @@
 // Durable-Object-Id header. Any Connect-ES transport works: Connect or
 // gRPC-Web from @connectrpc/connect-web, Connect or gRPC from
 // @connectrpc/connect-node.
+//
+// The package carries the code protoc-gen-es generates for
+// durable/v1/durable.proto (src/gen, exported as
+// @durablego/durable/gen/durable/v1/durable_pb.js): the namespaces call the
+// server's durable.v1.IDService with it, so a project's own generated code
+// needs no durable_pb unless its _pb files import one (see map_imports in
+// the README).
 
 import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
