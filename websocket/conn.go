@@ -3,6 +3,7 @@ package websocket
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -24,7 +25,8 @@ type Conn struct {
 	sess       *melody.Session // nil until upgraded, and once closed
 	pre        []envelope      // sent before the upgrade
 	upgraded   bool
-	closed     bool // closing or closed: nothing more is sent
+	closed     bool // the connection ended: nothing more is sent
+	closing    bool // Close was called, by a committed call or the one in progress
 	inHub      bool // accepted and not removed: guarded by the hub's mu, not c.mu
 	readErr    error
 	sentCode   int
@@ -56,7 +58,8 @@ func (c *Conn) Tags() []string { return slices.Clone(c.tags) }
 
 // Send sends a text message. Inside a call it goes out once the call's
 // writes are durable, and not at all if the call fails. It fails with
-// ErrClosed on a closed socket.
+// ErrClosed on a socket that is closed or closing: after Close, in the
+// same call too, as Cloudflare's send throws after close.
 func (c *Conn) Send(data []byte) error { return c.enqueue(envelope{data: clone(data)}) }
 
 // SendBinary sends a binary message, as Send.
@@ -64,15 +67,51 @@ func (c *Conn) SendBinary(data []byte) error {
 	return c.enqueue(envelope{data: clone(data), binary: true})
 }
 
-// Close closes the socket with a close frame of code and reason (cut to
-// the 123 bytes a frame holds). Inside a call it happens once the call's
-// writes are durable. The object's WebSocketClose hook then runs with
-// that code and reason.
+// Close closes the socket with a close frame of code and reason. Inside a
+// call it happens once the call's writes are durable, and not at all if
+// the call fails; from Close on, Send fails with ErrClosed. The object's
+// WebSocketClose hook then runs with the code and reason of the client's
+// reply.
+//
+// The code must be one a close frame may carry: 1000-1003, 1007-1014 or
+// 3000-4999; any other is refused with ErrInvalidCloseCode, and nothing
+// is sent. The reason is cut to the 123 bytes a frame holds, at a
+// character boundary (Cloudflare throws instead), invalid UTF-8 replaced.
+//
+// Closing a socket that is closed or closing already does nothing and
+// returns nil, as Cloudflare ignores a second close: this includes Close
+// inside WebSocketClose, where the server has completed the close
+// handshake already (it answers a client's close frame at once).
 func (c *Conn) Close(code int, reason string) error {
-	if len(reason) > maxCloseReasonBytes {
-		reason = reason[:maxCloseReasonBytes]
+	if !validCloseCode(code) {
+		return fmt.Errorf("%w: %d", ErrInvalidCloseCode, code)
 	}
-	return c.enqueue(envelope{close: true, code: code, data: []byte(reason)})
+	e := envelope{close: true, code: code, data: []byte(closeReason(reason))}
+	c.mu.Lock()
+	done := c.closingLocked()
+	c.closing = true
+	c.mu.Unlock()
+	if done {
+		return nil
+	}
+	cs := c.hub.current(c.key)
+	if cs == nil {
+		c.write(e)
+		return nil
+	}
+	cs.effects = append(cs.effects, func() { c.write(e) })
+	cs.undo = append(cs.undo, func() {
+		c.mu.Lock()
+		c.closing = false
+		c.mu.Unlock()
+	})
+	return nil
+}
+
+// closingLocked reports whether the socket is closed or closing: nothing
+// more may be sent to it. The caller holds c.mu.
+func (c *Conn) closingLocked() bool {
+	return c.closed || c.closing || c.sentCode != 0
 }
 
 // Attachment returns the socket's attachment (nil if none): Cloudflare's
@@ -117,9 +156,9 @@ func (c *Conn) LastAutoResponse() time.Time {
 // enqueue sends e, after the current call commits if there is one.
 func (c *Conn) enqueue(e envelope) error {
 	c.mu.Lock()
-	closed := c.closed
+	closing := c.closingLocked()
 	c.mu.Unlock()
-	if closed {
+	if closing {
 		return ErrClosed
 	}
 	if cs := c.hub.current(c.key); cs != nil {

@@ -317,7 +317,7 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c *Conn) {
 	if slow != nil {
 		<-slow // WebSocketError heard of it first
 	}
-	code, reason, clean := closeAbnormal, "", false
+	code, reason, clean := closeAbnormal, droppedReason, false
 	var ce *gorilla.CloseError
 	isCloseErr := errors.As(readErr, &ce)
 	switch {
@@ -328,8 +328,11 @@ func (h *Hub) Serve(w http.ResponseWriter, r *http.Request, c *Conn) {
 		code, reason = closeTryAgainLater, slowReason
 	case isCloseErr:
 		code, reason, clean = ce.Code, ce.Text, true
-		if code == closeNoStatus || code == closeAbnormal {
-			clean = code == closeNoStatus
+		if code == closeAbnormal {
+			// gorilla's code for a connection that ended without a close
+			// frame, its reason the read's error: Cloudflare's words
+			// instead, as for any other dropped connection.
+			reason, clean = droppedReason, false
 		}
 	case sentCode != 0:
 		code, reason, clean = sentCode, sentReason, true

@@ -28,7 +28,9 @@ type Sockets struct {
 }
 
 // Accept accepts the WebSocket upgrade of r inside Fetch, with up to 10
-// tags of up to 256 characters each: Cloudflare's acceptWebSocket. The
+// distinct tags of up to 256 bytes each: Cloudflare's acceptWebSocket. A
+// tag given twice counts once; Tags returns each in the order it first
+// appears. The
 // connection is upgraded once the Fetch call's writes are durable (and
 // not at all if the call fails); what the call sends to the new Conn is
 // delivered first, right after the upgrade. From now on the socket is in
@@ -46,16 +48,12 @@ func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string)
 	if !ok || !gorilla.IsWebSocketUpgrade(r) {
 		return nil, ErrNotUpgrade
 	}
-	if len(tags) > MaxTags {
-		return nil, ErrTooManyTags
-	}
-	for _, t := range tags {
-		if t == "" || len([]rune(t)) > MaxTagLength {
-			return nil, ErrTagTooLong
-		}
+	tags, err := distinctTags(tags)
+	if err != nil {
+		return nil, err
 	}
 	h := s.hub
-	c := &Conn{hub: h, key: s.key, id: newID(), tags: slices.Clone(tags), name: s.name}
+	c := &Conn{hub: h, key: s.key, id: newID(), tags: tags, name: s.name}
 	h.mu.Lock()
 	o := h.object(s.key)
 	if o.open >= h.cfg.MaxSockets {
@@ -74,6 +72,27 @@ func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string)
 	}
 	s.journal(func() { h.remove(c) })
 	return c, nil
+}
+
+// distinctTags returns a copy of tags without repeats, each where it
+// first appears, as Cloudflare's acceptWebSocket keeps them; an empty tag
+// or one over MaxTagLength bytes is ErrTagTooLong, and more than MaxTags
+// distinct ones ErrTooManyTags.
+func distinctTags(tags []string) ([]string, error) {
+	var out []string
+	for _, t := range tags {
+		if t == "" || len(t) > MaxTagLength {
+			return nil, ErrTagTooLong
+		}
+		if slices.Contains(out, t) {
+			continue
+		}
+		if len(out) == MaxTags {
+			return nil, ErrTooManyTags
+		}
+		out = append(out, t)
+	}
+	return out, nil
 }
 
 // All returns the object's open sockets, in the order they were accepted:

@@ -25,8 +25,8 @@ import "errors"
 
 // Limits, as Cloudflare's.
 const (
-	MaxTags           = 10       // tags per socket
-	MaxTagLength      = 256      // characters per tag
+	MaxTags           = 10       // distinct tags per socket
+	MaxTagLength      = 256      // bytes per tag (UTF-8), as Cloudflare counts them
 	MaxAttachment     = 16 << 10 // bytes of a socket's attachment
 	MaxAutoResponse   = 2048     // bytes of an auto-response request or response
 	DefaultMaxSockets = 32768    // sockets per object
@@ -49,28 +49,18 @@ const (
 // queue without bound.
 const MessageOverhead = 64
 
-// Close codes, and what fits of a reason in a close frame.
-const (
-	closeGoingAway      = 1001
-	closeNoStatus       = 1005
-	closeAbnormal       = 1006
-	closeMessageTooBig  = 1009
-	closeTryAgainLater  = 1013
-	maxCloseReasonBytes = 123
-	slowReason          = "slow client"
-)
-
 // Errors.
 var (
 	// ErrNotUpgrade is Accept's error for a request that is not a
 	// WebSocket upgrade, or that did not come over the server's HTTP
 	// route (an in-process stub's Fetch cannot upgrade).
 	ErrNotUpgrade = errors.New("websocket: not a WebSocket upgrade request over HTTP")
-	// ErrTooManyTags is Accept's error for more than MaxTags tags.
-	ErrTooManyTags = errors.New("websocket: more than 10 tags")
-	// ErrTagTooLong is Accept's error for a tag over MaxTagLength
-	// characters (or an empty one).
-	ErrTagTooLong = errors.New("websocket: a tag is empty or over 256 characters")
+	// ErrTooManyTags is Accept's error for more than MaxTags distinct
+	// tags.
+	ErrTooManyTags = errors.New("websocket: more than 10 distinct tags")
+	// ErrTagTooLong is Accept's error for a tag over MaxTagLength bytes
+	// (or an empty one).
+	ErrTagTooLong = errors.New("websocket: a tag is empty or over 256 bytes")
 	// ErrTooManySockets is Accept's error when the object already has the
 	// server's maximum of sockets (server.WithMaxSocketsPerObject).
 	ErrTooManySockets = errors.New("websocket: the object has the maximum number of sockets")
@@ -79,8 +69,13 @@ var (
 	// ErrAutoResponseTooLarge is SetAutoResponse's error over
 	// MaxAutoResponse.
 	ErrAutoResponseTooLarge = errors.New("websocket: auto-response request or response over 2,048 bytes")
-	// ErrClosed is the error of sending to, or closing, a closed socket.
+	// ErrClosed is the error of sending to a socket that is closed or
+	// closing: once Close was called on it (in this call or a committed
+	// one), its client closed it, or the server did.
 	ErrClosed = errors.New("websocket: the socket is closed")
+	// ErrInvalidCloseCode is Close's error for a code a close frame may
+	// not carry (see Close).
+	ErrInvalidCloseCode = errors.New("websocket: invalid close code")
 	// ErrSlowClient is reported to WebSocketError when a message sent to
 	// a socket would take what waits to be written to it past the
 	// server's bound (HubConfig.MaxBuffer, server.WithMaxSocketBuffer):
