@@ -59,19 +59,10 @@ func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, don
 		if err != nil || !ok || at.After(time.Now()) {
 			return err
 		}
-		if n.alarm == nil {
-			n.srv.log.Warn("durable: deleting the alarm of an object whose class has no Alarm handler", "class", key.Class)
-			return o.DeleteAlarm(ctx)
+		if n.alarm != nil {
+			n.m.alarmFired(retry)
 		}
-		info := durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due}
-		n.m.alarmFired(retry)
-		if err := n.alarm.Alarm(ctx, o, info); err != nil {
-			return err
-		}
-		if now, ok, err := o.GetAlarm(ctx); err != nil || !ok || !now.Equal(at) {
-			return err // the handler deleted or replaced the alarm
-		}
-		return o.DeleteAlarm(ctx)
+		return n.alarmHook(ctx, o, at, durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due})
 	})
 }
 
