@@ -42,6 +42,8 @@ type env struct {
 // commands is every subcommand, in the order "durable help" lists them.
 func commands() []command {
 	return []command{
+		{name: "init", args: "[dir]", summary: "write a new Durable project: go.mod, buf files, an object, its server and its test", run: runInit},
+		{name: "proto", args: "[dir]", summary: "write durable/v1/durable.proto, the options file, under dir (default proto-deps)", run: runProto},
 		{name: "version", summary: "print the version of Durable this command was built from", run: runVersion},
 	}
 }
