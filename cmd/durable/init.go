@@ -8,6 +8,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"io"
 	"io/fs"
 	"maps"
 	"os"
@@ -101,10 +102,10 @@ func runInit(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 	if *tidy {
 		// -e: the imports of gen/ resolve only once buf has generated it;
 		// every module they need is a dependency of Durable's already.
-		if err := goCommand(ctx, e, dir, "mod", "tidy", "-e"); err != nil {
+		if err := goCommand(ctx, e, dir, d.Module+"/gen/", "mod", "tidy", "-e"); err != nil {
 			return err
 		}
-		if err := goCommand(ctx, e, filepath.Join(dir, "tools"), "mod", "tidy"); err != nil {
+		if err := goCommand(ctx, e, filepath.Join(dir, "tools"), "", "mod", "tidy"); err != nil {
 			return err
 		}
 	}
@@ -115,14 +116,37 @@ func runInit(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error
 // generateCommand generates a new project's code, from its directory.
 const generateCommand = "go tool -modfile=tools/go.mod buf generate"
 
-// goCommand runs the go command with args in dir, its output on stderr.
-func goCommand(ctx context.Context, e *env, dir string, args ...string) error {
+// goCommand runs the go command with args in dir. Its output goes to
+// stderr, without the complaints about packages under expected (not "")
+// when it succeeds: those of gen/, which does not exist yet.
+func goCommand(ctx context.Context, e *env, dir, expected string, args ...string) error {
 	cmd := exec.CommandContext(ctx, "go", args...)
-	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, e.stderr, e.stderr
+	var out bytes.Buffer
+	cmd.Dir, cmd.Stdout, cmd.Stderr = dir, &out, &out
 	if err := cmd.Run(); err != nil {
+		e.stderr.Write(out.Bytes())
 		return fmt.Errorf("go %s in %s: %w (the files are written: run it again there)", strings.Join(args, " "), dir, err)
 	}
-	return nil
+	_, err := io.WriteString(e.stderr, withoutMentions(out.String(), expected))
+	return err
+}
+
+// withoutMentions drops the lines of the go command's output that mention
+// s, with the "go: P imports" line that leads one.
+func withoutMentions(out, s string) string {
+	if s == "" {
+		return out
+	}
+	lines := strings.SplitAfter(out, "\n")
+	var kept strings.Builder
+	for i, l := range lines {
+		next := i+1 < len(lines) && strings.HasPrefix(lines[i+1], "\t") && strings.Contains(lines[i+1], s)
+		if strings.Contains(l, s) || (next && strings.HasSuffix(l, " imports\n")) {
+			continue
+		}
+		kept.WriteString(l)
+	}
+	return kept.String()
 }
 
 // checkout returns the absolute path of dir after checking that it holds
