@@ -41,7 +41,8 @@
 // all block on the bubble's channels and timers. Use the in-process
 // namespaces there, not URL: a bubble has no network, and a goroutine
 // waiting on a socket is not blocked in synctest's sense, so time would
-// stand still. File I/O runs on real time and is not waited for by
-// synctest.Wait: it returns once the goroutines are blocked, after the
-// writes of the calls that returned.
+// stand still. A goroutine inside a file system call is running, not
+// blocked: synctest.Wait waits for SQLite's writes, and fake time does not
+// move during them. TestSynctestAlarm and TestSynctestIdleEviction are the
+// proof, under -race.
 package durabletest
