@@ -4,7 +4,11 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"runtime"
 	"slices"
+	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -263,4 +267,66 @@ func TestIsolatedAndRestart(t *testing.T) {
 	if got := increment(t, ns.Get(ns.IDFromName("x")), 1); got != 2 {
 		t.Fatalf("after restart: %d, want 2", got)
 	}
+}
+
+// TestRunFatalInside: t.Fatal inside Run's function (on another goroutine
+// than the test's) undoes the call's changes, stops the test when Run
+// returns, and leaves the object serving; a panic there is the call's
+// error. A recorder stands in for the test's t, so that the test itself
+// does not fail.
+func TestRunFatalInside(t *testing.T) {
+	ts := durabletest.New(t)
+	ns := counters(t, ts)
+	id := ns.IDFromName("c")
+	increment(t, ns.Get(id), 1)
+	for _, tc := range []struct {
+		name string
+		fail func(r *recorder)
+		want string
+	}{
+		{"Fatal", func(r *recorder) { r.Fatalf("inside") }, "inside"},
+		{"panic", func(*recorder) { panic("boom") }, "Run on"},
+	} {
+		r := &recorder{TB: t}
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			durabletest.Run(r, ts, id, func(_ context.Context, o *counterv1durable.CounterObject) error {
+				o.State.Value = 99
+				tc.fail(r)
+				return nil
+			})
+			r.returned = true
+		}()
+		<-done
+		if !r.failed || r.returned || !strings.Contains(r.msg, tc.want) {
+			t.Errorf("%s: failed %v, returned %v, message %q; want a failure naming %q", tc.name, r.failed, r.returned, r.msg, tc.want)
+		}
+	}
+	if got := increment(t, ns.Get(id), 1); got != 2 {
+		t.Fatalf("after the failed runs: %d, want 2", got)
+	}
+}
+
+// recorder is a testing.TB whose failures are recorded, not reported.
+type recorder struct {
+	testing.TB
+	mu       sync.Mutex
+	failed   bool
+	returned bool
+	msg      string
+}
+
+func (r *recorder) Fatalf(format string, args ...any) {
+	r.mu.Lock()
+	r.failed, r.msg = true, r.msg+fmt.Sprintf(format, args...)
+	r.mu.Unlock()
+	runtime.Goexit()
+}
+
+func (r *recorder) FailNow() {
+	r.mu.Lock()
+	r.failed = true
+	r.mu.Unlock()
+	runtime.Goexit()
 }

@@ -2,6 +2,7 @@ package durabletest
 
 import (
 	"context"
+	"errors"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -24,11 +25,57 @@ import (
 //		o.State.Value = 41
 //		return nil
 //	})
+//
+// fn may call t.Errorf, and also t.Fatal or t.FailNow, although it runs on
+// another goroutine than the test's: that call's changes are undone and
+// the test stops when Run returns.
 func Run[S proto.Message](t testing.TB, s *Server, id durable.ID, fn func(context.Context, *durable.Object[S]) error) {
 	t.Helper()
-	if err := server.Run(t.Context(), s.Server, id, fn); err != nil {
+	err := server.Run(t.Context(), s.Server, id, func(ctx context.Context, o *durable.Object[S]) error {
+		return guarded(func() error { return fn(ctx, o) })
+	})
+	if errors.Is(err, errGoexit) {
+		t.FailNow() // fn's t.Fatal has reported the failure already
+	}
+	if err != nil {
 		t.Fatalf("durabletest: Run on %s: %v", id, err)
 	}
+}
+
+// errGoexit is the error of a function that called runtime.Goexit, as
+// t.Fatal and t.FailNow do.
+var errGoexit = errors.New("durabletest: the function called t.FailNow (t.Fatal) or runtime.Goexit")
+
+// guarded runs fn on a goroutine of its own and returns its error: a
+// Goexit there (t.Fatal) becomes errGoexit instead of ending the goroutine
+// of the object's mailbox, and a panic is panicked again on the caller's
+// goroutine, where the server turns it into the call's error.
+func guarded(fn func() error) error {
+	type outcome struct {
+		err      error
+		panicked any
+		returned bool
+	}
+	done := make(chan outcome, 1)
+	go func() {
+		var o outcome
+		defer func() {
+			if !o.returned {
+				o.panicked = recover() // nil for a Goexit
+			}
+			done <- o
+		}()
+		o.err = fn()
+		o.returned = true
+	}()
+	o := <-done
+	switch {
+	case o.returned:
+		return o.err
+	case o.panicked != nil:
+		panic(o.panicked)
+	}
+	return errGoexit
 }
 
 // RunAlarm runs the alarm of the object id of s now, whatever its time,
