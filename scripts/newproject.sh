@@ -20,10 +20,11 @@ bounded go run ./cmd/durable init -module example.com/hello -replace "$root" "$w
 cd "$work/hello"
 # What init prints as the next steps, and the README lists.
 bounded go tool -modfile=tools/go.mod buf generate
+bounded go tool -modfile=tools/go.mod buf lint
 bounded go vet ./...
 bounded go test -count=1 ./...
 bounded go build -o "$work/bin/hello" .
-echo "newproject: generate, vet, test, build: ok"
+echo "newproject: generate, lint, vet, test, build: ok"
 
 # The module's code, not ours, answers: its own data directory, its own port.
 start_example_server "$work/bin/hello" "$work" newproject
@@ -37,8 +38,14 @@ echo "newproject: curl Increment and GetValue: ok"
 stop_example_server "$work" newproject
 echo "newproject: clean stop on SIGTERM: ok"
 
-# init refuses to write over a project.
+# init refuses to write over a project; proto finds the options file it
+# wrote current.
 cd "$root"
+got=$(go run ./cmd/durable proto "$work/hello/proto-deps")
+case "$got" in
+*"up to date"*) echo "newproject: durable proto: up to date: ok" ;;
+*) echo "newproject: durable proto: $got"; exit 1 ;;
+esac
 if out=$(go run ./cmd/durable init -tidy=false "$work/hello" 2>&1); then
 	echo "newproject: init over an existing project succeeded"; exit 1
 fi
