@@ -62,27 +62,10 @@ func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, don
 		if err != nil || !ok || at.After(time.Now()) {
 			return err
 		}
-		if err := o.DeleteAlarm(ctx); err != nil {
-			return err
+		if n.alarm != nil {
+			n.m.alarmFired(retry)
 		}
-		if n.alarm == nil {
-			n.srv.log.Warn("durable: deleting the alarm of an object whose class has no Alarm handler", "class", key.Class)
-			return nil
-		}
-		info := durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due}
-		n.m.alarmFired(retry)
-		if err := n.alarm.Alarm(ctx, o, info); err != nil {
-			return err
-		}
-		next, ok, err := o.GetAlarm(ctx)
-		if err != nil || !ok || next.After(at) {
-			return err
-		}
-		// Set for the running alarm's millisecond (a past time, stored as
-		// now, when the alarm fired within the millisecond it was due):
-		// the scheduler tells a new alarm from the running one by its
-		// time, so it goes 1 ms later.
-		return o.SetAlarm(ctx, at.Add(time.Millisecond))
+		return n.alarmHook(ctx, o, at, durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due})
 	})
 }
 
