@@ -22,11 +22,21 @@
 //	  - local: protoc-gen-durable
 //	    out: gen
 //
-// For each file with at least one such service, it writes one file into a
-// sub-package of the one holding the .pb.go files, as protoc-gen-connect-go
-// does. If path/to/file.proto has the Go package foov1, the output goes to
+// For each file with at least one such service, it writes two files, each
+// into a sub-package of the one holding the .pb.go files, as
+// protoc-gen-connect-go does. If path/to/file.proto has the Go package foov1,
+// the output goes to
 //
 //	gen/path/to/foov1durable/file.durable.go
+//	gen/path/to/foov1durableclient/file.durable.go
+//
+// Package foov1durable is what a server imports: the interfaces to
+// implement, Register and the in-process namespaces. Package
+// foov1durableclient holds the remote side alone, which imports neither
+// foov1durable nor package server: a program that only calls objects
+// imports it and links none of the server's storage (SQLite), WebSockets,
+// metrics or tracing. foov1durable declares the remote side's names as
+// aliases, so a server that also calls objects remotely needs one import.
 //
 // Files without such a service produce no output. Services without the
 // option are ignored; in a file that imports durable/v1/durable.proto, where
@@ -35,20 +45,24 @@
 //
 // # Generated code
 //
-// For the service ChatRoom above, the file declares:
+// For the service ChatRoom above, package chatv1durableclient declares:
 //
 //   - ChatRoomClassName, ChatRoomBinding and ChatRoomURLSegment: the class
 //     name "ChatRoom", the binding name "CHAT_ROOM" and the URL segment
-//     "chat-room";
+//     "chat-room", and a ChatRoom<Method>Method constant per RPC;
+//   - ChatRoomStub, the interface by which callers call one object;
+//   - ChatRoomClient and NewChatRoomClient, a remote namespace whose stubs
+//     call objects over Connect, gRPC or gRPC-Web.
+//
+// Package chatv1durable declares the same names, as aliases (constants,
+// type aliases and a NewChatRoomClient that calls the other), and:
+//
 //   - ChatRoomObject, the live handle passed to every method:
 //     durable.Object[*ChatRoomState];
 //   - ChatRoom, the interface to implement, with one method per RPC;
-//   - ChatRoomStub, the interface by which callers call one object;
 //   - RegisterChatRoom, which registers an implementation with a
 //     server.Server, mounts its Connect handlers and returns a
-//     ChatRoomNamespace, whose stubs call objects in process;
-//   - ChatRoomClient and NewChatRoomClient, a remote namespace whose stubs
-//     call objects over Connect, gRPC or gRPC-Web.
+//     ChatRoomNamespace, whose stubs call objects in process.
 //
 // # Names
 //
