@@ -34,6 +34,8 @@ var (
 	ErrTooManyKeys   = invalid(fmt.Sprintf("storage: more than %d keys in one call", MaxKeysPerCall))
 	ErrListOptions   = invalid("storage: invalid list options")
 	ErrSQLForbidden  = invalid("storage: statement not allowed in an object's database")
+	ErrSQLLimit      = invalid(fmt.Sprintf("storage: statement over a limit of an object's database (%d-byte statements, %d columns, %d parameters, %d-byte strings, blobs and rows, %d-byte LIKE and GLOB patterns, %d terms of a compound SELECT)",
+		MaxSQLStatementSize, MaxSQLColumns, MaxSQLParameters, MaxSQLValueSize, MaxSQLPatternSize, MaxSQLCompoundTerms))
 
 	// ErrNoSQL: the object's class was not declared with sql: true.
 	ErrNoSQL = errors.New("storage: this object class has no SQL database (declare it with sql: true)")

@@ -136,6 +136,11 @@ func (f *fileStore) openConn() error {
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, sync, pages)+fileSchema)
 	}
 	if err == nil {
+		if err = sandbox(c); err != nil {
+			c.Close()
+		}
+	}
+	if err == nil {
 		// Before Durable's statements are prepared: a trigger an older
 		// version let an object put on Durable's tables must not run.
 		if err = repairSchema(c); err != nil {
@@ -175,7 +180,7 @@ func (f *fileStore) prepareAll(c *sqlite3.Conn) error {
 		&f.alarmGet:     `SELECT at_ms FROM _durable_alarm WHERE id = 1`,
 		&f.alarmSet:     `INSERT INTO _durable_alarm (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`,
 		&f.alarmDelete:  `DELETE FROM _durable_alarm`,
-		&f.pageCount:    `PRAGMA page_count`,
+		&f.pageCount:    `SELECT (SELECT * FROM pragma_page_count) - (SELECT * FROM pragma_freelist_count)`, // pages in use
 		&f.pageSizeStmt: `PRAGMA page_size`,
 		&f.schemaStmt:   `PRAGMA schema_version`,
 	}
@@ -514,5 +519,5 @@ func (f *fileStore) size() (int64, error) {
 			return 0, fmt.Errorf("storage: database size: %w", err)
 		}
 	}
-	return n[0] * n[1], nil
+	return max(n[0]-durableRootPages, 1) * n[1], nil
 }

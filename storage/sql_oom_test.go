@@ -3,14 +3,31 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/durablego/durable/storage"
 )
 
-// hugeString asks SQLite for a string of n bytes: past the connection's
-// memory (256 MiB), the binding runs out of memory.
-const hugeString = `SELECT length(printf('%.*c', ?, 'x'))`
+// hugeQuery asks SQLite for 100 columns, each a copy of one of the 100
+// arguments: with arguments near MaxSQLValueSize (no single value may be
+// larger), more than the connection's memory (256 MiB).
+var hugeQuery = func() string {
+	cols := make([]string, storage.MaxSQLParameters)
+	for i := range cols {
+		cols[i] = fmt.Sprintf("?%d || ''", i+1)
+	}
+	return "SELECT " + strings.Join(cols, ", ")
+}()
+
+func hugeArgs(n int) []any {
+	args := make([]any, storage.MaxSQLParameters)
+	for i := range args {
+		args[i] = strings.Repeat("x", n)
+	}
+	return args
+}
 
 // TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses runs a query that
 // exhausts the connection's memory, first prepared fresh and then from the
@@ -23,10 +40,10 @@ func TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, n := range []int{10, 400 << 20, 20, 400 << 20} { // cached after the first
+	for _, n := range []int{10, storage.MaxSQLValueSize - 100, 20, storage.MaxSQLValueSize - 100} { // cached after the first
 		var got error
 		call(t, st, func(*storage.KV) error {
-			_, got = st.SQL.Exec(ctx, hugeString, n)
+			_, got = st.SQL.Exec(ctx, hugeQuery, hugeArgs(n)...)
 			return got
 		})
 		if small := n < 1000; small != (got == nil) || !small && !errors.Is(got, storage.ErrOutOfMemory) {
@@ -35,7 +52,7 @@ func TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses(t *testing.T) {
 	}
 	// A multi-statement query is prepared and run without the cache.
 	call(t, st, func(*storage.KV) error {
-		_, got := st.SQL.Exec(ctx, `CREATE TABLE t (x); SELECT length(printf('%.*c', 400000000, 'x'))`)
+		_, got := st.SQL.Exec(ctx, `CREATE TABLE t (x); `+hugeQuery, hugeArgs(storage.MaxSQLValueSize-100)...)
 		if !errors.Is(got, storage.ErrOutOfMemory) {
 			t.Fatalf("multi-statement query: err %v, want ErrOutOfMemory", got)
 		}
