@@ -213,6 +213,7 @@ type fileStore struct {
 	holding    bool // one of the limiter's files is held
 	inTx       bool // a batch's transaction is open
 	calls      int  // savepoints open: the call's and its transactions'
+	undone     int  // the savepoint of a Transaction that called Rollback, or 0
 	// trusted is false only while the object's own SQL is prepared and run,
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
@@ -328,8 +329,11 @@ var errTxLost = errors.New("storage: the database rolled back the batch's transa
 
 func (f *fileStore) endTx(commit bool) error {
 	f.calls--
+	if f.undone > f.calls {
+		f.undone = 0
+	}
 	if f.conn.GetAutocommit() {
-		f.inTx, f.calls = false, 0
+		f.inTx, f.calls, f.undone = false, 0, 0
 		return errTxLost
 	}
 	if !commit {
@@ -441,6 +445,8 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 		if err := f.materialize(); err != nil {
 			return err
 		}
+	} else if kv.cleared {
+		f.compact() // DeleteAll freed the object's tables
 	}
 	if kv.alarm.kind == alarmDeleted && f.cfg.hints != nil {
 		f.cfg.hints.remove()
@@ -455,7 +461,7 @@ func (f *fileStore) reset() {
 	if f.inTx || !f.conn.GetAutocommit() {
 		f.rollback.Exec() // nothing better to do if even this fails
 	}
-	f.inTx, f.calls, f.wrote = false, 0, false
+	f.inTx, f.calls, f.wrote, f.undone = false, 0, false, 0
 }
 
 func (f *fileStore) close() error {

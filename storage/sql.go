@@ -39,6 +39,9 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	if f.calls == 0 {
 		return nil, ErrNotInCall
 	}
+	if f.undone != 0 {
+		return nil, ErrRolledBack
+	}
 	old := f.conn.SetInterrupt(s.fence.interruptible(ctx))
 	defer s.fence.done()
 	defer f.conn.SetInterrupt(old)
