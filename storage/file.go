@@ -19,6 +19,7 @@ type FileOption func(*fileConfig)
 type fileConfig struct {
 	durability Durability
 	maxSize    int64
+	maxRows    int64       // bytes of a cursor's rows: see WithMaxResultSize
 	hints      *alarmHints // the node index of due alarms, if any
 	limiter    FileLimiter
 }
@@ -91,7 +92,7 @@ const reservedPrefix = "_durable_"
 // only initialized, leaves nothing on disk. The file appears whole, by
 // rename, before that commit is acknowledged (see materialize).
 func OpenFile(path string, opts ...FileOption) (*Store, error) {
-	cfg := fileConfig{maxSize: DefaultMaxSQLSize}
+	cfg := fileConfig{maxSize: DefaultMaxSQLSize, maxRows: DefaultMaxResultSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -136,7 +137,7 @@ func (f *fileStore) openConn() error {
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, sync, pages)+fileSchema)
 	}
 	if err == nil {
-		if err = sandbox(c); err != nil {
+		if err = f.sandbox(c); err != nil {
 			c.Close()
 		}
 	}
@@ -214,6 +215,7 @@ type fileStore struct {
 	inTx       bool // a batch's transaction is open
 	calls      int  // savepoints open: the call's and its transactions'
 	undone     int  // the savepoint of a Transaction that called Rollback, or 0
+	fts5       bool // the FTS5 module is registered on conn (see sandbox)
 	// trusted is false only while the object's own SQL is prepared and run,
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool

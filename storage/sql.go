@@ -61,6 +61,9 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 		cur.written = f.conn.TotalChanges() - before
 		return cur, nil
 	}
+	if err := f.useFTS5(query); err != nil {
+		return nil, err
+	}
 	for rest := query; ; {
 		f.trusted, f.denied = false, ""
 		stmt, tail, err := f.prepareGuarded(rest)
@@ -90,6 +93,19 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	}
 	cur.written = f.conn.TotalChanges() - before
 	return cur, nil
+}
+
+// DefaultMaxResultSize is the default cap on the rows one Exec returns, in
+// bytes of their values: see WithMaxResultSize.
+const DefaultMaxResultSize = 64 << 20
+
+// WithMaxResultSize caps the bytes of the values of the rows one Exec
+// returns, which a Cursor holds in memory (Cloudflare's cursor streams
+// them, within its isolate's 128 MB): a query whose rows would take more
+// fails with ErrOutOfMemory instead of exhausting the process's memory.
+// Default DefaultMaxResultSize (64 MiB).
+func WithMaxResultSize(bytes int64) FileOption {
+	return func(c *fileConfig) { c.maxRows = max(1, bytes) }
 }
 
 // prepareGuarded prepares the first statement of sql; a panic of the
@@ -190,6 +206,7 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 		}
 		cur.rows = cur.rows[:0]
 	}
+	var size int64
 	for stmt.Step() {
 		cur.read++
 		if !last {
@@ -198,10 +215,27 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 		row := make([]any, stmt.ColumnCount())
 		for i := range row {
 			row[i] = column(stmt, i)
+			size += valueSize(row[i])
+		}
+		if size > f.cfg.maxRows {
+			cur.rows = nil
+			return fmt.Errorf("%w: the rows of the query take more than %d bytes (storage.WithMaxResultSize); select fewer with LIMIT", ErrOutOfMemory, f.cfg.maxRows)
 		}
 		cur.rows = append(cur.rows, row)
 	}
 	return stmt.Err()
+}
+
+// valueSize is about what a value of a row takes in memory.
+func valueSize(v any) int64 {
+	const word = 16 // the interface, or the number it holds
+	switch v := v.(type) {
+	case string:
+		return word + int64(len(v))
+	case []byte:
+		return word + int64(len(v))
+	}
+	return word
 }
 
 // sqlError makes the errors of an object's SQL clear: which rule a refused

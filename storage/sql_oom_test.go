@@ -69,3 +69,24 @@ func TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses(t *testing.T) {
 		t.Fatalf("Close after running out of memory: %v", err)
 	}
 }
+
+// TestSQLResultSizeCap: the rows a Cursor holds are capped
+// (WithMaxResultSize): a query whose rows take more fails with
+// ErrOutOfMemory, cached or not, and the store goes on.
+func TestSQLResultSizeCap(t *testing.T) {
+	st := openFile(t, storage.WithMaxResultSize(1<<20))
+	ctx := context.Background()
+	rows := `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) SELECT i, zeroblob(400000) FROM n`
+	call(t, st, func(*storage.KV) error {
+		for _, n := range []int{2, 3, 2, 3, 1000} { // cached after the first
+			cur, err := st.SQL.Exec(ctx, rows, n)
+			if fits := n*400_000 < 1<<20; fits != (err == nil) || !fits && !errors.Is(err, storage.ErrOutOfMemory) {
+				t.Errorf("%d rows of 400 kB: %v", n, err)
+			} else if fits && len(cur.Raw()) != n {
+				t.Errorf("%d rows of 400 kB: got %d", n, len(cur.Raw()))
+			}
+		}
+		exec(t, st, `CREATE TABLE after (x)`)
+		return nil
+	})
+}
