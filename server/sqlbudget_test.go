@@ -98,7 +98,7 @@ func TestSQLFileBudgetExhausted(t *testing.T) {
 var pastMemoryLimit = func() string {
 	inner, outer := make([]string, storage.MaxSQLColumns), make([]string, storage.MaxSQLColumns)
 	for i := range inner {
-		inner[i] = fmt.Sprintf("randomblob(%d) AS a%d", storage.MaxSQLValueSize-1000, i)
+		inner[i] = fmt.Sprintf("printf('%%.*c', %d, 'x') AS a%d", storage.MaxSQLValueSize-1000, i)
 		outer[i] = fmt.Sprintf("a%d || ''", i)
 	}
 	return "SELECT " + strings.Join(outer, ", ") + " FROM (SELECT " + strings.Join(inner, ", ") + " LIMIT 1 OFFSET 0)"
