@@ -232,6 +232,14 @@ func Fetch(ctx context.Context, n *Namespace, id durable.ID, segment string, req
 	if req.URL == nil {
 		return nil, fmt.Errorf("client: %s.Fetch: the request has no URL", n.class)
 	}
+	if !id.Resolved() && id.Name() == "" {
+		// The empty name makes no path segment: the request goes by the
+		// ID the server derives from it.
+		var err error
+		if id, err = n.ResolveName(ctx, ""); err != nil {
+			return nil, err
+		}
+	}
 	var target string
 	switch name := id.Name(); {
 	case id.Resolved():
