@@ -42,6 +42,7 @@ type env struct {
 // commands is every subcommand, in the order "durable help" lists them.
 func commands() []command {
 	return []command{
+		{name: "bench", args: "URL", summary: "load a running Durable server (the example server's classes) and a bare handler, and print rates, latencies and ratios", run: runBench},
 		{name: "version", summary: "print the version of Durable this command was built from", run: runVersion},
 	}
 }
