@@ -193,7 +193,8 @@ func (l *limiter) Release() { l.held.Add(-1) }
 // gets no file from the limiter fails with ErrTooManyOpenFiles, creates
 // nothing, and forgets what the store held in memory (the server then
 // reloads and runs Init again); and that the file is held from the
-// creation to Close, and from an open of an existing file.
+// creation to the end of the write, from the next call to Close, and from
+// an open of an existing file.
 func TestSQLObjectFirstWriteWithoutAFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "object.db")
@@ -230,8 +231,19 @@ func TestSQLObjectFirstWriteWithoutAFile(t *testing.T) {
 	if err := commit(st, []byte("state")); err != nil {
 		t.Fatal(err)
 	}
+	// The write held a file while it created it; the file is opened again,
+	// and held, from the object's next call to Close.
+	if l.held.Load() != 0 || l.acquire.Load() == 0 {
+		t.Fatalf("files held after the first write: %d (acquired %d), want 0 (and some)", l.held.Load(), l.acquire.Load())
+	}
+	call(t, st, func(*storage.KV) error {
+		if rows := exec(t, st, `SELECT * FROM events`).Raw(); len(rows) != 1 {
+			t.Errorf("rows after the first write: %v, want 1", rows)
+		}
+		return nil
+	})
 	if l.held.Load() != 1 {
-		t.Fatalf("files held after the first write: %d, want 1", l.held.Load())
+		t.Fatalf("files held by the call after the first write: %d, want 1", l.held.Load())
 	}
 	st.Close()
 	if l.held.Load() != 0 {

@@ -25,8 +25,8 @@ import (
 // A failure before the rename fails the batch and forgets everything the
 // store held in memory, Init's writes included: the object reloads from
 // what the disk holds, which is nothing. After the rename the batch is
-// durable: a failure to open the new file is only reported by the next
-// call, which tries again.
+// durable; the next call opens the file (and reports a failure to, trying
+// again at each call).
 func (f *fileStore) materialize() (err error) {
 	if err := f.acquireFile(); err != nil {
 		f.forget()
@@ -37,9 +37,13 @@ func (f *fileStore) materialize() (err error) {
 		f.releaseFile()
 		return fmt.Errorf("storage: create the object's database: %w", err)
 	}
+	// The file is opened by the object's next call (reopen), not here: the
+	// commit is durable now, and an object written once and evicted, the
+	// usual fate of a new one, never pays for the connection, its WAL
+	// file and its statements. Until then it holds no descriptor.
 	f.closeConn()
-	f.mem = false
-	f.openConn() // on failure conn stays nil: the next call opens it again
+	f.releaseFile()
+	f.mem, f.fresh = false, true
 	return nil
 }
 
