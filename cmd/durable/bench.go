@@ -353,7 +353,7 @@ func clients(proto string, callers, conns int) []*http.Client {
 
 // load runs w over proto against target with cfg's callers: a warm-up,
 // then the measured run, until cfg.duration passes or cfg.maxCalls calls
-// are sent. cpu, if not nil, reads the server's CPU time before and after.
+// are sent, each call bounded by the client's 30 s timeout. cpu, if not nil, reads the server's CPU time before and after.
 func load(ctx context.Context, cfg *benchConfig, target *url.URL, w benchWorkload, proto, runID string, cpu func(context.Context) (time.Duration, bool)) (*benchResult, error) {
 	hc := clients(proto, cfg.clients, cfg.conns)
 	defer func() {
@@ -412,8 +412,9 @@ func load(ctx context.Context, cfg *benchConfig, target *url.URL, w benchWorkloa
 	if cpu != nil {
 		before, cpuOK = cpu(ctx)
 	}
-	mctx, cancel := context.WithTimeout(ctx, cfg.duration)
-	defer cancel()
+	// No call starts after the deadline; those under way finish and count,
+	// and the run lasts until the last one has.
+	deadline := time.Now().Add(cfg.duration)
 	var sent atomic.Int64 // calls started, bounded by maxCalls
 	lat := make([][]time.Duration, cfg.clients)
 	var failed atomic.Int64
@@ -422,11 +423,11 @@ func load(ctx context.Context, cfg *benchConfig, target *url.URL, w benchWorkloa
 	var wg sync.WaitGroup
 	for c := range cfg.clients {
 		wg.Go(func() {
-			for i := 0; mctx.Err() == nil && sent.Add(1) <= int64(cfg.maxCalls); i++ {
+			for i := 0; ctx.Err() == nil && time.Now().Before(deadline) && sent.Add(1) <= int64(cfg.maxCalls); i++ {
 				t0 := time.Now()
-				err := call(mctx, hc[c%len(hc)], object(c, i))
-				if err != nil && mctx.Err() != nil {
-					return // cut by the end of the run: not counted
+				err := call(ctx, hc[c%len(hc)], object(c, i))
+				if err != nil && ctx.Err() != nil {
+					return // interrupted: not counted
 				}
 				if err != nil {
 					failed.Add(1)
