@@ -347,3 +347,49 @@ func TestSQLObjectInitAlarmIndexedAtFirstWrite(t *testing.T) {
 		t.Fatalf("%d alarms indexed after the first write, want Init's", n)
 	}
 }
+
+// TestRemoveLeftovers: what a crash while creating an object's file can
+// leave is removed, a half-written copy and the journals of a database
+// that does not exist, and nothing else: a database, its own WAL, other
+// files and directories stay.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	class := filepath.Join(dir, "Ledger")
+	if err := os.MkdirAll(filepath.Join(class, "sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenFile(filepath.Join(class, "kept.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initObject(t, st)
+	if err := commit(st, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, name := range []string{"kept.db-wal", "gone.db.new", "gone.db.new-journal", "other.db-wal", "other.db-shm", "other.db-journal", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(class, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "top.db.new"), nil, 0o600); err != nil { // not in a class's directory
+		t.Fatal(err)
+	}
+	if err := storage.RemoveLeftovers(dir); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(class)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{"kept.db", "kept.db-wal", "notes.txt", "sub"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "top.db.new")); err != nil {
+		t.Fatalf("a file outside the classes' directories: %v", err)
+	}
+	if err := storage.RemoveLeftovers(filepath.Join(dir, "none")); err != nil {
+		t.Fatalf("a directory that does not exist: %v", err)
+	}
+}
