@@ -47,7 +47,7 @@ func TestGroupCoalescesOneObjectsBatches(t *testing.T) {
 					&batch{class: "C", id: b, state: fmt.Appendf(nil, "b%d", i), writeState: i%2 == 0, kv: &layer{}, done: done})
 			}
 			// Only the last state of each object is written.
-			superseded := stateSuperseded(group)
+			superseded := stateSuperseded(group, nil)
 			for i, bt := range group {
 				last := bt.id == a && i == len(group)-2 || bt.id == b && i/2 == lastEven
 				if want := bt.writeState && !last; superseded[i] != want {

@@ -85,6 +85,7 @@ type writer struct {
 	upsert                  *sqlite3.Stmt
 	kvPut, kvDelete, kvWipe *sqlite3.Stmt
 	alarmSet, alarmDelete   *sqlite3.Stmt
+	superseded              []bool // stateSuperseded's, reused
 }
 
 func openWriter(path string, d Durability) (*writer, error) {
@@ -136,7 +137,8 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 			w.rollback.Exec() // the original error matters, not this one
 		}
 	}()
-	superseded := stateSuperseded(batches)
+	superseded := stateSuperseded(batches, w.superseded[:0])
+	w.superseded = superseded[:0] // kept for the next group
 	for i, b := range batches {
 		m, err := w.applyOne(b, i < len(superseded) && superseded[i])
 		if err != nil {
@@ -155,20 +157,21 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 // last state of an object is written then: the group commits atomically,
 // so no reader can see the states in between. Key-value writes and alarms
 // are applied batch by batch, in order, which gives the same result as
-// merging them. Returns nil when no batch is superseded (the common case of
-// a group with one batch per object), without allocating.
-func stateSuperseded(batches []*batch) []bool {
+// merging them. It appends to buf, which the writer reuses from group to
+// group, and returns it empty when no batch is superseded (a group with one
+// batch per object).
+func stateSuperseded(batches []*batch, buf []bool) []bool {
 	if len(batches) < 2 {
-		return nil
+		return buf[:0]
 	}
 	type object struct {
 		class string
 		id    [32]byte
 	}
-	var out []bool
+	out := buf[:0]
 	mark := func(i int) {
-		if out == nil {
-			out = make([]bool, len(batches))
+		if len(out) == 0 {
+			out = append(out, make([]bool, len(batches))...)
 		}
 		out[i] = true
 	}
