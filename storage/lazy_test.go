@@ -393,3 +393,48 @@ func TestRemoveLeftovers(t *testing.T) {
 		t.Fatalf("a directory that does not exist: %v", err)
 	}
 }
+
+// TestSQLObjectFileHasNoSharedMemory: an object's open database is its
+// file and its WAL, and no -shm: its one connection holds the file's lock
+// and keeps the WAL index in memory, so the file costs two descriptors.
+// Closed, it leaves the file alone, whole.
+func TestSQLObjectFileHasNoSharedMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "object.db")
+	st, err := storage.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initObject(t, st)
+	if err := commit(st, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the call that opens the file, and one on it
+		call(t, st, func(*storage.KV) error {
+			exec(t, st, `INSERT INTO events VALUES ('more')`)
+			return nil
+		})
+		if err := commit(st, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatalf("the open database's WAL: %v", err)
+	}
+	if _, err := os.Stat(path + "-shm"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("-shm of the open database: %v, want none", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = storage.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	call(t, st, func(*storage.KV) error {
+		if rows := exec(t, st, `SELECT * FROM events`).Raw(); len(rows) != 2 {
+			t.Errorf("rows after reopening: %v, want 2", rows)
+		}
+		return nil
+	})
+}
