@@ -165,6 +165,11 @@ func New(opts ...Option) (*Server, error) {
 			lock.release()
 		}
 	}()
+	// What a crash left of SQL objects' files being created, before any
+	// object opens its file.
+	if err := storage.RemoveLeftovers(filepath.Join(o.dataDir, "sql")); err != nil {
+		return nil, fmt.Errorf("server: %w", err)
+	}
 	db, err := storage.Open(filepath.Join(o.dataDir, "objects.db"), storage.WithDurability(o.durability))
 	if err != nil {
 		return nil, err

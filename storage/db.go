@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -186,21 +187,37 @@ func (db *DB) commitLoop() {
 	group := make([]*batch, 0, db.cfg.maxGroup)
 	for b := range db.queue {
 		group = append(group[:0], b)
-	fill:
-		for len(group) < cap(group) {
-			select {
-			case b, ok := <-db.queue:
-				if !ok {
-					break fill
-				}
-				group = append(group, b)
-			default:
-				break fill
+		// Once more after yielding: the goroutines made runnable while this
+		// one waited (objects about to submit) get to run, and a commit,
+		// whose cost is mostly per transaction, carries their batches too.
+		// Yielding costs nothing when nothing else is runnable.
+		for yielded := false; ; yielded = true {
+			group = db.fill(group)
+			if yielded || len(group) == cap(group) {
+				break
 			}
+			runtime.Gosched()
 		}
 		db.commitGroup(group)
 		clear(group)
 	}
+}
+
+// fill appends to group what the queue holds, up to group's capacity,
+// without waiting.
+func (db *DB) fill(group []*batch) []*batch {
+	for len(group) < cap(group) {
+		select {
+		case b, ok := <-db.queue:
+			if !ok {
+				return group
+			}
+			group = append(group, b)
+		default:
+			return group
+		}
+	}
+	return group
 }
 
 // commitGroup applies every valid batch of group in one transaction and
