@@ -120,7 +120,7 @@ func openWriter(path string, d Durability) (*writer, error) {
 // apply commits the batches in one transaction, all or nothing, and
 // returns the bytes of states, keys and values it wrote; committed is false
 // when there was nothing to write.
-func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
+func (w *writer) apply(batches []*Batch) (n int, committed bool, err error) {
 	writes := false
 	for _, b := range batches {
 		writes = writes || !b.empty()
@@ -151,7 +151,7 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 
 // applyOne writes b and returns the bytes of state, keys and values it
 // wrote.
-func (w *writer) applyOne(b *batch) (n int, err error) {
+func (w *writer) applyOne(b *Batch) (n int, err error) {
 	if b.meta != nil {
 		return w.applyMeta(b.meta)
 	}
