@@ -23,6 +23,7 @@ import (
 //	internal             ErrInternal                               Internal             500
 //	state-too-large      ErrStateTooLarge                          ResourceExhausted    507
 //	database-full        storage.ErrDatabaseFull                   ResourceExhausted    507
+//	write-too-large      storage.ErrTooLarge                       ResourceExhausted    507
 //	out-of-memory        storage.ErrOutOfMemory                    ResourceExhausted    503
 //	invalid-id           ErrInvalidID                              InvalidArgument      400
 //	id-length            ErrIDLength, ErrInvalidID                 InvalidArgument      400
@@ -78,6 +79,7 @@ const (
 	KindInternal       Kind = "internal"
 	KindStateTooLarge  Kind = "state-too-large"
 	KindDatabaseFull   Kind = "database-full"
+	KindWriteTooLarge  Kind = "write-too-large"
 	KindOutOfMemory    Kind = "out-of-memory"
 	KindInvalidID      Kind = "invalid-id"
 	KindIDLength       Kind = "id-length"
@@ -111,6 +113,7 @@ var kinds = [...]kindInfo{
 	{KindInternal, []error{ErrInternal}, connect.CodeInternal, http.StatusInternalServerError, true},
 	{KindStateTooLarge, []error{ErrStateTooLarge}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
 	{KindDatabaseFull, []error{storage.ErrDatabaseFull}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
+	{KindWriteTooLarge, []error{storage.ErrTooLarge}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
 	{KindOutOfMemory, []error{storage.ErrOutOfMemory}, connect.CodeResourceExhausted, http.StatusServiceUnavailable, true},
 	{KindIDLength, []error{ErrIDLength, ErrInvalidID}, connect.CodeInvalidArgument, http.StatusBadRequest, false},
 	{KindIDNotHex, []error{ErrIDNotHex, ErrInvalidID}, connect.CodeInvalidArgument, http.StatusBadRequest, false},
