@@ -431,4 +431,3 @@ func (pk *pack) tooLarge(b *storage.Batch) error {
 	return fmt.Errorf("%w: the %s object's writes need %d operations and about %d bytes in one etcd transaction; the limits are %d operations and %d bytes (etcd's --max-txn-ops and --max-request-bytes); nothing was written",
 		storage.ErrTooLarge, b.Class(), c.ops, c.bytes, pk.s.cfg.maxOps, pk.s.cfg.maxBytes-reserve)
 }
-

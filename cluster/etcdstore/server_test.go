@@ -49,16 +49,22 @@ type node struct {
 
 // startNode opens a store of the deployment cluster on cli and a server
 // on it.
-func startNode(t *testing.T, cli *clientv3.Client, cluster string, opts ...server.Option) *node {
+func startNode(t *testing.T, cli *clientv3.Client, cluster string) *node {
+	return startNodeWith(t, cli, cluster, &probe.Probe{Alarms: make(chan probe.AlarmRun, 16)})
+}
+
+// startNodeWith is startNode with p as the Probe class and the store
+// options opts.
+func startNodeWith(t *testing.T, cli *clientv3.Client, cluster string, p *probe.Probe, opts ...etcdstore.Option) *node {
 	t.Helper()
-	n := &node{store: open(t, cli, etcdstore.WithCluster(cluster))}
-	srv, err := server.New(append([]server.Option{server.WithStore(n.store), server.WithDataDir(t.TempDir()),
-		server.WithSecret(secret), server.WithLogger(quiet)}, opts...)...)
+	n := &node{store: open(t, cli, append([]etcdstore.Option{etcdstore.WithCluster(cluster)}, opts...)...)}
+	srv, err := server.New(server.WithStore(n.store), server.WithDataDir(t.TempDir()),
+		server.WithSecret(secret), server.WithLogger(quiet))
 	if err != nil {
 		t.Fatal(err)
 	}
 	n.srv = srv
-	n.probe = &probe.Probe{Alarms: make(chan probe.AlarmRun, 16)}
+	n.probe = p
 	if n.probes, err = durabletestv1durable.RegisterProbe(srv, n.probe); err != nil {
 		t.Fatal(err)
 	}
