@@ -67,6 +67,13 @@ type ObjectStore interface {
 // limit. Servers report it as ResourceExhausted.
 var ErrTooLarge = errors.New("storage: the call's writes exceed what the store commits at once")
 
+// ErrUnavailable fails a read or a commit that the store cannot serve now:
+// it lost the object (another node owns it), or cannot reach the cluster
+// holding it in time. Servers report it as Unavailable: a retry, later or
+// through another node, may succeed. After a commit timed out the writes
+// may nonetheless be durable (the store says so in the error).
+var ErrUnavailable = errors.New("storage: the object's store is unavailable")
+
 // ErrStale acknowledges a batch that was skipped because its object was
 // reset after an earlier batch of it failed to commit.
 var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")

@@ -11,9 +11,11 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
+	"connectrpc.com/connect"
 	clientv3 "go.etcd.io/etcd/client/v3"
 	"go.uber.org/zap"
 
@@ -23,6 +25,7 @@ import (
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
+	"github.com/durablego/durable/storage"
 )
 
 // TestMain lets the test binary run as a node process: a server on the
@@ -254,4 +257,47 @@ func TestEtcdLeaderKilledUnderLoad(t *testing.T) {
 
 	n2 := startNodeWith(t, cli, "leader", ledgerProbe())
 	l.check(t, func(object string) durabletestv1durable.ProbeStub { return n2.probes.Get(n2.probes.IDFromName(object)) })
+}
+
+// TestPausedNodeIsFenced stops a node process (SIGSTOP) past its lease,
+// lets a second node take the partitions and write, then resumes the
+// first (SIGCONT): its late call is refused and its caller told, and the
+// second node's data stands.
+func TestPausedNodeIsFenced(t *testing.T) {
+	ctx := context.Background()
+	c := etcdtest.Start(t, 1)
+	a, urlA := startChild(t, c.Endpoints())
+	probesA := durabletestv1durable.NewProbeClient(h2cClient(), urlA)
+	stubA := probesA.Get(probesA.IDFromName("paused"))
+	if _, err := stubA.Put(ctx, &durabletestv1.PutRequest{Key: "a1", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Process.Signal(syscall.SIGSTOP); err != nil {
+		t.Fatal(err)
+	}
+	// b starts once a's lease has expired and it holds every partition.
+	_, urlB := startChild(t, c.Endpoints())
+	probesB := durabletestv1durable.NewProbeClient(h2cClient(), urlB)
+	stubB := probesB.Get(probesB.IDFromName("paused"))
+	if _, err := stubB.Put(ctx, &durabletestv1.PutRequest{Key: "b1", Value: []byte("v")}); err != nil {
+		t.Fatal(err)
+	}
+	if err := a.Process.Signal(syscall.SIGCONT); err != nil {
+		t.Fatal(err)
+	}
+	// a still holds the object in memory, and believes nothing changed
+	// until it looks: its late call must fail.
+	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+	defer cancel()
+	_, err := stubA.Put(cctx, &durabletestv1.PutRequest{Key: "late", Value: []byte("v")})
+	if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, storage.ErrUnavailable) {
+		t.Fatalf("late call of the resumed node = %v, want Unavailable matching storage.ErrUnavailable", err)
+	}
+	list, err := stubB.List(ctx, &durabletestv1.ListRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := strings.Join(list.GetKeys(), ","); got != "a1,b1" {
+		t.Fatalf("keys %q, want a1,b1: the resumed node wrote", got)
+	}
 }

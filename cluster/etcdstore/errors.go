@@ -13,7 +13,8 @@ import (
 // store does not own (any more): another store took it after this one's
 // lease ended, or the lease could not be renewed in time. A commit failed
 // with it wrote nothing, except after a timeout (see Store.Commit).
-var ErrNotOwner = errors.New("etcdstore: this store does not own the object's partition")
+// It matches storage.ErrUnavailable.
+var ErrNotOwner = fmt.Errorf("%w: etcdstore: this store does not own the object's partition", storage.ErrUnavailable)
 
 // ErrClosed is returned by a Store after Close.
 var ErrClosed = errors.New("etcdstore: store is closed")
@@ -30,7 +31,7 @@ func storeError(err error) error {
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
 		return fmt.Errorf("%w: %w", storage.ErrTooLarge, err)
 	}
-	return fmt.Errorf("etcdstore: %w", err)
+	return fmt.Errorf("%w: etcd: %w", storage.ErrUnavailable, err)
 }
 
 // permanent reports whether retrying the same request cannot succeed.
