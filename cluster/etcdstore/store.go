@@ -444,9 +444,17 @@ func (s *Store) Scan(ctx context.Context, class string, id [32]byte, r storage.K
 	return nil
 }
 
+// dueChunk is how many partitions' index ranges one DueAlarms transaction
+// reads: with the scheduler's pages of 10,000, at most 160,000 entries
+// (about 16 MB) in one response.
+const dueChunk = 16
+
 // DueAlarms returns the first limit alarms due by until after the entry
 // after, over the owned partitions' indexes: one limited Range per
-// partition, 128 to a transaction, merged.
+// partition, dueChunk to a transaction, merged. Memory is bounded by
+// (dueChunk+1) × limit entries: after each transaction only the first
+// limit are kept, and the due time of the last of them bounds the ranges
+// of the partitions still to read.
 func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int64, limit int) ([]storage.DueAlarm, error) {
 	if limit <= 0 || until < after.At {
 		return nil, nil
@@ -470,13 +478,17 @@ func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int
 				if err != nil {
 					return err
 				}
-				a := storage.DueAlarm{Class: class, ID: id, At: at}
-				if after.Less(a) {
+				if a := (storage.DueAlarm{Class: class, ID: id, At: at}); after.Less(a) {
 					out = append(out, a)
 				}
 			}
 		}
 		ops, parts = ops[:0], parts[:0]
+		sortAlarms(out)
+		if len(out) >= limit {
+			out = out[:limit]
+			until = out[limit-1].At
+		}
 		return nil
 	}
 	for p := range Partitions {
@@ -489,7 +501,7 @@ func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int
 		hi := fmt.Sprintf("%s%016x", pre, uint64(until)+1)
 		ops = append(ops, clientv3.OpGet(lo, clientv3.WithRange(hi), clientv3.WithLimit(int64(limit))))
 		parts = append(parts, p)
-		if len(ops) == s.cfg.maxOps {
+		if len(ops) == dueChunk {
 			if err := flush(); err != nil {
 				return nil, err
 			}
@@ -497,10 +509,6 @@ func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int
 	}
 	if err := flush(); err != nil {
 		return nil, err
-	}
-	sortAlarms(out)
-	if len(out) > limit {
-		out = out[:limit]
 	}
 	return out, nil
 }

@@ -75,34 +75,34 @@ func must(t testing.TB, err error) {
 
 func testState(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	st := storage.NewStore(os, "Test", ID(1))
+	store := open(t)
+	st := storage.NewStore(store, "Test", ID(1))
 	if _, ok, err := st.LoadState(ctx); ok || err != nil {
 		t.Fatalf("LoadState of a new object = %v, %v", ok, err)
 	}
-	if e, err := os.Empty(ctx); !e || err != nil {
+	if e, err := store.Empty(ctx); !e || err != nil {
 		t.Fatalf("Empty of a new store = %v, %v", e, err)
 	}
 	must(t, Commit(st, []byte("one")))
 	must(t, Commit(st, []byte{}))
 	// A fresh store of the object reads what was committed: the store
 	// holds it, not the object's buffers.
-	again := storage.NewStore(os, "Test", ID(1))
+	again := storage.NewStore(store, "Test", ID(1))
 	if s, ok, err := again.LoadState(ctx); !ok || err != nil || len(s) != 0 {
 		t.Fatalf("LoadState = %q, %v, %v; want the empty state", s, ok, err)
 	}
-	if _, ok, _ := storage.NewStore(os, "Other", ID(1)).LoadState(ctx); ok {
+	if _, ok, _ := storage.NewStore(store, "Other", ID(1)).LoadState(ctx); ok {
 		t.Fatal("another class's object with the same ID has the state")
 	}
-	if e, err := os.Empty(ctx); e || err != nil {
+	if e, err := store.Empty(ctx); e || err != nil {
 		t.Fatalf("Empty after a commit = %v, %v", e, err)
 	}
 }
 
 func testKV(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	st := storage.NewStore(os, "Test", ID(2))
+	store := open(t)
+	st := storage.NewStore(store, "Test", ID(2))
 	Call(t, st, func(kv *storage.KV) error {
 		must(t, kv.Put(ctx, "a", []byte("1")))
 		must(t, kv.PutMany(ctx, map[string][]byte{"b": []byte("2"), "c": []byte("3"), "d": {}, "a/b": []byte("x")}))
@@ -114,7 +114,7 @@ func testKV(t *testing.T, open Open) {
 		return err
 	})
 	must(t, Commit(st, nil))
-	re := storage.NewStore(os, "Test", ID(2))
+	re := storage.NewStore(store, "Test", ID(2))
 	Call(t, re, func(kv *storage.KV) error {
 		got, err := kv.GetMany(ctx, []string{"a", "b", "c", "d", "a/b", "zz"})
 		must(t, err)
@@ -200,8 +200,8 @@ func randomOptions(r *rand.Rand) storage.ListOptions {
 // fresh store of the object (what the store alone holds).
 func testListModel(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	st := storage.NewStore(os, "Test", ID(3))
+	store := open(t)
+	st := storage.NewStore(store, "Test", ID(3))
 	r := rand.New(rand.NewPCG(1, 2))
 	committed := model{}
 	check := func(round int, kv *storage.KV, m model) {
@@ -249,7 +249,7 @@ func testListModel(t *testing.T, open Open) {
 		}
 		if r.IntN(3) == 0 {
 			must(t, Commit(st, nil))
-			fresh := storage.NewStore(os, "Test", ID(3))
+			fresh := storage.NewStore(store, "Test", ID(3))
 			Call(t, fresh, func(kv *storage.KV) error {
 				check(round, kv, committed)
 				return nil
@@ -270,8 +270,8 @@ func clone(m model) model {
 // and back, bounded and limited.
 func testListPages(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	st := storage.NewStore(os, "Test", ID(4))
+	store := open(t)
+	st := storage.NewStore(store, "Test", ID(4))
 	m := model{}
 	for c := range 3 {
 		Call(t, st, func(kv *storage.KV) error {
@@ -285,7 +285,7 @@ func testListPages(t *testing.T, open Open) {
 		})
 		must(t, Commit(st, nil))
 	}
-	fresh := storage.NewStore(os, "Test", ID(4))
+	fresh := storage.NewStore(store, "Test", ID(4))
 	Call(t, fresh, func(kv *storage.KV) error {
 		for _, o := range []storage.ListOptions{
 			{}, {Reverse: true}, {Limit: 150}, {Limit: 150, Reverse: true},
@@ -309,8 +309,8 @@ func testListPages(t *testing.T, open Open) {
 // batches queued back to back (which a store may pack into one write).
 func testDeleteAll(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	st := storage.NewStore(os, "Test", ID(5))
+	store := open(t)
+	st := storage.NewStore(store, "Test", ID(5))
 	Call(t, st, func(kv *storage.KV) error {
 		return kv.PutMany(ctx, map[string][]byte{"a": {1}, "b": {2}, "c": {3}, "b\x00": {4}})
 	})
@@ -320,7 +320,7 @@ func testDeleteAll(t *testing.T, open Open) {
 		return kv.PutMany(ctx, map[string][]byte{"b": {5}, "b\x00": {6}, "d": {7}})
 	})
 	must(t, Commit(st, nil))
-	expect(t, os, ID(5), model{"b": "\x05", "b\x00": "\x06", "d": "\x07"})
+	expect(t, store, ID(5), model{"b": "\x05", "b\x00": "\x06", "d": "\x07"})
 
 	// Three batches without waiting: put, DeleteAll and put, delete.
 	var wg sync.WaitGroup
@@ -341,13 +341,13 @@ func testDeleteAll(t *testing.T, open Open) {
 	}
 	wg.Wait()
 	must(t, errors.Join(errs...))
-	expect(t, os, ID(5), model{"g": "g"})
+	expect(t, store, ID(5), model{"g": "g"})
 }
 
 // expect checks that the store holds exactly m for object id.
-func expect(t *testing.T, os storage.ObjectStore, id [32]byte, m model) {
+func expect(t *testing.T, store storage.ObjectStore, id [32]byte, m model) {
 	t.Helper()
-	fresh := storage.NewStore(os, "Test", id)
+	fresh := storage.NewStore(store, "Test", id)
 	Call(t, fresh, func(kv *storage.KV) error {
 		entries, err := kv.List(context.Background(), storage.ListOptions{})
 		must(t, err)
@@ -369,7 +369,7 @@ func expect(t *testing.T, os storage.ObjectStore, id [32]byte, m model) {
 
 func testAlarms(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
+	store := open(t)
 	base := time.UnixMilli(1_700_000_000_000)
 	// Objects of two classes, one a prefix of the other, in several
 	// partitions, due at the same and at different times.
@@ -383,12 +383,12 @@ func testAlarms(t *testing.T, open Open) {
 		{"B", ID(11), base.Add(time.Second)}, {"A", ID(12), base.Add(-time.Second)},
 	}
 	for _, o := range objs {
-		st := storage.NewStore(os, o.class, o.id)
+		st := storage.NewStore(store, o.class, o.id)
 		st.HandleAlarms(func(storage.AlarmChange) {})
 		Call(t, st, func(kv *storage.KV) error { return kv.SetAlarm(ctx, o.at) })
 		must(t, Commit(st, nil))
 	}
-	due, err := os.DueAlarms(ctx, storage.DueAlarm{}, base.UnixMilli(), 100)
+	due, err := store.DueAlarms(ctx, storage.DueAlarm{}, base.UnixMilli(), 100)
 	must(t, err)
 	if len(due) != 4 || !slices.IsSortedFunc(due, func(a, b storage.DueAlarm) int {
 		if a.Less(b) {
@@ -399,21 +399,21 @@ func testAlarms(t *testing.T, open Open) {
 		t.Fatalf("DueAlarms = %v, want the 4 due by base, ordered", due)
 	}
 	// Paging: after the second entry, at most 1.
-	page, err := os.DueAlarms(ctx, due[1], base.UnixMilli(), 1)
+	page, err := store.DueAlarms(ctx, due[1], base.UnixMilli(), 1)
 	must(t, err)
 	if len(page) != 1 || page[0] != due[2] {
 		t.Fatalf("DueAlarms after %v = %v, want [%v]", due[1], page, due[2])
 	}
 	// Moving an alarm moves its index entry; deleting it removes it.
-	st := storage.NewStore(os, "A", ID(10))
+	st := storage.NewStore(store, "A", ID(10))
 	st.HandleAlarms(func(storage.AlarmChange) {})
 	Call(t, st, func(kv *storage.KV) error { return kv.SetAlarm(ctx, base.Add(time.Hour)) })
 	must(t, Commit(st, nil))
-	st2 := storage.NewStore(os, "A", ID(700))
+	st2 := storage.NewStore(store, "A", ID(700))
 	st2.HandleAlarms(func(storage.AlarmChange) {})
 	Call(t, st2, func(kv *storage.KV) error { return kv.DeleteAlarm(ctx) })
 	must(t, Commit(st2, nil))
-	due, err = os.DueAlarms(ctx, storage.DueAlarm{}, base.Add(2*time.Hour).UnixMilli(), 100)
+	due, err = store.DueAlarms(ctx, storage.DueAlarm{}, base.Add(2*time.Hour).UnixMilli(), 100)
 	must(t, err)
 	var got []string
 	for _, a := range due {
@@ -423,28 +423,28 @@ func testAlarms(t *testing.T, open Open) {
 	if !slices.Equal(got, want) {
 		t.Fatalf("DueAlarms after the moves = %q, want %q", got, want)
 	}
-	if at, ok, err := os.Alarm(ctx, "A", ID(10)); !ok || err != nil || at != base.Add(time.Hour).UnixMilli() {
+	if at, ok, err := store.Alarm(ctx, "A", ID(10)); !ok || err != nil || at != base.Add(time.Hour).UnixMilli() {
 		t.Fatalf("Alarm = %d, %v, %v", at, ok, err)
 	}
-	if _, ok, err := os.Alarm(ctx, "A", ID(700)); ok || err != nil {
+	if _, ok, err := store.Alarm(ctx, "A", ID(700)); ok || err != nil {
 		t.Fatalf("Alarm after DeleteAlarm = %v, %v", ok, err)
 	}
 }
 
 func testStale(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	st := storage.NewStore(os, "Test", ID(6))
+	store := open(t)
+	st := storage.NewStore(store, "Test", ID(6))
 	Call(t, st, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("v")) })
 	done := make(chan error, 1)
 	st.Commit([]byte("s"), true, func() bool { return false }, func(err error) { done <- err })
 	if err := <-done; !errors.Is(err, storage.ErrStale) {
 		t.Fatalf("invalid batch acknowledged with %v, want ErrStale", err)
 	}
-	if _, ok, err := os.LoadState(ctx, "Test", ID(6)); ok || err != nil {
+	if _, ok, err := store.LoadState(ctx, "Test", ID(6)); ok || err != nil {
 		t.Fatalf("the stale batch's state was written: %v, %v", ok, err)
 	}
-	if _, ok, err := os.Get(ctx, "Test", ID(6), "k"); ok || err != nil {
+	if _, ok, err := store.Get(ctx, "Test", ID(6), "k"); ok || err != nil {
 		t.Fatalf("the stale batch's key was written: %v, %v", ok, err)
 	}
 }
@@ -452,7 +452,7 @@ func testStale(t *testing.T, open Open) {
 // testManyObjects commits batches of 200 objects at once, three each.
 func testManyObjects(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
+	store := open(t)
 	const n = 200
 	var wg sync.WaitGroup
 	errs := make(chan error, 3*n)
@@ -460,7 +460,7 @@ func testManyObjects(t *testing.T, open Open) {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			st := storage.NewStore(os, "Many", ID(i*37))
+			st := storage.NewStore(store, "Many", ID(i*37))
 			for j := range 3 {
 				Call(t, st, func(kv *storage.KV) error { return kv.Put(ctx, fmt.Sprint("k", j), []byte(fmt.Sprint(i))) })
 				errs <- Commit(st, fmt.Appendf(nil, "%d-%d", i, j))
@@ -473,32 +473,32 @@ func testManyObjects(t *testing.T, open Open) {
 		must(t, err)
 	}
 	for i := range n {
-		s, ok, err := os.LoadState(ctx, "Many", ID(i*37))
+		s, ok, err := store.LoadState(ctx, "Many", ID(i*37))
 		if !ok || err != nil || string(s) != fmt.Sprintf("%d-2", i) {
 			t.Fatalf("object %d: state %q, %v, %v", i, s, ok, err)
 		}
-		v, ok, err := os.Get(ctx, "Many", ID(i*37), "k2")
+		v, ok, err := store.Get(ctx, "Many", ID(i*37), "k2")
 		if !ok || err != nil || string(v) != fmt.Sprint(i) {
 			t.Fatalf("object %d: k2 = %q, %v, %v", i, v, ok, err)
 		}
 	}
-	if st := os.Stats(); st.Batches < 3*n || st.Commits == 0 || st.Commits > st.Batches {
+	if st := store.Stats(); st.Batches < 3*n || st.Commits == 0 || st.Commits > st.Batches {
 		t.Fatalf("Stats = %+v after %d batches", st, 3*n)
 	}
 }
 
 func testMeta(t *testing.T, open Open) {
 	ctx := context.Background()
-	os := open(t)
-	if _, ok, err := os.Meta(ctx, "k"); ok || err != nil {
+	store := open(t)
+	if _, ok, err := store.Meta(ctx, "k"); ok || err != nil {
 		t.Fatalf("Meta of a new store = %v, %v", ok, err)
 	}
-	must(t, os.SetMeta(ctx, "k", "v1"))
-	must(t, os.SetMeta(ctx, "k", "v2"))
-	if v, ok, err := os.Meta(ctx, "k"); v != "v2" || !ok || err != nil {
+	must(t, store.SetMeta(ctx, "k", "v1"))
+	must(t, store.SetMeta(ctx, "k", "v2"))
+	if v, ok, err := store.Meta(ctx, "k"); v != "v2" || !ok || err != nil {
 		t.Fatalf("Meta = %q, %v, %v", v, ok, err)
 	}
-	if e, err := os.Empty(ctx); !e || err != nil {
+	if e, err := store.Empty(ctx); !e || err != nil {
 		t.Fatalf("Empty with only meta = %v, %v", e, err)
 	}
 }
