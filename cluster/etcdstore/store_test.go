@@ -223,3 +223,37 @@ func TestFenceInTheTransaction(t *testing.T) {
 		t.Fatalf("commit to a partition still owned: %v", err)
 	}
 }
+
+// TestLanePacksAndSplits queues 400 batches of objects of one lane at
+// once, 4 operations each: the lane packs them into transactions of at
+// most 128 operations (so several), far fewer than one per batch, and
+// every batch commits.
+func TestLanePacksAndSplits(t *testing.T) {
+	ctx := context.Background()
+	cli := etcdtest.Start(t, 1).Client(t)
+	s := fresh(t, cli)
+	const n = 400
+	done := make(chan error, n)
+	for i := range n {
+		id := storagetest.ID(i * 8) // partitions ≡ 0 mod 8: lane 0
+		st := storage.NewStore(s, "Pack", id)
+		storagetest.Call(t, st, func(kv *storage.KV) error {
+			return kv.PutMany(ctx, map[string][]byte{"a": {1}, "b": {2}, "c": {3}})
+		})
+		st.Commit([]byte("s"), true, nil, func(err error) { done <- err })
+	}
+	for range n {
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+	}
+	st := s.Stats()
+	if st.Batches != n || st.Commits < n*4/128 || st.Commits >= n/2 {
+		t.Fatalf("Stats = %+v: want %d batches in at least %d and far fewer than %d transactions", st, n, n*4/128, n)
+	}
+	for i := range n {
+		if v, ok, err := s.Get(ctx, "Pack", storagetest.ID(i*8), "c"); !ok || err != nil || v[0] != 3 {
+			t.Fatalf("object %d: c = %v, %v, %v", i, v, ok, err)
+		}
+	}
+}
