@@ -78,7 +78,7 @@ func (l *lane) commit(pending []*storage.Batch) []*storage.Batch {
 	}
 	rest := pending[i:]
 	if len(pk.batches) == 0 {
-		return append(pending[:0], rest...)
+		return shift(pending, rest)
 	}
 	retry, err := l.send(pk)
 	switch {
@@ -98,7 +98,15 @@ func (l *lane) commit(pending []*storage.Batch) []*storage.Batch {
 		// first in the next transaction.
 		return append(retry, rest...)
 	}
-	return append(pending[:0], rest...)
+	return shift(pending, rest)
+}
+
+// shift moves rest, the tail of pending, to its front, and clears what
+// is left behind so that acknowledged batches are not kept reachable.
+func shift(pending, rest []*storage.Batch) []*storage.Batch {
+	n := copy(pending, rest)
+	clear(pending[n:])
+	return pending[:n]
 }
 
 // send commits pk in one fenced transaction, sending it again while etcd
