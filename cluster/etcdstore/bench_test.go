@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"os"
 	"runtime"
 	"slices"
 	"testing"
@@ -22,7 +23,10 @@ import (
 // The figures of cluster mode beside the node database's, in one run:
 // each benchmark runs on "sqlite" (the node database, as today) and on
 // "etcd3" (an etcd store on three embedded members on loopback, with
-// etcd's default 100 ms heartbeat and 1 s election, their data on disk).
+// etcd's default 100 ms heartbeat and 1 s election, their data on disk),
+// and "etcd3-tmpfs" (the same with their data in /dev/shm: etcd's CPU
+// and round trips without the disk's fsyncs, which three members on one
+// disk contend for; not durable across power loss).
 // Everything shares the machine's cores: etcd members, server and callers.
 //
 //	cd cluster && go test -run '^$' -bench . -benchtime 2000x ./etcdstore
@@ -36,6 +40,15 @@ var stores = []struct {
 	{"sqlite", func(*testing.B) storage.ObjectStore { return nil }},
 	{"etcd3", func(b *testing.B) storage.ObjectStore {
 		c := etcdtest.Start(b, 3, etcdtest.WithTicks(100*time.Millisecond, time.Second))
+		return open(b, c.Client(b), etcdstore.WithTTL(5*time.Second))
+	}},
+	{"etcd3-tmpfs", func(b *testing.B) storage.ObjectStore {
+		root, err := os.MkdirTemp("/dev/shm", "durable-bench-")
+		if err != nil {
+			b.Skip("no tmpfs at /dev/shm:", err)
+		}
+		b.Cleanup(func() { os.RemoveAll(root) })
+		c := etcdtest.Start(b, 3, etcdtest.WithTicks(100*time.Millisecond, time.Second), etcdtest.WithDataIn(root))
 		return open(b, c.Client(b), etcdstore.WithTTL(5*time.Second))
 	}},
 }

@@ -11,7 +11,8 @@
 // ended, or whose partition another store took since, commits nothing,
 // whatever it believes, and its callers get ErrNotOwner.
 //
-// Commits are batched: partition p's batches go to lane p % 8; each lane
+// Commits are batched: partition p's batches go to lane p % 8 (WithLanes);
+// each lane
 // has one transaction in flight (so an object's batches commit in order)
 // and packs the batches waiting behind it, of many objects, into its next
 // transaction, within etcd's limits on operations per transaction and
@@ -53,6 +54,7 @@ type config struct {
 	commitTimeout  time.Duration
 	maxOps         int
 	maxBytes       int
+	lanes          int
 	queue          int
 	logger         *slog.Logger
 }
@@ -89,8 +91,11 @@ func WithLimits(maxOps, maxBytes int) Option {
 // WithLogger sets the logger of ownership changes. Default slog.Default().
 func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l } }
 
-// lanes is the number of commit lanes; partition p commits in lane p % lanes.
-const lanes = 8
+// WithLanes sets the number of commit lanes: partition p commits in lane
+// p % n, each lane with one transaction in flight. More lanes overlap more
+// round trips; fewer pack more batches into each transaction, which costs
+// etcd less per write when it is short of CPU. Default 8.
+func WithLanes(n int) Option { return func(c *config) { c.lanes = min(max(1, n), Partitions) } }
 
 // Store is an object store on etcd. Create one with Open; it is safe for
 // concurrent use.
@@ -112,7 +117,7 @@ type Store struct {
 
 	mu     sync.RWMutex // guards closed against Commit
 	closed bool
-	lanes  [lanes]*lane
+	lanes  []*lane
 	laneWG sync.WaitGroup // the lanes' goroutines
 	wg     sync.WaitGroup // the keep-alive loop
 	stop   chan struct{}  // closed by Close: ends the keep-alive loop
@@ -136,6 +141,7 @@ func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, er
 		commitTimeout:  30 * time.Second,
 		maxOps:         128,
 		maxBytes:       3 << 19, // 1.5 MiB
+		lanes:          8,
 		queue:          4096,
 		logger:         slog.Default(),
 	}
@@ -161,6 +167,7 @@ func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, er
 		s.shutdownLease()
 		return nil, err
 	}
+	s.lanes = make([]*lane, cfg.lanes)
 	for i := range s.lanes {
 		s.lanes[i] = &lane{s: s, in: make(chan *storage.Batch, cfg.queue)}
 		s.laneWG.Add(1)
@@ -570,7 +577,7 @@ func (s *Store) Commit(b *storage.Batch) {
 		b.Done(ErrClosed)
 		return
 	}
-	s.lanes[Partition(b.ID())%lanes].in <- b
+	s.lanes[Partition(b.ID())%len(s.lanes)].in <- b
 }
 
 // Close commits what the lanes hold, then revokes the lease, which frees

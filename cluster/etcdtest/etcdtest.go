@@ -53,6 +53,14 @@ func WithTicks(heartbeat, election time.Duration) Option {
 	}
 }
 
+// WithDataIn keeps the members' data under root (one directory each, by
+// name) instead of the test's temporary directory: a tmpfs such as
+// /dev/shm takes the disk's fsyncs out of a benchmark. The caller removes
+// root.
+func WithDataIn(root string) Option {
+	return func(c *embed.Config) { c.Dir = filepath.Join(root, c.Name) }
+}
+
 // Start starts n members (1 or 3, typically) as one new cluster and waits
 // until it has a leader. It fails the test if they cannot start.
 func Start(t testing.TB, n int, opts ...Option) *Cluster {
