@@ -24,7 +24,7 @@ import (
 //	state-too-large      ErrStateTooLarge                          ResourceExhausted    507
 //	database-full        storage.ErrDatabaseFull                   ResourceExhausted    507
 //	write-too-large      storage.ErrTooLarge                       ResourceExhausted    507
-//	store-unavailable    storage.ErrUnavailable                    Unavailable          503
+//	unavailable          storage.ErrUnavailable                    Unavailable          503
 //	out-of-memory        storage.ErrOutOfMemory                    ResourceExhausted    503
 //	invalid-id           ErrInvalidID                              InvalidArgument      400
 //	id-length            ErrIDLength, ErrInvalidID                 InvalidArgument      400
@@ -76,27 +76,27 @@ const HeaderErrorCause = "Durable-Error-Cause"
 
 // The kinds of failure. See [Kind] for their codes, statuses and sentinels.
 const (
-	KindMethod           Kind = "method"
-	KindInternal         Kind = "internal"
-	KindStateTooLarge    Kind = "state-too-large"
-	KindDatabaseFull     Kind = "database-full"
-	KindWriteTooLarge    Kind = "write-too-large"
-	KindStoreUnavailable Kind = "store-unavailable"
-	KindOutOfMemory      Kind = "out-of-memory"
-	KindInvalidID        Kind = "invalid-id"
-	KindIDLength         Kind = "id-length"
-	KindIDNotHex         Kind = "id-not-hex"
-	KindIDNamespace      Kind = "id-namespace"
-	KindInvalidChain     Kind = "invalid-chain"
-	KindClassNotFound    Kind = "class-not-found"
-	KindMethodNotFound   Kind = "method-not-found"
-	KindNoFetch          Kind = "no-fetch"
-	KindTooLarge         Kind = "too-large"
-	KindOverloaded       Kind = "overloaded"
-	KindReentrant        Kind = "reentrant"
-	KindShutdown         Kind = "shutdown"
-	KindDenied           Kind = "denied"
-	KindCrossOrigin      Kind = "cross-origin"
+	KindMethod         Kind = "method"
+	KindInternal       Kind = "internal"
+	KindStateTooLarge  Kind = "state-too-large"
+	KindDatabaseFull   Kind = "database-full"
+	KindWriteTooLarge  Kind = "write-too-large"
+	KindUnavailable    Kind = "unavailable"
+	KindOutOfMemory    Kind = "out-of-memory"
+	KindInvalidID      Kind = "invalid-id"
+	KindIDLength       Kind = "id-length"
+	KindIDNotHex       Kind = "id-not-hex"
+	KindIDNamespace    Kind = "id-namespace"
+	KindInvalidChain   Kind = "invalid-chain"
+	KindClassNotFound  Kind = "class-not-found"
+	KindMethodNotFound Kind = "method-not-found"
+	KindNoFetch        Kind = "no-fetch"
+	KindTooLarge       Kind = "too-large"
+	KindOverloaded     Kind = "overloaded"
+	KindReentrant      Kind = "reentrant"
+	KindShutdown       Kind = "shutdown"
+	KindDenied         Kind = "denied"
+	KindCrossOrigin    Kind = "cross-origin"
 )
 
 // kindInfo is one row of the table of kinds.
@@ -116,7 +116,7 @@ var kinds = [...]kindInfo{
 	{KindStateTooLarge, []error{ErrStateTooLarge}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
 	{KindDatabaseFull, []error{storage.ErrDatabaseFull}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
 	{KindWriteTooLarge, []error{storage.ErrTooLarge}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
-	{KindStoreUnavailable, []error{storage.ErrUnavailable}, connect.CodeUnavailable, http.StatusServiceUnavailable, true},
+	{KindUnavailable, []error{storage.ErrUnavailable}, connect.CodeUnavailable, http.StatusServiceUnavailable, true},
 	{KindOutOfMemory, []error{storage.ErrOutOfMemory}, connect.CodeResourceExhausted, http.StatusServiceUnavailable, true},
 	{KindIDLength, []error{ErrIDLength, ErrInvalidID}, connect.CodeInvalidArgument, http.StatusBadRequest, false},
 	{KindIDNotHex, []error{ErrIDNotHex, ErrInvalidID}, connect.CodeInvalidArgument, http.StatusBadRequest, false},

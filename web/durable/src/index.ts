@@ -46,7 +46,7 @@ export const durableErrorKinds = {
   "state-too-large": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["state-too-large"] },
   "database-full": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["database-full"] },
   "write-too-large": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["write-too-large"] },
-  "store-unavailable": { code: Code.Unavailable, status: 503, method: true, matches: ["store-unavailable"] },
+  "unavailable": { code: Code.Unavailable, status: 503, method: true, matches: ["unavailable"] },
   "out-of-memory": { code: Code.ResourceExhausted, status: 503, method: true, matches: ["out-of-memory"] },
   "id-length": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-length", "invalid-id"] },
   "id-not-hex": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-not-hex", "invalid-id"] },
