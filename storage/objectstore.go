@@ -46,6 +46,11 @@ type ObjectStore interface {
 	// milliseconds), in the order of DueAlarm.Less. The alarm scheduler
 	// pages through the index with it.
 	DueAlarms(ctx context.Context, after DueAlarm, until int64, limit int) ([]DueAlarm, error)
+	// Objects returns the IDs of the objects of class that hold
+	// something (state, a key or an alarm), in byte order, starting after
+	// after (nil: from the first), at most limit of them. Test kits and
+	// tools list objects with it; no call path does.
+	Objects(ctx context.Context, class string, after []byte, limit int) ([][32]byte, error)
 	// Meta returns the value recorded under key by SetMeta, and whether
 	// there is one.
 	Meta(ctx context.Context, key string) (value string, found bool, err error)

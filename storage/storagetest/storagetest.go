@@ -35,6 +35,7 @@ func Run(t *testing.T, open Open) {
 	t.Run("StaleBatch", func(t *testing.T) { testStale(t, open) })
 	t.Run("ManyObjects", func(t *testing.T) { testManyObjects(t, open) })
 	t.Run("Meta", func(t *testing.T) { testMeta(t, open) })
+	t.Run("Objects", func(t *testing.T) { testObjects(t, open) })
 }
 
 // ID returns a test object ID; n spreads over partitions.
@@ -370,7 +371,8 @@ func expect(t *testing.T, store storage.ObjectStore, id [32]byte, m model) {
 func testAlarms(t *testing.T, open Open) {
 	ctx := context.Background()
 	store := open(t)
-	base := time.UnixMilli(1_700_000_000_000)
+	// In the future: SetAlarm stores a past time as now.
+	base := time.UnixMilli(time.Now().Add(24 * time.Hour).UnixMilli())
 	// Objects of two classes, one a prefix of the other, in several
 	// partitions, due at the same and at different times.
 	type obj struct {
@@ -500,5 +502,48 @@ func testMeta(t *testing.T, open Open) {
 	}
 	if e, err := store.Empty(ctx); !e || err != nil {
 		t.Fatalf("Empty with only meta = %v, %v", e, err)
+	}
+}
+
+// testObjects lists the objects of a class that hold state, a key or an
+// alarm, in ID order, paging; another class's and an object only read are
+// left out.
+func testObjects(t *testing.T, open Open) {
+	ctx := context.Background()
+	store := open(t)
+	ids := [][32]byte{ID(5000), ID(1), ID(300)}
+	writes := []func(kv *storage.KV) error{
+		func(kv *storage.KV) error { return nil }, // state only
+		func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("v")) },
+		func(kv *storage.KV) error { return kv.SetAlarm(ctx, time.UnixMilli(1_700_000_000_000)) },
+	}
+	for i, id := range ids {
+		st := storage.NewStore(store, "L", id)
+		st.HandleAlarms(func(storage.AlarmChange) {})
+		Call(t, st, writes[i])
+		var state []byte
+		if i == 0 {
+			state = []byte("s")
+		}
+		must(t, Commit(st, state))
+	}
+	other := storage.NewStore(store, "Other", ID(2))
+	must(t, Commit(other, []byte("s")))
+	if _, _, err := storage.NewStore(store, "L", ID(3)).LoadState(ctx); err != nil { // read only
+		t.Fatal(err)
+	}
+	got, err := store.Objects(ctx, "L", nil, 10)
+	must(t, err)
+	want := [][32]byte{ID(1), ID(300), ID(5000)}
+	if !slices.Equal(got, want) {
+		t.Fatalf("Objects = %x, want %x", got, want)
+	}
+	page, err := store.Objects(ctx, "L", want[0][:], 1)
+	must(t, err)
+	if len(page) != 1 || page[0] != want[1] {
+		t.Fatalf("Objects after the first, limit 1 = %x, want [%x]", page, want[1])
+	}
+	if rest, err := store.Objects(ctx, "L", want[2][:], 10); err != nil || len(rest) != 0 {
+		t.Fatalf("Objects after the last = %x, %v", rest, err)
 	}
 }
