@@ -54,7 +54,7 @@ func WithFileDurability(d Durability) FileOption { return func(c *fileConfig) { 
 // entry is written before a new alarm commits, and removed after a deleted
 // one has, so the index may wake an object for nothing but never misses an
 // alarm.
-func WithAlarmIndex(db *DB, class string, id [32]byte) FileOption {
+func WithAlarmIndex(db ObjectStore, class string, id [32]byte) FileOption {
 	return func(c *fileConfig) { c.hints = &alarmHints{db: db, class: class, id: id} }
 }
 

@@ -28,7 +28,7 @@ func TestGroupCoalescesOneObjectsBatches(t *testing.T) {
 				}
 				acked++
 			}
-			var group []*batch
+			var group []*Batch
 			lastEven := (n - 1) &^ 1 // the last batch of b that writes its state
 			for i := range n {
 				kv := &layer{writes: map[string]version{
@@ -43,8 +43,8 @@ func TestGroupCoalescesOneObjectsBatches(t *testing.T) {
 				}
 				// Another object's batch in between, and one without a state.
 				group = append(group,
-					&batch{class: "C", id: a, state: fmt.Appendf(nil, "a%d", i), writeState: true, kv: kv, done: done},
-					&batch{class: "C", id: b, state: fmt.Appendf(nil, "b%d", i), writeState: i%2 == 0, kv: &layer{}, done: done})
+					&Batch{class: "C", id: a, state: fmt.Appendf(nil, "a%d", i), writeState: true, kv: kv, done: done},
+					&Batch{class: "C", id: b, state: fmt.Appendf(nil, "b%d", i), writeState: i%2 == 0, kv: &layer{}, done: done})
 			}
 			// Only the last state of each object is written.
 			superseded := stateSuperseded(group, nil)

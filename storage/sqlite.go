@@ -121,7 +121,7 @@ func openWriter(path string, d Durability) (*writer, error) {
 // apply commits the batches in one transaction, all or nothing, and
 // returns the bytes of states, keys and values it wrote; committed is false
 // when there was nothing to write.
-func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
+func (w *writer) apply(batches []*Batch) (n int, committed bool, err error) {
 	writes := false
 	for _, b := range batches {
 		writes = writes || !b.empty()
@@ -160,7 +160,7 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 // merging them. It appends to buf, which the writer reuses from group to
 // group, and returns it empty when no batch is superseded (a group with one
 // batch per object).
-func stateSuperseded(batches []*batch, buf []bool) []bool {
+func stateSuperseded(batches []*Batch, buf []bool) []bool {
 	if len(batches) < 2 {
 		return buf[:0]
 	}
@@ -175,7 +175,7 @@ func stateSuperseded(batches []*batch, buf []bool) []bool {
 		}
 		out[i] = true
 	}
-	writesState := func(b *batch) bool { return b.meta == nil && b.writeState }
+	writesState := func(b *Batch) bool { return b.meta == nil && b.writeState }
 	if len(batches) <= 16 { // small groups, the usual: no map
 		for i, b := range batches[:len(batches)-1] {
 			if !writesState(b) {
@@ -207,7 +207,7 @@ func stateSuperseded(batches []*batch, buf []bool) []bool {
 // applyOne writes b and returns the bytes of state, keys and values it
 // wrote. With skipState, a later batch of the group writes the object's
 // state, and b's is not written.
-func (w *writer) applyOne(b *batch, skipState bool) (n int, err error) {
+func (w *writer) applyOne(b *Batch, skipState bool) (n int, err error) {
 	if b.meta != nil {
 		return w.applyMeta(b.meta)
 	}
