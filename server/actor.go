@@ -12,7 +12,6 @@ import (
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -20,43 +19,6 @@ import (
 	"github.com/durablego/durable/storage"
 	"github.com/durablego/durable/websocket"
 )
-
-// call is one method call waiting in, or taken from, a mailbox.
-type call[S proto.Message] struct {
-	ctx    context.Context
-	id     durable.ID
-	method string
-	run    func(context.Context, *durable.Object[S]) (any, error)
-
-	// Set by the actor, read by the caller after done is closed.
-	res  any
-	err  error
-	done chan struct{}
-
-	// fx is what the call sent on its object's WebSockets, released when
-	// its writes are durable (finish).
-	fx *websocket.Effects
-
-	// With metrics on: when the call arrived, and the histogram of its
-	// class's mailbox wait (nil with metrics off).
-	arrived time.Time
-	queue   prometheus.Observer
-
-	// lim is the context the call's code runs with, under its time limit
-	// (timeout.go).
-	lim callCtx
-}
-
-// finish answers the caller: the call's socket sends go out first if it
-// succeeded, and are dropped if it failed.
-func (c *call[S]) finish() {
-	if c.err == nil {
-		c.fx.Commit()
-	} else {
-		c.fx.Abort()
-	}
-	close(c.done)
-}
 
 // actor is one active object: its mailbox and the goroutine that runs its
 // calls one at a time.

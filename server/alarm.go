@@ -90,29 +90,18 @@ func (n *Namespace[S]) dropAlarm(key callchain.Key, due time.Time) {
 // caller waiting: done receives the outcome. The call is counted in mm,
 // unless nil (metrics off, or not a run of the Alarm hook).
 func (n *Namespace[S]) alarmCall(key callchain.Key, mm *methodMetrics, done func(error), fn func(context.Context, *durable.Object[S]) error) {
-	c := &call[S]{
-		ctx:    context.Background(),
-		id:     durable.ResolvedID(key.Class, key.ID, ""),
-		method: "Alarm",
-		done:   make(chan struct{}),
-		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
-			return nil, fn(ctx, o)
-		},
-	}
-	if mm != nil {
-		c.arrived, c.queue = time.Now(), mm.queue
-		next := done
-		done = func(err error) {
-			mm.done(c.arrived, err)
-			next(err)
-		}
-	}
-	if err := n.enqueue(key, c); err != nil {
-		done(fmt.Errorf("queueing the alarm: %w", err))
-		return
-	}
 	go func() {
-		<-c.done
-		done(c.err)
+		c, err := n.call(context.Background(), &entry[S]{
+			id:     durable.ResolvedID(key.Class, key.ID, ""),
+			method: "Alarm",
+			mm:     mm,
+			run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+				return nil, fn(ctx, o)
+			},
+		})
+		if c == nil {
+			err = fmt.Errorf("queueing the alarm: %w", err)
+		}
+		done(err)
 	}()
 }

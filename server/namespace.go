@@ -10,10 +10,8 @@ import (
 	"path/filepath"
 	"regexp"
 	"sync"
-	"time"
 
 	"connectrpc.com/connect"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -212,24 +210,28 @@ func Invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 // mailbox, and turns failures into Connect errors whose "Durable-Error"
 // metadata tells Durable's own failures apart. Generated handlers call it.
 func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
-	id, err := n.idOf(ctx, req.Header())
-	if err == nil {
-		ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
-		if err != nil {
-			err = kindError(errorOf(durable.ErrInvalidCallChain, "header %s: %v", durable.HeaderCallChain, err))
+	return handle(ctx, n, n.m.method(method), method, req, fn)
+}
+
+// handle is Handle with the method's metrics resolved (HandleMethod does it
+// once, at Mount).
+func handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], mm *methodMetrics, method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
+	e := newEntry(n, mm, method, req.Msg, fn)
+	e.id, e.addrErr = n.idOf(ctx, req.Header())
+	if e.addrErr == nil {
+		ctx, e.addrErr = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
+		if e.addrErr != nil {
+			e.addrErr = kindError(errorOf(durable.ErrInvalidCallChain, "header %s: %v", durable.HeaderCallChain, e.addrErr))
 		}
 	}
-	if err != nil {
-		if mm := n.m.method(method); mm != nil {
-			mm.done(time.Now(), err)
-		}
+	c, err := n.call(ctx, &e)
+	switch {
+	case err != nil && e.addrErr != nil:
 		return nil, err
+	case err != nil:
+		return nil, n.srv.toConnectError(ctx, err, n.class.Name, method, e.id)
 	}
-	res, err := invoke(ctx, n, id, method, req.Msg, fn)
-	if err != nil {
-		return nil, n.srv.toConnectError(ctx, err, n.class.Name, method, id)
-	}
-	return connect.NewResponse(res), nil
+	return connect.NewResponse(c.res.(*Res)), nil
 }
 
 // idFromHeader reads the ID from exactly one of the two ID headers.
@@ -250,31 +252,23 @@ func (n *Namespace[S]) idFromHeader(h http.Header) (durable.ID, error) {
 	return id, nil
 }
 
-func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (_ *Res, err error) {
-	var arrived time.Time
-	var queue prometheus.Observer
-	if mm := n.m.method(method); mm != nil {
-		arrived, queue = time.Now(), mm.queue
-		defer func() { mm.done(arrived, err) }()
-	}
-	id, key, err := n.resolve(id)
+func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*Res, error) {
+	e := newEntry(n, n.m.method(method), method, req, fn)
+	e.id = id
+	c, err := n.call(ctx, &e)
 	if err != nil {
-		return nil, kindError(err)
+		return nil, err
 	}
-	if err := n.srv.validate(any(req).(proto.Message)); err != nil {
-		return nil, rpcError(n.class.Name, method, connect.CodeInvalidArgument, fmt.Errorf("invalid request: %w", err))
-	}
-	n.srv.startAlarms()
-	if callchain.Contains(ctx, key) {
-		return nil, kindError(n.reentrant(method, key))
-	}
-	c := &call[S]{
-		ctx:     ctx,
-		id:      id,
-		method:  method,
-		done:    make(chan struct{}),
-		arrived: arrived,
-		queue:   queue,
+	return c.res.(*Res), nil
+}
+
+// newEntry is the entry of a call of the RPC method, implemented by fn, with
+// the request req: checked before it is queued, and the response cloned.
+func newEntry[S proto.Message, Req, Res any](n *Namespace[S], mm *methodMetrics, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) entry[S] {
+	return entry[S]{
+		method: method,
+		mm:     mm,
+		req:    any(req).(proto.Message),
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			res, err := fn(ctx, o, req)
 			if err != nil {
@@ -288,19 +282,6 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 			return clone(res), nil
 		},
 	}
-	if err := n.enqueue(key, c); err != nil {
-		return nil, err
-	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		n.withdraw(key, c)
-		return nil, connect.NewError(codeOf(ctx.Err()), ctx.Err())
-	}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return c.res.(*Res), nil
 }
 
 func clone[T any](m *T) *T { return any(proto.Clone(any(m).(proto.Message))).(*T) }

@@ -213,10 +213,14 @@ func New(opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// startAlarms starts firing alarms, once: when the server starts serving
-// or takes its first call, so that the classes an alarm needs are
-// registered by then.
-func (s *Server) startAlarms() {
+// Start starts what the server runs in the background, once: the alarm
+// scheduler, which fires the alarms of the registered classes, those
+// stored by an earlier run included. Handler (and so Serve) calls it, so a
+// program that serves needs nothing more; one that only calls its objects
+// in process calls Start once its classes are registered. Until then,
+// alarms wait in the index. No call path starts it: a call only reaches
+// an object.
+func (s *Server) Start() {
 	s.alarmsStart.Do(func() {
 		scheduler := alarms.New(s.db, alarms.Config{
 			Dispatch:   s.dispatchAlarm,
@@ -314,7 +318,7 @@ func (s *Server) lookup(name string) (namespace, error) {
 // and gRPC-Web handlers, the ID service, gRPC health checking, server
 // reflection (so grpcurl and buf curl work without the .proto files) and
 // the routes to the objects' Fetch hooks. Registration ends with the first
-// call.
+// call, which also starts the alarm scheduler (Start).
 //
 // With WithGuard, every request but health checks is the guard's to allow
 // (see Guard); browsers' cross-origin state changes and WebSocket upgrades
@@ -331,7 +335,7 @@ func (s *Server) lookup(name string) (namespace, error) {
 // http.ResponseController) and cap its connections below the descriptor
 // limit (golang.org/x/net/netutil.LimitListener).
 func (s *Server) Handler() http.Handler {
-	s.startAlarms()
+	s.Start()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handler == nil {

@@ -2,9 +2,7 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
@@ -57,37 +55,21 @@ func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error 
 		return nil
 	}
 	id := durable.ResolvedID(key.Class, key.ID, ev.Name)
-	n.srv.startAlarms()
-	c := &call[S]{
-		ctx:    context.Background(),
-		id:     id,
-		method: method,
-		done:   make(chan struct{}),
+	c, err := n.call(context.Background(), &entry[S]{
+		id:           id,
+		method:       method,
+		mm:           n.m.method(method),
+		backpressure: true,
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			return nil, fn(ctx, o)
 		},
-	}
-	mm := n.m.method(method)
-	if mm != nil {
-		c.arrived, c.queue = time.Now(), mm.queue
-	}
-	// A call refused by a full mailbox was not queued: offer it again.
-	err := n.enqueue(key, c)
-	for wait := time.Millisecond; errors.Is(err, durable.ErrOverloaded); wait = min(2*wait, 100*time.Millisecond) {
-		time.Sleep(wait)
-		err = n.enqueue(key, c)
-	}
-	if err != nil {
-		err = fmt.Errorf("queueing %s: %w", method, err)
-	} else {
-		<-c.done
-		if err = c.err; err != nil {
-			n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
-				"id", id.String(), "socket", ev.Conn.ID(), "err", err)
-		}
-	}
-	if mm != nil {
-		mm.done(c.arrived, err)
+	})
+	switch {
+	case c == nil:
+		return fmt.Errorf("queueing %s: %w", method, err)
+	case err != nil:
+		n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
+			"id", id.String(), "socket", ev.Conn.ID(), "err", err)
 	}
 	return err
 }
