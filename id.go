@@ -103,9 +103,6 @@ func derive(key []byte, label string) []byte {
 	return m.Sum(nil)
 }
 
-// Class returns the class name the space mints IDs for.
-func (s *IDSpace) Class() string { return s.class }
-
 // FromName returns the ID that name maps to: the same for the same name,
 // every time, on every server sharing the secret. Any string is a valid name,
 // including the empty string; names never become file paths.
@@ -179,9 +176,10 @@ func ParseIDBytes(str string) ([32]byte, error) {
 	return raw, nil
 }
 
-// ResolvedID returns the ID of class with the given bytes, verified by the
-// caller, and the name it came from if known. Servers use it after checking
-// the MAC against the class's [IDSpace].
-func ResolvedID(class string, raw [32]byte, name string) ID {
+// IDFromBytes returns the ID of class whose bytes are raw, with the name
+// they were derived from if known: a resolved ID. It checks nothing: raw
+// comes from a server, or its MAC was checked against the class's
+// [IDSpace] (Verify), or it is an object's own key.
+func IDFromBytes(class string, raw [32]byte, name string) ID {
 	return ID{raw: raw, class: class, name: name, resolved: true}
 }

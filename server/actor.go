@@ -16,15 +16,15 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/websocket"
 )
 
 // actor is one active object: its mailbox and the goroutine that runs its
 // calls one at a time.
 type actor[S proto.Message] struct {
 	ns      *Namespace[S]
-	key     callchain.Key
+	key     objectkey.Key
 	mailbox *mailbox[*call[S]]
 	evict   chan struct{} // a request to leave memory when idle
 	slot    int           // index in ns.resident, under the namespace lock
@@ -60,7 +60,7 @@ type actor[S proto.Message] struct {
 	batchStart time.Time
 }
 
-func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
+func newActor[S proto.Message](n *Namespace[S], key objectkey.Key) *actor[S] {
 	a := &actor[S]{
 		ns:      n,
 		key:     key,
@@ -68,8 +68,8 @@ func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
 		evict:   make(chan struct{}, 1),
 		epoch:   1,
 	}
-	a.obj.ID = durable.ResolvedID(key.Class, key.ID, "")
-	a.obj.Sockets = n.srv.sockets.Sockets(websocket.Key(key))
+	a.obj.ID = durable.IDFromBytes(key.Class, key.ID, "")
+	a.obj.Sockets = n.srv.sockets.Sockets(key)
 	a.lastUsed.Store(time.Now().UnixNano())
 	if n.srv.opts.callTimeout > 0 {
 		a.watchdog = time.AfterFunc(time.Duration(1<<63-1), a.watch)
@@ -181,7 +181,7 @@ func (a *actor[S]) abandon(err error) {
 	code := failureCode(err) // ResourceExhausted when no SQL file could be had
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
 		c.err = a.failure(c.method, code, err)
-		close(c.done)
+		c.answer()
 	}
 }
 
@@ -231,7 +231,7 @@ func (a *actor[S]) runInit() (err error) {
 	if err := a.store.BeginCall(); err != nil {
 		return err
 	}
-	ic := &call[S]{method: "Init", done: make(chan struct{})}
+	ic := &call[S]{method: "Init"}
 	defer func() {
 		if r := recover(); r != nil {
 			a.logPanic("Init", r)
@@ -287,7 +287,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		} else if err != nil {
 			for _, c := range calls {
 				c.err = a.failure(c.method, connect.CodeInternal, fmt.Errorf("reloading state after a failed commit: %w", err))
-				close(c.done)
+				c.answer()
 			}
 			return
 		}
@@ -302,8 +302,8 @@ func (a *actor[S]) runBatch(first *call[S]) {
 			c.err = connect.NewError(codeOf(err), err)
 			continue
 		}
-		if c.id.Name() != "" && a.obj.ID.Name() == "" {
-			a.obj.ID = c.id
+		if c.name != "" && a.obj.ID.Name() == "" {
+			a.obj.ID = durable.IDFromBytes(a.key.Class, a.key.ID, c.name)
 		}
 		if err := a.store.BeginCall(); err != nil {
 			c.err = a.failure(c.method, connect.CodeInternal, err)

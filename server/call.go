@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"connectrpc.com/connect"
@@ -55,14 +56,19 @@ type entry[S proto.Message] struct {
 // call is one method call waiting in, or taken from, a mailbox.
 type call[S proto.Message] struct {
 	ctx    context.Context
-	id     durable.ID
+	name   string // the object's name, if the caller addressed it by name
 	method string
 	run    func(context.Context, *durable.Object[S]) (any, error)
 
-	// Set by the actor, read by the caller after done is closed.
-	res  any
-	err  error
+	// Set by the actor before answer, read by the caller after.
+	res any
+	err error
+	// The caller waits for the answer on done when its context can end,
+	// and else on wait, held from the call's creation to its answer: a
+	// call whose context never ends (context.Background, as in process)
+	// allocates no channel.
 	done chan struct{}
+	wait sync.Mutex
 
 	// fx is what the call sent on its object's WebSockets, released when
 	// its writes are durable (finish).
@@ -86,7 +92,27 @@ func (c *call[S]) finish() {
 	} else {
 		c.fx.Abort()
 	}
-	close(c.done)
+	c.answer()
+}
+
+// newCall returns a call to run under ctx, not yet answered.
+func newCall[S proto.Message](ctx context.Context, method string, run func(context.Context, *durable.Object[S]) (any, error)) *call[S] {
+	c := &call[S]{ctx: ctx, method: method, run: run}
+	if ctx.Done() != nil {
+		c.done = make(chan struct{})
+	} else {
+		c.wait.Lock()
+	}
+	return c
+}
+
+// answer tells the caller that res and err are set. It is called once.
+func (c *call[S]) answer() {
+	if c.done != nil {
+		close(c.done)
+	} else {
+		c.wait.Unlock()
+	}
 }
 
 // call runs e on its object through the object's mailbox and returns the
@@ -121,16 +147,10 @@ func (n *Namespace[S]) enter(ctx context.Context, e *entry[S], arrived time.Time
 	if callchain.Contains(ctx, key) {
 		return nil, kindError(n.reentrant(e.method, key))
 	}
-	c := &call[S]{
-		ctx:     ctx,
-		id:      id,
-		method:  e.method,
-		run:     e.run,
-		done:    make(chan struct{}),
-		arrived: arrived,
-	}
+	c := newCall(ctx, e.method, e.run)
+	c.name = id.Name()
 	if e.mm != nil {
-		c.queue = e.mm.queue
+		c.arrived, c.queue = arrived, e.mm.queue
 	}
 	err = n.enqueue(key, c)
 	// A call refused by a full mailbox was not queued: offer it again.
@@ -140,6 +160,10 @@ func (n *Namespace[S]) enter(ctx context.Context, e *entry[S], arrived time.Time
 	}
 	if err != nil {
 		return nil, err
+	}
+	if c.done == nil {
+		c.wait.Lock()
+		return c, c.err
 	}
 	select {
 	case <-c.done:

@@ -40,7 +40,7 @@ func (s *Server) fetchRoute(prefix string) http.Handler {
 			// The guard decides before the answer lists the classes.
 			class := ""
 			if ns != nil {
-				class = ns.info().Name
+				class = ns.Class().Name
 			}
 			if !s.guardFetch(w, r, class, durable.ID{}, "/"+rest) {
 				return
@@ -68,7 +68,7 @@ func (s *Server) notFoundClass(prefix, segment string) *response {
 	s.mu.RLock()
 	known := make([]string, 0, len(s.segments))
 	for seg, ns := range s.segments {
-		known = append(known, fmt.Sprintf("%s%s/ (%s)", prefix, seg, ns.info().Name))
+		known = append(known, fmt.Sprintf("%s%s/ (%s)", prefix, seg, ns.Class().Name))
 	}
 	s.mu.RUnlock()
 	slices.Sort(known)

@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"sync"
 
@@ -15,8 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 )
 
@@ -71,11 +69,7 @@ type Namespace[S proto.Message] struct {
 // the expected signature, if impl has a method named like a hook (Init,
 // Alarm, Fetch, WebSocketMessage, WebSocketClose, WebSocketError) that is
 // not the hook.
-func Register[S proto.Message](srv *Server, class Class, impl any, opts ...ClassOption) (*Namespace[S], error) {
-	var co classOptions
-	for _, o := range opts {
-		o.applyClass(&co)
-	}
+func Register[S proto.Message](srv *Server, class Class, impl any) (*Namespace[S], error) {
 	if !className.MatchString(class.Name) {
 		return nil, fmt.Errorf("server: invalid class name %q", class.Name)
 	}
@@ -108,7 +102,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	case srv.classes[class.Name] != nil:
 		return nil, fmt.Errorf("server: class %s is already registered", class.Name)
 	case class.Segment != "" && srv.segments[class.Segment] != nil:
-		return nil, fmt.Errorf("server: class %s: URL segment %q is taken by class %s", class.Name, class.Segment, srv.segments[class.Segment].info().Name)
+		return nil, fmt.Errorf("server: class %s: URL segment %q is taken by class %s", class.Name, class.Segment, srv.segments[class.Segment].Class().Name)
 	}
 	// The class's series are created once it is known to be registered.
 	n.m = srv.metrics.class(class.Name, n.alarm != nil)
@@ -145,31 +139,28 @@ func (n *Namespace[S]) IDFromString(s string) (durable.ID, error) {
 func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
 
 // openStore opens the storage of one object: a row in the node database,
-// or, for a class with SQL, a database file of its own named by the ID,
-// created by the object's first write and counted in the server's budget
-// of open SQL files while open.
+// or, for a class with SQL, a database file of its own (storage's layout:
+// DB.SQLStore), counted in the server's budget of open SQL files while
+// open.
 func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
 	key := a.key
 	var store *storage.Store
 	if !n.class.SQL {
 		store = n.srv.db.Store(key.Class, key.ID)
 	} else {
-		path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
 		var err error
-		store, err = storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability),
-			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithAlarmIndex(n.srv.db, key.Class, key.ID),
-			storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
+		store, err = n.srv.db.SQLStore(key.Class, key.ID, storage.WithFileDurability(n.srv.opts.durability),
+			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
 		if err != nil {
 			return nil, err
 		}
 	}
 	if n.alarm != nil {
-		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarmChanged(alarms.Key(key), c) })
+		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarmChanged(key, c) })
 	}
 	return store, nil
 }
 
-func (n *Namespace[S]) info() Class           { return n.class }
 func (n *Namespace[S]) ids() *durable.IDSpace { return n.space }
 
 // classOfID returns the registered class whose namespace minted raw, or "".
@@ -186,16 +177,16 @@ func (s *Server) classOfID(raw [32]byte) string {
 
 // resolve checks that id belongs to this class and derives the bytes of a
 // name-only ID.
-func (n *Namespace[S]) resolve(id durable.ID) (durable.ID, callchain.Key, error) {
+func (n *Namespace[S]) resolve(id durable.ID) (durable.ID, objectkey.Key, error) {
 	switch {
 	case id.IsZero():
-		return id, callchain.Key{}, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
+		return id, objectkey.Key{}, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
 	case id.Class() != n.class.Name:
-		return id, callchain.Key{}, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class.Name)
+		return id, objectkey.Key{}, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class.Name)
 	case !id.Resolved():
 		id = n.space.FromName(id.Name())
 	}
-	return id, callchain.Key{Class: n.class.Name, ID: id.Bytes()}, nil
+	return id, objectkey.Key{Class: n.class.Name, ID: id.Bytes()}, nil
 }
 
 // Invoke calls method on the object id in process: fn is the method of the
@@ -289,7 +280,7 @@ func clone[T any](m *T) *T { return any(proto.Clone(any(m).(proto.Message))).(*T
 // enqueue delivers c to the object's mailbox, activating the object if it
 // is not in memory. The read lock orders enqueue before an eviction, which
 // takes the write lock and leaves only when the mailbox is empty.
-func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
+func (n *Namespace[S]) enqueue(key objectkey.Key, c *call[S]) error {
 	n.mu.RLock()
 	a := n.actors[key.ID]
 	if a != nil && !n.closing {
@@ -329,7 +320,7 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 // withdraw takes c out of its object's mailbox, if it is still there, when
 // its caller gives up, so that it neither runs nor holds a slot. It
 // reports whether it did.
-func (n *Namespace[S]) withdraw(key callchain.Key, c *call[S]) bool {
+func (n *Namespace[S]) withdraw(key objectkey.Key, c *call[S]) bool {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	a := n.actors[key.ID]
@@ -414,7 +405,7 @@ func (n *Namespace[S]) evictSample(k int) (func(), int64) {
 
 // reentrant is the error of a call to method on the object key from a call
 // chain that already waits for that object: it would wait for itself.
-func (n *Namespace[S]) reentrant(method string, key callchain.Key) error {
+func (n *Namespace[S]) reentrant(method string, key objectkey.Key) error {
 	return fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)
 }
 
@@ -422,7 +413,7 @@ func shutdownError() error {
 	return kindError(durable.ErrShutdown)
 }
 
-func overloadedError(key callchain.Key, size int) error {
+func overloadedError(key objectkey.Key, size int) error {
 	return kindError(fmt.Errorf("%w: %d calls already wait for %s", durable.ErrOverloaded, size, key))
 }
 

@@ -70,7 +70,7 @@ import (
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
-	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 	"github.com/durablego/durable/websocket"
 )
@@ -85,8 +85,8 @@ type Server struct {
 	secret []byte
 
 	mu         sync.RWMutex
-	classes    map[string]namespace // by class name
-	segments   map[string]namespace // by URL segment, for the Fetch routes
+	classes    map[string]registeredClass // by class name
+	segments   map[string]registeredClass // by URL segment, for the Fetch routes
 	services   []string             // fully qualified service names
 	mux        *http.ServeMux
 	handler    http.Handler // built on first Handler call; registration ends then
@@ -107,17 +107,18 @@ type Server struct {
 	conns *connLimiter // set by Serve
 }
 
-// namespace is what the server needs of a class, whatever its state type.
-type namespace interface {
-	info() Class
+// registeredClass is what the server needs of a registered class, whatever
+// its state type: a *Namespace[S] for some S.
+type registeredClass interface {
+	Class() Class
 	ids() *durable.IDSpace
 	drain()
 	queued(id durable.ID) int
-	runAlarm(key callchain.Key, due time.Time, retry int, done func(error))
-	dropAlarm(key callchain.Key, due time.Time)
+	runAlarm(key objectkey.Key, due time.Time, retry int, done func(error))
+	dropAlarm(key objectkey.Key, due time.Time)
 	evictSample(n int) (victim func(), lastUsed int64)
 	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
-	socketEvent(key callchain.Key, ev websocket.Event) error
+	socketEvent(key objectkey.Key, ev websocket.Event) error
 	mailboxes() (active, depth, depthMax int)
 	cutStuck()
 }
@@ -186,8 +187,8 @@ func New(opts ...Option) (*Server, error) {
 		db:        db,
 		lock:      lock,
 		secret:    secret,
-		classes:   make(map[string]namespace),
-		segments:  make(map[string]namespace),
+		classes:   make(map[string]registeredClass),
+		segments:  make(map[string]registeredClass),
 		mux:       http.NewServeMux(),
 		shutdown:  make(chan struct{}),
 		sqlFiles:  newSQLBudget(cmp.Or(o.maxSQLFiles, o.net.budget().maxSQLFiles()), sqlFileWait),
@@ -301,10 +302,10 @@ func (s *Server) Class(name string) (Class, error) {
 	if err != nil {
 		return Class{}, err
 	}
-	return ns.info(), nil
+	return ns.Class(), nil
 }
 
-func (s *Server) lookup(name string) (namespace, error) {
+func (s *Server) lookup(name string) (registeredClass, error) {
 	s.mu.RLock()
 	ns, ok := s.classes[name]
 	s.mu.RUnlock()

@@ -5,25 +5,25 @@ import (
 	"fmt"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/websocket"
 )
 
 // socketEvent delivers a WebSocket event of the object key to its class;
 // the hub calls it from the socket's read goroutine.
-func (s *Server) socketEvent(key websocket.Key, ev websocket.Event) error {
+func (s *Server) socketEvent(key objectkey.Key, ev websocket.Event) error {
 	ns, err := s.lookup(key.Class)
 	if err != nil {
 		return err
 	}
-	return ns.socketEvent(callchain.Key(key), ev)
+	return ns.socketEvent(key, ev)
 }
 
 // socketEvent runs the hook of ev as a call on the object key, and returns
 // when it is done: the socket's next event waits for it (per-socket order
 // and backpressure). A full mailbox is retried, as backpressure too. The
 // hook's error is logged; the call is rolled back, sends included.
-func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error {
+func (n *Namespace[S]) socketEvent(key objectkey.Key, ev websocket.Event) error {
 	var method string
 	var fn func(context.Context, *durable.Object[S]) error
 	switch ev.Kind {
@@ -54,7 +54,7 @@ func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error 
 	default:
 		return nil
 	}
-	id := durable.ResolvedID(key.Class, key.ID, ev.Name)
+	id := durable.IDFromBytes(key.Class, key.ID, ev.Name)
 	c, err := n.call(context.Background(), &entry[S]{
 		id:           id,
 		method:       method,

@@ -27,6 +27,8 @@ import (
 
 	gorilla "github.com/gorilla/websocket"
 	"github.com/olahol/melody"
+
+	"github.com/durablego/durable/internal/objectkey"
 )
 
 // Limits, as Cloudflare's.
@@ -110,11 +112,9 @@ type Message struct {
 // Text returns the payload as a string.
 func (m Message) Text() string { return string(m.Data) }
 
-// Key identifies an object in the Hub: its class name and raw ID.
-type Key struct {
-	Class string
-	ID    [32]byte
-}
+// Key identifies an object in the Hub: Durable's one key type, its class
+// name and raw ID.
+type Key = objectkey.Key
 
 // EventKind tells what an Event is.
 type EventKind int
