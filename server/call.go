@@ -170,10 +170,11 @@ func (n *Namespace[S]) enter(ctx context.Context, e *entry[S], arrived time.Time
 		return c, c.err
 	case <-ctx.Done():
 	}
-	if !n.withdraw(key, c) && e.abandoned != nil {
+	if abandoned := e.abandoned; !n.withdraw(key, c) && abandoned != nil {
+		// e itself is not captured: it stays on its caller's stack.
 		go func() {
 			<-c.done
-			e.abandoned(c)
+			abandoned(c)
 		}()
 	}
 	return c, connect.NewError(codeOf(ctx.Err()), ctx.Err())
