@@ -231,7 +231,7 @@ func (a *actor[S]) runInit() (err error) {
 	if err := a.store.BeginCall(); err != nil {
 		return err
 	}
-	ic := &call[S]{method: "Init"}
+	ic := newCall[S](context.Background(), "Init", nil) // answered by a reset only
 	defer func() {
 		if r := recover(); r != nil {
 			a.logPanic("Init", r)
