@@ -3,8 +3,10 @@
 // gRPC-Web handlers of every class, and graceful shutdown.
 //
 // Generated code registers classes (counterv1durable.RegisterCounter(srv,
-// impl)); a program then serves srv.Handler(), or calls Serve, and calls
-// Shutdown on its way out.
+// impl)); a program then serves srv.Handler(), or calls Serve (or, calling
+// its objects only in process, Start), and calls Shutdown on its way out.
+// ARCHITECTURE.md, at the repository's root, maps which file holds each
+// step of a call.
 //
 // # Calls
 //
@@ -87,7 +89,7 @@ type Server struct {
 	mu         sync.RWMutex
 	classes    map[string]registeredClass // by class name
 	segments   map[string]registeredClass // by URL segment, for the Fetch routes
-	services   []string             // fully qualified service names
+	services   []string                   // fully qualified service names
 	mux        *http.ServeMux
 	handler    http.Handler // built on first Handler call; registration ends then
 	httpServer *http.Server
