@@ -2,7 +2,7 @@
 // and stubs over Connect, gRPC or gRPC-Web, with the object's ID or name in
 // request metadata and Durable's errors restored on the caller's side.
 //
-// Generated code wraps it: counterv1durable.NewCounterClient(http.DefaultClient,
+// Generated code wraps it: counterv1durableclient.NewCounterClient(http.DefaultClient,
 // "http://127.0.0.1:8080").Get(id).Increment(ctx, req). The stubs satisfy
 // the same interface as in-process ones.
 package client
