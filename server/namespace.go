@@ -312,6 +312,10 @@ func (n *Namespace[S]) enqueue(key objectkey.Key, c *call[S]) error {
 	err := a.deliver(c)
 	n.mu.Unlock()
 	if activated {
+		// A program that calls its objects only in process never calls
+		// Handler: the first activation starts the alarm scheduler for it
+		// (Start), once; calls to objects in memory never reach it.
+		n.srv.Start()
 		n.srv.shed()
 	}
 	return err

@@ -3,8 +3,8 @@
 // gRPC-Web handlers of every class, and graceful shutdown.
 //
 // Generated code registers classes (counterv1durable.RegisterCounter(srv,
-// impl)); a program then serves srv.Handler(), or calls Serve (or, calling
-// its objects only in process, Start), and calls Shutdown on its way out.
+// impl)); a program then serves srv.Handler(), or calls Serve, and calls
+// Shutdown on its way out.
 // ARCHITECTURE.md, at the repository's root, maps which file holds each
 // step of a call.
 //
@@ -218,11 +218,12 @@ func New(opts ...Option) (*Server, error) {
 
 // Start starts what the server runs in the background, once: the alarm
 // scheduler, which fires the alarms of the registered classes, those
-// stored by an earlier run included. Handler (and so Serve) calls it, so a
-// program that serves needs nothing more; one that only calls its objects
-// in process calls Start once its classes are registered. Until then,
-// alarms wait in the index. No call path starts it: a call only reaches
-// an object.
+// stored by an earlier run included. Handler (and so Serve) calls it, and
+// so does the first activation of an object, for a program that only calls
+// its objects in process; such a program may call Start itself once its
+// classes are registered, to fire stored alarms before any call. Until
+// then, alarms wait in the index. Calls to objects in memory never reach
+// it.
 func (s *Server) Start() {
 	s.alarmsStart.Do(func() {
 		scheduler := alarms.New(s.db, alarms.Config{
