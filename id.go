@@ -50,7 +50,7 @@ func (id ID) String() string {
 func (id ID) Name() string { return id.name }
 
 // Named reports whether the ID was made from a name, possibly the empty
-// one, by IDFromName (or [NameOnlyID], [ResolvedID] with a name) rather
+// one, by IDFromName (or [NameOnlyID], [IDFromBytes] with a name) rather
 // than minted or parsed.
 func (id ID) Named() bool { return id.named }
 
@@ -113,9 +113,6 @@ func derive(key []byte, label string) []byte {
 	m.Write([]byte(label))
 	return m.Sum(nil)
 }
-
-// Class returns the class name the space mints IDs for.
-func (s *IDSpace) Class() string { return s.class }
 
 // FromName returns the ID that name maps to: the same for the same name,
 // every time, on every server sharing the secret. Any string is a valid name,
@@ -190,10 +187,11 @@ func ParseIDBytes(str string) ([32]byte, error) {
 	return raw, nil
 }
 
-// ResolvedID returns the ID of class with the given bytes, verified by the
-// caller, and the name it came from if known ("" for none: the ID is then
-// not Named, even if the name was the empty one). Servers use it after
-// checking the MAC against the class's [IDSpace].
-func ResolvedID(class string, raw [32]byte, name string) ID {
+// IDFromBytes returns the ID of class whose bytes are raw, with the name
+// they were derived from if known ("" for none: the ID is then not Named,
+// even if the name was the empty one): a resolved ID. It checks nothing:
+// raw comes from a server, or its MAC was checked against the class's
+// [IDSpace] (Verify), or it is an object's own key.
+func IDFromBytes(class string, raw [32]byte, name string) ID {
 	return ID{raw: raw, class: class, name: name, resolved: true, named: name != ""}
 }

@@ -25,14 +25,13 @@ import (
 	"sync"
 	"time"
 
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 )
 
-// Key names one object.
-type Key struct {
-	Class string
-	ID    [32]byte
-}
+// Key names one object: Durable's one key type (its class and ID bytes),
+// which storage's alarm index uses too.
+type Key = objectkey.Key
 
 // Index is where the Scheduler finds scheduled alarms: the node database.
 type Index interface {
@@ -143,7 +142,7 @@ func (s *Scheduler) Update(key Key, set bool, at int64) {
 	if !set {
 		return
 	}
-	e := storage.DueAlarm{Class: key.Class, ID: key.ID, At: at}
+	e := storage.DueAlarm{Key: key, At: at}
 	if !s.cursor.Less(e) {
 		// Within what was loaded: the index will not return it again.
 		s.schedule(entry{key: key, at: at})
@@ -208,7 +207,7 @@ func (s *Scheduler) load(now time.Time) {
 		if len(page) < s.cfg.PageSize {
 			// Everything due up to until is loaded; later changes come
 			// through Update.
-			s.cursor = storage.DueAlarm{At: until, Class: "\x7f"}
+			s.cursor = storage.DueAlarm{Key: Key{Class: "\x7f"}, At: until}
 			s.complete = true
 			return
 		}

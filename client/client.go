@@ -92,7 +92,7 @@ func (n *Namespace) IDFromString(s string) (durable.ID, error) {
 	if err != nil {
 		return durable.ID{}, err
 	}
-	return durable.ResolvedID(n.class, raw, ""), nil
+	return durable.IDFromBytes(n.class, raw, ""), nil
 }
 
 // NewUniqueID returns a fresh random ID, minted locally with the secret or
@@ -109,7 +109,7 @@ func (n *Namespace) NewUniqueID(ctx context.Context) (durable.ID, error) {
 	if err != nil {
 		return durable.ID{}, fmt.Errorf("client: server minted a malformed ID: %w", err)
 	}
-	return durable.ResolvedID(n.class, raw, ""), nil
+	return durable.IDFromBytes(n.class, raw, ""), nil
 }
 
 // ResolveName returns the resolved ID name maps to, asking the server when
@@ -126,7 +126,7 @@ func (n *Namespace) ResolveName(ctx context.Context, name string) (durable.ID, e
 	if err != nil {
 		return durable.ID{}, fmt.Errorf("client: server returned a malformed ID: %w", err)
 	}
-	return durable.ResolvedID(n.class, raw, name), nil
+	return durable.IDFromBytes(n.class, raw, name), nil
 }
 
 // Invoke calls method on the object id through call, a method of the

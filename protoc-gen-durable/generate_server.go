@@ -19,14 +19,14 @@ func (cg *classGenerator) localNamespace() {
 	comment(g, n.Register, " registers impl as the ", n.Class,
 		" class of srv and mounts its Connect, gRPC and gRPC-Web handlers.")
 	g.P("func ", n.Register, "(srv *", serverPackage.Ident("Server"), ", impl ", n.Interface,
-		", opts ...", serverPackage.Ident("ClassOption"), ") (*", n.Namespace, ", error) {")
+		") (*", n.Namespace, ", error) {")
 	g.P("ns, err := ", serverPackage.Ident("Register"), "[", cg.state, "](srv, ", serverPackage.Ident("Class"), "{")
 	g.P("Name: ", n.ClassName, ",")
 	g.P("Binding: ", n.Binding, ",")
 	g.P("Segment: ", n.URLSegment, ",")
 	g.P("Service: ", strconv.Quote(string(cg.c.service.Desc.FullName())), ",")
 	g.P("SQL: ", cg.c.sql, ",")
-	g.P("}, impl, opts...)")
+	g.P("}, impl)")
 	g.P("if err != nil {")
 	g.P("return nil, err")
 	g.P("}")

@@ -12,57 +12,19 @@ import (
 
 	"buf.build/go/protovalidate"
 	"connectrpc.com/connect"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/websocket"
 )
-
-// call is one method call waiting in, or taken from, a mailbox.
-type call[S proto.Message] struct {
-	ctx    context.Context
-	id     durable.ID
-	method string
-	run    func(context.Context, *durable.Object[S]) (any, error)
-
-	// Set by the actor, read by the caller after done is closed.
-	res  any
-	err  error
-	done chan struct{}
-
-	// fx is what the call sent on its object's WebSockets, released when
-	// its writes are durable (finish).
-	fx *websocket.Effects
-
-	// With metrics on: when the call arrived, and the histogram of its
-	// class's mailbox wait (nil with metrics off).
-	arrived time.Time
-	queue   prometheus.Observer
-
-	// lim is the context the call's code runs with, under its time limit
-	// (timeout.go).
-	lim callCtx
-}
-
-// finish answers the caller: the call's socket sends go out first if it
-// succeeded, and are dropped if it failed.
-func (c *call[S]) finish() {
-	if c.err == nil {
-		c.fx.Commit()
-	} else {
-		c.fx.Abort()
-	}
-	close(c.done)
-}
 
 // actor is one active object: its mailbox and the goroutine that runs its
 // calls one at a time.
 type actor[S proto.Message] struct {
 	ns      *Namespace[S]
-	key     callchain.Key
+	key     objectkey.Key
 	mailbox *mailbox[*call[S]]
 	evict   chan struct{} // a request to leave memory when idle
 	slot    int           // index in ns.resident, under the namespace lock
@@ -98,7 +60,7 @@ type actor[S proto.Message] struct {
 	batchStart time.Time
 }
 
-func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
+func newActor[S proto.Message](n *Namespace[S], key objectkey.Key) *actor[S] {
 	a := &actor[S]{
 		ns:      n,
 		key:     key,
@@ -106,8 +68,8 @@ func newActor[S proto.Message](n *Namespace[S], key callchain.Key) *actor[S] {
 		evict:   make(chan struct{}, 1),
 		epoch:   1,
 	}
-	a.obj.ID = durable.ResolvedID(key.Class, key.ID, "")
-	a.obj.Sockets = n.srv.sockets.Sockets(websocket.Key(key))
+	a.obj.ID = durable.IDFromBytes(key.Class, key.ID, "")
+	a.obj.Sockets = n.srv.sockets.Sockets(key)
 	a.lastUsed.Store(time.Now().UnixNano())
 	if n.srv.opts.callTimeout > 0 {
 		a.watchdog = time.AfterFunc(time.Duration(1<<63-1), a.watch)
@@ -219,7 +181,7 @@ func (a *actor[S]) abandon(err error) {
 	code := failureCode(err) // ResourceExhausted when no SQL file could be had
 	for c, ok := a.mailbox.pop(); ok; c, ok = a.mailbox.pop() {
 		c.err = a.failure(c.method, code, err)
-		close(c.done)
+		c.answer()
 	}
 }
 
@@ -269,7 +231,7 @@ func (a *actor[S]) runInit() (err error) {
 	if err := a.store.BeginCall(); err != nil {
 		return err
 	}
-	ic := &call[S]{method: "Init", done: make(chan struct{})}
+	ic := newCall[S](context.Background(), "Init", nil) // answered by a reset only
 	defer func() {
 		if r := recover(); r != nil {
 			a.logPanic("Init", r)
@@ -325,7 +287,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		} else if err != nil {
 			for _, c := range calls {
 				c.err = a.failure(c.method, connect.CodeInternal, fmt.Errorf("reloading state after a failed commit: %w", err))
-				close(c.done)
+				c.answer()
 			}
 			return
 		}
@@ -340,8 +302,8 @@ func (a *actor[S]) runBatch(first *call[S]) {
 			c.err = connect.NewError(codeOf(err), err)
 			continue
 		}
-		if c.id.Name() != "" && a.obj.ID.Name() == "" {
-			a.obj.ID = c.id
+		if c.name != "" && a.obj.ID.Name() == "" {
+			a.obj.ID = durable.IDFromBytes(a.key.Class, a.key.ID, c.name)
 		}
 		if err := a.store.BeginCall(); err != nil {
 			c.err = a.failure(c.method, connect.CodeInternal, err)

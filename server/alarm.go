@@ -6,13 +6,12 @@ import (
 	"time"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/alarms"
-	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 )
 
 // alarmChanged tells the scheduler about a committed change of an alarm.
-func (s *Server) alarmChanged(key alarms.Key, c storage.AlarmChange) {
+func (s *Server) alarmChanged(key objectkey.Key, c storage.AlarmChange) {
 	s.mu.RLock()
 	scheduler := s.alarms
 	s.mu.RUnlock()
@@ -25,7 +24,7 @@ func (s *Server) alarmChanged(key alarms.Key, c storage.AlarmChange) {
 
 // dispatchAlarm runs the alarm of an object through its mailbox; the
 // scheduler calls it when the alarm is due.
-func (s *Server) dispatchAlarm(key alarms.Key, at time.Time, retry int, done func(error)) {
+func (s *Server) dispatchAlarm(key objectkey.Key, at time.Time, retry int, done func(error)) {
 	ns, err := s.lookup(key.Class)
 	if err != nil {
 		// Retried, then left in the index for a server that has the class.
@@ -33,7 +32,7 @@ func (s *Server) dispatchAlarm(key alarms.Key, at time.Time, retry int, done fun
 		done(err)
 		return
 	}
-	ns.runAlarm(callchain.Key(key), at, retry, func(err error) {
+	ns.runAlarm(key, at, retry, func(err error) {
 		if err != nil {
 			s.log.Warn("durable: alarm failed", "class", key.Class, "retry", retry, "err", err)
 		}
@@ -43,9 +42,9 @@ func (s *Server) dispatchAlarm(key alarms.Key, at time.Time, retry int, done fun
 
 // dropAlarm deletes an alarm whose retries are exhausted, unless the
 // object has set another since.
-func (s *Server) dropAlarm(key alarms.Key, at time.Time) {
+func (s *Server) dropAlarm(key objectkey.Key, at time.Time) {
 	if ns, err := s.lookup(key.Class); err == nil {
-		ns.dropAlarm(callchain.Key(key), at)
+		ns.dropAlarm(key, at)
 	}
 }
 
@@ -56,7 +55,7 @@ func (s *Server) dropAlarm(key alarms.Key, at time.Time) {
 // hook reports none, and what the hook sets is what remains. If the hook
 // fails, the call rolls back, the deletion with it, and the scheduler
 // retries the alarm.
-func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, done func(error)) {
+func (n *Namespace[S]) runAlarm(key objectkey.Key, due time.Time, retry int, done func(error)) {
 	n.alarmCall(key, n.m.method("Alarm"), done, func(ctx context.Context, o *durable.Object[S]) error {
 		at, ok, err := o.GetAlarm(ctx)
 		if err != nil || !ok || at.After(time.Now()) {
@@ -70,7 +69,7 @@ func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, don
 }
 
 // dropAlarm deletes the object's alarm if it is still the one due at due.
-func (n *Namespace[S]) dropAlarm(key callchain.Key, due time.Time) {
+func (n *Namespace[S]) dropAlarm(key objectkey.Key, due time.Time) {
 	n.m.alarmDropped()
 	n.alarmCall(key, nil, func(error) {}, func(ctx context.Context, o *durable.Object[S]) error {
 		if at, ok, err := o.GetAlarm(ctx); err != nil || !ok || !at.Equal(due) {
@@ -83,30 +82,19 @@ func (n *Namespace[S]) dropAlarm(key callchain.Key, due time.Time) {
 // alarmCall runs fn on the object key through its mailbox, without a
 // caller waiting: done receives the outcome. The call is counted in mm,
 // unless nil (metrics off, or not a run of the Alarm hook).
-func (n *Namespace[S]) alarmCall(key callchain.Key, mm *methodMetrics, done func(error), fn func(context.Context, *durable.Object[S]) error) {
-	c := &call[S]{
-		ctx:    context.Background(),
-		id:     durable.ResolvedID(key.Class, key.ID, ""),
-		method: "Alarm",
-		done:   make(chan struct{}),
-		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
-			return nil, fn(ctx, o)
-		},
-	}
-	if mm != nil {
-		c.arrived, c.queue = time.Now(), mm.queue
-		next := done
-		done = func(err error) {
-			mm.done(c.arrived, err)
-			next(err)
-		}
-	}
-	if err := n.enqueue(key, c); err != nil {
-		done(fmt.Errorf("queueing the alarm: %w", err))
-		return
-	}
+func (n *Namespace[S]) alarmCall(key objectkey.Key, mm *methodMetrics, done func(error), fn func(context.Context, *durable.Object[S]) error) {
 	go func() {
-		<-c.done
-		done(c.err)
+		c, err := n.call(context.Background(), &entry[S]{
+			id:     durable.IDFromBytes(key.Class, key.ID, ""),
+			method: "Alarm",
+			mm:     mm,
+			run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
+				return nil, fn(ctx, o)
+			},
+		})
+		if c == nil {
+			err = fmt.Errorf("queueing the alarm: %w", err)
+		}
+		done(err)
 	}()
 }

@@ -42,6 +42,7 @@ func (p blockingProbe) Alarm(ctx context.Context, o *durabletestv1durable.ProbeO
 // alarm to run and be cleared, then exits 0.
 func alarmChild(dir string, block bool) int {
 	srv, probes := childProbes(dir, blockingProbe{Probe: &probe.Probe{}, dir: dir, block: block})
+	srv.Start() // fire alarms: the child calls its objects in process
 	stub := probes.Get(probes.IDFromName("killed"))
 	ctx := context.Background()
 	if block {
@@ -51,7 +52,6 @@ func alarmChild(dir string, block bool) int {
 		}
 		select {}
 	}
-	srv.Handler() // start the scheduler
 	for deadline := time.Now().Add(30 * time.Second); time.Now().Before(deadline); time.Sleep(5 * time.Millisecond) {
 		r, err := stub.Schedule(ctx, &durabletestv1.ScheduleRequest{})
 		if err == nil && r.GetAtMs() == 0 {

@@ -47,14 +47,14 @@ func (s *Server) servedService(name string) protoreflect.ServiceDescriptor {
 
 // classByService returns the registered class whose fully qualified
 // service name is name, or nil.
-func (s *Server) classByService(name string) namespace {
+func (s *Server) classByService(name string) registeredClass {
 	if name == "" {
 		return nil
 	}
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	for _, ns := range s.classes {
-		if ns.info().Service == name {
+		if ns.Class().Service == name {
 			return ns
 		}
 	}

@@ -11,10 +11,8 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"time"
 
 	"connectrpc.com/connect"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
@@ -42,7 +40,7 @@ func (s *Server) fetchRoute(prefix string) http.Handler {
 			// The guard decides before the answer lists the classes.
 			class := ""
 			if ns != nil {
-				class = ns.info().Name
+				class = ns.Class().Name
 			}
 			if !s.guardFetch(w, r, class, durable.ID{}, "/"+rest) {
 				return
@@ -70,7 +68,7 @@ func (s *Server) notFoundClass(prefix, segment string) *response {
 	s.mu.RLock()
 	known := make([]string, 0, len(s.segments))
 	for seg, ns := range s.segments {
-		known = append(known, fmt.Sprintf("%s%s/ (%s)", prefix, seg, ns.info().Name))
+		known = append(known, fmt.Sprintf("%s%s/ (%s)", prefix, seg, ns.Class().Name))
 	}
 	s.mu.RUnlock()
 	slices.Sort(known)
@@ -265,38 +263,11 @@ func (e *fetchFailed) Error() string {
 // and returns its response once the call's writes are durable. The error
 // is ctx's, when it ends first. Over the HTTP route (route), the hook may
 // accept a WebSocket: the response's upgrade is then set.
-func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request, route bool) (res *response, err error) {
-	var arrived time.Time
-	var queue prometheus.Observer
-	if mm := n.m.method("Fetch"); mm != nil {
-		arrived, queue = time.Now(), mm.queue
-		defer func() {
-			if err != nil {
-				mm.done(arrived, err)
-			} else {
-				mm.doneCode(arrived, res.code)
-			}
-		}()
-	}
-	id, key, err := n.resolve(id)
-	if err != nil {
-		res := kindResponse(err)
-		res.code = connect.CodeInvalidArgument
-		return res, nil
-	}
-	n.srv.startAlarms()
-	if callchain.Contains(ctx, key) {
-		res := kindResponse(n.reentrant("Fetch", key))
-		res.code = connect.CodeFailedPrecondition
-		return res, nil
-	}
-	c := &call[S]{
-		ctx:     ctx,
-		id:      id,
-		method:  "Fetch",
-		done:    make(chan struct{}),
-		arrived: arrived,
-		queue:   queue,
+func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request, route bool) (*response, error) {
+	c, err := n.call(ctx, &entry[S]{
+		id:     id,
+		method: "Fetch",
+		mm:     n.m.method("Fetch"),
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			w := &response{header: make(http.Header), upgradable: route}
 			n.fetcher.Fetch(ctx, o, w, req.WithContext(ctx))
@@ -306,38 +277,36 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 			}
 			return w, nil
 		},
-	}
-	if err := n.enqueue(key, c); err != nil {
-		return failureResponse(err), nil
-	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		if n.withdraw(key, c) {
-			return nil, ctx.Err() // it will not run
-		}
-		go func() {
-			// Nobody will upgrade a socket the call may still accept.
-			<-c.done
+		abandoned: func(c *call[S]) {
+			// Nobody will upgrade a socket the call accepted.
 			if res, ok := c.res.(*response); ok && c.err == nil && res.upgrade != nil {
 				n.srv.sockets.Serve(nil, nil, res.upgrade)
 			}
-		}()
-		return nil, ctx.Err()
-	}
-	if c.err != nil && ctx.Err() != nil {
-		return nil, ctx.Err() // skipped because ctx ended
-	}
-	if c.err != nil {
-		var failed *fetchFailed
-		if errors.As(c.err, &failed) {
-			failed.res.upgrade = nil // undone with the call
-			failed.res.code = connect.CodeUnknown
-			return failed.res, nil
+		},
+	})
+	var failed *fetchFailed
+	switch {
+	case err == nil:
+		return c.res.(*response), nil
+	case c != nil && ctx.Err() != nil:
+		return nil, ctx.Err() // withdrawn, skipped or left running because ctx ended
+	case c == nil:
+		// Refused before the mailbox. An ID of another class or a reentrant
+		// call is answered with its own text; overload and shutdown, as
+		// the failures of a call.
+		var ce *connect.Error
+		if kind := durable.KindOf(err); kind != durable.KindOverloaded && kind != durable.KindShutdown && errors.As(err, &ce) {
+			res := kindResponse(ce.Unwrap())
+			res.code = ce.Code()
+			return res, nil
 		}
-		return failureResponse(c.err), nil
+		return failureResponse(err), nil
+	case errors.As(err, &failed):
+		failed.res.upgrade = nil // undone with the call
+		failed.res.code = connect.CodeUnknown
+		return failed.res, nil
 	}
-	return c.res.(*response), nil
+	return failureResponse(err), nil
 }
 
 // failureResponse is the answer to a Fetch call that failed other than by

@@ -118,7 +118,7 @@ func WithGuard(g Guard) Option { return func(o *options) { o.guard = g } }
 // no class when ns is nil), so that the guard decides on its requests; h
 // itself when there is no guard. The Fetch routes guard themselves once
 // they know the object.
-func (s *Server) guarded(pattern string, ns namespace, h http.Handler) http.Handler {
+func (s *Server) guarded(pattern string, ns registeredClass, h http.Handler) http.Handler {
 	if s.opts.guard == nil {
 		return h
 	}
@@ -144,7 +144,7 @@ func (s *Server) guarded(pattern string, ns namespace, h http.Handler) http.Hand
 // classOfService returns the class whose handler is mounted at pattern,
 // "/{service}/" or "/{service}/{method}" (HandleMethod mounts each method),
 // or nil.
-func (s *Server) classOfService(pattern string) namespace {
+func (s *Server) classOfService(pattern string) registeredClass {
 	rest, ok := strings.CutPrefix(pattern, "/")
 	service, _, found := strings.Cut(rest, "/")
 	if !ok || !found {
@@ -156,10 +156,10 @@ func (s *Server) classOfService(pattern string) namespace {
 // guardRPC wraps the Connect handler h so that
 // the guard decides on each call before its body is read, and a refusal is
 // an error in the caller's protocol. ns is the class, or nil.
-func (s *Server) guardRPC(kind AccessKind, ns namespace, h http.Handler) http.Handler {
+func (s *Server) guardRPC(kind AccessKind, ns registeredClass, h http.Handler) http.Handler {
 	class := ""
 	if ns != nil {
-		class = ns.info().Name
+		class = ns.Class().Name
 	}
 	errs := connect.NewErrorWriter(s.opts.handlerOptions...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -197,7 +197,7 @@ func (n *Namespace[S]) idOf(ctx context.Context, h http.Header) (durable.ID, err
 
 // idOfHeaders is the object an RPC addresses, as the class's handler will
 // read it, or the zero ID if the headers address none.
-func idOfHeaders(ns namespace, h http.Header) durable.ID {
+func idOfHeaders(ns registeredClass, h http.Header) durable.ID {
 	names, ids := h.Values(durable.HeaderObjectName), h.Values(durable.HeaderObjectID)
 	switch {
 	case len(names) == 1 && len(ids) == 0:

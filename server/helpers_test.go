@@ -106,6 +106,7 @@ func newEnvCounterIn(t testing.TB, dir string, impl counterv1durable.Counter, op
 		t.Fatal(err)
 	}
 	e.probe.Peer = func(name string) durabletestv1durable.ProbeStub { return e.probes.Get(e.probes.IDFromName(name)) }
+	srv.Start() // the alarms of in-process calls fire without Handler
 	t.Cleanup(func() { e.shutdown(t) })
 	return e
 }

@@ -30,7 +30,7 @@ func (s *idService) IDFromName(_ context.Context, req *connect.Request[durablev1
 	return connect.NewResponse(&durablev1.IDFromNameResponse{Id: ns.ids().FromName(req.Msg.GetName()).String()}), nil
 }
 
-func (s *idService) class(name string) (namespace, error) {
+func (s *idService) class(name string) (registeredClass, error) {
 	ns, err := s.srv.lookup(name)
 	if errors.Is(err, durable.ErrClassNotFound) {
 		// Unimplemented, as for a call to the class's service: one code per

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"sync/atomic"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -25,7 +26,16 @@ func HandleMethod[S proto.Message, Req, Res any](n *Namespace[S], schema protore
 		opts = append(opts, connect.WithIdempotency(level))
 	}
 	opts = append(opts, connect.WithHandlerOptions(n.srv.HandlerOptions()...))
+	// The method's metrics, looked up by name on its first call rather than
+	// on every one; not at Mount, where it would create the method's series
+	// before any call.
+	var metrics atomic.Pointer[methodMetrics]
 	n.srv.Mount(path, connect.NewUnaryHandler(path, func(ctx context.Context, req *connect.Request[Req]) (*connect.Response[Res], error) {
-		return Handle(ctx, n, method, req, fn)
+		mm := metrics.Load()
+		if mm == nil && n.m != nil {
+			mm = n.m.method(method)
+			metrics.Store(mm)
+		}
+		return handle(ctx, n, mm, method, req, fn)
 	}, opts...))
 }

@@ -345,7 +345,7 @@ func (c *stateCollector) Describe(ch chan<- *prometheus.Desc) {
 func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	s := c.s
 	s.mu.RLock()
-	classes := make(map[string]namespace, len(s.classes))
+	classes := make(map[string]registeredClass, len(s.classes))
 	for name, ns := range s.classes {
 		classes[name] = ns
 	}

@@ -2,23 +2,19 @@ package server
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"sync"
-	"time"
 
 	"connectrpc.com/connect"
-	"github.com/prometheus/client_golang/prometheus"
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 )
 
@@ -73,11 +69,7 @@ type Namespace[S proto.Message] struct {
 // the expected signature, if impl has a method named like a hook (Init,
 // Alarm, Fetch, WebSocketMessage, WebSocketClose, WebSocketError) that is
 // not the hook.
-func Register[S proto.Message](srv *Server, class Class, impl any, opts ...ClassOption) (*Namespace[S], error) {
-	var co classOptions
-	for _, o := range opts {
-		o.applyClass(&co)
-	}
+func Register[S proto.Message](srv *Server, class Class, impl any) (*Namespace[S], error) {
 	if !className.MatchString(class.Name) {
 		return nil, fmt.Errorf("server: invalid class name %q", class.Name)
 	}
@@ -113,7 +105,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	case srv.classes[class.Name] != nil:
 		return nil, fmt.Errorf("server: class %s is already registered", class.Name)
 	case class.Segment != "" && srv.segments[class.Segment] != nil:
-		return nil, fmt.Errorf("server: class %s: URL segment %q is taken by class %s", class.Name, class.Segment, srv.segments[class.Segment].info().Name)
+		return nil, fmt.Errorf("server: class %s: URL segment %q is taken by class %s", class.Name, class.Segment, srv.segments[class.Segment].Class().Name)
 	}
 	// The class's series are created once it is known to be registered.
 	n.m = srv.metrics.class(class.Name, n.alarm != nil)
@@ -150,31 +142,28 @@ func (n *Namespace[S]) IDFromString(s string) (durable.ID, error) {
 func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
 
 // openStore opens the storage of one object: a row in the node database,
-// or, for a class with SQL, a database file of its own named by the ID,
-// created by the object's first write and counted in the server's budget
-// of open SQL files while open.
+// or, for a class with SQL, a database file of its own (storage's layout:
+// DB.SQLStore), counted in the server's budget of open SQL files while
+// open.
 func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
 	key := a.key
 	var store *storage.Store
 	if !n.class.SQL {
 		store = storage.NewStore(n.srv.db, key.Class, key.ID)
 	} else {
-		path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
 		var err error
-		store, err = storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability),
-			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithAlarmIndex(n.srv.db, key.Class, key.ID),
-			storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
+		store, err = n.srv.ownDB.SQLStore(key.Class, key.ID, storage.WithFileDurability(n.srv.opts.durability),
+			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
 		if err != nil {
 			return nil, err
 		}
 	}
 	if n.alarm != nil {
-		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarmChanged(alarms.Key(key), c) })
+		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarmChanged(key, c) })
 	}
 	return store, nil
 }
 
-func (n *Namespace[S]) info() Class           { return n.class }
 func (n *Namespace[S]) ids() *durable.IDSpace { return n.space }
 
 // classOfID returns the registered class whose namespace minted raw, or "".
@@ -191,16 +180,16 @@ func (s *Server) classOfID(raw [32]byte) string {
 
 // resolve checks that id belongs to this class and derives the bytes of a
 // name-only ID.
-func (n *Namespace[S]) resolve(id durable.ID) (durable.ID, callchain.Key, error) {
+func (n *Namespace[S]) resolve(id durable.ID) (durable.ID, objectkey.Key, error) {
 	switch {
 	case id.IsZero():
-		return id, callchain.Key{}, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
+		return id, objectkey.Key{}, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
 	case id.Class() != n.class.Name:
-		return id, callchain.Key{}, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class.Name)
+		return id, objectkey.Key{}, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class.Name)
 	case !id.Resolved():
 		id = n.space.FromName(id.Name())
 	}
-	return id, callchain.Key{Class: n.class.Name, ID: id.Bytes()}, nil
+	return id, objectkey.Key{Class: n.class.Name, ID: id.Bytes()}, nil
 }
 
 // Invoke calls method on the object id in process: fn is the method of the
@@ -215,24 +204,28 @@ func Invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 // mailbox, and turns failures into Connect errors whose "Durable-Error"
 // metadata tells Durable's own failures apart. Generated handlers call it.
 func Handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
-	id, err := n.idOf(ctx, req.Header())
-	if err == nil {
-		ctx, err = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
-		if err != nil {
-			err = kindError(errorOf(durable.ErrInvalidCallChain, "header %s: %v", durable.HeaderCallChain, err))
+	return handle(ctx, n, n.m.method(method), method, req, fn)
+}
+
+// handle is Handle with the method's metrics resolved (HandleMethod does it
+// once, at Mount).
+func handle[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], mm *methodMetrics, method string, req *connect.Request[Req], fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*connect.Response[Res], error) {
+	e := newEntry(n, mm, method, req.Msg, fn)
+	e.id, e.addrErr = n.idOf(ctx, req.Header())
+	if e.addrErr == nil {
+		ctx, e.addrErr = callchain.FromHeader(ctx, req.Header().Get(durable.HeaderCallChain))
+		if e.addrErr != nil {
+			e.addrErr = kindError(errorOf(durable.ErrInvalidCallChain, "header %s: %v", durable.HeaderCallChain, e.addrErr))
 		}
 	}
-	if err != nil {
-		if mm := n.m.method(method); mm != nil {
-			mm.done(time.Now(), err)
-		}
+	c, err := n.call(ctx, &e)
+	switch {
+	case err != nil && e.addrErr != nil:
 		return nil, err
+	case err != nil:
+		return nil, n.srv.toConnectError(ctx, err, n.class.Name, method, e.id)
 	}
-	res, err := invoke(ctx, n, id, method, req.Msg, fn)
-	if err != nil {
-		return nil, n.srv.toConnectError(ctx, err, n.class.Name, method, id)
-	}
-	return connect.NewResponse(res), nil
+	return connect.NewResponse(c.res.(*Res)), nil
 }
 
 // idFromHeader reads the ID from exactly one of the two ID headers.
@@ -253,31 +246,23 @@ func (n *Namespace[S]) idFromHeader(h http.Header) (durable.ID, error) {
 	return id, nil
 }
 
-func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (_ *Res, err error) {
-	var arrived time.Time
-	var queue prometheus.Observer
-	if mm := n.m.method(method); mm != nil {
-		arrived, queue = time.Now(), mm.queue
-		defer func() { mm.done(arrived, err) }()
-	}
-	id, key, err := n.resolve(id)
+func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S], id durable.ID, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) (*Res, error) {
+	e := newEntry(n, n.m.method(method), method, req, fn)
+	e.id = id
+	c, err := n.call(ctx, &e)
 	if err != nil {
-		return nil, kindError(err)
+		return nil, err
 	}
-	if err := n.srv.validate(any(req).(proto.Message)); err != nil {
-		return nil, rpcError(n.class.Name, method, connect.CodeInvalidArgument, fmt.Errorf("invalid request: %w", err))
-	}
-	n.srv.startAlarms()
-	if callchain.Contains(ctx, key) {
-		return nil, kindError(n.reentrant(method, key))
-	}
-	c := &call[S]{
-		ctx:     ctx,
-		id:      id,
-		method:  method,
-		done:    make(chan struct{}),
-		arrived: arrived,
-		queue:   queue,
+	return c.res.(*Res), nil
+}
+
+// newEntry is the entry of a call of the RPC method, implemented by fn, with
+// the request req: checked before it is queued, and the response cloned.
+func newEntry[S proto.Message, Req, Res any](n *Namespace[S], mm *methodMetrics, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) entry[S] {
+	return entry[S]{
+		method: method,
+		mm:     mm,
+		req:    any(req).(proto.Message),
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			res, err := fn(ctx, o, req)
 			if err != nil {
@@ -291,19 +276,6 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 			return clone(res), nil
 		},
 	}
-	if err := n.enqueue(key, c); err != nil {
-		return nil, err
-	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		n.withdraw(key, c)
-		return nil, connect.NewError(codeOf(ctx.Err()), ctx.Err())
-	}
-	if c.err != nil {
-		return nil, c.err
-	}
-	return c.res.(*Res), nil
 }
 
 func clone[T any](m *T) *T { return any(proto.Clone(any(m).(proto.Message))).(*T) }
@@ -311,7 +283,7 @@ func clone[T any](m *T) *T { return any(proto.Clone(any(m).(proto.Message))).(*T
 // enqueue delivers c to the object's mailbox, activating the object if it
 // is not in memory. The read lock orders enqueue before an eviction, which
 // takes the write lock and leaves only when the mailbox is empty.
-func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
+func (n *Namespace[S]) enqueue(key objectkey.Key, c *call[S]) error {
 	n.mu.RLock()
 	a := n.actors[key.ID]
 	if a != nil && !n.closing {
@@ -343,6 +315,10 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 	err := a.deliver(c)
 	n.mu.Unlock()
 	if activated {
+		// A program that calls its objects only in process never calls
+		// Handler: the first activation starts the alarm scheduler for it
+		// (Start), once; calls to objects in memory never reach it.
+		n.srv.Start()
 		n.srv.shed()
 	}
 	return err
@@ -351,7 +327,7 @@ func (n *Namespace[S]) enqueue(key callchain.Key, c *call[S]) error {
 // withdraw takes c out of its object's mailbox, if it is still there, when
 // its caller gives up, so that it neither runs nor holds a slot. It
 // reports whether it did.
-func (n *Namespace[S]) withdraw(key callchain.Key, c *call[S]) bool {
+func (n *Namespace[S]) withdraw(key objectkey.Key, c *call[S]) bool {
 	n.mu.RLock()
 	defer n.mu.RUnlock()
 	a := n.actors[key.ID]
@@ -436,7 +412,7 @@ func (n *Namespace[S]) evictSample(k int) (func(), int64) {
 
 // reentrant is the error of a call to method on the object key from a call
 // chain that already waits for that object: it would wait for itself.
-func (n *Namespace[S]) reentrant(method string, key callchain.Key) error {
+func (n *Namespace[S]) reentrant(method string, key objectkey.Key) error {
 	return fmt.Errorf("%w: %s.%s called on %s while that object waits for this call chain", durable.ErrReentrantCall, n.class.Name, method, key)
 }
 
@@ -444,7 +420,7 @@ func shutdownError() error {
 	return kindError(durable.ErrShutdown)
 }
 
-func overloadedError(key callchain.Key, size int) error {
+func overloadedError(key objectkey.Key, size int) error {
 	return kindError(fmt.Errorf("%w: %d calls already wait for %s", durable.ErrOverloaded, size, key))
 }
 

@@ -3,13 +3,8 @@ package server
 import (
 	"bytes"
 	"context"
-	"encoding/hex"
-	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/durablego/durable"
 )
@@ -44,8 +39,8 @@ func (s *Server) ObjectIDs(ctx context.Context, class string, after durable.ID, 
 	if err != nil {
 		return nil, err
 	}
-	if ns.info().SQL {
-		files, err := sqlObjects(filepath.Join(s.opts.dataDir, "sql", class), from, limit)
+	if ns.Class().SQL {
+		files, err := s.ownDB.SQLObjects(class, from, limit)
 		if err != nil {
 			return nil, err
 		}
@@ -55,35 +50,7 @@ func (s *Server) ObjectIDs(ctx context.Context, class string, after durable.ID, 
 	}
 	ids := make([]durable.ID, 0, min(len(raws), limit))
 	for _, raw := range raws[:min(len(raws), limit)] {
-		ids = append(ids, durable.ResolvedID(class, raw, ""))
-	}
-	return ids, nil
-}
-
-// sqlObjects returns the IDs of the database files in dir after from, in
-// byte order, at most limit of them. Other files (a write-ahead log, a
-// temporary copy being written) are skipped.
-func sqlObjects(dir string, from []byte, limit int) ([][32]byte, error) {
-	entries, err := os.ReadDir(dir) // sorted by name: hexadecimal, so byte order
-	if errors.Is(err, os.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("server: list objects: %w", err)
-	}
-	var ids [][32]byte
-	for _, e := range entries {
-		name, ok := strings.CutSuffix(e.Name(), ".db")
-		var id [32]byte
-		if !ok || len(name) != hex.EncodedLen(len(id)) || !e.Type().IsRegular() {
-			continue
-		}
-		if _, err := hex.Decode(id[:], []byte(name)); err != nil || name != strings.ToLower(name) || bytes.Compare(id[:], from) <= 0 {
-			continue
-		}
-		if ids = append(ids, id); len(ids) == limit {
-			break
-		}
+		ids = append(ids, durable.IDFromBytes(class, raw, ""))
 	}
 	return ids, nil
 }

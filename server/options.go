@@ -117,12 +117,6 @@ func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 // storage.CrashSafe; storage.PowerSafe adds an fsync per commit.
 func WithDurability(d storage.Durability) Option { return func(o *options) { o.durability = d } }
 
-// ClassOption configures one class at registration. None exist yet; the
-// type keeps generated Register functions stable as they are added.
-type ClassOption interface{ applyClass(*classOptions) }
-
-type classOptions struct{}
-
 // WithMaxSQLSize caps the SQL database of each object of a class declared
 // with sql: true; a write past it fails the call with ResourceExhausted
 // (storage.ErrDatabaseFull). Default 1 GiB.

@@ -114,7 +114,7 @@ func namespaceOf[S proto.Message](srv *Server, id durable.ID) (*Namespace[S], er
 }
 
 // lookupID returns the namespace of id's class.
-func (s *Server) lookupID(id durable.ID) (namespace, error) {
+func (s *Server) lookupID(id durable.ID) (registeredClass, error) {
 	if id.IsZero() {
 		return nil, fmt.Errorf("%w: the zero ID addresses no object", durable.ErrInvalidID)
 	}

@@ -5,6 +5,8 @@
 // Generated code registers classes (counterv1durable.RegisterCounter(srv,
 // impl)); a program then serves srv.Handler(), or calls Serve, and calls
 // Shutdown on its way out.
+// ARCHITECTURE.md, at the repository's root, maps which file holds each
+// step of a call.
 //
 // # Calls
 //
@@ -69,7 +71,7 @@ import (
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
-	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 	"github.com/durablego/durable/websocket"
 )
@@ -85,9 +87,9 @@ type Server struct {
 	secret []byte
 
 	mu         sync.RWMutex
-	classes    map[string]namespace // by class name
-	segments   map[string]namespace // by URL segment, for the Fetch routes
-	services   []string             // fully qualified service names
+	classes    map[string]registeredClass // by class name
+	segments   map[string]registeredClass // by URL segment, for the Fetch routes
+	services   []string                   // fully qualified service names
 	mux        *http.ServeMux
 	handler    http.Handler // built on first Handler call; registration ends then
 	httpServer *http.Server
@@ -107,17 +109,18 @@ type Server struct {
 	conns *connLimiter // set by Serve
 }
 
-// namespace is what the server needs of a class, whatever its state type.
-type namespace interface {
-	info() Class
+// registeredClass is what the server needs of a registered class, whatever
+// its state type: a *Namespace[S] for some S.
+type registeredClass interface {
+	Class() Class
 	ids() *durable.IDSpace
 	drain()
 	queued(id durable.ID) int
-	runAlarm(key callchain.Key, due time.Time, retry int, done func(error))
-	dropAlarm(key callchain.Key, due time.Time)
+	runAlarm(key objectkey.Key, due time.Time, retry int, done func(error))
+	dropAlarm(key objectkey.Key, due time.Time)
 	evictSample(n int) (victim func(), lastUsed int64)
 	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
-	socketEvent(key callchain.Key, ev websocket.Event) error
+	socketEvent(key objectkey.Key, ev websocket.Event) error
 	mailboxes() (active, depth, depthMax int)
 	cutStuck()
 }
@@ -190,8 +193,8 @@ func New(opts ...Option) (*Server, error) {
 		ownDB:     ownDB,
 		lock:      lock,
 		secret:    secret,
-		classes:   make(map[string]namespace),
-		segments:  make(map[string]namespace),
+		classes:   make(map[string]registeredClass),
+		segments:  make(map[string]registeredClass),
 		mux:       http.NewServeMux(),
 		shutdown:  make(chan struct{}),
 		sqlFiles:  newSQLBudget(cmp.Or(o.maxSQLFiles, o.net.budget().maxSQLFiles()), sqlFileWait),
@@ -216,10 +219,15 @@ func New(opts ...Option) (*Server, error) {
 	return s, nil
 }
 
-// startAlarms starts firing alarms, once: when the server starts serving
-// or takes its first call, so that the classes an alarm needs are
-// registered by then.
-func (s *Server) startAlarms() {
+// Start starts what the server runs in the background, once: the alarm
+// scheduler, which fires the alarms of the registered classes, those
+// stored by an earlier run included. Handler (and so Serve) calls it, and
+// so does the first activation of an object, for a program that only calls
+// its objects in process; such a program may call Start itself once its
+// classes are registered, to fire stored alarms before any call. Until
+// then, alarms wait in the index. Calls to objects in memory never reach
+// it.
+func (s *Server) Start() {
 	s.alarmsStart.Do(func() {
 		scheduler := alarms.New(s.db, alarms.Config{
 			Dispatch:   s.dispatchAlarm,
@@ -300,10 +308,10 @@ func (s *Server) Class(name string) (Class, error) {
 	if err != nil {
 		return Class{}, err
 	}
-	return ns.info(), nil
+	return ns.Class(), nil
 }
 
-func (s *Server) lookup(name string) (namespace, error) {
+func (s *Server) lookup(name string) (registeredClass, error) {
 	s.mu.RLock()
 	ns, ok := s.classes[name]
 	s.mu.RUnlock()
@@ -317,7 +325,7 @@ func (s *Server) lookup(name string) (namespace, error) {
 // and gRPC-Web handlers, the ID service, gRPC health checking, server
 // reflection (so grpcurl and buf curl work without the .proto files) and
 // the routes to the objects' Fetch hooks. Registration ends with the first
-// call.
+// call, which also starts the alarm scheduler (Start).
 //
 // With WithGuard, every request but health checks is the guard's to allow
 // (see Guard); browsers' cross-origin state changes and WebSocket upgrades
@@ -334,7 +342,7 @@ func (s *Server) lookup(name string) (namespace, error) {
 // http.ResponseController) and cap its connections below the descriptor
 // limit (golang.org/x/net/netutil.LimitListener).
 func (s *Server) Handler() http.Handler {
-	s.startAlarms()
+	s.Start()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if s.handler == nil {

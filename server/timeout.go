@@ -347,13 +347,13 @@ func (a *actor[S]) reset(stuck *call[S], restart bool, stuckErr error) {
 		default:
 			c.err = a.failure(c.method, connect.CodeUnavailable, fmt.Errorf("activating the object: %w", why))
 		}
-		close(c.done)
+		c.answer()
 	}
 	a.watchdog.Stop()
 	a.release(evictReset)
 	// Answered last, once the reset is complete and counted.
 	stuck.err = stuckErr
-	close(stuck.done)
+	stuck.answer()
 	n.srv.actors.Done() // for the stuck goroutine, which Shutdown need not wait for
 }
 

@@ -2,30 +2,28 @@ package server
 
 import (
 	"context"
-	"errors"
 	"fmt"
-	"time"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/websocket"
 )
 
 // socketEvent delivers a WebSocket event of the object key to its class;
 // the hub calls it from the socket's read goroutine.
-func (s *Server) socketEvent(key websocket.Key, ev websocket.Event) error {
+func (s *Server) socketEvent(key objectkey.Key, ev websocket.Event) error {
 	ns, err := s.lookup(key.Class)
 	if err != nil {
 		return err
 	}
-	return ns.socketEvent(callchain.Key(key), ev)
+	return ns.socketEvent(key, ev)
 }
 
 // socketEvent runs the hook of ev as a call on the object key, and returns
 // when it is done: the socket's next event waits for it (per-socket order
 // and backpressure). A full mailbox is retried, as backpressure too. The
 // hook's error is logged; the call is rolled back, sends included.
-func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error {
+func (n *Namespace[S]) socketEvent(key objectkey.Key, ev websocket.Event) error {
 	var method string
 	var fn func(context.Context, *durable.Object[S]) error
 	switch ev.Kind {
@@ -56,38 +54,22 @@ func (n *Namespace[S]) socketEvent(key callchain.Key, ev websocket.Event) error 
 	default:
 		return nil
 	}
-	id := durable.ResolvedID(key.Class, key.ID, ev.Name)
-	n.srv.startAlarms()
-	c := &call[S]{
-		ctx:    context.Background(),
-		id:     id,
-		method: method,
-		done:   make(chan struct{}),
+	id := durable.IDFromBytes(key.Class, key.ID, ev.Name)
+	c, err := n.call(context.Background(), &entry[S]{
+		id:           id,
+		method:       method,
+		mm:           n.m.method(method),
+		backpressure: true,
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			return nil, fn(ctx, o)
 		},
-	}
-	mm := n.m.method(method)
-	if mm != nil {
-		c.arrived, c.queue = time.Now(), mm.queue
-	}
-	// A call refused by a full mailbox was not queued: offer it again.
-	err := n.enqueue(key, c)
-	for wait := time.Millisecond; errors.Is(err, durable.ErrOverloaded); wait = min(2*wait, 100*time.Millisecond) {
-		time.Sleep(wait)
-		err = n.enqueue(key, c)
-	}
-	if err != nil {
-		err = fmt.Errorf("queueing %s: %w", method, err)
-	} else {
-		<-c.done
-		if err = c.err; err != nil {
-			n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
-				"id", id.String(), "socket", ev.Conn.ID(), "err", err)
-		}
-	}
-	if mm != nil {
-		mm.done(c.arrived, err)
+	})
+	switch {
+	case c == nil:
+		return fmt.Errorf("queueing %s: %w", method, err)
+	case err != nil:
+		n.srv.log.Warn("durable: WebSocket hook failed", "class", key.Class, "method", method,
+			"id", id.String(), "socket", ev.Conn.ID(), "err", err)
 	}
 	return err
 }

@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"time"
+
+	"github.com/durablego/durable/internal/objectkey"
 )
 
 // Errors of the alarm methods.
@@ -111,9 +113,8 @@ func (h *alarmHints) remove() {
 
 // DueAlarm is one entry of the node's alarm index.
 type DueAlarm struct {
-	Class string
-	ID    [32]byte
-	At    int64 // Unix milliseconds
+	objectkey.Key       // the object
+	At            int64 // Unix milliseconds
 }
 
 // Less orders due alarms by time, then class, then ID.
@@ -141,7 +142,7 @@ func (db *DB) DueAlarms(ctx context.Context, after DueAlarm, until int64, limit 
 		r.due.BindInt64(4, until)
 		r.due.BindInt(5, limit)
 		for r.due.Step() {
-			a := DueAlarm{Class: r.due.ColumnText(0), At: r.due.ColumnInt64(2)}
+			a := DueAlarm{Key: objectkey.Key{Class: r.due.ColumnText(0)}, At: r.due.ColumnInt64(2)}
 			copy(a.ID[:], r.due.ColumnRawBlob(1))
 			out = append(out, a)
 		}

@@ -30,20 +30,13 @@ type Option func(*config)
 
 type config struct {
 	durability Durability
-	readers    int
-	maxGroup   int
-	queue      int
+	readers    int // read-only connections: how many objects load at once
+	maxGroup   int // batches one transaction commits at most
+	queue      int // batches waiting for the writer
 }
 
 // WithDurability sets what an acknowledged write survives. Default CrashSafe.
 func WithDurability(d Durability) Option { return func(c *config) { c.durability = d } }
-
-// WithReaders sets the number of read-only connections, which bounds how
-// many objects can load their state at once. Default 4.
-func WithReaders(n int) Option { return func(c *config) { c.readers = max(1, n) } }
-
-// WithMaxGroup caps how many batches one transaction commits. Default 1024.
-func WithMaxGroup(n int) Option { return func(c *config) { c.maxGroup = max(1, n) } }
 
 // DB is the node-level database holding the state of objects. It is safe
 // for concurrent use.
@@ -116,8 +109,6 @@ func Open(path string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-// Path returns the database's file name.
-func (db *DB) Path() string { return db.path }
 
 // submit queues b for the next group commit. It blocks while the queue is
 // full, which slows the objects that write faster than the disk commits.

@@ -10,13 +10,13 @@ import (
 
 	gorilla "github.com/gorilla/websocket"
 	"github.com/olahol/melody"
+
+	"github.com/durablego/durable/internal/objectkey"
 )
 
-// Key identifies an object in the Hub: its class name and raw ID.
-type Key struct {
-	Class string
-	ID    [32]byte
-}
+// Key identifies an object in the Hub: Durable's one key type, its class
+// name and raw ID.
+type Key = objectkey.Key
 
 // EventKind tells what an Event is.
 type EventKind int

@@ -40,6 +40,7 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 )
 
@@ -485,7 +486,7 @@ func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int
 				if err != nil {
 					return err
 				}
-				if a := (storage.DueAlarm{Class: class, ID: id, At: at}); after.Less(a) {
+				if a := (storage.DueAlarm{Key: objectkey.Key{Class: class, ID: id}, At: at}); after.Less(a) {
 					out = append(out, a)
 				}
 			}

@@ -192,7 +192,7 @@ func TestAddItemsAndCheckout(t *testing.T) {
 func TestRetriedCheckoutWritesOneOrder(t *testing.T) {
 	dir := t.TempDir()
 	c := cart.Cart{Orders: openOrders(t, dir), Now: exampletest.NewClock(t0).Now}
-	id := durable.ResolvedID("Cart", [32]byte{1}, "retry")
+	id := durable.IDFromBytes("Cart", [32]byte{1}, "retry")
 	full := &cartv1.CartState{Items: []*cartv1.CartItem{item("p", 2)}, Revision: 4}
 
 	o := &cartv1durable.CartObject{ID: id, State: proto.Clone(full).(*cartv1.CartState)}

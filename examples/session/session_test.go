@@ -37,6 +37,7 @@ func start(t *testing.T, dir string, impl session.Session) (*exampletest.Server,
 	if err != nil {
 		t.Fatal(err)
 	}
+	srv.Start() // the tests call the sessions in process
 	return srv, ns
 }
 

@@ -8,19 +8,12 @@ import (
 	"encoding/hex"
 	"fmt"
 	"strings"
+
+	"github.com/durablego/durable/internal/objectkey"
 )
 
-// Key names one object: its class and ID bytes.
-type Key struct {
-	Class string
-	ID    [32]byte
-}
-
-// String renders k as "Class:hexid", the form of a header link.
-func (k Key) String() string { return k.Class + ":" + hex.EncodeToString(k.ID[:]) }
-
 type link struct {
-	key    Key
+	key    objectkey.Key
 	parent *link
 }
 
@@ -28,13 +21,13 @@ type ctxKey struct{}
 
 // With returns a context recording that what runs in it runs on behalf of
 // the object k, in addition to the objects ctx already records.
-func With(ctx context.Context, k Key) context.Context {
+func With(ctx context.Context, k objectkey.Key) context.Context {
 	parent, _ := ctx.Value(ctxKey{}).(*link)
 	return context.WithValue(ctx, ctxKey{}, &link{key: k, parent: parent})
 }
 
 // Contains reports whether ctx runs on behalf of object k.
-func Contains(ctx context.Context, k Key) bool {
+func Contains(ctx context.Context, k objectkey.Key) bool {
 	for l, _ := ctx.Value(ctxKey{}).(*link); l != nil; l = l.parent {
 		if l.key == k {
 			return true
@@ -74,7 +67,7 @@ func FromHeader(ctx context.Context, h string) (context.Context, error) {
 	}
 	for _, p := range parts {
 		class, hx, ok := strings.Cut(strings.TrimSpace(p), ":")
-		var k Key
+		var k objectkey.Key
 		if !ok || class == "" || len(hx) != 64 {
 			return ctx, fmt.Errorf("malformed call chain link %q", p)
 		}

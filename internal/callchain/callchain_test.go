@@ -4,12 +4,14 @@ import (
 	"context"
 	"strings"
 	"testing"
+
+	"github.com/durablego/durable/internal/objectkey"
 )
 
 func TestChainRoundTripsThroughHeader(t *testing.T) {
-	a := Key{Class: "A", ID: [32]byte{1}}
-	b := Key{Class: "B", ID: [32]byte{2}}
-	c := Key{Class: "A", ID: [32]byte{3}}
+	a := objectkey.Key{Class: "A", ID: [32]byte{1}}
+	b := objectkey.Key{Class: "B", ID: [32]byte{2}}
+	c := objectkey.Key{Class: "A", ID: [32]byte{3}}
 	ctx := With(With(context.Background(), a), b)
 	if !Contains(ctx, a) || !Contains(ctx, b) || Contains(ctx, c) {
 		t.Fatal("Contains is wrong for a two-link chain")
@@ -28,7 +30,7 @@ func TestChainRoundTripsThroughHeader(t *testing.T) {
 }
 
 func TestFromHeaderRejectsMalformedChains(t *testing.T) {
-	ok := Key{Class: "A"}.String()
+	ok := objectkey.Key{Class: "A"}.String()
 	for _, h := range []string{
 		"A",
 		":" + strings.Repeat("0", 64),

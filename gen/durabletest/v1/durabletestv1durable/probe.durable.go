@@ -102,14 +102,14 @@ type ProbeNamespace struct {
 
 // RegisterProbe registers impl as the Probe class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterProbe(srv *server.Server, impl Probe, opts ...server.ClassOption) (*ProbeNamespace, error) {
+func RegisterProbe(srv *server.Server, impl Probe) (*ProbeNamespace, error) {
 	ns, err := server.Register[*v1.ProbeState](srv, server.Class{
 		Name:    ProbeClassName,
 		Binding: ProbeBinding,
 		Segment: ProbeURLSegment,
 		Service: "durabletest.v1.Probe",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}
@@ -244,14 +244,14 @@ type LedgerNamespace struct {
 
 // RegisterLedger registers impl as the Ledger class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterLedger(srv *server.Server, impl Ledger, opts ...server.ClassOption) (*LedgerNamespace, error) {
+func RegisterLedger(srv *server.Server, impl Ledger) (*LedgerNamespace, error) {
 	ns, err := server.Register[*v1.LedgerState](srv, server.Class{
 		Name:    LedgerClassName,
 		Binding: LedgerBinding,
 		Segment: LedgerURLSegment,
 		Service: "durabletest.v1.Ledger",
 		SQL:     true,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

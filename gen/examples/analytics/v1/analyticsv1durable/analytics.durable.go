@@ -85,14 +85,14 @@ type AnalyticsNamespace struct {
 
 // RegisterAnalytics registers impl as the Analytics class of srv and mounts
 // its Connect, gRPC and gRPC-Web handlers.
-func RegisterAnalytics(srv *server.Server, impl Analytics, opts ...server.ClassOption) (*AnalyticsNamespace, error) {
+func RegisterAnalytics(srv *server.Server, impl Analytics) (*AnalyticsNamespace, error) {
 	ns, err := server.Register[*v1.AnalyticsState](srv, server.Class{
 		Name:    AnalyticsClassName,
 		Binding: AnalyticsBinding,
 		Segment: AnalyticsURLSegment,
 		Service: "examples.analytics.v1.Analytics",
 		SQL:     true,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

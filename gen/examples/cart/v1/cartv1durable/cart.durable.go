@@ -85,14 +85,14 @@ type CartNamespace struct {
 
 // RegisterCart registers impl as the Cart class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterCart(srv *server.Server, impl Cart, opts ...server.ClassOption) (*CartNamespace, error) {
+func RegisterCart(srv *server.Server, impl Cart) (*CartNamespace, error) {
 	ns, err := server.Register[*v1.CartState](srv, server.Class{
 		Name:    CartClassName,
 		Binding: CartBinding,
 		Segment: CartURLSegment,
 		Service: "examples.cart.v1.Cart",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

@@ -81,14 +81,14 @@ type ChatRoomNamespace struct {
 
 // RegisterChatRoom registers impl as the ChatRoom class of srv and mounts
 // its Connect, gRPC and gRPC-Web handlers.
-func RegisterChatRoom(srv *server.Server, impl ChatRoom, opts ...server.ClassOption) (*ChatRoomNamespace, error) {
+func RegisterChatRoom(srv *server.Server, impl ChatRoom) (*ChatRoomNamespace, error) {
 	ns, err := server.Register[*v1.ChatState](srv, server.Class{
 		Name:    ChatRoomClassName,
 		Binding: ChatRoomBinding,
 		Segment: ChatRoomURLSegment,
 		Service: "examples.chat.v1.ChatRoom",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

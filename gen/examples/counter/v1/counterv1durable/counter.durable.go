@@ -88,14 +88,14 @@ type CounterNamespace struct {
 
 // RegisterCounter registers impl as the Counter class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterCounter(srv *server.Server, impl Counter, opts ...server.ClassOption) (*CounterNamespace, error) {
+func RegisterCounter(srv *server.Server, impl Counter) (*CounterNamespace, error) {
 	ns, err := server.Register[*v1.CounterState](srv, server.Class{
 		Name:    CounterClassName,
 		Binding: CounterBinding,
 		Segment: CounterURLSegment,
 		Service: "examples.counter.v1.Counter",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

@@ -80,14 +80,14 @@ type DocumentNamespace struct {
 
 // RegisterDocument registers impl as the Document class of srv and mounts
 // its Connect, gRPC and gRPC-Web handlers.
-func RegisterDocument(srv *server.Server, impl Document, opts ...server.ClassOption) (*DocumentNamespace, error) {
+func RegisterDocument(srv *server.Server, impl Document) (*DocumentNamespace, error) {
 	ns, err := server.Register[*v1.DocumentState](srv, server.Class{
 		Name:    DocumentClassName,
 		Binding: DocumentBinding,
 		Segment: DocumentURLSegment,
 		Service: "examples.document.v1.Document",
 		SQL:     true,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

@@ -90,14 +90,14 @@ type PreferencesNamespace struct {
 
 // RegisterPreferences registers impl as the Preferences class of srv and
 // mounts its Connect, gRPC and gRPC-Web handlers.
-func RegisterPreferences(srv *server.Server, impl Preferences, opts ...server.ClassOption) (*PreferencesNamespace, error) {
+func RegisterPreferences(srv *server.Server, impl Preferences) (*PreferencesNamespace, error) {
 	ns, err := server.Register[*v1.PreferencesState](srv, server.Class{
 		Name:    PreferencesClassName,
 		Binding: PreferencesBinding,
 		Segment: PreferencesURLSegment,
 		Service: "examples.preferences.v1.Preferences",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

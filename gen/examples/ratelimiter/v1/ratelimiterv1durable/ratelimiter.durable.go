@@ -85,14 +85,14 @@ type RateLimiterNamespace struct {
 
 // RegisterRateLimiter registers impl as the RateLimiter class of srv and
 // mounts its Connect, gRPC and gRPC-Web handlers.
-func RegisterRateLimiter(srv *server.Server, impl RateLimiter, opts ...server.ClassOption) (*RateLimiterNamespace, error) {
+func RegisterRateLimiter(srv *server.Server, impl RateLimiter) (*RateLimiterNamespace, error) {
 	ns, err := server.Register[*v1.RateLimiterState](srv, server.Class{
 		Name:    RateLimiterClassName,
 		Binding: RateLimiterBinding,
 		Segment: RateLimiterURLSegment,
 		Service: "examples.ratelimiter.v1.RateLimiter",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

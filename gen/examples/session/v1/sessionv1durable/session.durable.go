@@ -99,14 +99,14 @@ type SessionNamespace struct {
 
 // RegisterSession registers impl as the Session class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterSession(srv *server.Server, impl Session, opts ...server.ClassOption) (*SessionNamespace, error) {
+func RegisterSession(srv *server.Server, impl Session) (*SessionNamespace, error) {
 	ns, err := server.Register[*v1.SessionState](srv, server.Class{
 		Name:    SessionClassName,
 		Binding: SessionBinding,
 		Segment: SessionURLSegment,
 		Service: "examples.session.v1.Session",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

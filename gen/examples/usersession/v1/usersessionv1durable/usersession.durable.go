@@ -85,14 +85,14 @@ type UserSessionNamespace struct {
 
 // RegisterUserSession registers impl as the UserSession class of srv and
 // mounts its Connect, gRPC and gRPC-Web handlers.
-func RegisterUserSession(srv *server.Server, impl UserSession, opts ...server.ClassOption) (*UserSessionNamespace, error) {
+func RegisterUserSession(srv *server.Server, impl UserSession) (*UserSessionNamespace, error) {
 	ns, err := server.Register[*v1.UserSessionState](srv, server.Class{
 		Name:    UserSessionClassName,
 		Binding: UserSessionBinding,
 		Segment: UserSessionURLSegment,
 		Service: "examples.usersession.v1.UserSession",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

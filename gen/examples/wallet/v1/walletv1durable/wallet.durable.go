@@ -88,14 +88,14 @@ type WalletNamespace struct {
 
 // RegisterWallet registers impl as the Wallet class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterWallet(srv *server.Server, impl Wallet, opts ...server.ClassOption) (*WalletNamespace, error) {
+func RegisterWallet(srv *server.Server, impl Wallet) (*WalletNamespace, error) {
 	ns, err := server.Register[*v1.WalletState](srv, server.Class{
 		Name:    WalletClassName,
 		Binding: WalletBinding,
 		Segment: WalletURLSegment,
 		Service: "examples.wallet.v1.Wallet",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

@@ -83,14 +83,14 @@ type ChatRoomNamespace struct {
 
 // RegisterChatRoom registers impl as the ChatRoom class of srv and mounts
 // its Connect, gRPC and gRPC-Web handlers.
-func RegisterChatRoom(srv *server.Server, impl ChatRoom, opts ...server.ClassOption) (*ChatRoomNamespace, error) {
+func RegisterChatRoom(srv *server.Server, impl ChatRoom) (*ChatRoomNamespace, error) {
 	ns, err := server.Register[*v1.ChatRoomState](srv, server.Class{
 		Name:    ChatRoomClassName,
 		Binding: ChatRoomBinding,
 		Segment: ChatRoomURLSegment,
 		Service: "test.chat.v1.ChatRoom",
 		SQL:     true,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}
@@ -191,14 +191,14 @@ type LobbyNamespace struct {
 
 // RegisterLobby registers impl as the Lobby class of srv and mounts its
 // Connect, gRPC and gRPC-Web handlers.
-func RegisterLobby(srv *server.Server, impl Lobby, opts ...server.ClassOption) (*LobbyNamespace, error) {
+func RegisterLobby(srv *server.Server, impl Lobby) (*LobbyNamespace, error) {
 	ns, err := server.Register[*v1.LobbyState](srv, server.Class{
 		Name:    LobbyClassName,
 		Binding: LobbyBinding,
 		Segment: LobbyURLSegment,
 		Service: "test.chat.v1.Lobby",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

@@ -73,14 +73,14 @@ type HTTPProxyNamespace struct {
 
 // RegisterHTTPProxy registers impl as the HTTPProxy class of srv and mounts
 // its Connect, gRPC and gRPC-Web handlers.
-func RegisterHTTPProxy(srv *server.Server, impl HTTPProxy, opts ...server.ClassOption) (*HTTPProxyNamespace, error) {
+func RegisterHTTPProxy(srv *server.Server, impl HTTPProxy) (*HTTPProxyNamespace, error) {
 	ns, err := server.Register[*v1.Proxy_Cache](srv, server.Class{
 		Name:    HTTPProxyClassName,
 		Binding: HTTPProxyBinding,
 		Segment: HTTPProxyURLSegment,
 		Service: "test.proxy.v1.HTTPProxy",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}

@@ -77,14 +77,14 @@ type InventoryNamespace struct {
 
 // RegisterInventory registers impl as the Inventory class of srv and mounts
 // its Connect, gRPC and gRPC-Web handlers.
-func RegisterInventory(srv *server.Server, impl Inventory, opts ...server.ClassOption) (*InventoryNamespace, error) {
+func RegisterInventory(srv *server.Server, impl Inventory) (*InventoryNamespace, error) {
 	ns, err := server.Register[*v1.Ledger](srv, server.Class{
 		Name:    InventoryClassName,
 		Binding: InventoryBinding,
 		Segment: InventoryURLSegment,
 		Service: "test.shop.v1.Inventory",
 		SQL:     false,
-	}, impl, opts...)
+	}, impl)
 	if err != nil {
 		return nil, err
 	}
