@@ -109,7 +109,6 @@ func Open(path string, opts ...Option) (*DB, error) {
 	return db, nil
 }
 
-
 // submit queues b for the next group commit. It blocks while the queue is
 // full, which slows the objects that write faster than the disk commits.
 // After Close, b is acknowledged with ErrClosed at once.
