@@ -13,6 +13,7 @@ import (
 	"google.golang.org/protobuf/types/known/structpb"
 
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/storage/storagetest"
 )
 
 // backends opens a store of each kind; reopen gives the same object's
@@ -304,64 +305,6 @@ func TestTypedHelpers(t *testing.T) {
 	})
 }
 
-// model is the reference the property test compares List against.
-type model map[string]string
-
-func (m model) list(o storage.ListOptions) []string {
-	var keys []string
-	for k := range m {
-		switch {
-		case !strings.HasPrefix(k, o.Prefix),
-			o.Start != "" && k < o.Start,
-			o.StartAfter != "" && k <= o.StartAfter,
-			o.End != "" && k >= o.End:
-			continue
-		}
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	if o.Reverse {
-		slices.Reverse(keys)
-	}
-	if o.Limit > 0 && len(keys) > o.Limit {
-		keys = keys[:o.Limit]
-	}
-	return keys
-}
-
-// alphabet mixes ASCII, multi-byte and astral characters, and the bytes
-// where UTF-8 and UTF-16 orders disagree.
-var alphabet = []string{"a", "b", "ab", "z", "é", "ø", "中", "\uffff", "😀", "𝄞", ":", "\x00", "~"}
-
-func randomKey(r *rand.Rand) string {
-	var b strings.Builder
-	for range 1 + r.IntN(4) {
-		b.WriteString(alphabet[r.IntN(len(alphabet))])
-	}
-	return b.String()
-}
-
-func randomOptions(r *rand.Rand) storage.ListOptions {
-	var o storage.ListOptions
-	if r.IntN(3) == 0 {
-		o.Prefix = alphabet[r.IntN(len(alphabet))]
-	}
-	switch r.IntN(3) {
-	case 0:
-		o.Start = randomKey(r)
-	case 1:
-		o.StartAfter = randomKey(r)
-	}
-	if r.IntN(2) == 0 {
-		o.End = randomKey(r)
-	}
-	if r.IntN(2) == 0 {
-		o.Limit = 1 + r.IntN(8)
-	}
-	o.Reverse = r.IntN(2) == 0
-	return o
-}
-
 // TestListMatchesModel runs random writes, failed calls, transactions and
 // commits against both backends and a map, and compares every List.
 func TestListMatchesModel(t *testing.T) {
@@ -369,13 +312,13 @@ func TestListMatchesModel(t *testing.T) {
 		ctx := context.Background()
 		st := open()
 		r := rand.New(rand.NewPCG(1, 2))
-		committed := model{}
+		committed := storagetest.Model{}
 		for round := range 300 {
 			fail := r.IntN(5) == 0
 			pending := maps(committed)
 			err := call(t, st, func(kv *storage.KV) error {
 				for range 1 + r.IntN(6) {
-					k := randomKey(r)
+					k := storagetest.RandomKey(r)
 					switch op := r.IntN(10); {
 					case op < 6:
 						v := fmt.Sprint(round, op)
@@ -391,7 +334,7 @@ func TestListMatchesModel(t *testing.T) {
 						clear(pending)
 					}
 				}
-				o := randomOptions(r)
+				o := storagetest.RandomListOptions(r)
 				entries, err := kv.List(ctx, o)
 				if err != nil {
 					t.Fatal(err)
@@ -403,7 +346,7 @@ func TestListMatchesModel(t *testing.T) {
 						t.Fatalf("round %d: value of %q = %q, want %q", round, e.Key, e.Value, pending[e.Key])
 					}
 				}
-				if want := pending.list(o); !slices.Equal(got, want) {
+				if want := pending.List(o); !slices.Equal(got, want) {
 					t.Fatalf("round %d: List(%+v) = %q, want %q", round, o, got, want)
 				}
 				if fail {
@@ -423,8 +366,8 @@ func TestListMatchesModel(t *testing.T) {
 	})
 }
 
-func maps(m model) model {
-	c := make(model, len(m))
+func maps(m storagetest.Model) storagetest.Model {
+	c := make(storagetest.Model, len(m))
 	for k, v := range m {
 		c[k] = v
 	}
@@ -461,7 +404,7 @@ func FuzzKey(f *testing.F) {
 	})
 }
 
-// FuzzListOptions compares List with arbitrary options against the model
+// FuzzListOptions compares List with arbitrary options against the storagetest.Model
 // over a fixed committed set.
 func FuzzListOptions(f *testing.F) {
 	st, err := storage.OpenFile(filepath.Join(f.TempDir(), "object.db"))
@@ -470,11 +413,11 @@ func FuzzListOptions(f *testing.F) {
 	}
 	defer st.Close()
 	ctx := context.Background()
-	m := model{}
+	m := storagetest.Model{}
 	r := rand.New(rand.NewPCG(3, 4))
 	if err := call(f, st, func(kv *storage.KV) error {
 		for range 100 {
-			k := randomKey(r)
+			k := storagetest.RandomKey(r)
 			m[k] = k
 			kv.Put(ctx, k, []byte(k))
 		}
@@ -505,7 +448,7 @@ func FuzzListOptions(f *testing.F) {
 			for _, e := range entries {
 				got = append(got, e.Key)
 			}
-			if want := m.list(o); !slices.Equal(got, want) {
+			if want := m.List(o); !slices.Equal(got, want) {
 				t.Fatalf("List(%+v) = %q, want %q", o, got, want)
 			}
 			return nil

@@ -1,6 +1,6 @@
 // Package storagetest checks that a storage.ObjectStore keeps the contract
 // the runtime relies on: what a batch commits is read back, List's bounds
-// and order match a model, DeleteAll, alarms and their index, stale
+// and order match a Model, DeleteAll, alarms and their index, stale
 // batches, many objects at once. The node database runs it in the storage
 // package's tests and the etcd store in the cluster module's, so that both
 // implementations are held to the same tests.
@@ -137,10 +137,12 @@ func testKV(t *testing.T, open Open) {
 	})
 }
 
-// model is the reference the property test compares List against.
-type model map[string]string
+// Model is the reference List is compared against: a map of the keys
+// and values an object holds, listed as the KV API says.
+type Model map[string]string
 
-func (m model) list(o storage.ListOptions) []string {
+// List returns the keys of m that o selects, in List's order.
+func (m Model) List(o storage.ListOptions) []string {
 	var keys []string
 	for k := range m {
 		switch {
@@ -167,7 +169,8 @@ func (m model) list(o storage.ListOptions) []string {
 // orders disagree.
 var alphabet = []string{"a", "b", "ab", "z", "é", "ø", "中", "\uffff", "😀", "𝄞", ":", "/", "\x00", "~", "k/"}
 
-func randomKey(r *rand.Rand) string {
+// RandomKey returns a key of one to four characters of the alphabet.
+func RandomKey(r *rand.Rand) string {
 	var b strings.Builder
 	for range 1 + r.IntN(4) {
 		b.WriteString(alphabet[r.IntN(len(alphabet))])
@@ -175,19 +178,21 @@ func randomKey(r *rand.Rand) string {
 	return b.String()
 }
 
-func randomOptions(r *rand.Rand) storage.ListOptions {
+// RandomListOptions returns options with a random prefix, start, end,
+// limit and direction, drawn from the alphabet.
+func RandomListOptions(r *rand.Rand) storage.ListOptions {
 	var o storage.ListOptions
 	if r.IntN(3) == 0 {
 		o.Prefix = alphabet[r.IntN(len(alphabet))]
 	}
 	switch r.IntN(3) {
 	case 0:
-		o.Start = randomKey(r)
+		o.Start = RandomKey(r)
 	case 1:
-		o.StartAfter = randomKey(r)
+		o.StartAfter = RandomKey(r)
 	}
 	if r.IntN(2) == 0 {
-		o.End = randomKey(r)
+		o.End = RandomKey(r)
 	}
 	if r.IntN(2) == 0 {
 		o.Limit = 1 + r.IntN(8)
@@ -204,9 +209,9 @@ func testListModel(t *testing.T, open Open) {
 	store := open(t)
 	st := storage.NewStore(store, "Test", ID(3))
 	r := rand.New(rand.NewPCG(1, 2))
-	committed := model{}
-	check := func(round int, kv *storage.KV, m model) {
-		o := randomOptions(r)
+	committed := Model{}
+	check := func(round int, kv *storage.KV, m Model) {
+		o := RandomListOptions(r)
 		entries, err := kv.List(ctx, o)
 		must(t, err)
 		var got []string
@@ -216,7 +221,7 @@ func testListModel(t *testing.T, open Open) {
 				t.Fatalf("round %d: value of %q = %q, want %q", round, e.Key, e.Value, m[e.Key])
 			}
 		}
-		if want := m.list(o); !slices.Equal(got, want) {
+		if want := m.List(o); !slices.Equal(got, want) {
 			t.Fatalf("round %d: List(%+v) = %q, want %q", round, o, got, want)
 		}
 	}
@@ -225,7 +230,7 @@ func testListModel(t *testing.T, open Open) {
 		pending := clone(committed)
 		err := Call(t, st, func(kv *storage.KV) error {
 			for range 1 + r.IntN(6) {
-				k := randomKey(r)
+				k := RandomKey(r)
 				switch op := r.IntN(10); {
 				case op < 6:
 					v := fmt.Sprint(round, op)
@@ -259,8 +264,8 @@ func testListModel(t *testing.T, open Open) {
 	}
 }
 
-func clone(m model) model {
-	c := make(model, len(m))
+func clone(m Model) Model {
+	c := make(Model, len(m))
 	for k, v := range m {
 		c[k] = v
 	}
@@ -273,7 +278,7 @@ func testListPages(t *testing.T, open Open) {
 	ctx := context.Background()
 	store := open(t)
 	st := storage.NewStore(store, "Test", ID(4))
-	m := model{}
+	m := Model{}
 	for c := range 3 {
 		Call(t, st, func(kv *storage.KV) error {
 			batch := map[string][]byte{}
@@ -298,7 +303,7 @@ func testListPages(t *testing.T, open Open) {
 			for _, e := range entries {
 				got = append(got, e.Key)
 			}
-			if want := m.list(o); !slices.Equal(got, want) {
+			if want := m.List(o); !slices.Equal(got, want) {
 				t.Fatalf("List(%+v) = %d keys %q…, want %d", o, len(got), got[:min(3, len(got))], len(want))
 			}
 		}
@@ -321,7 +326,7 @@ func testDeleteAll(t *testing.T, open Open) {
 		return kv.PutMany(ctx, map[string][]byte{"b": {5}, "b\x00": {6}, "d": {7}})
 	})
 	must(t, Commit(st, nil))
-	expect(t, store, ID(5), model{"b": "\x05", "b\x00": "\x06", "d": "\x07"})
+	expect(t, store, ID(5), Model{"b": "\x05", "b\x00": "\x06", "d": "\x07"})
 
 	// Three batches without waiting: put, DeleteAll and put, delete.
 	var wg sync.WaitGroup
@@ -342,17 +347,17 @@ func testDeleteAll(t *testing.T, open Open) {
 	}
 	wg.Wait()
 	must(t, errors.Join(errs...))
-	expect(t, store, ID(5), model{"g": "g"})
+	expect(t, store, ID(5), Model{"g": "g"})
 }
 
 // expect checks that the store holds exactly m for object id.
-func expect(t *testing.T, store storage.ObjectStore, id [32]byte, m model) {
+func expect(t *testing.T, store storage.ObjectStore, id [32]byte, m Model) {
 	t.Helper()
 	fresh := storage.NewStore(store, "Test", id)
 	Call(t, fresh, func(kv *storage.KV) error {
 		entries, err := kv.List(context.Background(), storage.ListOptions{})
 		must(t, err)
-		got := model{}
+		got := Model{}
 		for _, e := range entries {
 			got[e.Key] = string(e.Value)
 		}
