@@ -356,8 +356,8 @@ func TestConnectionCapDefault(t *testing.T) {
 	if got, want := server.StorageDescriptors(e.srv), max(256, int(min(rl.Cur, 1<<20))/2); got != want {
 		t.Errorf("descriptors left to storage: %d, want %d of the limit %d", got, want, rl.Cur)
 	}
-	if files := e.srv.MaxOpenSQLFiles(); files < 1 || 3*files > server.StorageDescriptors(e.srv) {
-		t.Errorf("the default budget of %d SQL files (3 descriptors each) does not fit in the %d descriptors left to storage", files, server.StorageDescriptors(e.srv))
+	if files := e.srv.MaxOpenSQLFiles(); files < 1 || server.DescriptorsPerSQLFile*files > server.StorageDescriptors(e.srv) {
+		t.Errorf("the default budget of %d SQL files (%d descriptors each) does not fit in the %d descriptors left to storage", files, server.DescriptorsPerSQLFile, server.StorageDescriptors(e.srv))
 	}
 	e2 := newEnv(t, server.WithDescriptorReserve(1000))
 	if got := server.StorageDescriptors(e2.srv); got != 1000 && int(rl.Cur) >= 1016 {

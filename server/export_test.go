@@ -14,3 +14,6 @@ func Connections(s *Server) (open, idle int) {
 
 // StorageDescriptors is storageDescriptors, for the external tests.
 func StorageDescriptors(s *Server) int { return s.storageDescriptors() }
+
+// DescriptorsPerSQLFile is descriptorsPerSQLFile, for the external tests.
+const DescriptorsPerSQLFile = descriptorsPerSQLFile
