@@ -19,19 +19,37 @@ import (
 	"github.com/durablego/durable/server"
 )
 
+// serveCounters serves impl as the Counter class on a loopback port, as
+// package server's example shows, and returns its in-process namespace, its
+// URL and how to stop it.
+func serveCounters(impl counterv1durable.Counter) (*counterv1durable.CounterNamespace, string, func()) {
+	dir, _ := os.MkdirTemp("", "durable-example")
+	srv, err := server.New(server.WithDataDir(dir))
+	if err != nil {
+		panic(err)
+	}
+	counters, err := counterv1durable.RegisterCounter(srv, impl)
+	if err != nil {
+		panic(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		panic(err)
+	}
+	go srv.Serve(ln)
+	return counters, "http://" + ln.Addr().String(), func() {
+		srv.Shutdown(context.Background())
+		os.RemoveAll(dir)
+	}
+}
+
 // The IDs a class's namespace mints: the same name gives the same ID every
 // time (and on every server sharing the secret), a unique ID is new every
 // time, and an ID's string parses back to an equal ID only in the namespace
 // that minted it.
 func ExampleID() {
-	dir, _ := os.MkdirTemp("", "durable-example")
-	defer os.RemoveAll(dir)
-	srv, err := server.New(server.WithDataDir(dir))
-	if err != nil {
-		panic(err)
-	}
-	defer srv.Shutdown(context.Background())
-	counters, _ := counterv1durable.RegisterCounter(srv, counter.Counter{})
+	counters, _, stop := serveCounters(counter.Counter{})
+	defer stop()
 
 	a, b := counters.IDFromName("user-123"), counters.IDFromName("user-123")
 	fmt.Println(a.Equal(b), a.Name(), len(a.String()))
@@ -55,22 +73,14 @@ func ExampleID() {
 // the client has restored them, over the network; KindOf names the kind,
 // which gives the Connect code and the HTTP status.
 func ExampleKindOf() {
-	dir, _ := os.MkdirTemp("", "durable-example")
-	defer os.RemoveAll(dir)
-	srv, err := server.New(server.WithDataDir(dir))
-	if err != nil {
-		panic(err)
-	}
-	counters, _ := counterv1durable.RegisterCounter(srv, counter.Counter{})
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
+	counters, url, stop := serveCounters(counter.Counter{})
+	defer stop()
 
-	_, err = counters.IDFromString("user-123") // a name, not an ID
+	_, err := counters.IDFromString("user-123") // a name, not an ID
 	fmt.Println(errors.Is(err, durable.ErrInvalidID), errors.Is(err, durable.ErrIDLength), durable.KindOf(err))
 
 	// A remote client checks only an ID's syntax; the server checks its MAC.
-	remote := counterv1durableclient.NewCounterClient(http.DefaultClient, "http://"+ln.Addr().String())
+	remote := counterv1durableclient.NewCounterClient(http.DefaultClient, url)
 	forged, _ := remote.IDFromString(strings.Repeat("0", durable.IDLen))
 	_, err = remote.Get(forged).GetValue(context.Background(), &counterv1.GetValueRequest{})
 	kind := durable.KindOf(err)
@@ -97,17 +107,9 @@ func (c cappedCounter) Increment(ctx context.Context, o *counterv1durable.Counte
 // the code. In process it wraps the method's own error; over the network
 // the code and the message travel, not the Go error.
 func ExampleRPCError() {
-	dir, _ := os.MkdirTemp("", "durable-example")
-	defer os.RemoveAll(dir)
-	srv, err := server.New(server.WithDataDir(dir))
-	if err != nil {
-		panic(err)
-	}
-	counters, _ := counterv1durable.RegisterCounter(srv, cappedCounter{})
-	ln, _ := net.Listen("tcp", "127.0.0.1:0")
-	go srv.Serve(ln)
-	defer srv.Shutdown(context.Background())
-	remote := counterv1durableclient.NewCounterClient(http.DefaultClient, "http://"+ln.Addr().String())
+	counters, url, stop := serveCounters(cappedCounter{})
+	defer stop()
+	remote := counterv1durableclient.NewCounterClient(http.DefaultClient, url)
 
 	for _, stub := range []counterv1durable.CounterStub{
 		counters.Get(counters.IDFromName("c")),

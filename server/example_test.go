@@ -109,7 +109,10 @@ func ExampleServer_Handler() {
 	remote := counterv1durableclient.NewCounterClient(http.DefaultClient, url)
 	res, err := remote.Get(remote.IDFromName("user-123")).Increment(context.Background(), &counterv1.IncrementRequest{})
 	fmt.Println(res.GetValue(), err)
-	version, _ := http.Get(url + "/version")
+	version, err := http.Get(url + "/version")
+	if err != nil {
+		panic(err)
+	}
 	defer version.Body.Close()
 	body, _ := io.ReadAll(version.Body)
 	fmt.Println(string(body))
