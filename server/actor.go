@@ -74,6 +74,7 @@ type actor[S proto.Message] struct {
 	dirty bool   // no stored state: the first batch that writes stores it too
 	epoch int64  // incremented each time state is reloaded from storage
 	batch []*call[S]
+	cat   catalogState // the object's catalog entry, as far as known
 
 	// poisoned is the latest epoch whose writes failed to commit: batches
 	// of that epoch still queued in storage are discarded, and the actor
@@ -233,6 +234,9 @@ func (a *actor[S]) load() error {
 		}
 		a.store = store
 		a.obj.Storage, a.obj.SQL = store.KV, store.SQL
+	}
+	if err := a.loadCatalog(); err != nil {
+		return err
 	}
 	enc, found, err := a.store.LoadState(context.Background())
 	if err != nil {
@@ -395,6 +399,10 @@ func (a *actor[S]) runBatch(first *call[S]) {
 	}
 	write = write || a.dirty
 	a.dirty = false
+	if err := a.recordCatalog(); err != nil {
+		a.failBatch(calls, err)
+		return
+	}
 	a.submit(append([]*call[S](nil), calls...), write)
 }
 

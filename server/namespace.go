@@ -2,12 +2,10 @@ package server
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math/rand/v2"
 	"net/http"
-	"path/filepath"
 	"regexp"
 	"sync"
 	"time"
@@ -156,9 +154,8 @@ func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
 	if !n.class.SQL {
 		store = n.srv.db.Store(key.Class, key.ID)
 	} else {
-		path := filepath.Join(n.srv.opts.dataDir, "sql", key.Class, hex.EncodeToString(key.ID[:])+".db")
 		var err error
-		store, err = storage.OpenFile(path, storage.WithFileDurability(n.srv.opts.durability),
+		store, err = storage.OpenFile(n.srv.sqlPath(key.Class, key.ID), storage.WithFileDurability(n.srv.opts.durability),
 			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithAlarmIndex(n.srv.db, key.Class, key.ID),
 			storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
 		if err != nil {

@@ -125,17 +125,20 @@ type batch struct {
 	id         [32]byte
 	state      []byte // replaces the stored state when writeState is set
 	writeState bool
-	kv         *layer      // key-value writes; cleared deletes every key first
-	valid      func() bool // asked just before applying; false: skip, ErrStale
-	done       func(error) // called once, from the writer goroutine
-	meta       *metaWrite  // a write to the meta table instead (SetMeta)
+	kv         *layer        // key-value writes; cleared deletes every key first
+	valid      func() bool   // asked just before applying; false: skip, ErrStale
+	done       func(error)   // called once, from the writer goroutine
+	meta       *metaWrite    // a write to the meta table instead (SetMeta)
+	cat        *catalogWrite // the object's catalog entry, or its deletion
 }
 
 // ErrStale acknowledges a batch that was skipped because its object was
 // reset after an earlier batch of it failed to commit.
 var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")
 
-func (b *batch) empty() bool { return !b.writeState && b.kv.empty() && b.meta == nil }
+func (b *batch) empty() bool {
+	return !b.writeState && b.kv.empty() && b.meta == nil && b.cat == nil
+}
 
 // submit queues b for the next group commit. It blocks while the queue is
 // full, which slows the objects that write faster than the disk commits.

@@ -1,0 +1,63 @@
+package server
+
+import (
+	"context"
+	"encoding/hex"
+	"path/filepath"
+	"time"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/storage"
+)
+
+// catalogState is what an actor knows of its object's entry in the
+// catalog (storage.CatalogEntry), so that it rewrites the entry only when
+// needed: on the first write, when it learns the object's name, and at most
+// once per storage.CatalogRefresh to keep the last write time.
+type catalogState struct {
+	known   bool   // the catalog has an entry
+	name    string // the entry's name
+	written int64  // the entry's last write, Unix milliseconds
+}
+
+// loadCatalog reads the object's catalog entry when it is activated, and
+// takes its name from it: an object activated by its ID (an alarm, a call
+// by ID) knows the name it was created from.
+func (a *actor[S]) loadCatalog() error {
+	e, found, err := a.ns.srv.db.CatalogEntry(context.Background(), a.key.Class, a.key.ID)
+	if err != nil {
+		return err
+	}
+	a.cat = catalogState{known: found, name: e.Name, written: e.Written}
+	if e.Name != "" && a.obj.ID.Name() == "" {
+		a.obj.ID = durable.ResolvedID(a.key.Class, a.key.ID, e.Name)
+	}
+	return nil
+}
+
+// recordCatalog has the batch about to be committed record the object's
+// catalog entry when the entry is missing, lacks the name or is older than
+// storage.CatalogRefresh: in the batch's own transaction for an object of
+// the node database, just before it (and waiting for it) for an object
+// with its own SQL file.
+func (a *actor[S]) recordCatalog() error {
+	name := a.obj.ID.Name()
+	now := time.Now().UnixMilli()
+	if a.cat.known && (name == "" || a.cat.name != "") && now-a.cat.written < storage.CatalogRefresh.Milliseconds() {
+		return nil
+	}
+	if !a.store.Catalog(name, now) {
+		if err := a.ns.srv.db.PutCatalog(context.Background(), a.key.Class, a.key.ID, name, now); err != nil {
+			return err
+		}
+	}
+	// Optimistic for the node database: a failed commit poisons the actor,
+	// which reloads the entry with its state.
+	a.cat = catalogState{known: true, name: max(name, a.cat.name), written: now}
+	return nil
+}
+
+// sqlPath is the file of the SQL database of the object id of class.
+func (s *Server) sqlPath(class string, id [32]byte) string {
+	return filepath.Join(s.opts.dataDir, "sql", class, hex.EncodeToString(id[:])+".db")
+}
