@@ -75,6 +75,9 @@ type actor[S proto.Message] struct {
 	epoch int64  // incremented each time state is reloaded from storage
 	batch []*call[S]
 	cat   catalogState // the object's catalog entry, as far as known
+	// reload: the next batch reloads the object from storage, as after a
+	// failed commit (an operator deleted it: see Namespace.forget).
+	reload bool
 
 	// poisoned is the latest epoch whose writes failed to commit: batches
 	// of that epoch still queued in storage are discarded, and the actor
@@ -321,7 +324,8 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		}
 	}()
 
-	if a.poisoned.Load() >= a.epoch {
+	if a.poisoned.Load() >= a.epoch || a.reload {
+		a.reload = false
 		a.inflight.Wait()
 		a.store.Reset()
 		if err := a.load(); a.cut {

@@ -120,6 +120,7 @@ type namespace interface {
 	socketEvent(key callchain.Key, ev websocket.Event) error
 	mailboxes() (active, depth, depthMax int)
 	cutStuck()
+	adminClass
 }
 
 // New opens the server's storage in its data directory and returns a
@@ -209,6 +210,9 @@ func New(opts ...Option) (*Server, error) {
 	s.Mount(idPath, capRPCBody(idHandler, o.net.maxRPCMessage))
 	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
 	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))
+	if o.admin {
+		s.mountAdmin()
+	}
 	started = true
 	return s, nil
 }

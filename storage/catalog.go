@@ -47,9 +47,9 @@ INSERT INTO meta (key, value) VALUES ('catalog', 'v1');
 const CatalogRefresh = time.Minute
 
 // catalogWrite is a batch's change to the catalog: an upsert of the
-// object's entry, or, with remove, the deletion of the object entirely
-// (state, key-value entries, alarm and entry), after the batch's other
-// writes.
+// object's entry, after the batch's other writes, or, with remove, the
+// deletion of the object entirely (state, key-value entries, alarm and
+// entry), before them.
 type catalogWrite struct {
 	name      string // "" keeps the stored name
 	writtenMs int64
@@ -80,19 +80,20 @@ type CatalogEntry struct {
 func (s *Store) Catalog(name string, writtenMs int64) bool {
 	n, ok := s.b.b.(*nodeStore)
 	if ok {
-		n.cat = &catalogWrite{name: name, writtenMs: writtenMs}
+		n.side = &sideWrite{cat: &catalogWrite{name: name, writtenMs: writtenMs}}
 	}
 	return ok
 }
 
 // Forget has the next Commit of a node-database store delete the object
-// entirely, after the commit's other writes: its state, key-value entries,
-// alarm and catalog entry. It reports false for a store with its own SQL
-// file.
+// entirely before the commit's own writes: its state, key-value entries,
+// alarm and catalog entry, so that a call of the batch after the one that
+// forgot writes on a blank object. It reports false for a store with its
+// own SQL file.
 func (s *Store) Forget() bool {
 	n, ok := s.b.b.(*nodeStore)
 	if ok {
-		n.cat = &catalogWrite{remove: true}
+		n.side = &sideWrite{cat: &catalogWrite{remove: true}}
 	}
 	return ok
 }
@@ -100,7 +101,7 @@ func (s *Store) Forget() bool {
 // PutCatalog records the catalog entry of the object (class, id), keeping
 // its stored name when name is "", and returns once it is durable.
 func (db *DB) PutCatalog(ctx context.Context, class string, id [32]byte, name string, writtenMs int64) error {
-	return db.submitWait(ctx, &batch{class: class, id: id, kv: &layer{}, cat: &catalogWrite{name: name, writtenMs: writtenMs}})
+	return db.submitWait(ctx, &batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{name: name, writtenMs: writtenMs}}})
 }
 
 // DeleteObject deletes what the node database holds of the object (class,
@@ -108,7 +109,7 @@ func (db *DB) PutCatalog(ctx context.Context, class string, id [32]byte, name st
 // entry, in one transaction, and returns once that is durable. The server
 // calls it from the object's mailbox, never beside a running call.
 func (db *DB) DeleteObject(ctx context.Context, class string, id [32]byte) error {
-	return db.submitWait(ctx, &batch{class: class, id: id, kv: &layer{}, cat: &catalogWrite{remove: true}})
+	return db.submitWait(ctx, &batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{remove: true}}})
 }
 
 // submitWait submits b and waits for its commit.

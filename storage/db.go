@@ -125,11 +125,17 @@ type batch struct {
 	id         [32]byte
 	state      []byte // replaces the stored state when writeState is set
 	writeState bool
-	kv         *layer        // key-value writes; cleared deletes every key first
-	valid      func() bool   // asked just before applying; false: skip, ErrStale
-	done       func(error)   // called once, from the writer goroutine
-	meta       *metaWrite    // a write to the meta table instead (SetMeta)
-	cat        *catalogWrite // the object's catalog entry, or its deletion
+	kv         *layer      // key-value writes; cleared deletes every key first
+	valid      func() bool // asked just before applying; false: skip, ErrStale
+	done       func(error) // called once, from the writer goroutine
+	side       *sideWrite  // a rare write beside the object's data; nil on the hot path
+}
+
+// sideWrite is a batch's rare write beside an object's data, out of line
+// so that the batch of an ordinary commit keeps its size class.
+type sideWrite struct {
+	meta *metaWrite    // a write to the meta table instead (SetMeta)
+	cat  *catalogWrite // the object's catalog entry, or its deletion
 }
 
 // ErrStale acknowledges a batch that was skipped because its object was
@@ -137,7 +143,7 @@ type batch struct {
 var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")
 
 func (b *batch) empty() bool {
-	return !b.writeState && b.kv.empty() && b.meta == nil && b.cat == nil
+	return !b.writeState && b.kv.empty() && b.side == nil
 }
 
 // submit queues b for the next group commit. It blocks while the queue is

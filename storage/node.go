@@ -27,7 +27,7 @@ type nodeStore struct {
 	seq   uint64        // batches submitted
 	acked atomic.Uint64 // the last batch committed
 	kv    *KV
-	cat   *catalogWrite // for the next commit (Store.Catalog, Store.Forget)
+	side  *sideWrite // for the next commit (Store.Catalog, Store.Forget)
 }
 
 func (n *nodeStore) loadState(ctx context.Context) ([]byte, bool, error) {
@@ -60,13 +60,13 @@ func (n *nodeStore) beginCall() error   { return nil }
 func (n *nodeStore) endCall(bool) error { return nil }
 func (n *nodeStore) needsCommit() bool  { return false }
 func (n *nodeStore) initialized()       {}
-func (n *nodeStore) reset()             { n.cat = nil }
+func (n *nodeStore) reset()             { n.side = nil }
 func (n *nodeStore) close() error       { return nil }
 
 func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func() bool, done func(error)) {
 	n.seq++
 	seq := n.seq
-	defer func() { n.cat = nil }()
+	defer func() { n.side = nil }()
 	if !kv.empty() {
 		n.kv.flush(kv, seq)
 	}
@@ -76,7 +76,7 @@ func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func(
 		state:      state,
 		writeState: writeState,
 		kv:         kv,
-		cat:        n.cat,
+		side:       n.side,
 		valid:      valid,
 		done: func(err error) {
 			if err == nil {

@@ -160,8 +160,17 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 // applyOne writes b and returns the bytes of state, keys and values it
 // wrote.
 func (w *writer) applyOne(b *batch) (n int, err error) {
-	if b.meta != nil {
-		return w.applyMeta(b.meta)
+	var cat *catalogWrite
+	if b.side != nil {
+		if b.side.meta != nil {
+			return w.applyMeta(b.side.meta)
+		}
+		cat = b.side.cat
+	}
+	if cat != nil && cat.remove {
+		if err := w.applyCatalog(b.class, b.id, cat); err != nil {
+			return 0, err
+		}
 	}
 	if b.writeState {
 		w.upsert.BindText(1, b.class)
@@ -207,8 +216,8 @@ func (w *writer) applyOne(b *batch) (n int, err error) {
 		}
 		n += len(key) + len(v.data)
 	}
-	if b.cat != nil {
-		if err := w.applyCatalog(b.class, b.id, b.cat); err != nil {
+	if cat != nil && !cat.remove {
+		if err := w.applyCatalog(b.class, b.id, cat); err != nil {
 			return 0, err
 		}
 	}
