@@ -89,7 +89,8 @@ type Server struct {
 	segments   map[string]namespace // by URL segment, for the Fetch routes
 	services   []string             // fully qualified service names
 	mux        *http.ServeMux
-	handler    http.Handler // built on first Handler call; registration ends then
+	handler    http.Handler              // built on first Handler call; registration ends then
+	health     *grpchealth.StaticChecker // built with handler; NOT_SERVING once Shutdown starts
 	httpServer *http.Server
 
 	validator   protovalidate.Validator
@@ -320,6 +321,10 @@ func (s *Server) lookup(name string) (namespace, error) {
 // the routes to the objects' Fetch hooks. Registration ends with the first
 // call.
 //
+// Health checking (grpc.health.v1) answers SERVING for the server and each
+// of its services until Shutdown starts, and NOT_SERVING from that moment,
+// so that a load balancer stops sending while the server drains.
+//
 // With WithGuard, every request but health checks is the guard's to allow
 // (see Guard); browsers' cross-origin state changes and WebSocket upgrades
 // are refused unless WithTrustedOrigins or WithCORS lists their origin
@@ -341,7 +346,11 @@ func (s *Server) Handler() http.Handler {
 	if s.handler == nil {
 		services := append([]string{durablev1connect.IDServiceName}, s.services...)
 		// Health is the one door no guard shuts (see AccessKind).
-		healthPath, health := grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...)
+		s.health = grpchealth.NewStaticChecker(services...)
+		if s.closing.Load() {
+			s.notServing(services)
+		}
+		healthPath, health := grpchealth.NewHandler(s.health, s.opts.handlerOptions...)
 		s.mux.Handle(healthPath, capRPCBody(health, s.opts.net.maxRPCMessage))
 		reflector := grpcreflect.NewStaticReflector(services...)
 		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...)))
@@ -397,7 +406,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	return hs.Serve(limiter)
 }
 
-// Shutdown stops the server gracefully: it stops accepting connections and
+// Shutdown stops the server gracefully: health checks answer NOT_SERVING
+// from its first instant; it stops accepting connections and
 // lets in-flight requests finish (if Serve is running), refuses new calls
 // with durable.ErrShutdown, lets every object run the calls already in its
 // mailbox and commit them, and closes storage. It returns early with ctx's
@@ -407,6 +417,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.closing.Swap(true) {
 		return errors.New("server: Shutdown called twice")
 	}
+	// Draining is visible first: a load balancer's health checks see
+	// NOT_SERVING from now on, and stop sending.
+	s.mu.RLock()
+	if s.health != nil {
+		s.notServing(append([]string{durablev1connect.IDServiceName}, s.services...))
+	}
+	s.mu.RUnlock()
 	var errs []error
 	// Alarms first: a run dispatched now would find the mailboxes closed.
 	// Those not fired stay in the index for the next start.
@@ -466,6 +483,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		go func() { <-drained; s.lock.release() }()
 	}
 	return errors.Join(errs...)
+}
+
+// notServing has health checking answer NOT_SERVING for the server and
+// each of services. The caller holds s.mu.
+func (s *Server) notServing(services []string) {
+	s.health.SetStatus("", grpchealth.StatusNotServing)
+	for _, name := range services {
+		s.health.SetStatus(name, grpchealth.StatusNotServing)
+	}
 }
 
 // shed evicts sampled least recently used objects while more than the cap
