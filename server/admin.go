@@ -631,19 +631,25 @@ func (s *adminService) RunAlarm(ctx context.Context, req *connect.Request[durabl
 }
 
 func (s *adminService) DeleteObject(ctx context.Context, req *connect.Request[durablev1.DeleteObjectRequest]) (*connect.Response[durablev1.DeleteObjectResponse], error) {
-	ns, id, err := s.existing(ctx, req.Msg.GetObject())
-	if connect.CodeOf(err) == connect.CodeNotFound {
-		return connect.NewResponse(&durablev1.DeleteObjectResponse{}), nil
-	} else if err != nil {
+	ns, id, err := s.object(req.Msg.GetObject())
+	if err != nil {
 		return nil, err
 	}
+	_, stored, err := s.srv.db.CatalogEntry(ctx, ns.info().Name, id.Bytes())
+	if err != nil {
+		return nil, connect.NewError(connect.CodeInternal, err)
+	}
+	if !stored && !ns.isActive(id.Bytes()) {
+		return connect.NewResponse(&durablev1.DeleteObjectResponse{}), nil
+	}
+	// In memory but never stored, it may still hold sockets to close.
 	err = s.call(ctx, "DeleteObject", ns, id, func(ctx context.Context, o *adminObject) error {
 		return o.forget(ctx)
 	})
 	if err != nil {
 		return nil, err
 	}
-	return connect.NewResponse(&durablev1.DeleteObjectResponse{Existed: true}), nil
+	return connect.NewResponse(&durablev1.DeleteObjectResponse{Existed: stored}), nil
 }
 
 func (s *adminService) Backup(ctx context.Context, _ *connect.Request[durablev1.BackupRequest], stream *connect.ServerStream[durablev1.BackupResponse]) error {

@@ -41,9 +41,9 @@ type env struct {
 
 // commands is every subcommand, in the order "durable help" lists them.
 func commands() []command {
-	return []command{
+	return append([]command{
 		{name: "version", summary: "print the version of Durable this command was built from", run: runVersion},
-	}
+	}, opsCommands()...) // the operator's, over the admin service: ops.go
 }
 
 // errUsage reports a command line that does not parse; main exits with 2.

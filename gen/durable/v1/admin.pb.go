@@ -1800,7 +1800,7 @@ func (x *DeleteObjectRequest) GetObject() *ObjectRef {
 // DeleteObjectResponse tells whether there was anything to delete.
 type DeleteObjectResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
-	// existed reports whether the object was stored or in memory.
+	// existed reports whether the object was stored.
 	Existed       bool `protobuf:"varint,1,opt,name=existed,proto3" json:"existed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache

@@ -920,7 +920,7 @@ export const DeleteObjectRequestSchema: GenMessage<DeleteObjectRequest> = /*@__P
  */
 export type DeleteObjectResponse = Message<"durable.v1.DeleteObjectResponse"> & {
   /**
-   * existed reports whether the object was stored or in memory.
+   * existed reports whether the object was stored.
    *
    * @generated from field: bool existed = 1;
    */
