@@ -651,7 +651,3 @@ func (s *adminService) DeleteObject(ctx context.Context, req *connect.Request[du
 	}
 	return connect.NewResponse(&durablev1.DeleteObjectResponse{Existed: stored}), nil
 }
-
-func (s *adminService) Backup(ctx context.Context, _ *connect.Request[durablev1.BackupRequest], stream *connect.ServerStream[durablev1.BackupResponse]) error {
-	return connect.NewError(connect.CodeUnimplemented, errors.New("backup: not yet"))
-}

@@ -61,7 +61,14 @@ var listening = regexp.MustCompile(`listening" addr=(http://127\.0\.0\.1:\d+)`)
 // start runs the example server on data, with the flags args added.
 func start(t *testing.T, data string, args ...string) *process {
 	t.Helper()
+	return startEnv(t, nil, data, args...)
+}
+
+// startEnv is start with env added to the server's environment.
+func startEnv(t *testing.T, env []string, data string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"-addr", "127.0.0.1:0", "-data", data}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)

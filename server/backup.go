@@ -1,0 +1,141 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"connectrpc.com/connect"
+
+	"github.com/durablego/durable"
+	durablev1 "github.com/durablego/durable/gen/durable/v1"
+	"github.com/durablego/durable/storage"
+)
+
+// BackupStats is what a backup copied.
+type BackupStats struct {
+	// Files is the number of files written: the node database, the secret
+	// file, and one per SQL object.
+	Files int
+	// Bytes is their total size.
+	Bytes int64
+}
+
+// Backup writes an online, consistent copy of the server's data directory
+// into dir, which must be empty or absent, while the server serves: the
+// node database (objects.db) and every SQL object's database, each a
+// consistent copy taken during the backup (SQLite's online backup API,
+// from a read transaction of its own, which blocks no writer), and the
+// secret file, without which the copy's IDs could not be resolved. Every
+// write acknowledged before Backup was called is in the copy; a call whose
+// writes are in it is there whole (each database's copy is of one
+// transaction's view, and a call commits to one database).
+//
+// To restore, start a server on the copy (or on a copy of it): its
+// secret's fingerprint matches. A directory restored without the secret
+// file is refused with ErrSecretMismatch, which says so. Files in the data
+// directory that are not Durable's (a program's own databases) are not
+// copied.
+func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
+	var st BackupStats
+	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
+		return st, fmt.Errorf("server: backup into %s: the directory is not empty", dir)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		return st, fmt.Errorf("server: backup: %w", err)
+	}
+	add := func(path string) {
+		if fi, err := os.Stat(path); err == nil {
+			st.Files++
+			st.Bytes += fi.Size()
+		}
+	}
+	dst := filepath.Join(dir, "objects.db")
+	if err := s.db.Backup(ctx, dst); err != nil {
+		return st, fmt.Errorf("server: backup: %w", err)
+	}
+	add(dst)
+	if secret, err := os.ReadFile(filepath.Join(s.opts.dataDir, "secret")); err == nil {
+		if err := os.WriteFile(filepath.Join(dir, "secret"), secret, 0o600); err != nil {
+			return st, fmt.Errorf("server: backup the secret: %w", err)
+		}
+		add(filepath.Join(dir, "secret"))
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		return st, fmt.Errorf("server: backup the secret: %w", err)
+	}
+	root := filepath.Join(s.opts.dataDir, "sql")
+	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil // no SQL object yet
+		}
+		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".db") {
+			return err
+		}
+		rel, err := filepath.Rel(s.opts.dataDir, path)
+		if err != nil {
+			return err
+		}
+		out := filepath.Join(dir, rel)
+		if err := storage.BackupFile(ctx, path, out); err != nil {
+			if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
+				return nil // the object was deleted meanwhile
+			}
+			return err
+		}
+		add(out)
+		return nil
+	})
+	if err != nil {
+		return st, fmt.Errorf("server: backup: %w", err)
+	}
+	return st, nil
+}
+
+// backupChunk is the size of the chunks the admin service streams a
+// backup's files in: well under the RPC message limits of either side.
+const backupChunk = 256 << 10
+
+func (s *adminService) Backup(ctx context.Context, _ *connect.Request[durablev1.BackupRequest], stream *connect.ServerStream[durablev1.BackupResponse]) error {
+	tmp, err := os.MkdirTemp(s.srv.opts.dataDir, ".backup-")
+	if err != nil {
+		return connect.NewError(connect.CodeInternal, err)
+	}
+	defer os.RemoveAll(tmp)
+	if _, err := s.srv.Backup(ctx, tmp); err != nil {
+		return s.srv.toConnectError(ctx, err, "", "Admin.Backup", durable.ID{})
+	}
+	buf := make([]byte, backupChunk)
+	return filepath.WalkDir(tmp, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		rel, err := filepath.Rel(tmp, path)
+		if err != nil {
+			return err
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		for first := true; ; first = false {
+			n, err := io.ReadFull(f, buf)
+			if n > 0 || first {
+				if serr := stream.Send(&durablev1.BackupResponse{Path: filepath.ToSlash(rel), Data: buf[:n]}); serr != nil {
+					return serr
+				}
+			}
+			if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+				return nil
+			}
+			if err != nil {
+				return err
+			}
+		}
+	})
+}
