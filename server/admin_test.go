@@ -6,17 +6,20 @@ import (
 	"fmt"
 	"net/http"
 	"os"
+	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/ncruces/go-sqlite3"
 
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
+	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
 )
@@ -357,5 +360,44 @@ func TestAdminDeleteObject(t *testing.T) {
 	// Deleting what does not exist is no error.
 	if del, err := e.admin.DeleteObject(ctx, connect.NewRequest(&durablev1.DeleteObjectRequest{Object: byName("Ledger", "never")})); err != nil || del.Msg.GetExisted() {
 		t.Errorf("DeleteObject of nothing: %v %v", del, err)
+	}
+}
+
+// A data directory written before the catalog existed gets its objects
+// listed at the first start: those of the node database and the SQL
+// files, without their names until their next write by name.
+func TestAdminListsObjectsWrittenBeforeTheCatalog(t *testing.T) {
+	ctx := context.Background()
+	dir := t.TempDir()
+	e := newAdminEnvIn(t, dir)
+	if _, err := e.ledgers.Get(e.ledgers.IDFromName("old-book")).Record(ctx, &durabletestv1.RecordRequest{Key: "a"}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.counters.Get(e.counters.IDFromName("old-counter")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	e.shutdown(t)
+	c, err := sqlite3.Open(filepath.Join(dir, "objects.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Exec(`DELETE FROM catalog; DELETE FROM meta WHERE key IN ('catalog', 'catalog_sql')`); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+
+	e = newAdminEnvIn(t, dir)
+	for _, class := range []string{"Ledger", "Counter"} {
+		res, err := e.admin.ListObjects(ctx, connect.NewRequest(&durablev1.ListObjectsRequest{Class: class}))
+		if err != nil || len(res.Msg.GetObjects()) != 1 || res.Msg.GetObjects()[0].GetName() != "" {
+			t.Fatalf("%s: %v, %v", class, res, err)
+		}
+	}
+	if _, err := e.ledgers.Get(e.ledgers.IDFromName("old-book")).Record(ctx, &durabletestv1.RecordRequest{Key: "b"}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := e.admin.ListObjects(ctx, connect.NewRequest(&durablev1.ListObjectsRequest{Class: "Ledger", NamePrefix: "old-"}))
+	if err != nil || len(res.Msg.GetObjects()) != 1 || res.Msg.GetObjects()[0].GetName() != "old-book" {
+		t.Fatalf("after a write by name: %v, %v", res, err)
 	}
 }

@@ -3,7 +3,12 @@ package server
 import (
 	"context"
 	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/durablego/durable"
@@ -60,4 +65,45 @@ func (a *actor[S]) recordCatalog() error {
 // sqlPath is the file of the SQL database of the object id of class.
 func (s *Server) sqlPath(class string, id [32]byte) string {
 	return filepath.Join(s.opts.dataDir, "sql", class, hex.EncodeToString(id[:])+".db")
+}
+
+// catalogSQLKey records in the node database that the SQL objects of the
+// data directory are in the catalog.
+const catalogSQLKey = "catalog_sql"
+
+// backfillSQLCatalog lists in the catalog, once per data directory, the
+// SQL objects written before the catalog existed: the files under sql/,
+// with their modification time as their last write and no name (the name
+// is learnt at the object's next call by name).
+func backfillSQLCatalog(ctx context.Context, dir string, db *storage.DB) error {
+	if _, done, err := db.Meta(ctx, catalogSQLKey); err != nil || done {
+		return err
+	}
+	var entries []storage.CatalogEntry
+	classes, err := os.ReadDir(filepath.Join(dir, "sql"))
+	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("server: list the SQL objects: %w", err)
+	}
+	for _, c := range classes {
+		files, err := os.ReadDir(filepath.Join(dir, "sql", c.Name()))
+		if err != nil {
+			continue // not a class's directory
+		}
+		for _, f := range files {
+			raw, err := hex.DecodeString(strings.TrimSuffix(f.Name(), ".db"))
+			if !strings.HasSuffix(f.Name(), ".db") || err != nil || len(raw) != 32 {
+				continue
+			}
+			e := storage.CatalogEntry{Class: c.Name()}
+			copy(e.ID[:], raw)
+			if info, err := f.Info(); err == nil {
+				e.Written = info.ModTime().UnixMilli()
+			}
+			entries = append(entries, e)
+		}
+	}
+	if err := db.PutCatalogMany(ctx, entries); err != nil {
+		return err
+	}
+	return db.SetMeta(ctx, catalogSQLKey, "v1")
 }

@@ -172,6 +172,9 @@ func New(opts ...Option) (*Server, error) {
 		return nil, err
 	}
 	secret, err := openSecret(context.Background(), &o, db)
+	if err == nil {
+		err = backfillSQLCatalog(context.Background(), o.dataDir, db)
+	}
 	if err != nil {
 		db.Close()
 		return nil, err

@@ -286,3 +286,25 @@ func (db *DB) CountCatalog(ctx context.Context, class string) (int64, error) {
 	}
 	return n, nil
 }
+
+// PutCatalogMany is PutCatalog of every entry (its Class, ID, Name and
+// Written), committed in as few transactions as the writer groups them
+// into; it returns once all are durable.
+func (db *DB) PutCatalogMany(ctx context.Context, entries []CatalogEntry) error {
+	errs := make(chan error, len(entries))
+	for _, e := range entries {
+		db.submit(&batch{class: e.Class, id: e.ID, kv: &layer{},
+			side: &sideWrite{cat: &catalogWrite{name: e.Name, writtenMs: e.Written}}, done: func(err error) { errs <- err }})
+	}
+	for range entries {
+		select {
+		case err := <-errs:
+			if err != nil {
+				return fmt.Errorf("storage: catalog: %w", err)
+			}
+		case <-ctx.Done():
+			return ctx.Err()
+		}
+	}
+	return nil
+}
