@@ -247,6 +247,7 @@ const (
 	maxAdminPage     = 1000
 	defaultSQLRows   = 1000
 	maxSQLRows       = 10_000
+	maxKVPageBytes   = 1 << 20
 )
 
 func pageLimit(n int32, def, most int) int {
@@ -461,7 +462,13 @@ func (s *adminService) ListKV(ctx context.Context, req *connect.Request[durablev
 	err = s.call(ctx, "ListKV", ns, id, func(ctx context.Context, o *adminObject) error {
 		entries, err := o.Storage.List(ctx, storage.ListOptions{Prefix: req.Msg.GetPrefix(), StartAfter: req.Msg.GetStartAfter(),
 			Limit: pageLimit(req.Msg.GetLimit(), defaultAdminPage, maxAdminPage)})
+		size := 0
 		for _, e := range entries {
+			// A page of 1,000 values of 128 KiB would pass every message
+			// limit: the page ends past maxKVPageBytes (at least one entry).
+			if size += len(e.Key) + len(e.Value); size > maxKVPageBytes && len(res.Entries) > 0 {
+				break
+			}
 			res.Entries = append(res.Entries, &durablev1.KVEntry{Key: e.Key, Value: e.Value})
 		}
 		return err

@@ -401,3 +401,38 @@ func TestAdminListsObjectsWrittenBeforeTheCatalog(t *testing.T) {
 		t.Fatalf("after a write by name: %v, %v", res, err)
 	}
 }
+
+// A page of key-value entries stops past 1 MiB, however many the limit
+// allows: 1,000 values of 128 KiB would make a response of 128 MiB.
+func TestAdminListKVPageIsBoundedInBytes(t *testing.T) {
+	ctx := context.Background()
+	e := newAdminEnvIn(t, t.TempDir())
+	big := make([]byte, 128<<10)
+	for i := range 12 {
+		if _, err := e.admin.PutKV(ctx, connect.NewRequest(&durablev1.PutKVRequest{Object: byName("Counter", "c"), Key: fmt.Sprint("k", i), Value: big})); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var keys []string
+	after := ""
+	for range 12 {
+		res, err := e.admin.ListKV(ctx, connect.NewRequest(&durablev1.ListKVRequest{Object: byName("Counter", "c"), StartAfter: after, Limit: 1000}))
+		if err != nil {
+			t.Fatal(err)
+		}
+		n := len(res.Msg.GetEntries())
+		if n == 0 {
+			break
+		}
+		if n > 8 {
+			t.Fatalf("a page of %d values of 128 KiB", n)
+		}
+		for _, en := range res.Msg.GetEntries() {
+			keys = append(keys, en.GetKey())
+		}
+		after = keys[len(keys)-1]
+	}
+	if len(keys) != 12 {
+		t.Errorf("paged through %d keys, want 12", len(keys))
+	}
+}

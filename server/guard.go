@@ -115,7 +115,8 @@ type Guard func(ctx context.Context, a *Access) error
 // WithGuard makes g decide on every request from the network: RPCs over
 // Connect, gRPC and gRPC-Web, Fetch routes by name and by ID, WebSocket
 // upgrades, the ID service, reflection, the procedures the server does not
-// have, and the routes added with Mount. Health checking is answered
+// have, the routes added with Mount and, with WithAdmin, the admin
+// service, which opens only when g returns AllowAdmin. Health checking is answered
 // without it. Default: none, every request goes through (and costs
 // nothing more).
 func WithGuard(g Guard) Option { return func(o *options) { o.guard = g } }

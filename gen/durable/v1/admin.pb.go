@@ -814,7 +814,9 @@ func (x *ListKVRequest) GetLimit() int32 {
 	return 0
 }
 
-// ListKVResponse carries entries in key order.
+// ListKVResponse carries entries in key order: at most limit, and fewer
+// when their keys and values pass 1 MiB; continue with the last key as
+// start_after.
 type ListKVResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// entries are the entries.

@@ -441,7 +441,9 @@ export const ListKVRequestSchema: GenMessage<ListKVRequest> = /*@__PURE__*/
   messageDesc(file_durable_v1_admin, 11);
 
 /**
- * ListKVResponse carries entries in key order.
+ * ListKVResponse carries entries in key order: at most limit, and fewer
+ * when their keys and values pass 1 MiB; continue with the last key as
+ * start_after.
  *
  * @generated from message durable.v1.ListKVResponse
  */
