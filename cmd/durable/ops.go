@@ -66,13 +66,13 @@ func envOr(key, def string) string {
 	return def
 }
 
-// parse parses args, checks that n positional arguments at least remain,
-// and connects.
-func (o *ops) parse(e *env, fs *flag.FlagSet, args []string, n int) ([]string, error) {
+// parse parses args, checks that between least and most positional
+// arguments remain (most < 0: no bound), and connects.
+func (o *ops) parse(e *env, fs *flag.FlagSet, args []string, least, most int) ([]string, error) {
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}
-	if fs.NArg() < n {
+	if fs.NArg() < least || most >= 0 && fs.NArg() > most {
 		return nil, errUsage
 	}
 	o.e = e
@@ -162,7 +162,7 @@ func millis(ms int64) string {
 
 func runClasses(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
-	if _, err := o.parse(e, fs, args, 0); err != nil {
+	if _, err := o.parse(e, fs, args, 0, 0); err != nil {
 		return err
 	}
 	res, err := o.admin.ListClasses(ctx, connect.NewRequest(&durablev1.ListClassesRequest{}))
@@ -188,11 +188,11 @@ func runLs(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	prefix := fs.String("prefix", "", "list the objects whose name starts with it, in name order")
 	limit := fs.Int("limit", 100, "list at most this many objects")
 	cursor := fs.String("cursor", "", "continue a listing from the cursor it printed")
-	rest, err := o.parse(e, fs, args, 1)
+	rest, err := o.parse(e, fs, args, 1, 1)
 	if err != nil {
 		return err
 	}
-	if len(rest) != 1 || *limit < 1 {
+	if *limit < 1 {
 		return errUsage
 	}
 	out := &durablev1.ListObjectsResponse{NextCursor: *cursor}
@@ -237,12 +237,9 @@ func runLs(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 
 func runGet(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
-	rest, err := o.parse(e, fs, args, 2)
+	rest, err := o.parse(e, fs, args, 2, 2)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 2 {
-		return errUsage
 	}
 	res, err := o.admin.GetState(ctx, connect.NewRequest(&durablev1.GetStateRequest{Object: o.ref(rest[0], rest[1])}))
 	if err != nil {
@@ -263,7 +260,7 @@ func runGet(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error 
 func runKV(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
 	limit := fs.Int("limit", 100, "list at most this many entries (at most 1000)")
-	rest, err := o.parse(e, fs, args, 2)
+	rest, err := o.parse(e, fs, args, 2, -1)
 	if err != nil {
 		return err
 	}
@@ -340,12 +337,9 @@ func printable(v []byte) string {
 func runSQL(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
 	limit := fs.Int("limit", 1000, "return at most this many rows (at most 10000)")
-	rest, err := o.parse(e, fs, args, 3)
+	rest, err := o.parse(e, fs, args, 3, 3)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 3 {
-		return errUsage
 	}
 	res, err := o.admin.QuerySQL(ctx, connect.NewRequest(&durablev1.QuerySQLRequest{Object: o.ref(rest[0], rest[1]), Query: rest[2], Limit: int32(*limit)}))
 	if err != nil {
@@ -383,7 +377,7 @@ func alarmTime(s string) (time.Time, error) {
 
 func runAlarm(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
-	rest, err := o.parse(e, fs, args, 2)
+	rest, err := o.parse(e, fs, args, 2, -1)
 	if err != nil {
 		return err
 	}
@@ -424,12 +418,9 @@ func runAlarm(ctx context.Context, e *env, fs *flag.FlagSet, args []string) erro
 
 func runRm(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
-	rest, err := o.parse(e, fs, args, 2)
+	rest, err := o.parse(e, fs, args, 2, 2)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 2 {
-		return errUsage
 	}
 	res, err := o.admin.DeleteObject(ctx, connect.NewRequest(&durablev1.DeleteObjectRequest{Object: o.ref(rest[0], rest[1])}))
 	if err != nil {
@@ -449,12 +440,9 @@ func runRm(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 // secret, which is not part of the backup: copy it yourself).
 func runBackup(ctx context.Context, e *env, fs *flag.FlagSet, args []string) error {
 	o := opsFlags(fs)
-	rest, err := o.parse(e, fs, args, 1)
+	rest, err := o.parse(e, fs, args, 1, 1)
 	if err != nil {
 		return err
-	}
-	if len(rest) != 1 {
-		return errUsage
 	}
 	dir := rest[0]
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {

@@ -33,47 +33,10 @@ func TestBackupUnderLoadRestoresAcknowledgedWrites(t *testing.T) {
 	token := []string{"DURABLE_ADMIN_TOKEN=op"}
 	p := startEnv(t, token, data, "-admin")
 	httpClient := &http.Client{Timeout: 10 * time.Second}
-	wallets := walletv1durable.NewWalletClient(httpClient, p.url)
-	events := analyticsv1durable.NewAnalyticsClient(httpClient, p.url)
-
-	const callers, maxCalls = 8, 5000
-	var maxBalance atomic.Int64 // highest balance a deposit acknowledged
-	var tracked, deposits, attemptedEvents, attemptedDeposits atomic.Int64
+	load := startMixedLoad(p, "backup-wallet", "backup-analytics", 3, 8, 5000)
+	waitFor := func(n int64) { load.waitFor(t, n) }
+	maxBalance, tracked, attemptedDeposits, attemptedEvents := &load.maxBalance, &load.tracked, &load.attemptedDeposits, &load.attemptedEvents
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	for c := range callers {
-		wg.Go(func() {
-			wallet := wallets.Get(wallets.IDFromName("backup-wallet"))
-			analytics := events.Get(events.IDFromName(fmt.Sprint("backup-analytics-", c%3)))
-			for range maxCalls {
-				if c%2 == 0 {
-					attemptedDeposits.Add(1)
-					r, err := wallet.Deposit(ctx, &walletv1.DepositRequest{Account: "a", Amount: 1})
-					if err != nil {
-						return
-					}
-					deposits.Add(1)
-					for old := maxBalance.Load(); r.GetBalance() > old && !maxBalance.CompareAndSwap(old, r.GetBalance()); old = maxBalance.Load() {
-					}
-				} else {
-					attemptedEvents.Add(1)
-					if _, err := analytics.TrackEvent(ctx, &analyticsv1.TrackEventRequest{Name: "click"}); err != nil {
-						return
-					}
-					tracked.Add(1)
-				}
-			}
-		})
-	}
-	waitFor := func(n int64) {
-		deadline := time.Now().Add(60 * time.Second)
-		for (deposits.Load() < n || tracked.Load() < n) && time.Now().Before(deadline) {
-			time.Sleep(time.Millisecond)
-		}
-		if deposits.Load() < n || tracked.Load() < n {
-			t.Fatalf("only %d deposits and %d events acknowledged before the deadline", deposits.Load(), tracked.Load())
-		}
-	}
 	waitFor(200)
 	// What was acknowledged before the backup began.
 	balanceBefore, trackedBefore := maxBalance.Load(), tracked.Load()
@@ -88,7 +51,7 @@ func TestBackupUnderLoadRestoresAcknowledgedWrites(t *testing.T) {
 		t.Fatal(err)
 	}
 	<-p.exited
-	wg.Wait()
+	load.wg.Wait()
 
 	// Wipe, restore, start.
 	if err := os.RemoveAll(data); err != nil {
@@ -122,4 +85,64 @@ func TestBackupUnderLoadRestoresAcknowledgedWrites(t *testing.T) {
 	}
 	t.Logf("before the backup: balance %d, %d events; restored: %d, %d; at the kill: %d, %d",
 		balanceBefore, trackedBefore, b.GetBalance(), stored, maxBalance.Load(), tracked.Load())
+}
+
+// mixedLoad is callers writing key-value storage (deposits on one Wallet)
+// and SQL (events over several Analytics objects) on a server until each
+// fails (the server is gone) or made its calls; it counts what it
+// attempted and what was acknowledged.
+type mixedLoad struct {
+	maxBalance                         atomic.Int64 // highest balance a deposit acknowledged
+	tracked, deposits                  atomic.Int64 // acknowledged
+	attemptedEvents, attemptedDeposits atomic.Int64
+	wg                                 sync.WaitGroup
+}
+
+// startMixedLoad starts callers on p: the even ones deposit on the wallet
+// named wallet, the odd ones track events on analytics objects named
+// analytics-0 to analytics-(objects-1).
+func startMixedLoad(p *process, wallet, analytics string, objects, callers, maxCalls int) *mixedLoad {
+	l := &mixedLoad{}
+	httpClient := &http.Client{Timeout: 10 * time.Second}
+	wallets := walletv1durable.NewWalletClient(httpClient, p.url)
+	events := analyticsv1durable.NewAnalyticsClient(httpClient, p.url)
+	ctx := context.Background()
+	for c := range callers {
+		l.wg.Go(func() {
+			w := wallets.Get(wallets.IDFromName(wallet))
+			a := events.Get(events.IDFromName(fmt.Sprint(analytics, "-", c%objects)))
+			for range maxCalls {
+				if c%2 == 0 {
+					l.attemptedDeposits.Add(1)
+					r, err := w.Deposit(ctx, &walletv1.DepositRequest{Account: "a", Amount: 1})
+					if err != nil {
+						return
+					}
+					l.deposits.Add(1)
+					for old := l.maxBalance.Load(); r.GetBalance() > old && !l.maxBalance.CompareAndSwap(old, r.GetBalance()); old = l.maxBalance.Load() {
+					}
+				} else {
+					l.attemptedEvents.Add(1)
+					if _, err := a.TrackEvent(ctx, &analyticsv1.TrackEventRequest{Name: "click"}); err != nil {
+						return
+					}
+					l.tracked.Add(1)
+				}
+			}
+		})
+	}
+	return l
+}
+
+// waitFor waits until n deposits and n events were acknowledged, failing t
+// after a deadline.
+func (l *mixedLoad) waitFor(t *testing.T, n int64) {
+	t.Helper()
+	deadline := time.Now().Add(60 * time.Second)
+	for (l.deposits.Load() < n || l.tracked.Load() < n) && time.Now().Before(deadline) {
+		time.Sleep(time.Millisecond)
+	}
+	if l.deposits.Load() < n || l.tracked.Load() < n {
+		t.Fatalf("only %d deposits and %d events acknowledged before the deadline", l.deposits.Load(), l.tracked.Load())
+	}
 }
