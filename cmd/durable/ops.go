@@ -52,8 +52,10 @@ type ops struct {
 // opsFlags adds the shared flags to fs.
 func opsFlags(fs *flag.FlagSet) *ops {
 	o := &ops{}
-	fs.StringVar(&o.url, "url", envOr("DURABLE_URL", "http://127.0.0.1:8080"), "the server's base URL (default $DURABLE_URL)")
-	fs.StringVar(&o.token, "token", os.Getenv("DURABLE_TOKEN"), "a bearer token for the server's guard (default $DURABLE_TOKEN)")
+	fs.StringVar(&o.url, "url", envOr("DURABLE_URL", "http://127.0.0.1:8080"), "the server's base URL ($DURABLE_URL if set)")
+	// The environment is read in parse, not here: a default is printed by
+	// -h, and a token must not be.
+	fs.StringVar(&o.token, "token", "", "a bearer token for the server's guard (default $DURABLE_TOKEN)")
 	fs.BoolVar(&o.json, "json", false, "print JSON for scripts instead of tables")
 	fs.BoolVar(&o.id, "id", false, "read the object argument as an ID, never as a name")
 	return o
@@ -76,6 +78,9 @@ func (o *ops) parse(e *env, fs *flag.FlagSet, args []string, least, most int) ([
 		return nil, errUsage
 	}
 	o.e = e
+	if o.token == "" {
+		o.token = os.Getenv("DURABLE_TOKEN")
+	}
 	var interceptors []connect.Interceptor
 	if o.token != "" {
 		interceptors = append(interceptors, connect.UnaryInterceptorFunc(func(next connect.UnaryFunc) connect.UnaryFunc {

@@ -186,3 +186,15 @@ func TestOpsClearErrors(t *testing.T) {
 		t.Errorf("backup into a non-empty directory: exit %d, %q", code, errOut)
 	}
 }
+
+// The token of the environment is used, and never printed by -h.
+func TestOpsTokenFromTheEnvironmentIsNotPrinted(t *testing.T) {
+	s := newOpsServer(t, server.WithAdmin())
+	t.Setenv("DURABLE_TOKEN", "op")
+	if code, _, errOut := runCmd(t, "classes", "-h"); code != 0 || strings.Contains(errOut, "op\"") {
+		t.Errorf("-h: exit %d, %q", code, errOut)
+	}
+	if code, out, errOut := runCmd(t, "classes", "--url", s.url); code != 0 || !strings.Contains(out, "Counter") {
+		t.Errorf("with DURABLE_TOKEN: exit %d, %q %q", code, out, errOut)
+	}
+}
