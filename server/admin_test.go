@@ -436,3 +436,26 @@ func TestAdminListKVPageIsBoundedInBytes(t *testing.T) {
 		t.Errorf("paged through %d keys, want 12", len(keys))
 	}
 }
+
+// Server.Backup refuses a directory that is not empty; the admin
+// service's staging left by a crash is removed at the next start.
+func TestBackupRefusesANonEmptyDirectoryAndStaleStagingGoes(t *testing.T) {
+	dir := t.TempDir()
+	e := newAdminEnvIn(t, dir)
+	out := t.TempDir()
+	if err := os.WriteFile(filepath.Join(out, "x"), nil, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.srv.Backup(context.Background(), out); err == nil || !strings.Contains(err.Error(), "not empty") {
+		t.Errorf("backup into a non-empty directory: %v", err)
+	}
+	e.shutdown(t)
+	stale := filepath.Join(dir, ".backup-123")
+	if err := os.MkdirAll(filepath.Join(stale, "sql"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	newAdminEnvIn(t, dir)
+	if _, err := os.Stat(stale); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("stale staging still there: %v", err)
+	}
+}

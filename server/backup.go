@@ -100,6 +100,9 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 // backup's files in: well under the RPC message limits of either side.
 const backupChunk = 256 << 10
 
+// Backup stages the backup in the data directory (.backup-*, on the same
+// file system; removed after, or at the next start after a crash), then
+// streams it: the staging needs as much free space as the data.
 func (s *adminService) Backup(ctx context.Context, _ *connect.Request[durablev1.BackupRequest], stream *connect.ServerStream[durablev1.BackupResponse]) error {
 	tmp, err := os.MkdirTemp(s.srv.opts.dataDir, ".backup-")
 	if err != nil {
@@ -138,4 +141,14 @@ func (s *adminService) Backup(ctx context.Context, _ *connect.Request[durablev1.
 			}
 		}
 	})
+}
+
+// removeStaleBackups deletes what admin backups staged in the data
+// directory and a crash left there (.backup-*): the server owns the
+// directory, so no backup of another runs.
+func removeStaleBackups(dir string) {
+	stale, _ := filepath.Glob(filepath.Join(dir, ".backup-*"))
+	for _, p := range stale {
+		os.RemoveAll(p)
+	}
 }

@@ -174,6 +174,7 @@ func New(opts ...Option) (*Server, error) {
 	secret, err := openSecret(context.Background(), &o, db)
 	if err == nil {
 		err = backfillSQLCatalog(context.Background(), o.dataDir, db)
+		removeStaleBackups(o.dataDir)
 	}
 	if err != nil {
 		db.Close()

@@ -9,7 +9,10 @@ import (
 )
 
 // bigDB is a node database of about mb MiB: objects with 4 KiB values.
-func bigDB(t testing.TB, mb int) *DB {
+func bigDB(t testing.TB, mb int) *DB { return filledDB(t, mb*256, 4096) }
+
+// filledDB is a node database of rows objects with one value of size bytes.
+func filledDB(t testing.TB, rows, size int) *DB {
 	t.Helper()
 	db, err := Open(filepath.Join(t.TempDir(), "objects.db"))
 	if err != nil {
@@ -22,7 +25,7 @@ func bigDB(t testing.TB, mb int) *DB {
 	}
 	defer c.Close()
 	if err := c.Exec(fmt.Sprintf(`WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < %d)
-		INSERT INTO kv (class, id, key, value) SELECT 'C', randomblob(32), 'k' || i, randomblob(4096) FROM n`, mb*256)); err != nil {
+		INSERT INTO kv (class, id, key, value) SELECT 'C', randomblob(32), 'k' || i, randomblob(%d) FROM n`, rows, size)); err != nil {
 		t.Fatal(err)
 	}
 	return db
@@ -52,15 +55,25 @@ func TestBackupFileIsConsistentAndComplete(t *testing.T) {
 	}
 }
 
-// BenchmarkBackupFile compares the two ways of copying a 64 MiB database.
+// BenchmarkBackupFile compares the two ways of copying a database of
+// 64 MiB: of 4 KiB values, and of 100-byte values (many more rows).
 func BenchmarkBackupFile(b *testing.B) {
-	db := bigDB(b, 64)
+	for _, shape := range []struct {
+		name        string
+		rows, bytes int
+	}{{"4KiB-values", 16_384, 4096}, {"100B-values", 400_000, 100}} {
+		db := filledDB(b, shape.rows, shape.bytes)
+		benchBackupFile(b, shape.name, db)
+	}
+}
+
+func benchBackupFile(b *testing.B, shape string, db *DB) {
 	st, _ := os.Stat(db.Path())
 	for _, m := range []struct {
 		name string
 		m    backupMethod
 	}{{"vacuum-into", backupVacuum}, {"backup-api", backupPages}} {
-		b.Run(m.name, func(b *testing.B) {
+		b.Run(shape+"/"+m.name, func(b *testing.B) {
 			b.SetBytes(st.Size())
 			dir := b.TempDir()
 			for i := range b.N {
