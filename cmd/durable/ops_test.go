@@ -13,10 +13,10 @@ import (
 	"time"
 
 	"github.com/durablego/durable/examples/counter"
-	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
-	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
+	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
+	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
 )
