@@ -18,7 +18,9 @@ const IDLen = 64
 // them, keyed per namespace, so the server can tell an ID it minted from a
 // forged or mistyped one and from one minted for another class.
 //
-// The zero ID is invalid. IDs are comparable values; use [ID.Equal] to
+// The zero ID is invalid. The empty name is not the zero ID: as on
+// Cloudflare, where idFromName("") is an ordinary object, it addresses an
+// object like any other name. IDs are comparable values; use [ID.Equal] to
 // compare, which ignores whether the name is known.
 type ID struct {
 	raw   [32]byte
@@ -28,6 +30,8 @@ type ID struct {
 	// without the server's secret: they carry the name, and the server
 	// derives the bytes.
 	resolved bool
+	// named: the ID was made from name, which may be "".
+	named bool
 }
 
 // String returns the canonical form: 64 lowercase hexadecimal characters.
@@ -41,8 +45,14 @@ func (id ID) String() string {
 }
 
 // Name returns the name the ID was derived from, or "" when it was minted
-// by NewUniqueID or parsed from a string.
+// by NewUniqueID or parsed from a string; [ID.Named] tells these apart from
+// the empty name.
 func (id ID) Name() string { return id.name }
+
+// Named reports whether the ID was made from a name, possibly the empty
+// one, by IDFromName (or [NameOnlyID], [ResolvedID] with a name) rather
+// than minted or parsed.
+func (id ID) Named() bool { return id.named }
 
 // Class returns the name of the object class whose namespace minted the ID.
 func (id ID) Class() string { return id.class }
@@ -52,8 +62,9 @@ func (id ID) Class() string { return id.class }
 // returns name-only IDs that the server resolves.
 func (id ID) Resolved() bool { return id.resolved }
 
-// IsZero reports whether id is the zero ID.
-func (id ID) IsZero() bool { return !id.resolved && id.name == "" }
+// IsZero reports whether id is the zero ID, which addresses no object. A
+// name-only ID of the empty name is not zero.
+func (id ID) IsZero() bool { return !id.resolved && !id.named }
 
 // Bytes returns the ID's 32 bytes. It is the zero array for a name-only ID.
 func (id ID) Bytes() [32]byte { return id.raw }
@@ -67,13 +78,13 @@ func (id ID) Equal(other ID) bool {
 	if id.resolved && other.resolved {
 		return id.raw == other.raw
 	}
-	return id.name != "" && id.name == other.name
+	return id.named && other.named && id.name == other.name
 }
 
 // NameOnlyID returns an unresolved ID that carries only a name, for callers
 // that address an object by name without holding the server's secret (a
 // remote namespace). The server derives the bytes from the name.
-func NameOnlyID(class, name string) ID { return ID{class: class, name: name} }
+func NameOnlyID(class, name string) ID { return ID{class: class, name: name, named: true} }
 
 // IDSpace mints and verifies the IDs of one class. Its keys derive from a
 // server secret and the class name, so the same secret yields the same IDs
@@ -110,7 +121,7 @@ func (s *IDSpace) Class() string { return s.class }
 // every time, on every server sharing the secret. Any string is a valid name,
 // including the empty string; names never become file paths.
 func (s *IDSpace) FromName(name string) ID {
-	id := ID{class: s.class, name: name, resolved: true}
+	id := ID{class: s.class, name: name, resolved: true, named: true}
 	m := hmac.New(sha256.New, s.nameKey)
 	m.Write([]byte(name))
 	copy(id.raw[:16], m.Sum(nil))
@@ -180,8 +191,9 @@ func ParseIDBytes(str string) ([32]byte, error) {
 }
 
 // ResolvedID returns the ID of class with the given bytes, verified by the
-// caller, and the name it came from if known. Servers use it after checking
-// the MAC against the class's [IDSpace].
+// caller, and the name it came from if known ("" for none: the ID is then
+// not Named, even if the name was the empty one). Servers use it after
+// checking the MAC against the class's [IDSpace].
 func ResolvedID(class string, raw [32]byte, name string) ID {
-	return ID{raw: raw, class: class, name: name, resolved: true}
+	return ID{raw: raw, class: class, name: name, resolved: true, named: name != ""}
 }

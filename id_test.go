@@ -54,6 +54,20 @@ func TestIDEqual(t *testing.T) {
 	if !(durable.ID{}).IsZero() || (durable.ID{}).Equal(durable.ID{}) {
 		t.Error("the zero ID must be zero and equal to nothing")
 	}
+	// The empty name is a name: not the zero ID, equal to itself only.
+	empty := durable.NameOnlyID("Counter", "")
+	if empty.IsZero() || !empty.Named() || !empty.Equal(durable.NameOnlyID("Counter", "")) {
+		t.Error("the name-only ID of the empty name is zero or unequal to itself")
+	}
+	if empty.Equal(durable.ID{}) || (durable.ID{}).Equal(empty) || empty.Equal(durable.NameOnlyID("Counter", " ")) {
+		t.Error("the empty name equals the zero ID or another name")
+	}
+	if id := counters.FromName(""); id.IsZero() || !id.Named() || id.Name() != "" || id.Equal(counters.FromName(" ")) {
+		t.Error("FromName(\"\") is not an ordinary named ID")
+	}
+	if counters.NewUnique().Named() {
+		t.Error("a unique ID is named")
+	}
 }
 
 func TestIDFromStringErrors(t *testing.T) {

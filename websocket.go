@@ -23,9 +23,15 @@ type WebSocketMessager[S proto.Message] interface {
 
 // WebSocketCloser is the optional hook an implementation satisfies to learn
 // that one of its sockets closed, Cloudflare's webSocketClose: code and
-// reason are the close frame's (1006 and "" when the connection dropped
-// without one, in which case clean is false). It runs as a call after the
-// socket's last message; the socket leaves o.Sockets once it returns.
+// reason are the close frame's (1005 and "" for a frame without a code),
+// and clean is true; when the connection dropped without one, they are
+// 1006 and Cloudflare's "WebSocket disconnected without sending Close
+// frame.", and clean is false. It runs as a call after the socket's last
+// message; the socket leaves o.Sockets once it returns. The server has
+// answered the client's close frame already, completing the handshake:
+// ws.Close inside it does nothing and returns nil (a port whose
+// webSocketClose calls ws.close works unchanged), and ws.Send fails with
+// websocket.ErrClosed.
 type WebSocketCloser[S proto.Message] interface {
 	WebSocketClose(ctx context.Context, o *Object[S], ws *websocket.Conn, code int, reason string, clean bool) error
 }

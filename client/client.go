@@ -2,7 +2,7 @@
 // and stubs over Connect, gRPC or gRPC-Web, with the object's ID or name in
 // request metadata and Durable's errors restored on the caller's side.
 //
-// Generated code wraps it: counterv1durable.NewCounterClient(http.DefaultClient,
+// Generated code wraps it: counterv1durableclient.NewCounterClient(http.DefaultClient,
 // "http://127.0.0.1:8080").Get(id).Increment(ctx, req). The stubs satisfy
 // the same interface as in-process ones.
 package client
@@ -231,6 +231,14 @@ func Fetch(ctx context.Context, n *Namespace, id durable.ID, segment string, req
 	}
 	if req.URL == nil {
 		return nil, fmt.Errorf("client: %s.Fetch: the request has no URL", n.class)
+	}
+	if !id.Resolved() && id.Name() == "" {
+		// The empty name makes no path segment: the request goes by the
+		// ID the server derives from it.
+		var err error
+		if id, err = n.ResolveName(ctx, ""); err != nil {
+			return nil, err
+		}
 	}
 	var target string
 	switch name := id.Name(); {

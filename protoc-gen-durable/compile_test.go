@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"google.golang.org/protobuf/proto"
@@ -71,6 +72,21 @@ func compileGolden(t *testing.T, root, bin, goParam, connectParam string) {
 	work := "GOWORK=" + filepath.Join(out, "go.work")
 	goTool(t, out, work, "work", "init", ".", root)
 	goTool(t, out, work, "vet", "./...")
+	// The remote packages stand alone: none imports the server side.
+	var remote []string
+	for _, pkg := range strings.Fields(command(t, t.Context(), out, []string{work}, goBinary(t), "list", "./...")) {
+		if strings.HasSuffix(pkg, clientPackageSuffix) {
+			remote = append(remote, pkg)
+		}
+	}
+	if len(remote) != 3 {
+		t.Fatalf("generated the %s packages %q, want one per case", clientPackageSuffix, remote)
+	}
+	for _, dep := range strings.Fields(command(t, t.Context(), out, []string{work}, goBinary(t), append([]string{"list", "-deps"}, remote...)...)) {
+		if inTree(dep, serverOnly) || strings.HasSuffix(dep, "v1"+packageSuffix) {
+			t.Errorf("the %s packages import %s", clientPackageSuffix, dep)
+		}
+	}
 }
 
 // writeResponses writes the files of responses, plugins' responses for the

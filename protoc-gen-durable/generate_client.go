@@ -1,7 +1,8 @@
 package main
 
 // The remote side of a class: the namespace that mints or asks for IDs and
-// the stub that calls objects over Connect, gRPC or gRPC-Web.
+// the stub that calls objects over Connect, gRPC or gRPC-Web, in the remote
+// file; and their aliases in the local file.
 
 // remoteNamespace writes the remote namespace and its constructor.
 func (cg *classGenerator) remoteNamespace() {
@@ -74,6 +75,27 @@ func (cg *classGenerator) remoteStub() {
 	}
 	g.P("func (s *", n.remoteStub, ") Fetch(ctx ", cg.ctx, ", req *", cg.request, ") (*", cg.response, ", error) {")
 	g.P("return ", clientPackage.Ident("Fetch"), "(ctx, s.c.ns, s.id, ", n.URLSegment, ", req)")
+	g.P("}")
+	g.P()
+}
+
+// remoteAliases declares the remote namespace and its constructor in the
+// local file, as the remote file's, so that a server that also calls
+// objects remotely needs one import, and code written before the remote
+// side had a package of its own still compiles.
+func (cg *classGenerator) remoteAliases() {
+	g, n := cg.g, cg.n
+	comment(g, n.Client, " is a remote namespace of the ", n.Class, " class: its stubs call objects over",
+		" Connect (or gRPC, or gRPC-Web, as the options choose). A program that only calls objects can",
+		" import it from package ", cg.file.GoPackageName+clientPackageSuffix, " instead, to link none of the server.")
+	g.P("type ", n.Client, " = ", cg.remote.Ident(n.Client))
+	g.P()
+	comment(g, n.NewClient, " returns a remote namespace of the ", n.Class,
+		` class served at baseURL, for example "http://127.0.0.1:8080", as `,
+		cg.remote.Ident(n.NewClient), " does.")
+	g.P("func ", n.NewClient, "(httpClient ", connectPackage.Ident("HTTPClient"), ", baseURL string, opts ...",
+		clientPackage.Ident("Option"), ") *", n.Client, " {")
+	g.P("return ", cg.remote.Ident(n.NewClient), "(httpClient, baseURL, opts...)")
 	g.P("}")
 	g.P()
 }

@@ -22,11 +22,21 @@
 //	  - local: protoc-gen-durable
 //	    out: gen
 //
-// For each file with at least one such service, it writes one file into a
-// sub-package of the one holding the .pb.go files, as protoc-gen-connect-go
-// does. If path/to/file.proto has the Go package foov1, the output goes to
+// For each file with at least one such service, it writes two files, each
+// into a sub-package of the one holding the .pb.go files, as
+// protoc-gen-connect-go does. If path/to/file.proto has the Go package foov1,
+// the output goes to
 //
 //	gen/path/to/foov1durable/file.durable.go
+//	gen/path/to/foov1durableclient/file.durable.go
+//
+// Package foov1durable is what a server imports: the interfaces to
+// implement, Register and the in-process namespaces. Package
+// foov1durableclient holds the remote side alone, which imports neither
+// foov1durable nor package server: a program that only calls objects
+// imports it and links none of the server's storage (SQLite), WebSockets,
+// metrics or tracing. foov1durable declares the remote side's names as
+// aliases, so a server that also calls objects remotely needs one import.
 //
 // Files without such a service produce no output. Services without the
 // option are ignored; in a file that imports durable/v1/durable.proto, where
@@ -35,20 +45,24 @@
 //
 // # Generated code
 //
-// For the service ChatRoom above, the file declares:
+// For the service ChatRoom above, package chatv1durableclient declares:
 //
 //   - ChatRoomClassName, ChatRoomBinding and ChatRoomURLSegment: the class
 //     name "ChatRoom", the binding name "CHAT_ROOM" and the URL segment
-//     "chat-room";
+//     "chat-room", and a ChatRoom<Method>Method constant per RPC;
+//   - ChatRoomStub, the interface by which callers call one object;
+//   - ChatRoomClient and NewChatRoomClient, a remote namespace whose stubs
+//     call objects over Connect, gRPC or gRPC-Web.
+//
+// Package chatv1durable declares the same names, as aliases (constants,
+// type aliases and a NewChatRoomClient that calls the other), and:
+//
 //   - ChatRoomObject, the live handle passed to every method:
 //     durable.Object[*ChatRoomState];
 //   - ChatRoom, the interface to implement, with one method per RPC;
-//   - ChatRoomStub, the interface by which callers call one object;
 //   - RegisterChatRoom, which registers an implementation with a
 //     server.Server, mounts its Connect handlers and returns a
-//     ChatRoomNamespace, whose stubs call objects in process;
-//   - ChatRoomClient and NewChatRoomClient, a remote namespace whose stubs
-//     call objects over Connect, gRPC or gRPC-Web.
+//     ChatRoomNamespace, whose stubs call objects in process.
 //
 // # Names
 //
@@ -83,9 +97,15 @@
 //
 //   - lang=go (the default) writes the Go glue above; lang=ts writes
 //     TypeScript instead, described below.
-//   - import_extension=none (the default), js or ts: with lang=ts, the
-//     extension of the relative imports of protoc-gen-es output, as
-//     protoc-gen-es's own parameter of that name; set both the same.
+//   - with lang=ts, protoc-gen-es's parameters, so that one opt list can
+//     serve both plugins: target (ts, js, dts, joined with +; default
+//     js+dts, as protoc-gen-es's) chooses the files written;
+//     import_extension (none, the default, js or ts) the extension of the
+//     import of protoc-gen-es's file; ts_nocheck=true adds // @ts-nocheck;
+//     js_import_style must be module (the runtime is an ECMAScript module);
+//     json_types, valid_types, erasable_syntax, keep_empty_files,
+//     elide_plugin_version, map_imports, rewrite_imports and bootstrap_wkt
+//     change nothing here.
 //   - simple and package_suffix, protoc-gen-connect-go's parameters, are
 //     accepted (and checked) so that one opt list can serve both plugins;
 //     they change nothing here.
@@ -98,34 +118,36 @@
 //
 // # TypeScript
 //
-// With lang=ts the plugin runs beside protoc-gen-es (target=ts, Connect-ES
-// v2), into the same output directory:
+// With lang=ts the plugin runs beside protoc-gen-es (Connect-ES v2), into
+// the same output directory, with the same target and import_extension:
 //
 //	plugins:
 //	  # ...
 //	  - local: protoc-gen-es
-//	    out: web/src/gen
-//	    opt: target=ts
-//	    include_imports: true
+//	    out: src/gen
+//	    opt: [target=ts, map_imports=durable/v1/:@durablego/durable/gen]
 //	  - local: protoc-gen-durable
-//	    out: web/src/gen
-//	    opt: lang=ts
+//	    out: src/gen
+//	    opt: [lang=ts, target=ts]
 //
-// For path/to/file.proto it writes path/to/file_durable.ts beside
-// protoc-gen-es's path/to/file_pb.ts. For the service ChatRoom it exports
-// the constants ChatRoomClassName, ChatRoomBinding and ChatRoomURLSegment,
-// and
+// For path/to/file.proto it writes path/to/file_durable.ts (target=ts;
+// file_durable.js and file_durable.d.ts for js+dts) beside protoc-gen-es's
+// path/to/file_pb.ts. For the service ChatRoom it exports the constants
+// ChatRoomClassName, ChatRoomBinding and ChatRoomURLSegment, and
 //
 //	createChatRoomNamespace(transport: Transport): Namespace<typeof ChatRoom>
 //
 // whose Namespace, from the runtime package @durablego/durable (web/durable
 // in this repository), has idFromName, idFromString, newUniqueId,
 // resolveName and get(id), the Connect-ES client of the service with the
-// object's ID header set on every call. The file imports the descriptor of
-// durable.v1.IDService from durable/v1/durable_pb in the same output
-// directory: protoc-gen-es writes it when durable/v1/durable.proto is
-// generated or include_imports is set. Files need no go_package option
-// for lang=ts; the errors above are the same.
+// object's ID header set on every call. The file imports the service from
+// file_pb and the rest from @durablego/durable and @connectrpc/connect: the
+// runtime package carries the descriptor of durable.v1.IDService itself.
+// protoc-gen-es's file_pb imports durable/v1/durable_pb, since file.proto
+// imports durable/v1/durable.proto: map_imports above takes it from the
+// package (@durablego/durable/gen/durable/v1/durable_pb.js); without it,
+// generate durable/v1/durable.proto too (include_imports). Files need no
+// go_package option for lang=ts; the errors above are the same.
 package main
 
 import (
@@ -135,6 +157,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strconv"
 	"strings"
 
 	"google.golang.org/protobuf/compiler/protogen"
@@ -196,8 +220,27 @@ func respond(req *pluginpb.CodeGeneratorRequest, notes io.Writer) *pluginpb.Code
 
 // options are the plugin's own parameters.
 type options struct {
-	lang            string // "go" or "ts"
-	importExtension string // with lang=ts: "", ".js" or ".ts"
+	lang string // "go" or "ts"
+	// With lang=ts, as protoc-gen-es's parameters of the same names:
+	targets         []string // target: targetTS, targetJS, targetDTS; default js+dts
+	importExtension string   // import_extension: "", ".js" or ".ts"
+	tsNocheck       bool     // ts_nocheck
+	tsOnly          []string // the lang=ts parameters given, refused with lang=go
+}
+
+// esInert are protoc-gen-es's parameters that change nothing in this
+// plugin's output, accepted with lang=ts so that one opt list can serve
+// both plugins: the glue imports only the runtime package, Connect-ES and
+// the service from protoc-gen-es's file beside it, and exports no message.
+var esInert = map[string]bool{
+	"json_types":           true,
+	"valid_types":          true,
+	"erasable_syntax":      true,
+	"keep_empty_files":     true,
+	"elide_plugin_version": true,
+	"map_imports":          true,
+	"rewrite_imports":      true,
+	"bootstrap_wkt":        true,
 }
 
 // set sets the parameter name to value.
@@ -208,7 +251,31 @@ func (o *options) set(name, value string) error {
 			return fmt.Errorf("lang=%s: want lang=go or lang=ts", value)
 		}
 		o.lang = value
+	case "target":
+		o.tsOnly = append(o.tsOnly, name)
+		o.targets = nil
+		for _, t := range strings.Split(value, "+") {
+			if tsTargetExtension[t] == "" {
+				return fmt.Errorf("target=%s: want ts, js, dts or several joined with +, as protoc-gen-es's", value)
+			}
+			if !slices.Contains(o.targets, t) {
+				o.targets = append(o.targets, t)
+			}
+		}
+	case "ts_nocheck":
+		o.tsOnly = append(o.tsOnly, name)
+		b, err := strconv.ParseBool(value)
+		if err != nil {
+			return fmt.Errorf("ts_nocheck=%s: want true or false", value)
+		}
+		o.tsNocheck = b
+	case "js_import_style":
+		o.tsOnly = append(o.tsOnly, name)
+		if value != "module" {
+			return fmt.Errorf("js_import_style=%s: the glue and the @durablego/durable runtime are ECMAScript modules only (js_import_style=module)", value)
+		}
 	case "import_extension":
+		o.tsOnly = append(o.tsOnly, name)
 		switch strings.TrimPrefix(value, ".") {
 		case "none", "":
 			o.importExtension = ""
@@ -232,7 +299,11 @@ func (o *options) set(name, value string) error {
 			return fmt.Errorf("package_suffix %q is not a valid Go identifier", value)
 		}
 	default:
-		return fmt.Errorf("unknown parameter %q: protoc-gen-durable takes lang, import_extension, simple, package_suffix and protogen's own", name)
+		if esInert[name] {
+			o.tsOnly = append(o.tsOnly, name)
+			return nil
+		}
+		return fmt.Errorf("unknown parameter %q: protoc-gen-durable takes lang, simple, package_suffix, protogen's own and, with lang=ts, protoc-gen-es's", name)
 	}
 	return nil
 }
@@ -241,7 +312,7 @@ func (o *options) set(name, value string) error {
 // answers it. With lang=ts, files without a Go package get a placeholder
 // one, so that protogen accepts them: their Go names are never used.
 func newPlugin(req *pluginpb.CodeGeneratorRequest) (*protogen.Plugin, *options, error) {
-	opts := &options{lang: "go"}
+	opts := &options{lang: "go", targets: []string{targetJS, targetDTS}}
 	if isTS(req.GetParameter()) {
 		req = proto.CloneOf(req)
 		params := []string{req.GetParameter()}
@@ -256,8 +327,8 @@ func newPlugin(req *pluginpb.CodeGeneratorRequest) (*protogen.Plugin, *options, 
 	if err != nil {
 		return nil, nil, err
 	}
-	if opts.lang != "ts" && opts.importExtension != "" {
-		return nil, nil, errors.New("import_extension applies to lang=ts only")
+	if opts.lang != "ts" && len(opts.tsOnly) > 0 {
+		return nil, nil, fmt.Errorf("%s applies to lang=ts only", opts.tsOnly[0])
 	}
 	return plugin, opts, nil
 }

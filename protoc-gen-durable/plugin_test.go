@@ -6,6 +6,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -68,10 +69,10 @@ func goldenCases(t *testing.T) []goldenCase {
 func TestGolden(t *testing.T) {
 	t.Parallel()
 	checkGolden(t, "paths=source_relative", goldenCases(t), map[string][]string{
-		"counter": {"examples/counter/v1/counterv1durable/counter.durable.go"},
-		"chat":    {"chat/v1/chatv1durable/chat.durable.go"},
-		"proxy":   {"proxy/v1/proxyv1durable/proxy.durable.go"},
-		"shop":    {"shop/v1/shopv1durable/inventory.durable.go"},
+		"counter": {"examples/counter/v1/counterv1durableclient/counter.durable.go", "examples/counter/v1/counterv1durable/counter.durable.go"},
+		"chat":    {"chat/v1/chatv1durableclient/chat.durable.go", "chat/v1/chatv1durable/chat.durable.go"},
+		"proxy":   {"proxy/v1/proxyv1durableclient/proxy.durable.go", "proxy/v1/proxyv1durable/proxy.durable.go"},
+		"shop":    {"shop/v1/shopv1durableclient/inventory.durable.go", "shop/v1/shopv1durable/inventory.durable.go"},
 	})
 }
 
@@ -130,7 +131,7 @@ func TestNoClasses(t *testing.T) {
 func TestGoldenWithConnectOptions(t *testing.T) {
 	t.Parallel()
 	for _, param := range []string{"paths=source_relative,simple", "paths=source_relative,simple=true,package_suffix=rpc"} {
-		checkGolden(t, param, goldenCases(t)[1:2], map[string][]string{"chat": {"chat/v1/chatv1durable/chat.durable.go"}})
+		checkGolden(t, param, goldenCases(t)[1:2], map[string][]string{"chat": {"chat/v1/chatv1durableclient/chat.durable.go", "chat/v1/chatv1durable/chat.durable.go"}})
 	}
 	for _, param := range []string{"simple=maybe", "package_suffix=not-an-identifier"} {
 		if resp := run(t, request(t, param, goldenCases(t)[1].files...)); resp.Error == nil {
@@ -166,9 +167,16 @@ func TestImportPaths(t *testing.T) {
 	t.Parallel()
 	counter := protodesc.ToFileDescriptorProto(counterv1.File_examples_counter_v1_counter_proto)
 	resp := run(t, request(t, "", counter))
-	const want = "github.com/durablego/durable/gen/examples/counter/v1/counterv1durable/counter.durable.go"
-	if resp.Error != nil || len(resp.File) != 1 || resp.File[0].GetName() != want {
-		t.Fatalf("got error %q and files %v, want only %s", resp.GetError(), resp.File, want)
+	want := []string{
+		"github.com/durablego/durable/gen/examples/counter/v1/counterv1durableclient/counter.durable.go",
+		"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable/counter.durable.go",
+	}
+	var got []string
+	for _, f := range resp.File {
+		got = append(got, f.GetName())
+	}
+	if resp.Error != nil || !slices.Equal(got, want) {
+		t.Fatalf("got error %q and files %q, want only %q", resp.GetError(), got, want)
 	}
 }
 
@@ -184,7 +192,7 @@ func TestPublicImport(t *testing.T) {
 	if resp.Error != nil {
 		t.Fatalf("plugin error: %s", resp.GetError())
 	}
-	if len(resp.File) != 1 || !strings.Contains(resp.File[0].GetContent(), "durable.Object[*v1.Ledger]") {
+	if len(resp.File) != 2 || !strings.Contains(resp.File[1].GetContent(), "durable.Object[*v1.Ledger]") {
 		t.Errorf("the state is not the publicly imported Ledger:\n%v", resp.File)
 	}
 }
@@ -313,8 +321,8 @@ func TestErrors(t *testing.T) {
 
 	// The valid base case generates.
 	room, hidden := errorCaseFiles()
-	if resp := run(t, request(t, "paths=source_relative", hidden, room)); resp.Error != nil || len(resp.File) != 1 {
-		t.Errorf("base case: got error %q and %d files, want 1 file", resp.GetError(), len(resp.File))
+	if resp := run(t, request(t, "paths=source_relative", hidden, room)); resp.Error != nil || len(resp.File) != 2 {
+		t.Errorf("base case: got error %q and %d files, want 2 files (the remote and the local package)", resp.GetError(), len(resp.File))
 	}
 }
 

@@ -40,9 +40,13 @@ func tsGoldenCases(t *testing.T) []goldenCase {
 	return append(cases, goldenCase{"names", []*descriptorpb.FileDescriptorProto{names}, "testdata"})
 }
 
+// tsParam is the parameter of buf.gen.yaml's lang=ts plugin, with which
+// the counter's golden file is the one committed under web/src/gen.
+const tsParam = "lang=ts,target=ts"
+
 func TestGoldenTS(t *testing.T) {
 	t.Parallel()
-	checkGolden(t, "lang=ts", tsGoldenCases(t), map[string][]string{
+	checkGolden(t, tsParam, tsGoldenCases(t), map[string][]string{
 		"counter": {"examples/counter/v1/counter_durable.ts"},
 		"chat":    {"chat/v1/chat_durable.ts"},
 		"proxy":   {"proxy/v1/proxy_durable.ts"},
@@ -51,17 +55,68 @@ func TestGoldenTS(t *testing.T) {
 	})
 }
 
-func TestTSImportExtension(t *testing.T) {
+// TestGoldenJS checks the default target, protoc-gen-es's: JavaScript and
+// its declarations.
+func TestGoldenJS(t *testing.T) {
+	t.Parallel()
+	var cases []goldenCase
+	for _, tc := range tsGoldenCases(t) {
+		if tc.name == "counter" || tc.name == "names" {
+			tc.dir = "testdata"
+			cases = append(cases, tc)
+		}
+	}
+	want := map[string][]string{
+		"counter": {"examples/counter/v1/counter_durable.js", "examples/counter/v1/counter_durable.d.ts"},
+		"names":   {"names/v1/names_durable.js", "names/v1/names_durable.d.ts"},
+	}
+	checkGolden(t, "lang=ts", cases, want)
+	checkGolden(t, "lang=ts,target=js+dts", cases, want)
+	checkGolden(t, "lang=ts,target=dts+js+js", cases, map[string][]string{
+		"counter": {"examples/counter/v1/counter_durable.d.ts", "examples/counter/v1/counter_durable.js"},
+		"names":   {"names/v1/names_durable.d.ts", "names/v1/names_durable.js"},
+	})
+}
+
+// TestTSOptions checks protoc-gen-es's parameters: import_extension and
+// ts_nocheck change the output as they change protoc-gen-es's, the others
+// are accepted and change nothing, and no file imports durable_pb, which
+// the runtime package carries.
+func TestTSOptions(t *testing.T) {
 	t.Parallel()
 	counter := tsGoldenCases(t)[0].files
+	plain := run(t, request(t, tsParam, counter...))
+	if plain.Error != nil || len(plain.File) != 1 {
+		t.Fatalf("%s: error %q, %d files", tsParam, plain.GetError(), len(plain.File))
+	}
 	for param, want := range map[string]string{
-		"lang=ts,import_extension=js":   `from "../../../durable/v1/durable_pb.js";`,
-		"lang=ts,import_extension=.ts":  `from "./counter_pb.ts";`,
-		"lang=ts,import_extension=none": `from "./counter_pb";`,
+		tsParam + ",import_extension=js":   `from "./counter_pb.js";`,
+		tsParam + ",import_extension=.ts":  `from "./counter_pb.ts";`,
+		tsParam + ",import_extension=none": `from "./counter_pb";`,
+		"lang=ts,import_extension=js":      `from "./counter_pb.js";`,
+		tsParam + ",ts_nocheck=true":       "\n// @ts-nocheck\n",
 	} {
 		resp := run(t, request(t, param, counter...))
-		if resp.Error != nil || len(resp.File) != 1 || !strings.Contains(resp.File[0].GetContent(), want) {
-			t.Errorf("%s: got error %q and files %v, want one containing %s", param, resp.GetError(), resp.File, want)
+		if resp.Error != nil || len(resp.File) == 0 || !strings.Contains(resp.File[0].GetContent(), want) {
+			t.Errorf("%s: got error %q and files %v, want the first containing %q", param, resp.GetError(), resp.File, want)
+		}
+		for _, f := range resp.File {
+			if strings.Contains(f.GetContent(), "durable_pb") {
+				t.Errorf("%s: %s imports durable_pb", param, f.GetName())
+			}
+		}
+	}
+	if resp := run(t, request(t, "lang=ts,target=js,ts_nocheck=true", counter...)); strings.Contains(resp.File[0].GetContent(), "@ts-nocheck") {
+		t.Errorf("ts_nocheck in JavaScript:\n%s", resp.File[0].GetContent())
+	}
+	for _, inert := range []string{
+		"json_types=true", "valid_types=legacy_required", "erasable_syntax=true", "keep_empty_files=true",
+		"elide_plugin_version=true", "map_imports=durable/v1/:@durablego/durable/gen",
+		"rewrite_imports=./foo/**/*_pb.js:@scope/pkg", "bootstrap_wkt=false", "js_import_style=module", "ts_nocheck=false",
+	} {
+		resp := run(t, request(t, tsParam+","+inert, counter...))
+		if resp.Error != nil || len(resp.File) != 1 || resp.File[0].GetContent() != plain.File[0].GetContent() {
+			t.Errorf("%s: got error %q and %d files, want the output of %s", inert, resp.GetError(), len(resp.File), tsParam)
 		}
 	}
 }
@@ -70,10 +125,18 @@ func TestParameterErrors(t *testing.T) {
 	t.Parallel()
 	counter := tsGoldenCases(t)[0].files
 	for param, want := range map[string]string{
-		"lang=rust":                    "lang=rust: want lang=go or lang=ts",
-		"lang=ts,import_extension=mjs": "import_extension=mjs: want none, js or ts",
-		"import_extension=js":          "import_extension applies to lang=ts only",
-		"target=ts":                    `unknown parameter "target"`,
+		"lang=rust":                               "lang=rust: want lang=go or lang=ts",
+		"lang=ts,import_extension=mjs":            "import_extension=mjs: want none, js or ts",
+		"lang=ts,target=cjs":                      "target=cjs: want ts, js, dts",
+		"lang=ts,target=":                         "target=: want ts, js, dts",
+		"lang=ts,target=ts+":                      "target=ts+: want ts, js, dts",
+		"lang=ts,ts_nocheck=maybe":                "ts_nocheck=maybe: want true or false",
+		"lang=ts,js_import_style=legacy_commonjs": "js_import_style=legacy_commonjs: the glue and the @durablego/durable runtime are ECMAScript modules only",
+		"lang=ts,include_imports=true":            `unknown parameter "include_imports"`,
+		"import_extension=js":                     "import_extension applies to lang=ts only",
+		"target=ts":                               "target applies to lang=ts only",
+		"paths=source_relative,json_types=true":   "json_types applies to lang=ts only",
+		"lang=go,ts_nocheck=true":                 "ts_nocheck applies to lang=ts only",
 	} {
 		if msg := run(t, request(t, param, counter...)).GetError(); !strings.Contains(msg, want) {
 			t.Errorf("%s: got error %q, want one containing %q", param, msg, want)
@@ -87,7 +150,7 @@ func TestParameterErrors(t *testing.T) {
 	if msg := run(t, request(t, "", f)).GetError(); !strings.Contains(msg, "Go import path") {
 		t.Errorf("lang=go without go_package: got error %q", msg)
 	}
-	if resp := run(t, request(t, "lang=ts", f)); resp.Error != nil || len(resp.File) != 1 {
+	if resp := run(t, request(t, tsParam, f)); resp.Error != nil || len(resp.File) != 1 {
 		t.Errorf("lang=ts without go_package: got error %q and %d files", resp.GetError(), len(resp.File))
 	}
 }
@@ -96,7 +159,7 @@ func TestErrorsTS(t *testing.T) {
 	t.Parallel()
 	room, hidden := errorCaseFiles()
 	room.Service[0].Method[0].ServerStreaming = proto.Bool(true)
-	msg := run(t, request(t, "lang=ts", hidden, room)).GetError()
+	msg := run(t, request(t, tsParam, hidden, room)).GetError()
 	const want = "room/v1/room.proto: service test.room.v1.Room: rpc Say is server-streaming"
 	if !strings.HasPrefix(msg, want) {
 		t.Errorf("got error %q, want %q", msg, want)
@@ -104,7 +167,7 @@ func TestErrorsTS(t *testing.T) {
 }
 
 // TestCompileTS type-checks the TypeScript output of the golden cases with
-// the output of protoc-gen-es and the runtime package, with web/'s own
+// the output of protoc-gen-es and the runtime package's sources, with web/'s own
 // protoc-gen-es and tsc (npm ci in web/ installs them; the test is skipped
 // without them). The names case checks that the plugin imports the
 // services under the names protoc-gen-es gives them.
@@ -113,27 +176,15 @@ func TestCompileTS(t *testing.T) {
 		t.Skip("runs protoc-gen-es and tsc")
 	}
 	t.Parallel()
-	web, err := filepath.Abs("../web")
-	if err != nil {
-		t.Fatal(err)
-	}
-	protocGenES := filepath.Join(web, "node_modules", ".bin", "protoc-gen-es")
-	tsc := filepath.Join(web, "node_modules", ".bin", "tsc")
-	for _, tool := range []string{protocGenES, tsc} {
-		if _, err := os.Stat(tool); err != nil {
-			t.Skipf("no %s: run npm ci in web/", tool)
-		}
-	}
-	if _, err := exec.LookPath("node"); err != nil {
-		t.Skip("no node: ", err)
-	}
+	web, tools := webTools(t, "protoc-gen-es", "tsc")
+	protocGenES, tsc := tools[0], tools[1]
 
 	out := t.TempDir()
 	if err := os.Symlink(filepath.Join(web, "node_modules"), filepath.Join(out, "node_modules")); err != nil {
 		t.Fatal(err)
 	}
 	for _, tc := range tsGoldenCases(t) {
-		req := request(t, "lang=ts", tc.files...)
+		req := request(t, tsParam, tc.files...)
 		esReq := proto.CloneOf(req)
 		esReq.Parameter = proto.String("target=ts")
 		esReq.FileToGenerate = append(esReq.FileToGenerate, durablev1.File_durable_v1_durable_proto.Path())
@@ -143,9 +194,10 @@ func TestCompileTS(t *testing.T) {
   "compilerOptions": {
     "target": "es2022", "module": "esnext", "moduleResolution": "bundler",
     "lib": ["es2022", "dom"], "types": [], "strict": true, "noEmit": true,
-    "isolatedModules": true, "verbatimModuleSyntax": true, "skipLibCheck": true
+    "isolatedModules": true, "verbatimModuleSyntax": true, "skipLibCheck": true,
+    "paths": {"@durablego/durable": ["` + filepath.ToSlash(filepath.Join(web, "durable", "src", "index.ts")) + `"]}
   },
-  "include": ["*/**/*.ts", "` + filepath.ToSlash(filepath.Join(web, "durable", "src")) + `"]
+  "include": ["*/**/*.ts"]
 }`
 	if err := os.WriteFile(filepath.Join(out, "tsconfig.json"), []byte(tsconfig), 0o644); err != nil {
 		t.Fatal(err)
@@ -164,4 +216,29 @@ func TestCompileTS(t *testing.T) {
 	if !strings.Contains(string(data), want) {
 		t.Errorf("names_durable.ts does not contain %s:\n%s", want, data)
 	}
+}
+
+// webTools returns the absolute path of web/ and those of the named
+// programs of web/node_modules/.bin, and skips t without them or without
+// node and npm on PATH.
+func webTools(t *testing.T, names ...string) (string, []string) {
+	t.Helper()
+	web, err := filepath.Abs("../web")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tools []string
+	for _, name := range names {
+		tool := filepath.Join(web, "node_modules", ".bin", name)
+		if _, err := os.Stat(tool); err != nil {
+			t.Skipf("no %s: run npm ci in web/", tool)
+		}
+		tools = append(tools, tool)
+	}
+	for _, tool := range []string{"node", "npm"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			t.Skip(err)
+		}
+	}
+	return web, tools
 }

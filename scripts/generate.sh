@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Regenerates gen/ (Go) and web/src/gen/ (TypeScript) from proto/ with pinned
+# Regenerates gen/ (Go), web/src/gen/ (TypeScript) and web/durable/src/gen/
+# (the runtime package's durable/v1/durable_pb.ts) from proto/ with pinned
 # tools: buf, protoc-gen-go and protoc-gen-connect-go built from the Go module
 # proxy, our own protoc-gen-durable from this checkout, and protoc-gen-es
 # from web/node_modules (pinned in web/package-lock.json, installed with npm
@@ -49,4 +50,6 @@ export PATH="$bin:$root/web/node_modules/.bin:$PATH"
 buf build --exclude-source-info -o "$bin/image.binpb"
 go run scripts/checkvalidate.go "$bin/image.binpb"
 buf generate
+# The runtime package's own durable/v1/durable_pb.ts (web/durable/src/gen).
+buf generate --template web/durable/buf.gen.yaml --path proto/durable/v1/durable.proto
 buf lint

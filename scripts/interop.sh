@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Interoperability tests of the TypeScript clients: type-checks the
-# generated TypeScript (web/src/gen) with the runtime package (web/durable)
-# and the tests, then starts the example server on 127.0.0.1 with a fresh
+# Interoperability tests of the TypeScript clients: builds the runtime
+# package (web/durable, to web/durable/dist) and type-checks the generated
+# TypeScript (web/src/gen) and the tests against it, then runs the tests
+# on the built JavaScript: starts the example server on 127.0.0.1 with a fresh
 # data directory and runs web/test/node-interop.test.ts against it:
 # @connectrpc/connect-node over Connect (HTTP/1.1 and HTTP/2), gRPC (h2c)
 # and gRPC-Web. Fails when a check or a test fails. Needs Node and npm;
@@ -17,7 +18,7 @@ trap 'kill_example_server; rm -rf "$work"' EXIT
 
 npm_ci_web
 
-echo "interop: tsc over web/src/gen, web/durable and the tests"
+echo "interop: web/durable built, tsc over web/src/gen and the tests"
 npm run --prefix web --silent typecheck:durable
 
 go build -o "$work/server" ./examples/server

@@ -91,7 +91,7 @@ type adminClass interface {
 	// never beside another, its writes committed atomically when fn
 	// returns nil and the state it leaves is valid, undone otherwise.
 	adminCall(ctx context.Context, id durable.ID, fn func(ctx context.Context, o *adminObject) error) error
-	runAlarmNow(ctx context.Context, id durable.ID) error
+	runAlarmNow(ctx context.Context, id durable.ID) (bool, error) // run.go
 }
 
 // adminObject is an object as an admin call sees it.
@@ -128,42 +128,25 @@ func (n *Namespace[S]) isActive(raw [32]byte) bool {
 	return n.actors[raw] != nil
 }
 
-// adminCall is the one entry point of admin writes into a mailbox, as
-// alarmCall is the alarms'.
+// adminCall runs fn as a call of the object, through Run: the one way
+// into a mailbox of in-process callers.
 func (n *Namespace[S]) adminCall(ctx context.Context, id durable.ID, fn func(ctx context.Context, o *adminObject) error) error {
-	id, key, err := n.resolve(id)
+	_, key, err := n.resolve(id)
 	if err != nil {
 		return kindError(err)
 	}
-	n.srv.startAlarms()
-	c := &call[S]{
-		ctx:    ctx,
-		id:     id,
-		method: "Admin",
-		done:   make(chan struct{}),
-		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
-			ao := &adminObject{ID: o.ID, State: o.State, Storage: o.Storage, SQL: o.SQL,
-				forget: func(ctx context.Context) error { return n.forget(ctx, key, o) }}
-			before := ao.State
-			if err := fn(ctx, ao); err != nil {
-				return nil, err
-			}
-			if s, ok := ao.State.(S); ok && ao.State != before {
-				o.State = s
-			}
-			return nil, nil
-		},
-	}
-	if err := n.enqueue(key, c); err != nil {
-		return err
-	}
-	select {
-	case <-c.done:
-	case <-ctx.Done():
-		n.withdraw(key, c)
-		return connect.NewError(codeOf(ctx.Err()), ctx.Err())
-	}
-	return c.err
+	return Run(ctx, n.srv, id, func(ctx context.Context, o *durable.Object[S]) error {
+		ao := &adminObject{ID: o.ID, State: o.State, Storage: o.Storage, SQL: o.SQL,
+			forget: func(ctx context.Context) error { return n.forget(ctx, key, o) }}
+		before := ao.State
+		if err := fn(ctx, ao); err != nil {
+			return err
+		}
+		if s, ok := ao.State.(S); ok && ao.State != before {
+			o.State = s
+		}
+		return nil
+	})
 }
 
 // forget deletes the object key entirely from inside a call on it: its
@@ -214,29 +197,6 @@ func (n *Namespace[S]) forget(ctx context.Context, key callchain.Key, o *durable
 	a.cat = catalogState{known: true, name: o.ID.Name(), written: time.Now().UnixMilli()}
 	a.reload = true // the next batch finds a new object: Init runs
 	return nil
-}
-
-// runAlarmNow sets the object's alarm to now and runs its Alarm hook at
-// once, waiting for the outcome.
-func (n *Namespace[S]) runAlarmNow(ctx context.Context, id durable.ID) error {
-	if n.alarm == nil {
-		return connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("class %s has no Alarm hook", n.class.Name))
-	}
-	now := time.Now()
-	if err := n.adminCall(ctx, id, func(ctx context.Context, o *adminObject) error {
-		return o.Storage.SetAlarm(ctx, now)
-	}); err != nil {
-		return err
-	}
-	_, key, _ := n.resolve(id)
-	done := make(chan error, 1)
-	n.runAlarm(key, now, 0, func(err error) { done <- err })
-	select {
-	case err := <-done:
-		return err
-	case <-ctx.Done():
-		return ctx.Err()
-	}
 }
 
 // adminService implements durable.v1.AdminService.
@@ -631,8 +591,12 @@ func (s *adminService) RunAlarm(ctx context.Context, req *connect.Request[durabl
 	if err != nil {
 		return nil, err
 	}
-	if err := ns.runAlarmNow(ctx, id); err != nil {
+	ran, err := ns.runAlarmNow(ctx, id)
+	if err != nil {
 		return nil, s.srv.toConnectError(ctx, err, ns.info().Name, "Admin.RunAlarm", id)
+	}
+	if !ran {
+		return nil, connect.NewError(connect.CodeFailedPrecondition, fmt.Errorf("the %s object %s has no alarm to run: set one first", ns.info().Name, describe(id)))
 	}
 	return connect.NewResponse(&durablev1.RunAlarmResponse{}), nil
 }

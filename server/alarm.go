@@ -51,27 +51,21 @@ func (s *Server) dropAlarm(key alarms.Key, at time.Time) {
 
 // runAlarm runs the Alarm hook of the object key as a call. The hook runs
 // only if the object's stored alarm is due: the index may wake an object
-// whose alarm was moved or deleted since. When the hook returns nil the
-// alarm is deleted in the same commit, unless the hook set a new one.
+// whose alarm was moved or deleted since. The running alarm is deleted in
+// the call before the hook runs, as Cloudflare's is: GetAlarm inside the
+// hook reports none, and what the hook sets is what remains. If the hook
+// fails, the call rolls back, the deletion with it, and the scheduler
+// retries the alarm.
 func (n *Namespace[S]) runAlarm(key callchain.Key, due time.Time, retry int, done func(error)) {
 	n.alarmCall(key, n.m.method("Alarm"), done, func(ctx context.Context, o *durable.Object[S]) error {
 		at, ok, err := o.GetAlarm(ctx)
 		if err != nil || !ok || at.After(time.Now()) {
 			return err
 		}
-		if n.alarm == nil {
-			n.srv.log.Warn("durable: deleting the alarm of an object whose class has no Alarm handler", "class", key.Class)
-			return o.DeleteAlarm(ctx)
+		if n.alarm != nil {
+			n.m.alarmFired(retry)
 		}
-		info := durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due}
-		n.m.alarmFired(retry)
-		if err := n.alarm.Alarm(ctx, o, info); err != nil {
-			return err
-		}
-		if now, ok, err := o.GetAlarm(ctx); err != nil || !ok || !now.Equal(at) {
-			return err // the handler deleted or replaced the alarm
-		}
-		return o.DeleteAlarm(ctx)
+		return n.alarmHook(ctx, o, at, durable.AlarmInfo{RetryCount: retry, IsRetry: retry > 0, ScheduledTime: due})
 	})
 }
 

@@ -3,6 +3,7 @@ package server_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"strings"
 	"sync"
@@ -90,6 +91,19 @@ func TestSQLFileBudgetExhausted(t *testing.T) {
 	}
 }
 
+// pastMemoryLimit needs more than an SQL connection's memory (256 MiB)
+// within Cloudflare's limits (no value over 2 MB, 100 columns): a subquery
+// that is not flattened (OFFSET) holds 100 values of 2 MB while the outer
+// query makes a copy of each.
+var pastMemoryLimit = func() string {
+	inner, outer := make([]string, storage.MaxSQLColumns), make([]string, storage.MaxSQLColumns)
+	for i := range inner {
+		inner[i] = fmt.Sprintf("printf('%%.*c', %d, 'x') AS a%d", storage.MaxSQLValueSize-1000, i)
+		outer[i] = fmt.Sprintf("a%d || ''", i)
+	}
+	return "SELECT " + strings.Join(outer, ", ") + " FROM (SELECT " + strings.Join(inner, ", ") + " LIMIT 1 OFFSET 0)"
+}()
+
 // TestSQLOutOfMemoryLeavesNothingOpen runs a query past the SQL
 // connection's memory limit on a real server: the caller gets
 // ResourceExhausted (storage.ErrOutOfMemory), the object keeps working,
@@ -106,7 +120,7 @@ func TestSQLOutOfMemoryLeavesNothingOpen(t *testing.T) {
 	if err := r.run(ctx, "oom", `CREATE TABLE t (x)`, false); err != nil {
 		t.Fatal(err)
 	}
-	err := r.run(ctx, "oom", `SELECT length(printf('%.*c', 400000000, 'x'))`, false)
+	err := r.run(ctx, "oom", pastMemoryLimit, false)
 	var rpc *durable.RPCError
 	if !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted || !errors.Is(err, storage.ErrOutOfMemory) {
 		t.Fatalf("query past the memory limit: %v", err)

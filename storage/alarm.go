@@ -20,7 +20,9 @@ var (
 // SetAlarm schedules the object's alarm at t, replacing any other: an
 // object has at most one. It is one of the call's writes: committed with
 // them, undone with them. Alarms have millisecond precision; a time in the
-// past fires at once.
+// past is stored as now, as Cloudflare does (GetAlarm then returns now),
+// and fires at once: an alarm is never due before it was set, so a
+// constant past time cannot sort ahead of every other object's alarms.
 func (kv *KV) SetAlarm(ctx context.Context, t time.Time) error {
 	if err := kv.inCall(); err != nil {
 		return err
@@ -31,7 +33,7 @@ func (kv *KV) SetAlarm(ctx context.Context, t time.Time) error {
 	if t.IsZero() || t.UnixMilli() <= 0 {
 		return fmt.Errorf("%w: %v", ErrInvalidAlarm, t)
 	}
-	kv.top().alarm = alarmOp{kind: alarmSet, at: t.UnixMilli()}
+	kv.top().alarm = alarmOp{kind: alarmSet, at: max(t.UnixMilli(), time.Now().UnixMilli())}
 	return nil
 }
 

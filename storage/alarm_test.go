@@ -74,3 +74,41 @@ func TestAlarmAPI(t *testing.T) {
 		})
 	})
 }
+
+// A time in the past is stored as the time SetAlarm ran, as Cloudflare
+// does: GetAlarm returns that, in the call and after the commit.
+func TestSetAlarmInThePastStoresNow(t *testing.T) {
+	forEachBackend(t, func(t *testing.T, open func() *storage.Store) {
+		ctx := context.Background()
+		st := open()
+		defer st.Close()
+		var changes []storage.AlarmChange
+		st.HandleAlarms(func(c storage.AlarmChange) { changes = append(changes, c) })
+		past := time.UnixMilli(1)
+		var before, after int64
+		call(t, st, func(kv *storage.KV) error {
+			before = time.Now().UnixMilli()
+			if err := kv.SetAlarm(ctx, past); err != nil {
+				t.Fatal(err)
+			}
+			after = time.Now().UnixMilli()
+			got, ok, err := kv.GetAlarm(ctx)
+			if !ok || err != nil || got.UnixMilli() < before || got.UnixMilli() > after {
+				t.Fatalf("GetAlarm after SetAlarm(%v) = %v, %v, %v; want a time in [%d, %d] ms", past, got, ok, err, before, after)
+			}
+			return nil
+		})
+		if err := commit(st, nil); err != nil {
+			t.Fatal(err)
+		}
+		if len(changes) != 1 || !changes[0].Set || changes[0].At < before || changes[0].At > after {
+			t.Fatalf("changes reported after the commit: %+v; want one set in [%d, %d]", changes, before, after)
+		}
+		call(t, st, func(kv *storage.KV) error {
+			if got, ok, err := kv.GetAlarm(ctx); !ok || err != nil || got.UnixMilli() != changes[0].At {
+				t.Fatalf("GetAlarm in the next call = %v, %v, %v; want %d ms", got, ok, err, changes[0].At)
+			}
+			return nil
+		})
+	})
+}

@@ -7,10 +7,15 @@ import (
 
 // Limits on key-value storage, as Cloudflare sets them.
 const (
-	// MaxKeySize is the largest key, in bytes of UTF-8.
+	// MaxKeySize is the largest key, in bytes of UTF-8, of a class without
+	// SQL.
 	MaxKeySize = 2 << 10
-	// MaxValueSize is the largest value, in bytes.
+	// MaxValueSize is the largest value, in bytes, of a class without SQL.
 	MaxValueSize = 128 << 10
+	// MaxSQLEntrySize is the largest key and value together, in bytes, of
+	// a class with SQL: Cloudflare's limit for its SQLite-backed storage,
+	// which has no other limit on keys or values.
+	MaxSQLEntrySize = 2_000_000
 	// MaxKeysPerCall is the most keys one GetMany, PutMany or DeleteMany
 	// call takes.
 	MaxKeysPerCall = 128
@@ -28,12 +33,22 @@ var ErrInvalid = errors.New("storage: invalid request")
 // written when one is returned.
 var (
 	ErrKeyEmpty      = invalid("storage: key is empty")
-	ErrKeyTooLarge   = invalid(fmt.Sprintf("storage: key is larger than %d bytes", MaxKeySize))
+	ErrKeyTooLarge   = invalid("storage: key is too large")
 	ErrKeyNotUTF8    = invalid("storage: key is not valid UTF-8")
-	ErrValueTooLarge = invalid(fmt.Sprintf("storage: value is larger than %d bytes", MaxValueSize))
+	ErrValueTooLarge = invalid("storage: value is too large")
 	ErrTooManyKeys   = invalid(fmt.Sprintf("storage: more than %d keys in one call", MaxKeysPerCall))
 	ErrListOptions   = invalid("storage: invalid list options")
 	ErrSQLForbidden  = invalid("storage: statement not allowed in an object's database")
+	// ErrSQLLimit: a statement of the object's SQL went past one of
+	// Cloudflare's limits (MaxSQLStatementSize and the others).
+	ErrSQLLimit = invalid(fmt.Sprintf("storage: statement over a limit of an object's database (%d-byte statements, %d columns, %d parameters, %d-byte strings, blobs and rows, %d-byte LIKE and GLOB patterns, %d terms of a compound SELECT)",
+		MaxSQLStatementSize, MaxSQLColumns, MaxSQLParameters, MaxSQLValueSize, MaxSQLPatternSize, MaxSQLCompoundTerms))
+	// ErrRolledBack: the storage was used in a Transaction after its
+	// Rollback; its function can only return.
+	ErrRolledBack = invalid("storage: the transaction was rolled back; only returning from its function is left")
+	// ErrDeleteAllInTransaction: DeleteAll was called inside a
+	// Transaction, which Cloudflare refuses too.
+	ErrDeleteAllInTransaction = invalid("storage: DeleteAll cannot be called inside a transaction")
 
 	// ErrNoSQL: the object's class was not declared with sql: true.
 	ErrNoSQL = errors.New("storage: this object class has no SQL database (declare it with sql: true)")

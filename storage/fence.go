@@ -212,3 +212,19 @@ func (g *guarded) endTx(commit bool) error {
 	defer g.exit()
 	return g.tx.endTx(commit)
 }
+
+func (g *guarded) rolledBack() {
+	if g.enter() != nil {
+		return
+	}
+	defer g.exit()
+	g.tx.rolledBack()
+}
+
+func (g *guarded) deleteAll() error {
+	if err := g.enter(); err != nil {
+		return err
+	}
+	defer g.exit()
+	return g.tx.deleteAll()
+}

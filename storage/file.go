@@ -19,6 +19,7 @@ type FileOption func(*fileConfig)
 type fileConfig struct {
 	durability Durability
 	maxSize    int64
+	maxRows    int64       // bytes of a cursor's rows: see WithMaxResultSize
 	hints      *alarmHints // the node index of due alarms, if any
 	limiter    FileLimiter
 }
@@ -91,7 +92,7 @@ const reservedPrefix = "_durable_"
 // only initialized, leaves nothing on disk. The file appears whole, by
 // rename, before that commit is acknowledged (see materialize).
 func OpenFile(path string, opts ...FileOption) (*Store, error) {
-	cfg := fileConfig{maxSize: DefaultMaxSQLSize}
+	cfg := fileConfig{maxSize: DefaultMaxSQLSize, maxRows: DefaultMaxResultSize}
 	for _, o := range opts {
 		o(&cfg)
 	}
@@ -136,6 +137,11 @@ func (f *fileStore) openConn() error {
 		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, sync, pages)+fileSchema)
 	}
 	if err == nil {
+		if err = f.sandbox(c); err != nil {
+			c.Close()
+		}
+	}
+	if err == nil {
 		// Before Durable's statements are prepared: a trigger an older
 		// version let an object put on Durable's tables must not run.
 		if err = repairSchema(c); err != nil {
@@ -175,7 +181,7 @@ func (f *fileStore) prepareAll(c *sqlite3.Conn) error {
 		&f.alarmGet:     `SELECT at_ms FROM _durable_alarm WHERE id = 1`,
 		&f.alarmSet:     `INSERT INTO _durable_alarm (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`,
 		&f.alarmDelete:  `DELETE FROM _durable_alarm`,
-		&f.pageCount:    `PRAGMA page_count`,
+		&f.pageCount:    `SELECT (SELECT * FROM pragma_page_count) - (SELECT * FROM pragma_freelist_count)`, // pages in use
 		&f.pageSizeStmt: `PRAGMA page_size`,
 		&f.schemaStmt:   `PRAGMA schema_version`,
 	}
@@ -208,6 +214,8 @@ type fileStore struct {
 	holding    bool // one of the limiter's files is held
 	inTx       bool // a batch's transaction is open
 	calls      int  // savepoints open: the call's and its transactions'
+	undone     int  // the savepoint of a Transaction that called Rollback, or 0
+	fts5       bool // the FTS5 module is registered on conn (see sandbox)
 	// trusted is false only while the object's own SQL is prepared and run,
 	// so the authorizer applies to it and not to Durable's statements.
 	trusted bool
@@ -323,8 +331,11 @@ var errTxLost = errors.New("storage: the database rolled back the batch's transa
 
 func (f *fileStore) endTx(commit bool) error {
 	f.calls--
+	if f.undone > f.calls {
+		f.undone = 0
+	}
 	if f.conn.GetAutocommit() {
-		f.inTx, f.calls = false, 0
+		f.inTx, f.calls, f.undone = false, 0, 0
 		return errTxLost
 	}
 	if !commit {
@@ -436,6 +447,8 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 		if err := f.materialize(); err != nil {
 			return err
 		}
+	} else if kv.cleared {
+		f.compact() // DeleteAll freed the object's tables
 	}
 	if kv.alarm.kind == alarmDeleted && f.cfg.hints != nil {
 		f.cfg.hints.remove()
@@ -450,7 +463,7 @@ func (f *fileStore) reset() {
 	if f.inTx || !f.conn.GetAutocommit() {
 		f.rollback.Exec() // nothing better to do if even this fails
 	}
-	f.inTx, f.calls, f.wrote = false, 0, false
+	f.inTx, f.calls, f.wrote, f.undone = false, 0, false, 0
 }
 
 func (f *fileStore) close() error {
@@ -514,5 +527,5 @@ func (f *fileStore) size() (int64, error) {
 			return 0, fmt.Errorf("storage: database size: %w", err)
 		}
 	}
-	return n[0] * n[1], nil
+	return max(n[0]-durableRootPages, 1) * n[1], nil
 }

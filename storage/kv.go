@@ -18,8 +18,11 @@ import (
 // writes join the batch when it succeeds and vanish when it fails; the
 // batch is committed with the state, in one transaction.
 //
-// Keys are non-empty UTF-8 strings of at most MaxKeySize bytes, ordered by
-// their bytes; values are at most MaxValueSize bytes. The typed helpers
+// Keys are non-empty UTF-8 strings, ordered by their bytes. As on
+// Cloudflare, the limits depend on the class: keys are at most MaxKeySize
+// bytes and values MaxValueSize bytes for a class without SQL, and a key and
+// its value together at most MaxSQLEntrySize bytes for a class with SQL
+// (Cloudflare's SQLite-backed storage). The typed helpers
 // GetProto, PutProto, GetJSON and PutJSON encode values.
 type KV struct {
 	src    source
@@ -40,10 +43,15 @@ type KV struct {
 	fence   *fence // the store's: once cut, every call fails
 }
 
-// txHooks let a store with SQL nest a savepoint in each Transaction.
+// txHooks let a store with SQL nest a savepoint in each Transaction, and
+// its SQL follow Rollback and DeleteAll. Only stores with SQL have them.
 type txHooks interface {
 	beginTx() error
 	endTx(commit bool) error
+	// rolledBack: Rollback was called in the innermost Transaction.
+	rolledBack()
+	// deleteAll drops the object's SQL schema, in the call's savepoint.
+	deleteAll() error
 }
 
 type version struct {
@@ -102,8 +110,16 @@ func (kv *KV) inCall() error {
 	if kv.fence != nil && kv.fence.cut.Load() {
 		return ErrFenced
 	}
+	if kv.txDepth > 0 && kv.stack[len(kv.stack)-1].rollback {
+		return ErrRolledBack
+	}
 	return nil
 }
+
+// sqlBacked reports whether the object's class has SQL, whose limits on
+// keys and values are Cloudflare's SQLite-backed ones: only the stores of
+// such classes have savepoints.
+func (kv *KV) sqlBacked() bool { return kv.tx != nil }
 
 func (kv *KV) push() {
 	var l *layer
@@ -209,12 +225,16 @@ func (kv *KV) get(ctx context.Context, key string) ([]byte, bool, error) {
 	return kv.src.get(ctx, key)
 }
 
-func checkKey(key string) error {
+func (kv *KV) checkKey(key string) error {
+	limit := MaxKeySize
+	if kv.sqlBacked() {
+		limit = MaxSQLEntrySize
+	}
 	switch {
 	case key == "":
 		return ErrKeyEmpty
-	case len(key) > MaxKeySize:
-		return fmt.Errorf("%w: %d bytes", ErrKeyTooLarge, len(key))
+	case len(key) > limit:
+		return fmt.Errorf("%w: %d bytes, over %d", ErrKeyTooLarge, len(key), limit)
 	case !utf8.ValidString(key):
 		return fmt.Errorf("%w: %q", ErrKeyNotUTF8, key)
 	}
@@ -228,9 +248,15 @@ func checkKeys(n int) error {
 	return nil
 }
 
-func checkValue(key string, value []byte) error {
+func (kv *KV) checkValue(key string, value []byte) error {
+	if kv.sqlBacked() {
+		if n := len(key) + len(value); n > MaxSQLEntrySize {
+			return fmt.Errorf("%w: key %.64q and its value take %d bytes, over %d", ErrValueTooLarge, key, n, MaxSQLEntrySize)
+		}
+		return nil
+	}
 	if len(value) > MaxValueSize {
-		return fmt.Errorf("%w: %d bytes for key %.64q", ErrValueTooLarge, len(value), key)
+		return fmt.Errorf("%w: %d bytes for key %.64q, over %d", ErrValueTooLarge, len(value), key, MaxValueSize)
 	}
 	return nil
 }
@@ -240,7 +266,7 @@ func (kv *KV) Get(ctx context.Context, key string) ([]byte, bool, error) {
 	if err := kv.inCall(); err != nil {
 		return nil, false, err
 	}
-	if err := checkKey(key); err != nil {
+	if err := kv.checkKey(key); err != nil {
 		return nil, false, err
 	}
 	v, ok, err := kv.get(ctx, key)
@@ -257,7 +283,7 @@ func (kv *KV) GetMany(ctx context.Context, keys []string) (map[string][]byte, er
 		return nil, err
 	}
 	for _, k := range keys {
-		if err := checkKey(k); err != nil {
+		if err := kv.checkKey(k); err != nil {
 			return nil, err
 		}
 	}
@@ -279,10 +305,10 @@ func (kv *KV) Put(ctx context.Context, key string, value []byte) error {
 	if err := kv.inCall(); err != nil {
 		return err
 	}
-	if err := checkKey(key); err != nil {
+	if err := kv.checkKey(key); err != nil {
 		return err
 	}
-	if err := checkValue(key, value); err != nil {
+	if err := kv.checkValue(key, value); err != nil {
 		return err
 	}
 	kv.top().writes[key] = version{data: bytes.Clone(value)}
@@ -298,10 +324,10 @@ func (kv *KV) PutMany(ctx context.Context, entries map[string][]byte) error {
 		return err
 	}
 	for k, v := range entries {
-		if err := checkKey(k); err != nil {
+		if err := kv.checkKey(k); err != nil {
 			return err
 		}
-		if err := checkValue(k, v); err != nil {
+		if err := kv.checkValue(k, v); err != nil {
 			return err
 		}
 	}
@@ -318,7 +344,8 @@ func (kv *KV) Delete(ctx context.Context, key string) (bool, error) {
 	return n == 1, err
 }
 
-// DeleteMany removes the keys and reports how many existed.
+// DeleteMany removes the keys and reports how many existed, each key
+// counted once however often it is listed.
 func (kv *KV) DeleteMany(ctx context.Context, keys []string) (int, error) {
 	if err := kv.inCall(); err != nil {
 		return 0, err
@@ -327,12 +354,17 @@ func (kv *KV) DeleteMany(ctx context.Context, keys []string) (int, error) {
 		return 0, err
 	}
 	for _, k := range keys {
-		if err := checkKey(k); err != nil {
+		if err := kv.checkKey(k); err != nil {
 			return 0, err
 		}
 	}
 	existed := 0
+	seen := make(map[string]bool, len(keys))
 	for _, k := range keys {
+		if seen[k] {
+			continue
+		}
+		seen[k] = true
 		_, ok, err := kv.get(ctx, k)
 		if err != nil {
 			return 0, err
@@ -348,11 +380,25 @@ func (kv *KV) DeleteMany(ctx context.Context, keys []string) (int, error) {
 	return existed, nil
 }
 
-// DeleteAll removes every key of the object. The object's state is not
-// storage in this sense: a method that wants it reset sets it.
+// DeleteAll removes every key of the object and its alarm and, for a class
+// with SQL, its whole SQL database, as Cloudflare's deleteAll does: every
+// table, index, view and trigger is dropped at once, so the rest of the
+// call, and every later one, sees an empty database, and once the batch
+// commits the file is compacted. Like every write, it is undone if the
+// call fails. The object's state is not storage in this sense: a method
+// that wants it reset sets it. It fails with ErrDeleteAllInTransaction
+// inside a Transaction, as on Cloudflare.
 func (kv *KV) DeleteAll(ctx context.Context) error {
 	if err := kv.inCall(); err != nil {
 		return err
+	}
+	if kv.txDepth > 0 {
+		return ErrDeleteAllInTransaction
+	}
+	if kv.tx != nil {
+		if err := kv.tx.deleteAll(); err != nil {
+			return err
+		}
 	}
 	l := kv.top()
 	clear(l.writes)
@@ -538,11 +584,17 @@ func (kv *KV) Transaction(ctx context.Context, fn func(tx *KV) error) (err error
 }
 
 // Rollback marks the innermost open Transaction to be undone when its
-// function returns, whatever it returns. Outside a transaction it does
-// nothing: to undo a whole call, return an error from the method.
+// function returns, whatever it returns. From then until it returns, every
+// operation of the storage, key-value and SQL, fails with ErrRolledBack, as
+// on Cloudflare, where a rolled back transaction cannot be used again.
+// Outside a transaction it does nothing: to undo a whole call, return an
+// error from the method.
 func (kv *KV) Rollback() {
 	if kv.txDepth > 0 {
 		kv.stack[len(kv.stack)-1].rollback = true
+		if kv.tx != nil {
+			kv.tx.rolledBack()
+		}
 	}
 }
 

@@ -204,7 +204,14 @@ func TestLimitsAndErrors(t *testing.T) {
 	forEachBackend(t, func(t *testing.T, open func() *storage.Store) {
 		ctx := context.Background()
 		st := open()
-		big := strings.Repeat("k", storage.MaxKeySize)
+		// The limits of a class without SQL (the node database's); see
+		// TestKeyValueLimitsOfSQLClasses for the others.
+		maxKey, maxValue := storage.MaxKeySize, storage.MaxValueSize
+		if strings.HasSuffix(t.Name(), "/file") { // key and value together
+			maxKey, maxValue = storage.MaxSQLEntrySize, storage.MaxSQLEntrySize-storage.MaxKeySize
+		}
+		big := strings.Repeat("k", maxKey)
+		key := big[:storage.MaxKeySize] // with the largest value
 		many := make([]string, storage.MaxKeysPerCall+1)
 		manyEntries := map[string][]byte{}
 		for i := range many {
@@ -217,10 +224,10 @@ func TestLimitsAndErrors(t *testing.T) {
 			want error
 		}{
 			{"empty key", func(kv *storage.KV) error { return kv.Put(ctx, "", nil) }, storage.ErrKeyEmpty},
-			{"key over 2 KiB", func(kv *storage.KV) error { return kv.Put(ctx, big+"k", nil) }, storage.ErrKeyTooLarge},
+			{"key over the limit", func(kv *storage.KV) error { return kv.Put(ctx, big+"k", nil) }, storage.ErrKeyTooLarge},
 			{"key not UTF-8", func(kv *storage.KV) error { return kv.Put(ctx, "a\xffb", nil) }, storage.ErrKeyNotUTF8},
-			{"value over 128 KiB", func(kv *storage.KV) error {
-				return kv.Put(ctx, "v", make([]byte, storage.MaxValueSize+1))
+			{"value over the limit", func(kv *storage.KV) error {
+				return kv.Put(ctx, key, make([]byte, maxValue+1))
 			}, storage.ErrValueTooLarge},
 			{"129 keys to GetMany", func(kv *storage.KV) error { _, err := kv.GetMany(ctx, many); return err }, storage.ErrTooManyKeys},
 			{"129 keys to PutMany", func(kv *storage.KV) error { return kv.PutMany(ctx, manyEntries) }, storage.ErrTooManyKeys},
@@ -245,7 +252,7 @@ func TestLimitsAndErrors(t *testing.T) {
 		}
 		// The largest legal key and value are accepted.
 		if err := call(t, st, func(kv *storage.KV) error {
-			return kv.Put(ctx, big, make([]byte, storage.MaxValueSize))
+			return kv.Put(ctx, key, make([]byte, maxValue))
 		}); err != nil {
 			t.Fatalf("largest key and value: %v", err)
 		}
@@ -254,7 +261,7 @@ func TestLimitsAndErrors(t *testing.T) {
 		}
 		call(t, st, func(kv *storage.KV) error {
 			entries, _ := kv.List(ctx, storage.ListOptions{})
-			if len(entries) != 1 || entries[0].Key != big || len(entries[0].Value) != storage.MaxValueSize {
+			if len(entries) != 1 || entries[0].Key != key || len(entries[0].Value) != maxValue {
 				t.Fatalf("after the failed calls only the legal write is there; got %d entries", len(entries))
 			}
 			return nil

@@ -1,12 +1,193 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
 
 	"github.com/ncruces/go-sqlite3"
+	"github.com/ncruces/go-sqlite3/ext/fts5"
 )
+
+// Limits on an object's SQL, Cloudflare's (its documented limits, applied
+// as its runtime, workerd, applies them: with sqlite3_limit). A statement
+// over one fails with an error matching ErrSQLLimit.
+const (
+	// MaxSQLStatementSize is the longest statement, in bytes.
+	MaxSQLStatementSize = 100_000
+	// MaxSQLColumns is the most columns of a table, an index, a result or
+	// an ORDER BY or GROUP BY.
+	MaxSQLColumns = 100
+	// MaxSQLParameters is the most bound parameters of a statement (?100
+	// is the last).
+	MaxSQLParameters = 100
+	// MaxSQLPatternSize is the longest LIKE or GLOB pattern, in bytes.
+	MaxSQLPatternSize = 50
+	// MaxSQLCompoundTerms is the most SELECTs a compound SELECT (UNION,
+	// INTERSECT, EXCEPT) joins.
+	MaxSQLCompoundTerms = 5
+	// MaxSQLValueSize is the largest string, blob or table row the
+	// object's SQL may make, in bytes.
+	MaxSQLValueSize = 2_000_000
+)
+
+// sqlLimits are the limits set on an object's connection for good.
+// Durable's own statements fit them; the length of values does not (a
+// state or a key-value entry may be larger than MaxSQLValueSize with its
+// row's header), so it is set only while the object's SQL runs: see
+// SQL.Exec. ATTACH is refused by the authorizer rather than by
+// SQLITE_LIMIT_ATTACHED, which would also stop VACUUM INTO.
+var sqlLimits = []struct {
+	id sqlite3.LimitCategory
+	n  int
+}{
+	{sqlite3.LIMIT_SQL_LENGTH, MaxSQLStatementSize},
+	{sqlite3.LIMIT_COLUMN, MaxSQLColumns},
+	{sqlite3.LIMIT_VARIABLE_NUMBER, MaxSQLParameters},
+	{sqlite3.LIMIT_LIKE_PATTERN_LENGTH, MaxSQLPatternSize},
+	{sqlite3.LIMIT_COMPOUND_SELECT, MaxSQLCompoundTerms},
+	// Not documented by Cloudflare but set by workerd.
+	{sqlite3.LIMIT_EXPR_DEPTH, 100},
+	{sqlite3.LIMIT_VDBE_OP, 25_000},
+	{sqlite3.LIMIT_FUNCTION_ARG, 127},
+	{sqlite3.LIMIT_TRIGGER_DEPTH, 10},
+	{sqlite3.LIMIT_WORKER_THREADS, 0},
+}
+
+// limitMessages are how SQLite words the errors of the limits that
+// report SQLITE_ERROR (the length limits report SQLITE_TOOBIG).
+var limitMessages = []string{
+	"too many SQL variables", "variable number must be between", "too many columns",
+	"too many terms in compound SELECT", "LIKE or GLOB pattern too complex",
+	"Expression tree is too large", "too many arguments on function",
+	"too many levels of trigger recursion", "statement too long",
+}
+
+// overLimit reports whether err is SQLite refusing a statement over one of
+// sqlLimits or MaxSQLValueSize.
+func overLimit(err error) bool {
+	if errors.Is(err, sqlite3.TOOBIG) {
+		return true
+	}
+	var serr *sqlite3.Error
+	if !errors.As(err, &serr) {
+		return false
+	}
+	for _, m := range limitMessages {
+		if strings.Contains(serr.Error(), m) {
+			return true
+		}
+	}
+	return false
+}
+
+// sandbox configures c as Cloudflare's runtime configures an object's
+// database: its limits, double-quoted string literals accepted (SQLite's
+// legacy default, which Cloudflare keeps and this build turns off),
+// defensive mode (no writes to FTS5's shadow tables or to the schema) and
+// the FTS5 module. The authorizer is set by prepareAll.
+//
+// Registering FTS5 costs about half a millisecond per connection, as much
+// as opening it, so it is registered only on a database that has virtual
+// tables, and otherwise before the first statement that names the module
+// (see useFTS5).
+func (f *fileStore) sandbox(c *sqlite3.Conn) error {
+	for _, l := range sqlLimits {
+		c.Limit(l.id, l.n)
+	}
+	for _, op := range []sqlite3.DBConfig{sqlite3.DBCONFIG_DQS_DML, sqlite3.DBCONFIG_DQS_DDL, sqlite3.DBCONFIG_DEFENSIVE} {
+		if _, err := c.Config(op, true); err != nil {
+			return fmt.Errorf("storage: configure: %w", err)
+		}
+	}
+	f.fts5 = false
+	stmt, _, err := c.Prepare(`SELECT 1 FROM sqlite_schema WHERE type = 'table' AND sql LIKE 'CREATE VIRTUAL TABLE%' LIMIT 1`)
+	if err != nil {
+		return fmt.Errorf("storage: configure: %w", err)
+	}
+	vtabs := stmt.Step()
+	if err := stmt.Close(); err != nil {
+		return fmt.Errorf("storage: configure: %w", err)
+	}
+	if vtabs {
+		return f.registerFTS5(c)
+	}
+	return nil
+}
+
+func (f *fileStore) registerFTS5(c *sqlite3.Conn) error {
+	if err := fts5.Register(c); err != nil {
+		return fmt.Errorf("storage: register FTS5: %w", err)
+	}
+	f.fts5 = true
+	return nil
+}
+
+// useFTS5 registers FTS5 before the object's query is prepared if it may
+// create a table of it: if it names fts5 (or fts5vocab), in any case.
+func (f *fileStore) useFTS5(query string) error {
+	if f.fts5 {
+		return nil
+	}
+	for i := 0; i+4 <= len(query); i++ {
+		if query[i]|0x20 == 'f' && query[i+1]|0x20 == 't' && query[i+2]|0x20 == 's' && query[i+3] == '5' {
+			return f.registerFTS5(f.conn)
+		}
+	}
+	return nil
+}
+
+// vtabModules are the virtual table modules an object's SQL may create
+// tables of, as on Cloudflare (which also has R*Tree, not in this build).
+var vtabModules = map[string]bool{"fts5": true, "fts5vocab": true}
+
+// sqlFunctions are the functions an object's SQL may call: Cloudflare's
+// list, SQLite's core, date, aggregate, window, math, JSON and FTS5
+// functions. Those that describe the build (sqlite_version,
+// sqlite_source_id, sqlite_compileoption_*, sqlite_offset) and everything
+// else are refused, as on Cloudflare. Durable's own statements are not
+// checked.
+var sqlFunctions = setOf(
+	// https://sqlite.org/lang_corefunc.html
+	"abs", "changes", "char", "coalesce", "concat", "concat_ws", "format", "glob", "hex",
+	"ifnull", "iif", "instr", "last_insert_rowid", "length", "like", "likelihood", "likely",
+	"lower", "ltrim", "max_scalar", "min_scalar", "nullif", "octet_length", "printf",
+	"quote", "random", "randomblob", "replace", "round", "rtrim", "sign", "soundex",
+	"substr", "substring", "total_changes", "trim", "typeof", "unhex", "unicode", "unlikely",
+	"upper", "zeroblob",
+	// https://sqlite.org/lang_datefunc.html
+	"date", "time", "datetime", "julianday", "unixepoch", "strftime", "timediff",
+	"current_date", "current_time", "current_timestamp",
+	// https://sqlite.org/lang_aggfunc.html
+	"avg", "count", "group_concat", "max", "min", "string_agg", "sum", "total",
+	// https://sqlite.org/windowfunctions.html#builtins
+	"row_number", "rank", "dense_rank", "percent_rank", "cume_dist", "ntile", "lag", "lead",
+	"first_value", "last_value", "nth_value",
+	// https://sqlite.org/lang_mathfunc.html
+	"acos", "acosh", "asin", "asinh", "atan", "atan2", "atanh", "ceil", "ceiling", "cos", "cosh",
+	"degrees", "exp", "floor", "ln", "log", "log10", "log2", "mod", "pi", "pow", "power",
+	"radians", "sin", "sinh", "sqrt", "tan", "tanh", "trunc",
+	// https://sqlite.org/json1.html
+	"json", "jsonb", "json_array", "jsonb_array", "json_array_length", "json_extract",
+	"jsonb_extract", "->", "->>", "json_insert", "jsonb_insert", "json_object", "jsonb_object",
+	"json_patch", "jsonb_patch", "json_remove", "jsonb_remove", "json_replace", "jsonb_replace",
+	"json_set", "jsonb_set", "json_type", "json_valid", "json_quote", "json_group_array",
+	"jsonb_group_array", "json_group_object", "jsonb_group_object", "json_each", "json_tree",
+	// https://sqlite.org/fts5.html
+	"match", "highlight", "bm25", "snippet",
+	// What ALTER TABLE runs on the object's schema.
+	"sqlite_rename_column", "sqlite_rename_table", "sqlite_rename_test", "sqlite_drop_column",
+	"sqlite_rename_quotefix",
+)
+
+func setOf(names ...string) map[string]bool {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	return m
+}
 
 // An object's SQL runs with the authorizer on, but Durable's own statements
 // do not (they touch _durable_* tables, which the object's SQL may not).
@@ -48,6 +229,9 @@ var tempActions = map[sqlite3.AuthorizerActionCode]bool{
 // returns a reason to refuse, or "". It also marks the statement being
 // prepared as one to run under the schema check.
 func (f *fileStore) authorizeSchema(action sqlite3.AuthorizerActionCode, name3, name4, schema string) string {
+	if action == sqlite3.AUTH_CREATE_VTABLE && !vtabModules[strings.ToLower(name4)] {
+		return fmt.Sprintf("virtual table module %s: only fts5 and fts5vocab tables may be created", name4)
+	}
 	if tempActions[action] || (ddlActions[action] && strings.EqualFold(schema, "temp")) {
 		return "TEMP tables, views, indexes and triggers are not allowed"
 	}

@@ -39,9 +39,15 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	if f.calls == 0 {
 		return nil, ErrNotInCall
 	}
+	if f.undone != 0 {
+		return nil, ErrRolledBack
+	}
 	old := f.conn.SetInterrupt(s.fence.interruptible(ctx))
 	defer s.fence.done()
 	defer f.conn.SetInterrupt(old)
+	// Cloudflare's limit on values, for the object's statements only: see
+	// sqlLimits.
+	defer f.conn.Limit(sqlite3.LIMIT_LENGTH, f.conn.Limit(sqlite3.LIMIT_LENGTH, MaxSQLValueSize))
 	defer func() { f.trusted = true }()
 
 	before := f.conn.TotalChanges()
@@ -55,6 +61,9 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 		cur.written = f.conn.TotalChanges() - before
 		return cur, nil
 	}
+	if err := f.useFTS5(query); err != nil {
+		return nil, err
+	}
 	for rest := query; ; {
 		f.trusted, f.denied = false, ""
 		stmt, tail, err := f.prepareGuarded(rest)
@@ -62,6 +71,9 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 			return nil, f.sqlError(err)
 		}
 		if stmt == nil { // only white space and comments remain
+			if rest == query {
+				return nil, fmt.Errorf("%w: the SQL holds no statement, only white space, semicolons or comments", ErrInvalid)
+			}
 			break
 		}
 		last := blankSQL(tail)
@@ -81,6 +93,19 @@ func (s *SQL) Exec(ctx context.Context, query string, args ...any) (*Cursor, err
 	}
 	cur.written = f.conn.TotalChanges() - before
 	return cur, nil
+}
+
+// DefaultMaxResultSize is the default cap on the rows one Exec returns, in
+// bytes of their values: see WithMaxResultSize.
+const DefaultMaxResultSize = 64 << 20
+
+// WithMaxResultSize caps the bytes of the values of the rows one Exec
+// returns, which a Cursor holds in memory (Cloudflare's cursor streams
+// them, within its isolate's 128 MB): a query whose rows would take more
+// fails with ErrOutOfMemory instead of exhausting the process's memory.
+// Default DefaultMaxResultSize (64 MiB).
+func WithMaxResultSize(bytes int64) FileOption {
+	return func(c *fileConfig) { c.maxRows = max(1, bytes) }
 }
 
 // prepareGuarded prepares the first statement of sql; a panic of the
@@ -162,6 +187,10 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 	if f.ddl { // the authorizer saw it change the schema: see sandbox.go
 		return f.runChecked(stmt, cur, last, args)
 	}
+	if !last && stmt.BindCount() > 0 {
+		// As on Cloudflare: a parameter left unbound would silently be NULL.
+		return fmt.Errorf("%w: only the last of several statements may have parameters", ErrInvalid)
+	}
 	if last {
 		if n := stmt.BindCount(); n != len(args) {
 			return fmt.Errorf("%w: the statement has %d parameters, %d arguments given", ErrInvalid, n, len(args))
@@ -177,6 +206,7 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 		}
 		cur.rows = cur.rows[:0]
 	}
+	var size int64
 	for stmt.Step() {
 		cur.read++
 		if !last {
@@ -185,10 +215,27 @@ func (f *fileStore) run(stmt *sqlite3.Stmt, cur *Cursor, last bool, args []any) 
 		row := make([]any, stmt.ColumnCount())
 		for i := range row {
 			row[i] = column(stmt, i)
+			size += valueSize(row[i])
+		}
+		if size > f.cfg.maxRows {
+			cur.rows = nil
+			return fmt.Errorf("%w: the rows of the query take more than %d bytes (storage.WithMaxResultSize); select fewer with LIMIT", ErrOutOfMemory, f.cfg.maxRows)
 		}
 		cur.rows = append(cur.rows, row)
 	}
 	return stmt.Err()
+}
+
+// valueSize is about what a value of a row takes in memory.
+func valueSize(v any) int64 {
+	const word = 16 // the interface, or the number it holds
+	switch v := v.(type) {
+	case string:
+		return word + int64(len(v))
+	case []byte:
+		return word + int64(len(v))
+	}
+	return word
 }
 
 // sqlError makes the errors of an object's SQL clear: which rule a refused
@@ -202,6 +249,8 @@ func (f *fileStore) sqlError(err error) error {
 		return fmt.Errorf("%w: the cap is %d bytes: %w", ErrDatabaseFull, f.cfg.maxSize, err)
 	case errors.Is(err, ErrInvalid):
 		return err
+	case overLimit(err):
+		return fmt.Errorf("%w: %w", ErrSQLLimit, err)
 	}
 	return fmt.Errorf("storage: sql: %w", err)
 }
@@ -292,8 +341,18 @@ func blankSQL(sql string) bool {
 	return true
 }
 
-// DatabaseSize returns the size of the object's database in bytes: its
-// tables, indexes, state and key-value storage.
+// durableRootPages are the first pages of Durable's three tables, which
+// DatabaseSize leaves out: a fresh object's database then takes one page,
+// its schema, as a fresh database does on Cloudflare. What Durable's
+// tables hold beyond their first pages (a large state, many keys) counts.
+const durableRootPages = 3
+
+// DatabaseSize returns the bytes of the pages of the object's database in
+// use, as Cloudflare's databaseSize reports them: page_count less
+// freelist_count, times the page size, so that it shrinks when a table is
+// dropped. A fresh object reports 4,096 bytes. It counts the object's
+// tables and indexes, its key-value storage and its state, but not the
+// first page of each of Durable's own tables (see durableRootPages).
 func (s *SQL) DatabaseSize(ctx context.Context) (int64, error) {
 	if s == nil || s.f == nil {
 		return 0, ErrNoSQL
@@ -314,6 +373,7 @@ var safePragmas = map[string]bool{
 	"index_info": true, "index_xinfo": true, "foreign_key_list": true, "foreign_key_check": true,
 	"integrity_check": true, "quick_check": true,
 	"page_count": false, "page_size": false, "freelist_count": false, "collation_list": false,
+	"data_version": false,
 }
 
 // authorize is the SQLite authorizer of an object's database.
@@ -333,8 +393,8 @@ func (f *fileStore) authorize(action sqlite3.AuthorizerActionCode, name3, name4,
 	case sqlite3.AUTH_TRANSACTION, sqlite3.AUTH_SAVEPOINT:
 		return deny("BEGIN, COMMIT, ROLLBACK and SAVEPOINT: every call is a transaction already; use Storage.Transaction to undo part of one")
 	case sqlite3.AUTH_FUNCTION:
-		if strings.EqualFold(name4, "load_extension") {
-			return deny("load_extension: extensions cannot be loaded")
+		if !sqlFunctions[strings.ToLower(name4)] {
+			return deny(fmt.Sprintf("function %s is not available in an object's database", name4))
 		}
 	case sqlite3.AUTH_PRAGMA:
 		takesArg, safe := safePragmas[strings.ToLower(name3)]

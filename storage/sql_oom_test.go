@@ -3,14 +3,31 @@ package storage_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"strings"
 	"testing"
 
 	"github.com/durablego/durable/storage"
 )
 
-// hugeString asks SQLite for a string of n bytes: past the connection's
-// memory (256 MiB), the binding runs out of memory.
-const hugeString = `SELECT length(printf('%.*c', ?, 'x'))`
+// hugeQuery asks SQLite for 100 columns, each a copy of one of the 100
+// arguments: with arguments near MaxSQLValueSize (no single value may be
+// larger), more than the connection's memory (256 MiB).
+var hugeQuery = func() string {
+	cols := make([]string, storage.MaxSQLParameters)
+	for i := range cols {
+		cols[i] = fmt.Sprintf("?%d || ''", i+1)
+	}
+	return "SELECT " + strings.Join(cols, ", ")
+}()
+
+func hugeArgs(n int) []any {
+	args := make([]any, storage.MaxSQLParameters)
+	for i := range args {
+		args[i] = strings.Repeat("x", n)
+	}
+	return args
+}
 
 // TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses runs a query that
 // exhausts the connection's memory, first prepared fresh and then from the
@@ -23,10 +40,10 @@ func TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses(t *testing.T) {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
-	for _, n := range []int{10, 400 << 20, 20, 400 << 20} { // cached after the first
+	for _, n := range []int{10, storage.MaxSQLValueSize - 100, 20, storage.MaxSQLValueSize - 100} { // cached after the first
 		var got error
 		call(t, st, func(*storage.KV) error {
-			_, got = st.SQL.Exec(ctx, hugeString, n)
+			_, got = st.SQL.Exec(ctx, hugeQuery, hugeArgs(n)...)
 			return got
 		})
 		if small := n < 1000; small != (got == nil) || !small && !errors.Is(got, storage.ErrOutOfMemory) {
@@ -35,7 +52,7 @@ func TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses(t *testing.T) {
 	}
 	// A multi-statement query is prepared and run without the cache.
 	call(t, st, func(*storage.KV) error {
-		_, got := st.SQL.Exec(ctx, `CREATE TABLE t (x); SELECT length(printf('%.*c', 400000000, 'x'))`)
+		_, got := st.SQL.Exec(ctx, `CREATE TABLE t (x); `+hugeQuery, hugeArgs(storage.MaxSQLValueSize-100)...)
 		if !errors.Is(got, storage.ErrOutOfMemory) {
 			t.Fatalf("multi-statement query: err %v, want ErrOutOfMemory", got)
 		}
@@ -51,4 +68,25 @@ func TestSQLOutOfMemoryIsAnErrorAndTheConnectionCloses(t *testing.T) {
 	if err := st.Close(); err != nil {
 		t.Fatalf("Close after running out of memory: %v", err)
 	}
+}
+
+// TestSQLResultSizeCap: the rows a Cursor holds are capped
+// (WithMaxResultSize): a query whose rows take more fails with
+// ErrOutOfMemory, cached or not, and the store goes on.
+func TestSQLResultSizeCap(t *testing.T) {
+	st := openFile(t, storage.WithMaxResultSize(1<<20))
+	ctx := context.Background()
+	rows := `WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < ?) SELECT i, zeroblob(400000) FROM n`
+	call(t, st, func(*storage.KV) error {
+		for _, n := range []int{2, 3, 2, 3, 1000} { // cached after the first
+			cur, err := st.SQL.Exec(ctx, rows, n)
+			if fits := n*400_000 < 1<<20; fits != (err == nil) || !fits && !errors.Is(err, storage.ErrOutOfMemory) {
+				t.Errorf("%d rows of 400 kB: %v", n, err)
+			} else if fits && len(cur.Raw()) != n {
+				t.Errorf("%d rows of 400 kB: got %d", n, len(cur.Raw()))
+			}
+		}
+		exec(t, st, `CREATE TABLE after (x)`)
+		return nil
+	})
 }

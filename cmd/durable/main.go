@@ -42,6 +42,8 @@ type env struct {
 // commands is every subcommand, in the order "durable help" lists them.
 func commands() []command {
 	return append([]command{
+		{name: "init", args: "[dir]", summary: "write a new Durable project: go.mod, buf files, an object, its server and its test", run: runInit},
+		{name: "proto", args: "[dir]", summary: "write durable/v1/durable.proto, the options file, under dir (default proto-deps)", run: runProto},
 		{name: "version", summary: "print the version of Durable this command was built from", run: runVersion},
 	}, opsCommands()...) // the operator's, over the admin service: ops.go
 }
@@ -75,7 +77,9 @@ func run(ctx context.Context, e *env, args []string) int {
 		}
 		fs := flag.NewFlagSet("durable "+c.name, flag.ContinueOnError)
 		fs.SetOutput(e.stderr)
+		usageShown := false // the flag package shows usage on a bad flag
 		fs.Usage = func() {
+			usageShown = true
 			fmt.Fprintf(e.stderr, "usage: durable %s [flags] %s\n\n%s.\n", c.name, c.args, c.summary)
 			fs.PrintDefaults()
 		}
@@ -85,6 +89,8 @@ func run(ctx context.Context, e *env, args []string) int {
 			return 0
 		case errors.Is(err, flag.ErrHelp):
 			return 0
+		case usageShown: // a flag that does not parse: the flag package said why
+			return 2
 		case errors.Is(err, errUsage):
 			fs.Usage()
 			return 2

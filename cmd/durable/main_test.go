@@ -40,3 +40,10 @@ func TestExtraArgumentIsUsageError(t *testing.T) {
 		t.Errorf("exit %d, stderr %q", code, errOut)
 	}
 }
+
+func TestUnknownFlagIsUsageError(t *testing.T) {
+	code, _, errOut := runCmd(t, "version", "-frobnicate")
+	if code != 2 || !strings.Contains(errOut, "flag provided but not defined: -frobnicate") {
+		t.Errorf("exit %d, stderr %q", code, errOut)
+	}
+}

@@ -2,6 +2,7 @@ package counter_test
 
 import (
 	"context"
+	"io"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -9,8 +10,10 @@ import (
 	"time"
 
 	"github.com/durablego/durable"
+	"github.com/durablego/durable/durabletest"
 	"github.com/durablego/durable/examples/counter"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
+	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 )
 
 // TestCounterMethods calls the implementation directly with a handle built
@@ -78,5 +81,48 @@ func TestCounterFetch(t *testing.T) {
 	}
 	if o.State.GetLastUpdatedMs() != now.UnixMilli() {
 		t.Errorf("POST /increment did not update LastUpdatedMs")
+	}
+}
+
+// TestCounterOnServer runs the counter on a real server with durabletest:
+// in process, remotely over Connect, through its Fetch route, and inside
+// the object to read its state; the counter that was only read does not
+// exist.
+func TestCounterOnServer(t *testing.T) {
+	ctx := context.Background()
+	now := time.UnixMilli(1_700_000_000_000)
+	ts := durabletest.New(t)
+	counters, err := counterv1durable.RegisterCounter(ts.Server, counter.Counter{Now: func() time.Time { return now }})
+	if err != nil {
+		t.Fatal(err)
+	}
+	id := counters.IDFromName("user-123")
+	if res, err := counters.Get(id).Increment(ctx, &counterv1.IncrementRequest{Amount: 5}); err != nil || res.GetValue() != 5 {
+		t.Fatalf("in process: %v %v, want 5", res, err)
+	}
+	remote := counterv1durable.NewCounterClient(ts.Client(), ts.URL())
+	if res, err := remote.Get(remote.IDFromName("user-123")).Decrement(ctx, &counterv1.DecrementRequest{Amount: 2}); err != nil || res.GetValue() != 3 {
+		t.Fatalf("remote: %v %v, want 3", res, err)
+	}
+	res, err := ts.Client().Post(ts.URL()+"/objects/counter/user-123/increment", "application/json", strings.NewReader(`{"amount": 4}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != http.StatusOK || string(body) != `{"value":7}` {
+		t.Fatalf("POST /objects/counter/user-123/increment: %d %s", res.StatusCode, body)
+	}
+	durabletest.Run(t, ts, id, func(_ context.Context, o *counterv1durable.CounterObject) error {
+		if o.State.GetValue() != 7 || o.State.GetLastUpdatedMs() != now.UnixMilli() {
+			t.Errorf("state %v, want 7 updated at the clock's time", o.State)
+		}
+		return nil
+	})
+	if _, err := counters.Get(counters.IDFromName("never-written")).GetValue(ctx, &counterv1.GetValueRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	if ids := durabletest.ObjectIDs(t, ts, counterv1durable.CounterClassName); len(ids) != 1 || !ids[0].Equal(id) {
+		t.Fatalf("objects %v, want only %v", ids, id)
 	}
 }

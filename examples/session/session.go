@@ -150,11 +150,9 @@ func (Session) Peek(ctx context.Context, o *sessionv1durable.SessionObject, _ *s
 // The test is "at least Idle" (>=), not the reference's "more than": the
 // alarm is due exactly when the session has been idle for Idle, and with
 // "more than" an alarm that ran on time, in the same millisecond, would
-// find the session not quite idle and reschedule itself at the very time
-// it was due; the server keeps an alarm the handler sets only when it
-// differs from the one that ran, so the session would be left with no
-// alarm at all. With "at least", a rescheduled alarm is always later than
-// now.
+// find the session not quite idle and reschedule itself for the very time
+// it was due, only to run again for nothing. With "at least", a
+// rescheduled alarm is always later than now.
 //
 // Cleaning up deletes all the object's storage (o.Storage.DeleteAll, as
 // the reference does; it also deletes the alarm) and, since the state is

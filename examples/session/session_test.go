@@ -4,6 +4,7 @@ import (
 	"context"
 	"maps"
 	"testing"
+	"testing/synctest"
 	"time"
 
 	"connectrpc.com/connect"
@@ -14,12 +15,14 @@ import (
 	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
 )
 
-// The tests come in two kinds. Those that move a hand-driven clock use the
+// The tests come in three kinds. Those that move a hand-driven clock use the
 // default idle period of 30 minutes, so that no alarm falls due while they
-// run: alarms fire on the wall clock. Those that let alarms fire use the
-// wall clock and an idle period of a few hundred milliseconds, and poll
-// with Peek, which does not count as activity, until the alarm has done
-// its work.
+// run. Those that let alarms fire run in a testing/synctest bubble, on the
+// wall clock in fake time: thirty minutes pass in milliseconds, and
+// synctest.Wait returns once the alarm has done its work. The restart test,
+// about an alarm that fell due while no server ran, uses the wall clock and
+// an idle period of a few hundred milliseconds, and polls with Peek, which
+// does not count as activity.
 
 var ctx = context.Background()
 
@@ -200,78 +203,78 @@ func TestRestart(t *testing.T) {
 	wantPeek(t, "after GetData with a 10-minute idle period", s, want, t0.Add(time.Minute), t0.Add(11*time.Minute))
 }
 
-// TestIdleSessionIsCleanedUp lets a session's alarm fire: once it has been
-// idle for the idle period, its data is gone and it has no alarm. Used
-// again, it starts over, empty, with an alarm, and expires again.
+// TestIdleSessionIsCleanedUp runs in a testing/synctest bubble, with the
+// default idle period of 30 minutes and the wall clock, in fake time: the
+// first alarm finds the session active since and reschedules itself at the
+// last activity + the idle period, and that one, with no activity since,
+// deletes the session. Used again, it starts over, empty, with an alarm.
 func TestIdleSessionIsCleanedUp(t *testing.T) {
-	const idle = 200 * time.Millisecond
-	_, ns := start(t, t.TempDir(), session.Session{Idle: idle})
-	s := ns.Get(ns.IDFromName("idle"))
+	synctest.Test(t, func(t *testing.T) {
+		_, ns := start(t, t.TempDir(), session.Session{})
+		s := ns.Get(ns.IDFromName("idle"))
+		t0 := time.Now()
+		idle := session.DefaultIdle
+		setData(t, s, "k", "v") // Init, then the data
+		kept := map[string]string{"k": "v"}
+		wantPeek(t, "a new session", s, kept, t0, t0.Add(idle))
 
-	r := peek(t, s) // Init
-	created := r.GetSession().GetLastActivityMs()
-	if created == 0 || r.GetAlarmAtMs() != created+idle.Milliseconds() {
-		t.Fatalf("a new session: last activity %d, alarm at %d; want the alarm %v later", created, r.GetAlarmAtMs(), idle)
-	}
-	setData(t, s, "k", "v")
-	last := peek(t, s).GetSession().GetLastActivityMs()
-	seen := waitCleanedUp(t, "an idle session", s)
-	wantNotBefore(t, "an idle session", seen, last, idle)
-
-	// Revived: empty, active from now, with an alarm an idle period ahead.
-	wantData(t, "a revived session", s, nil)
-	r = peek(t, s)
-	last = r.GetSession().GetLastActivityMs()
-	if last == 0 || r.GetAlarmAtMs() != last+idle.Milliseconds() {
-		t.Fatalf("a revived session: last activity %d, alarm at %d; want the alarm %v after the activity", last, r.GetAlarmAtMs(), idle)
-	}
-	seen = waitCleanedUp(t, "a revived session left idle", s)
-	wantNotBefore(t, "a revived session left idle", seen, last, idle)
-}
-
-// TestActiveSessionIsKeptAlive touches a session until its first alarm has
-// run: the alarm keeps the data and schedules itself again at the last
-// activity + the idle period (not at the time it ran + the idle period).
-// Left alone, the session is then cleaned up an idle period after its last
-// activity.
-func TestActiveSessionIsKeptAlive(t *testing.T) {
-	const idle = 400 * time.Millisecond
-	_, ns := start(t, t.TempDir(), session.Session{Idle: idle})
-	s := ns.Get(ns.IDFromName("active"))
-	setData(t, s, "k", "v")
-	first := peek(t, s).GetAlarmAtMs()
-
-	// Activity every few milliseconds until the alarm has moved. Activity
-	// never moves an alarm due in time, so only the alarm handler does.
-	touched := map[int64]bool{}
-	var lastTouch int64
-	var r *sessionv1.PeekResponse
-	deadline := time.Now().Add(cleanupTimeout)
-	for {
-		tr, err := s.Touch(ctx, &sessionv1.TouchRequest{})
-		if err != nil {
+		time.Sleep(time.Minute)
+		if _, err := s.Touch(ctx, &sessionv1.TouchRequest{}); err != nil {
 			t.Fatalf("Touch: %v", err)
 		}
-		lastTouch = tr.GetLastActivityMs()
-		touched[lastTouch] = true
-		if r = peek(t, s); r.GetAlarmAtMs() != first {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("the first alarm, due at %d, did not run in %v", first, cleanupTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-	if got := r.GetSession().GetData(); !maps.Equal(got, map[string]string{"k": "v"}) {
-		t.Fatalf("an active session's data after its first alarm: %v, want it kept", got)
-	}
-	at := r.GetAlarmAtMs()
-	if at <= first || !touched[at-idle.Milliseconds()] {
-		t.Fatalf("the first alarm (due at %d) rescheduled itself at %d, want a Touch's last activity + %v", first, at, idle)
-	}
+		last := time.Now()
+		wantPeek(t, "after Touch", s, kept, last, t0.Add(idle))
 
-	seen := waitCleanedUp(t, "a session left idle after its first alarm", s)
-	wantNotBefore(t, "a session left idle after its first alarm", seen, lastTouch, idle)
+		sleepUntil(t0.Add(idle))
+		wantPeek(t, "after the first alarm", s, kept, last, last.Add(idle))
+		sleepUntil(last.Add(idle - time.Millisecond))
+		wantPeek(t, "a millisecond before the session is idle", s, kept, last, last.Add(idle))
+		sleepUntil(last.Add(idle))
+		wantPeek(t, "once idle for 30 minutes", s, nil, time.Time{}, time.Time{})
+
+		wantData(t, "a revived session", s, nil)
+		wantPeek(t, "a revived session", s, nil, time.Now(), time.Now().Add(idle))
+	})
+}
+
+// TestActiveSessionIsKeptAlive, in a bubble: a session touched every 7
+// minutes outlives its first alarm, which reschedules itself at the last
+// activity + the idle period; left alone, it is deleted an idle period
+// after its last activity.
+func TestActiveSessionIsKeptAlive(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		_, ns := start(t, t.TempDir(), session.Session{})
+		s := ns.Get(ns.IDFromName("active"))
+		t0 := time.Now()
+		idle := session.DefaultIdle
+		setData(t, s, "k", "v")
+		kept := map[string]string{"k": "v"}
+		var touches []time.Time
+		for range 5 { // at 7, 14, 21, 28 and 35 minutes
+			time.Sleep(7 * time.Minute)
+			if _, err := s.Touch(ctx, &sessionv1.TouchRequest{}); err != nil {
+				t.Fatalf("Touch: %v", err)
+			}
+			touches = append(touches, time.Now())
+		}
+		// The alarm due at 30 minutes found the touch of 28 and moved to 58.
+		wantPeek(t, "after the first alarm", s, kept, touches[4], touches[3].Add(idle))
+		sleepUntil(touches[3].Add(idle))
+		// The one at 58 found the touch of 35 and moved to 65.
+		wantPeek(t, "after the second alarm", s, kept, touches[4], touches[4].Add(idle))
+		sleepUntil(touches[4].Add(idle))
+		wantPeek(t, "idle for 30 minutes since the last touch", s, nil, time.Time{}, time.Time{})
+		if !t0.Before(touches[0]) {
+			t.Fatalf("fake time did not move: %v, %v", t0, touches[0])
+		}
+	})
+}
+
+// sleepUntil sleeps, in a synctest bubble, until at, then waits for every
+// goroutine of the bubble (the alarm scheduler's run among them) to block.
+func sleepUntil(at time.Time) {
+	time.Sleep(time.Until(at))
+	synctest.Wait()
 }
 
 // TestOverdueAlarmAfterRestart shuts a server down before a session's

@@ -30,6 +30,11 @@ import (
 //	panic X       send X, then panic
 //	auto REQ RES  set the auto-response
 //	close CODE R  close the socket with CODE and reason R
+//	try-close CODE R   close as close does, report Close's error on
+//	                   Results, and succeed
+//	close-send CODE R  close as close does, then close again and send
+//	                   "after": report the second Close's and the Send's
+//	                   errors on Results, and succeed
 //
 // Each message adds 1 to the state's value.
 type SocketProbe struct {
@@ -37,6 +42,13 @@ type SocketProbe struct {
 	Errors chan error       // every WebSocketError, if not nil
 	// HoldClose, if not nil, makes WebSocketClose wait until it is closed.
 	HoldClose chan struct{}
+	// Results, if not nil, receives the errors the try-close and
+	// close-send commands report.
+	Results chan error
+	// CloseInClose makes WebSocketClose close the socket and send to it,
+	// as a port of a Cloudflare webSocketClose that calls ws.close does,
+	// recording both errors in its SocketClose.
+	CloseInClose bool
 }
 
 // SocketClose is one WebSocketClose call.
@@ -46,6 +58,8 @@ type SocketClose struct {
 	Reason string
 	Clean  bool
 	All    int // len(o.Sockets.All()) during the call
+	// With CloseInClose: the errors of ws.Close and ws.Send in the call.
+	CloseErr, SendErr error
 }
 
 type socketObject = durable.Object[*durabletestv1.ProbeState]
@@ -116,17 +130,37 @@ func (p *SocketProbe) WebSocketMessage(_ context.Context, o *socketObject, ws *w
 	case "auto":
 		req, res, _ := strings.Cut(arg, " ")
 		return o.Sockets.SetAutoResponse(req, res)
-	case "close":
+	case "close", "try-close", "close-send":
 		code, reason, _ := strings.Cut(arg, " ")
 		n, err := strconv.Atoi(code)
 		if err != nil {
 			return err
 		}
-		return ws.Close(n, reason)
+		err = ws.Close(n, reason)
+		switch cmd {
+		case "try-close":
+			p.report(err)
+			return nil
+		case "close-send":
+			if err != nil {
+				return err
+			}
+			p.report(ws.Close(n, reason))
+			p.report(ws.Send([]byte("after")))
+			return nil
+		}
+		return err
 	default:
 		return fmt.Errorf("unknown command %q", cmd)
 	}
 	return nil
+}
+
+// report hands err to Results, if set.
+func (p *SocketProbe) report(err error) {
+	if p.Results != nil {
+		p.Results <- err
+	}
 }
 
 // WebSocketClose records the close, once HoldClose lets it.
@@ -134,9 +168,14 @@ func (p *SocketProbe) WebSocketClose(_ context.Context, o *socketObject, ws *web
 	if p.HoldClose != nil {
 		<-p.HoldClose
 	}
+	ev := SocketClose{ID: ws.ID(), Code: code, Reason: reason, Clean: clean, All: len(o.Sockets.All())}
+	if p.CloseInClose {
+		ev.CloseErr = ws.Close(1000, "closing too")
+		ev.SendErr = ws.Send([]byte("after close"))
+	}
 	if p.Closed != nil {
 		select {
-		case p.Closed <- SocketClose{ID: ws.ID(), Code: code, Reason: reason, Clean: clean, All: len(o.Sockets.All())}:
+		case p.Closed <- ev:
 		default:
 		}
 	}

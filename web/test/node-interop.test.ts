@@ -19,7 +19,6 @@ import {
 } from "@connectrpc/connect-node";
 import { DurableId, InvalidIdError, createNamespace, durableErrorKind, isDurableError } from "@durablego/durable";
 
-import { IDService } from "../src/gen/durable/v1/durable_pb";
 import { Probe } from "../src/gen/durabletest/v1/probe_pb";
 import { createChatRoomNamespace } from "../src/gen/examples/chat/v1/chat_durable";
 import { createCounterNamespace } from "../src/gen/examples/counter/v1/counter_durable";
@@ -174,7 +173,6 @@ for (const [label, makeTransport] of transports) {
       const probes = createNamespace(Probe, transport, {
         className: "Probe",
         urlSegment: "probe",
-        idService: IDService,
       });
       // Unimplemented, as for a call to the class's service: one code per kind.
       const notFound = await rejects(probes.newUniqueId(), Code.Unimplemented);

@@ -1,13 +1,10 @@
 // Package exampletest runs the examples' tests against a real server in
-// process, and gives them a clock they control.
+// process (package durabletest's), and gives them a clock they control and
+// helpers for errors and sockets.
 package exampletest
 
 import (
-	"context"
 	"errors"
-	"log/slog"
-	"net"
-	"net/http"
 	"strings"
 	"sync"
 	"testing"
@@ -16,65 +13,39 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/durablego/durable"
+	"github.com/durablego/durable/durabletest"
 	"github.com/durablego/durable/server"
 )
 
 // Server is a server on a data directory, shut down when the test ends
-// unless the test shut it down first.
+// unless the test shut it down first: a durabletest.Server, with the
+// examples' historical method names.
 type Server struct {
 	*server.Server
-	Dir    string
-	closed bool
+	Dir string
+	ts  *durabletest.Server
 }
 
 // Start starts a server on dir (t.TempDir() for a fresh one, the Dir of a
 // shut down one to restart it), logging to the test's output.
 func Start(t testing.TB, dir string, opts ...server.Option) *Server {
 	t.Helper()
-	logger := slog.New(slog.NewTextHandler(t.Output(), nil))
-	srv, err := server.New(append([]server.Option{server.WithDataDir(dir), server.WithLogger(logger)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &Server{Server: srv, Dir: dir}
-	t.Cleanup(func() { s.Shutdown(t) })
-	return s
+	ts := durabletest.Open(t, dir, opts...)
+	return &Server{Server: ts.Server, Dir: dir, ts: ts}
 }
 
 // Serve serves the server on a loopback port, with HTTP/1.1 and h2c, and
-// returns its base URL ("http://127.0.0.1:port"). The server is shut down
-// when the test ends, and Serve must have returned http.ErrServerClosed by
-// then.
+// returns its base URL ("http://127.0.0.1:port").
 func (s *Server) Serve(t testing.TB) string {
 	t.Helper()
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- s.Server.Serve(ln) }()
-	t.Cleanup(func() {
-		s.Shutdown(t)
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return s.ts.URL()
 }
 
 // Shutdown shuts the server down, failing the test if that fails; it does
 // nothing the second time.
 func (s *Server) Shutdown(t testing.TB) {
 	t.Helper()
-	if s.closed {
-		return
-	}
-	s.closed = true
-	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-	defer cancel()
-	if err := s.Server.Shutdown(ctx); err != nil {
-		t.Errorf("shutdown: %v", err)
-	}
+	s.ts.Shutdown()
 }
 
 // Code returns the Connect code of an error from a stub: the Code of a

@@ -11,10 +11,19 @@
 // Durable-Object-Id header. Any Connect-ES transport works: Connect or
 // gRPC-Web from @connectrpc/connect-web, Connect or gRPC from
 // @connectrpc/connect-node.
+//
+// The package carries the code protoc-gen-es generates for
+// durable/v1/durable.proto (src/gen, exported as
+// @durablego/durable/gen/durable/v1/durable_pb.js): the namespaces call the
+// server's durable.v1.IDService with it, so a project's own generated code
+// needs no durable_pb unless its _pb files import one (see map_imports in
+// the README).
 
-import type { DescMethodUnary, DescService } from "@bufbuild/protobuf";
+import type { DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import type { CallOptions, Client, Transport } from "@connectrpc/connect";
+
+import { IDService } from "./gen/durable/v1/durable_pb.js";
 
 /** The request header that addresses an object by name; the server derives the ID. */
 export const HeaderObjectName = "Durable-Object-Name";
@@ -186,8 +195,6 @@ export interface NamespaceOptions {
   binding?: string;
   /** The kebab-case URL segment. */
   urlSegment: string;
-  /** The durable.v1.IDService descriptor, from durable/v1/durable_pb. */
-  idService: DescService;
 }
 
 /**
@@ -202,27 +209,13 @@ export function createNamespace<S extends DescService>(
 ): Namespace<S> {
   const { className, urlSegment } = options;
   const binding = options.binding ?? "";
-  const newUniqueIdMethod = unaryMethod(options.idService, "NewUniqueID");
-  const idFromNameMethod = unaryMethod(options.idService, "IDFromName");
+  // The server's ID service, built into every Durable server.
+  const ids = createClient(IDService, transport);
 
-  const askId = async (
-    method: DescMethodUnary,
-    input: Record<string, string>,
-    options: CallOptions | undefined,
-  ): Promise<string> => {
-    const res = await transport.unary(
-      method,
-      options?.signal,
-      options?.timeoutMs,
-      options?.headers,
-      input,
-      options?.contextValues,
-    );
-    options?.onHeader?.(res.header);
-    options?.onTrailer?.(res.trailer);
-    const id = (res.message as unknown as { id?: unknown }).id;
-    if (typeof id !== "string" || !idPattern.test(id)) {
-      throw new ConnectError(`durable: the server returned a malformed ${className} ID: ${String(id)}`, Code.Internal);
+  // checked returns id, a minted or resolved ID, when it is well formed.
+  const checked = (id: string): string => {
+    if (!idPattern.test(id)) {
+      throw new ConnectError(`durable: the server returned a malformed ${className} ID: ${JSON.stringify(id)}`, Code.Internal);
     }
     return id;
   };
@@ -235,8 +228,8 @@ export function createNamespace<S extends DescService>(
 
   const resolveName = async (name: string, options?: CallOptions) => {
     checkName(name);
-    const id = await askId(idFromNameMethod, { class: className, name }, options);
-    return new DurableId(className, id, name);
+    const { id } = await ids.iDFromName({ class: className, name }, options);
+    return new DurableId(className, checked(id), name);
   };
 
   return {
@@ -265,8 +258,8 @@ export function createNamespace<S extends DescService>(
       return new DurableId(className, s, undefined);
     },
     async newUniqueId(options) {
-      const id = await askId(newUniqueIdMethod, { class: className }, options);
-      return new DurableId(className, id, undefined);
+      const { id } = await ids.newUniqueID({ class: className }, options);
+      return new DurableId(className, checked(id), undefined);
     },
     resolveName,
     get(id) {
@@ -365,14 +358,6 @@ function checkClass(className: string, id: DurableId) {
 // ASCII, without spaces at either end (which HTTP strips).
 function headerSafe(name: string): boolean {
   return /^[\x21-\x7e](?:[\x20-\x7e]*[\x21-\x7e])?$/.test(name);
-}
-
-function unaryMethod(service: DescService, name: string): DescMethodUnary {
-  const m = service.methods.find((m) => m.name === name);
-  if (m === undefined || m.methodKind !== "unary") {
-    throw new Error(`durable: ${service.typeName} has no unary method ${name}: pass durable.v1.IDService`);
-  }
-  return m as DescMethodUnary;
 }
 
 // addressed wraps transport so that every call carries the header that

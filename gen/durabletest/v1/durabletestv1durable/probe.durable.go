@@ -4,7 +4,9 @@
 
 // Package durabletestv1durable holds the Durable Object glue for the
 // services of durabletest/v1/probe.proto: the interfaces to implement,
-// typed namespaces and stubs, in process and remote.
+// typed namespaces and stubs, in process and remote. The remote ones are
+// aliases of those of package durabletestv1durableclient, which a program
+// that only calls objects imports instead, to link none of the server.
 package durabletestv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/durabletest/v1"
+	durabletestv1durableclient "github.com/durablego/durable/gen/durabletest/v1/durabletestv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,30 +30,30 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Probe object class.
 const (
 	// ProbeClassName is the class name, as in the .proto service.
-	ProbeClassName = "Probe"
+	ProbeClassName = durabletestv1durableclient.ProbeClassName
 	// ProbeBinding is the constant-case binding name.
-	ProbeBinding = "PROBE"
+	ProbeBinding = durabletestv1durableclient.ProbeBinding
 	// ProbeURLSegment is the kebab-case segment of the class in URLs.
-	ProbeURLSegment = "probe"
+	ProbeURLSegment = durabletestv1durableclient.ProbeURLSegment
 )
 
 // Names of the Probe methods, as in the .proto service: the method label of
 // errors, metrics and traces.
 const (
 	// ProbeAddMethod names Probe.Add.
-	ProbeAddMethod = "Add"
+	ProbeAddMethod = durabletestv1durableclient.ProbeAddMethod
 	// ProbeGetMethod names Probe.Get.
-	ProbeGetMethod = "Get"
+	ProbeGetMethod = durabletestv1durableclient.ProbeGetMethod
 	// ProbeHopMethod names Probe.Hop.
-	ProbeHopMethod = "Hop"
+	ProbeHopMethod = durabletestv1durableclient.ProbeHopMethod
 	// ProbeBlockMethod names Probe.Block.
-	ProbeBlockMethod = "Block"
+	ProbeBlockMethod = durabletestv1durableclient.ProbeBlockMethod
 	// ProbePutMethod names Probe.Put.
-	ProbePutMethod = "Put"
+	ProbePutMethod = durabletestv1durableclient.ProbePutMethod
 	// ProbeListMethod names Probe.List.
-	ProbeListMethod = "List"
+	ProbeListMethod = durabletestv1durableclient.ProbeListMethod
 	// ProbeScheduleMethod names Probe.Schedule.
-	ProbeScheduleMethod = "Schedule"
+	ProbeScheduleMethod = durabletestv1durableclient.ProbeScheduleMethod
 )
 
 // probeMethods describes the methods of Probe.
@@ -87,31 +90,7 @@ type Probe interface {
 
 // ProbeStub calls one Probe object. Stubs from ProbeNamespace.Get call it
 // in process; stubs from ProbeClient.Get call it over the network.
-type ProbeStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Add adds amount to the value, then fails or panics if asked to, after
-	// the change, so that a test sees whether the change was rolled back.
-	Add(context.Context, *v1.AddRequest) (*v1.AddResponse, error)
-	// Get returns the state.
-	Get(context.Context, *v1.GetRequest) (*v1.GetResponse, error)
-	// Hop calls Hop on the first object named in path with the rest of the
-	// path, and returns the value of the last object reached.
-	Hop(context.Context, *v1.HopRequest) (*v1.HopResponse, error)
-	// Block waits until the test releases the probe implementation's gate.
-	Block(context.Context, *v1.BlockRequest) (*v1.BlockResponse, error)
-	// Put writes a key-value entry and adds to the value, then fails if
-	// asked to.
-	Put(context.Context, *v1.PutRequest) (*v1.PutResponse, error)
-	// List returns the probe's key-value entries.
-	List(context.Context, *v1.ListRequest) (*v1.ListResponse, error)
-	// Schedule sets, deletes or reads the probe's alarm, then fails if asked.
-	Schedule(context.Context, *v1.ScheduleRequest) (*v1.ScheduleResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type ProbeStub = durabletestv1durableclient.ProbeStub
 
 // ProbeNamespace is the in-process namespace of the Probe class: it mints
 // IDs and returns stubs that call objects through their mailboxes, without
@@ -199,120 +178,35 @@ func (s *probeLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Re
 }
 
 // ProbeClient is a remote namespace of the Probe class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type ProbeClient struct {
-	ns  *client.Namespace
-	rpc probeRPCs
-}
-
-// probeRPCs holds the Connect client of each method of Probe.
-type probeRPCs struct {
-	Add      *connect.Client[v1.AddRequest, v1.AddResponse]
-	Get      *connect.Client[v1.GetRequest, v1.GetResponse]
-	Hop      *connect.Client[v1.HopRequest, v1.HopResponse]
-	Block    *connect.Client[v1.BlockRequest, v1.BlockResponse]
-	Put      *connect.Client[v1.PutRequest, v1.PutResponse]
-	List     *connect.Client[v1.ListRequest, v1.ListResponse]
-	Schedule *connect.Client[v1.ScheduleRequest, v1.ScheduleResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// durabletestv1durableclient instead, to link none of the server.
+type ProbeClient = durabletestv1durableclient.ProbeClient
 
 // NewProbeClient returns a remote namespace of the Probe class served at
-// baseURL, for example "http://127.0.0.1:8080".
+// baseURL, for example "http://127.0.0.1:8080", as
+// durabletestv1durableclient.NewProbeClient does.
 func NewProbeClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *ProbeClient {
-	ns := client.NewNamespace(ProbeClassName, httpClient, baseURL, opts...)
-	return &ProbeClient{ns: ns, rpc: probeRPCs{
-		Add:      client.NewMethod[v1.AddRequest, v1.AddResponse](ns, probeMethods.ByName("Add")),
-		Get:      client.NewMethod[v1.GetRequest, v1.GetResponse](ns, probeMethods.ByName("Get")),
-		Hop:      client.NewMethod[v1.HopRequest, v1.HopResponse](ns, probeMethods.ByName("Hop")),
-		Block:    client.NewMethod[v1.BlockRequest, v1.BlockResponse](ns, probeMethods.ByName("Block")),
-		Put:      client.NewMethod[v1.PutRequest, v1.PutResponse](ns, probeMethods.ByName("Put")),
-		List:     client.NewMethod[v1.ListRequest, v1.ListResponse](ns, probeMethods.ByName("List")),
-		Schedule: client.NewMethod[v1.ScheduleRequest, v1.ScheduleResponse](ns, probeMethods.ByName("Schedule")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *ProbeClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Probe ID. Its MAC is checked
-// by the server, or locally when the client holds the secret.
-func (c *ProbeClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *ProbeClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *ProbeClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *ProbeClient) Get(id durable.ID) ProbeStub {
-	return &probeRemoteStub{c: c, id: id}
-}
-
-type probeRemoteStub struct {
-	c  *ProbeClient
-	id durable.ID
-}
-
-func (s *probeRemoteStub) ID() durable.ID { return s.id }
-
-func (s *probeRemoteStub) Add(ctx context.Context, req *v1.AddRequest) (*v1.AddResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbeAddMethod, req, s.c.rpc.Add.CallUnary)
-}
-
-func (s *probeRemoteStub) Get(ctx context.Context, req *v1.GetRequest) (*v1.GetResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbeGetMethod, req, s.c.rpc.Get.CallUnary)
-}
-
-func (s *probeRemoteStub) Hop(ctx context.Context, req *v1.HopRequest) (*v1.HopResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbeHopMethod, req, s.c.rpc.Hop.CallUnary)
-}
-
-func (s *probeRemoteStub) Block(ctx context.Context, req *v1.BlockRequest) (*v1.BlockResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbeBlockMethod, req, s.c.rpc.Block.CallUnary)
-}
-
-func (s *probeRemoteStub) Put(ctx context.Context, req *v1.PutRequest) (*v1.PutResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbePutMethod, req, s.c.rpc.Put.CallUnary)
-}
-
-func (s *probeRemoteStub) List(ctx context.Context, req *v1.ListRequest) (*v1.ListResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbeListMethod, req, s.c.rpc.List.CallUnary)
-}
-
-func (s *probeRemoteStub) Schedule(ctx context.Context, req *v1.ScheduleRequest) (*v1.ScheduleResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ProbeScheduleMethod, req, s.c.rpc.Schedule.CallUnary)
-}
-
-func (s *probeRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, ProbeURLSegment, req)
+	return durabletestv1durableclient.NewProbeClient(httpClient, baseURL, opts...)
 }
 
 // Names of the Ledger object class.
 const (
 	// LedgerClassName is the class name, as in the .proto service.
-	LedgerClassName = "Ledger"
+	LedgerClassName = durabletestv1durableclient.LedgerClassName
 	// LedgerBinding is the constant-case binding name.
-	LedgerBinding = "LEDGER"
+	LedgerBinding = durabletestv1durableclient.LedgerBinding
 	// LedgerURLSegment is the kebab-case segment of the class in URLs.
-	LedgerURLSegment = "ledger"
+	LedgerURLSegment = durabletestv1durableclient.LedgerURLSegment
 )
 
 // Names of the Ledger methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// LedgerRecordMethod names Ledger.Record.
-	LedgerRecordMethod = "Record"
+	LedgerRecordMethod = durabletestv1durableclient.LedgerRecordMethod
 	// LedgerReadMethod names Ledger.Read.
-	LedgerReadMethod = "Read"
+	LedgerReadMethod = durabletestv1durableclient.LedgerReadMethod
 )
 
 // ledgerMethods describes the methods of Ledger.
@@ -338,19 +232,7 @@ type Ledger interface {
 
 // LedgerStub calls one Ledger object. Stubs from LedgerNamespace.Get call
 // it in process; stubs from LedgerClient.Get call it over the network.
-type LedgerStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Record writes state, a key-value entry and an SQL row, then fails or
-	// panics if asked to.
-	Record(context.Context, *v1.RecordRequest) (*v1.RecordResponse, error)
-	// Read returns everything the ledger holds.
-	Read(context.Context, *v1.ReadRequest) (*v1.ReadResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type LedgerStub = durabletestv1durableclient.LedgerStub
 
 // LedgerNamespace is the in-process namespace of the Ledger class: it mints
 // IDs and returns stubs that call objects through their mailboxes, without
@@ -413,69 +295,14 @@ func (s *ledgerLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.R
 }
 
 // LedgerClient is a remote namespace of the Ledger class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type LedgerClient struct {
-	ns  *client.Namespace
-	rpc ledgerRPCs
-}
-
-// ledgerRPCs holds the Connect client of each method of Ledger.
-type ledgerRPCs struct {
-	Record *connect.Client[v1.RecordRequest, v1.RecordResponse]
-	Read   *connect.Client[v1.ReadRequest, v1.ReadResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// durabletestv1durableclient instead, to link none of the server.
+type LedgerClient = durabletestv1durableclient.LedgerClient
 
 // NewLedgerClient returns a remote namespace of the Ledger class served at
-// baseURL, for example "http://127.0.0.1:8080".
+// baseURL, for example "http://127.0.0.1:8080", as
+// durabletestv1durableclient.NewLedgerClient does.
 func NewLedgerClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *LedgerClient {
-	ns := client.NewNamespace(LedgerClassName, httpClient, baseURL, opts...)
-	return &LedgerClient{ns: ns, rpc: ledgerRPCs{
-		Record: client.NewMethod[v1.RecordRequest, v1.RecordResponse](ns, ledgerMethods.ByName("Record")),
-		Read:   client.NewMethod[v1.ReadRequest, v1.ReadResponse](ns, ledgerMethods.ByName("Read")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *LedgerClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Ledger ID. Its MAC is checked
-// by the server, or locally when the client holds the secret.
-func (c *LedgerClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *LedgerClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *LedgerClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *LedgerClient) Get(id durable.ID) LedgerStub {
-	return &ledgerRemoteStub{c: c, id: id}
-}
-
-type ledgerRemoteStub struct {
-	c  *LedgerClient
-	id durable.ID
-}
-
-func (s *ledgerRemoteStub) ID() durable.ID { return s.id }
-
-func (s *ledgerRemoteStub) Record(ctx context.Context, req *v1.RecordRequest) (*v1.RecordResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, LedgerRecordMethod, req, s.c.rpc.Record.CallUnary)
-}
-
-func (s *ledgerRemoteStub) Read(ctx context.Context, req *v1.ReadRequest) (*v1.ReadResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, LedgerReadMethod, req, s.c.rpc.Read.CallUnary)
-}
-
-func (s *ledgerRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, LedgerURLSegment, req)
+	return durabletestv1durableclient.NewLedgerClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../durable/v1/durable_pb";
 import { ChatRoom, Lobby } from "./chat_pb";
 
 /** ChatRoomClassName is the class name, as in the .proto service. */
@@ -30,7 +29,6 @@ export function createChatRoomNamespace(transport: Transport): Namespace<typeof 
     className: ChatRoomClassName,
     binding: ChatRoomBinding,
     urlSegment: ChatRoomURLSegment,
-    idService: IDService,
   });
 }
 
@@ -53,6 +51,5 @@ export function createLobbyNamespace(transport: Transport): Namespace<typeof Lob
     className: LobbyClassName,
     binding: LobbyBinding,
     urlSegment: LobbyURLSegment,
-    idService: IDService,
   });
 }

@@ -4,7 +4,6 @@
 
 import type { Transport as $Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService as $IDService } from "../../durable/v1/durable_pb";
 import { Object$, Outer_Inner$, Transport, IDService } from "./names_pb";
 
 /** ObjectClassName is the class name, as in the .proto service. */
@@ -29,7 +28,6 @@ export function createObjectNamespace(transport: $Transport): Namespace<typeof O
     className: ObjectClassName,
     binding: ObjectBinding,
     urlSegment: ObjectURLSegment,
-    idService: $IDService,
   });
 }
 
@@ -52,7 +50,6 @@ export function createOuter_InnerNamespace(transport: $Transport): Namespace<typ
     className: Outer_InnerClassName,
     binding: Outer_InnerBinding,
     urlSegment: Outer_InnerURLSegment,
-    idService: $IDService,
   });
 }
 
@@ -75,7 +72,6 @@ export function createTransportNamespace(transport: $Transport): Namespace<typeo
     className: TransportClassName,
     binding: TransportBinding,
     urlSegment: TransportURLSegment,
-    idService: $IDService,
   });
 }
 
@@ -98,6 +94,5 @@ export function createIDServiceNamespace(transport: $Transport): Namespace<typeo
     className: IDServiceClassName,
     binding: IDServiceBinding,
     urlSegment: IDServiceURLSegment,
-    idService: $IDService,
   });
 }

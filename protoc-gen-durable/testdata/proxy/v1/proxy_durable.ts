@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../durable/v1/durable_pb";
 import { HTTPProxy } from "./proxy_pb";
 
 /** HTTPProxyClassName is the class name, as in the .proto service. */
@@ -26,6 +25,5 @@ export function createHTTPProxyNamespace(transport: Transport): Namespace<typeof
     className: HTTPProxyClassName,
     binding: HTTPProxyBinding,
     urlSegment: HTTPProxyURLSegment,
-    idService: IDService,
   });
 }

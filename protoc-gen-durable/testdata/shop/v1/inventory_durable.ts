@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../durable/v1/durable_pb";
 import { Inventory } from "./inventory_pb";
 
 /** InventoryClassName is the class name, as in the .proto service. */
@@ -26,6 +25,5 @@ export function createInventoryNamespace(transport: Transport): Namespace<typeof
     className: InventoryClassName,
     binding: InventoryBinding,
     urlSegment: InventoryURLSegment,
-    idService: IDService,
   });
 }

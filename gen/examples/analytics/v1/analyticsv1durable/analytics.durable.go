@@ -4,7 +4,9 @@
 
 // Package analyticsv1durable holds the Durable Object glue for the services
 // of examples/analytics/v1/analytics.proto: the interfaces to implement,
-// typed namespaces and stubs, in process and remote.
+// typed namespaces and stubs, in process and remote. The remote ones are
+// aliases of those of package analyticsv1durableclient, which a program
+// that only calls objects imports instead, to link none of the server.
 package analyticsv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/analytics/v1"
+	analyticsv1durableclient "github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,22 +30,22 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Analytics object class.
 const (
 	// AnalyticsClassName is the class name, as in the .proto service.
-	AnalyticsClassName = "Analytics"
+	AnalyticsClassName = analyticsv1durableclient.AnalyticsClassName
 	// AnalyticsBinding is the constant-case binding name.
-	AnalyticsBinding = "ANALYTICS"
+	AnalyticsBinding = analyticsv1durableclient.AnalyticsBinding
 	// AnalyticsURLSegment is the kebab-case segment of the class in URLs.
-	AnalyticsURLSegment = "analytics"
+	AnalyticsURLSegment = analyticsv1durableclient.AnalyticsURLSegment
 )
 
 // Names of the Analytics methods, as in the .proto service: the method
 // label of errors, metrics and traces.
 const (
 	// AnalyticsTrackEventMethod names Analytics.TrackEvent.
-	AnalyticsTrackEventMethod = "TrackEvent"
+	AnalyticsTrackEventMethod = analyticsv1durableclient.AnalyticsTrackEventMethod
 	// AnalyticsGetRecentEventsMethod names Analytics.GetRecentEvents.
-	AnalyticsGetRecentEventsMethod = "GetRecentEvents"
+	AnalyticsGetRecentEventsMethod = analyticsv1durableclient.AnalyticsGetRecentEventsMethod
 	// AnalyticsGetEventCountsMethod names Analytics.GetEventCounts.
-	AnalyticsGetEventCountsMethod = "GetEventCounts"
+	AnalyticsGetEventCountsMethod = analyticsv1durableclient.AnalyticsGetEventCountsMethod
 )
 
 // analyticsMethods describes the methods of Analytics.
@@ -70,21 +73,7 @@ type Analytics interface {
 // AnalyticsStub calls one Analytics object. Stubs from
 // AnalyticsNamespace.Get call it in process; stubs from AnalyticsClient.Get
 // call it over the network.
-type AnalyticsStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// TrackEvent records an event, stamped with the current time.
-	TrackEvent(context.Context, *v1.TrackEventRequest) (*v1.TrackEventResponse, error)
-	// GetRecentEvents returns the latest events, newest first.
-	GetRecentEvents(context.Context, *v1.GetRecentEventsRequest) (*v1.GetRecentEventsResponse, error)
-	// GetEventCounts counts the events recorded after a point in time, per
-	// event name.
-	GetEventCounts(context.Context, *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type AnalyticsStub = analyticsv1durableclient.AnalyticsStub
 
 // AnalyticsNamespace is the in-process namespace of the Analytics class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -152,75 +141,14 @@ func (s *analyticsLocalStub) Fetch(ctx context.Context, req *http.Request) (*htt
 }
 
 // AnalyticsClient is a remote namespace of the Analytics class: its stubs
-// call objects over Connect (or gRPC, or gRPC-Web, as the options choose),
-// with the object's ID or name in request metadata.
-type AnalyticsClient struct {
-	ns  *client.Namespace
-	rpc analyticsRPCs
-}
-
-// analyticsRPCs holds the Connect client of each method of Analytics.
-type analyticsRPCs struct {
-	TrackEvent      *connect.Client[v1.TrackEventRequest, v1.TrackEventResponse]
-	GetRecentEvents *connect.Client[v1.GetRecentEventsRequest, v1.GetRecentEventsResponse]
-	GetEventCounts  *connect.Client[v1.GetEventCountsRequest, v1.GetEventCountsResponse]
-}
+// call objects over Connect (or gRPC, or gRPC-Web, as the options choose).
+// A program that only calls objects can import it from package
+// analyticsv1durableclient instead, to link none of the server.
+type AnalyticsClient = analyticsv1durableclient.AnalyticsClient
 
 // NewAnalyticsClient returns a remote namespace of the Analytics class
-// served at baseURL, for example "http://127.0.0.1:8080".
+// served at baseURL, for example "http://127.0.0.1:8080", as
+// analyticsv1durableclient.NewAnalyticsClient does.
 func NewAnalyticsClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *AnalyticsClient {
-	ns := client.NewNamespace(AnalyticsClassName, httpClient, baseURL, opts...)
-	return &AnalyticsClient{ns: ns, rpc: analyticsRPCs{
-		TrackEvent:      client.NewMethod[v1.TrackEventRequest, v1.TrackEventResponse](ns, analyticsMethods.ByName("TrackEvent")),
-		GetRecentEvents: client.NewMethod[v1.GetRecentEventsRequest, v1.GetRecentEventsResponse](ns, analyticsMethods.ByName("GetRecentEvents")),
-		GetEventCounts:  client.NewMethod[v1.GetEventCountsRequest, v1.GetEventCountsResponse](ns, analyticsMethods.ByName("GetEventCounts")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *AnalyticsClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Analytics ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *AnalyticsClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *AnalyticsClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *AnalyticsClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *AnalyticsClient) Get(id durable.ID) AnalyticsStub {
-	return &analyticsRemoteStub{c: c, id: id}
-}
-
-type analyticsRemoteStub struct {
-	c  *AnalyticsClient
-	id durable.ID
-}
-
-func (s *analyticsRemoteStub) ID() durable.ID { return s.id }
-
-func (s *analyticsRemoteStub) TrackEvent(ctx context.Context, req *v1.TrackEventRequest) (*v1.TrackEventResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, AnalyticsTrackEventMethod, req, s.c.rpc.TrackEvent.CallUnary)
-}
-
-func (s *analyticsRemoteStub) GetRecentEvents(ctx context.Context, req *v1.GetRecentEventsRequest) (*v1.GetRecentEventsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, AnalyticsGetRecentEventsMethod, req, s.c.rpc.GetRecentEvents.CallUnary)
-}
-
-func (s *analyticsRemoteStub) GetEventCounts(ctx context.Context, req *v1.GetEventCountsRequest) (*v1.GetEventCountsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, AnalyticsGetEventCountsMethod, req, s.c.rpc.GetEventCounts.CallUnary)
-}
-
-func (s *analyticsRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, AnalyticsURLSegment, req)
+	return analyticsv1durableclient.NewAnalyticsClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,9 @@
 
 // Package cartv1durable holds the Durable Object glue for the services of
 // examples/cart/v1/cart.proto: the interfaces to implement, typed
-// namespaces and stubs, in process and remote.
+// namespaces and stubs, in process and remote. The remote ones are aliases
+// of those of package cartv1durableclient, which a program that only calls
+// objects imports instead, to link none of the server.
 package cartv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/cart/v1"
+	cartv1durableclient "github.com/durablego/durable/gen/examples/cart/v1/cartv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,22 +30,22 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Cart object class.
 const (
 	// CartClassName is the class name, as in the .proto service.
-	CartClassName = "Cart"
+	CartClassName = cartv1durableclient.CartClassName
 	// CartBinding is the constant-case binding name.
-	CartBinding = "CART"
+	CartBinding = cartv1durableclient.CartBinding
 	// CartURLSegment is the kebab-case segment of the class in URLs.
-	CartURLSegment = "cart"
+	CartURLSegment = cartv1durableclient.CartURLSegment
 )
 
 // Names of the Cart methods, as in the .proto service: the method label of
 // errors, metrics and traces.
 const (
 	// CartAddItemMethod names Cart.AddItem.
-	CartAddItemMethod = "AddItem"
+	CartAddItemMethod = cartv1durableclient.CartAddItemMethod
 	// CartGetItemsMethod names Cart.GetItems.
-	CartGetItemsMethod = "GetItems"
+	CartGetItemsMethod = cartv1durableclient.CartGetItemsMethod
 	// CartCheckoutMethod names Cart.Checkout.
-	CartCheckoutMethod = "Checkout"
+	CartCheckoutMethod = cartv1durableclient.CartCheckoutMethod
 )
 
 // cartMethods describes the methods of Cart.
@@ -70,22 +73,7 @@ type Cart interface {
 
 // CartStub calls one Cart object. Stubs from CartNamespace.Get call it in
 // process; stubs from CartClient.Get call it over the network.
-type CartStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// AddItem adds quantity of a product, merging with the line of the same
-	// product, and returns the items.
-	AddItem(context.Context, *v1.AddItemRequest) (*v1.AddItemResponse, error)
-	// GetItems returns the items.
-	GetItems(context.Context, *v1.GetItemsRequest) (*v1.GetItemsResponse, error)
-	// Checkout writes the items as an order into the orders database and
-	// empties the cart. It fails with FAILED_PRECONDITION for an empty cart.
-	Checkout(context.Context, *v1.CheckoutRequest) (*v1.CheckoutResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type CartStub = cartv1durableclient.CartStub
 
 // CartNamespace is the in-process namespace of the Cart class: it mints IDs
 // and returns stubs that call objects through their mailboxes, without HTTP
@@ -153,75 +141,14 @@ func (s *cartLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Res
 }
 
 // CartClient is a remote namespace of the Cart class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type CartClient struct {
-	ns  *client.Namespace
-	rpc cartRPCs
-}
-
-// cartRPCs holds the Connect client of each method of Cart.
-type cartRPCs struct {
-	AddItem  *connect.Client[v1.AddItemRequest, v1.AddItemResponse]
-	GetItems *connect.Client[v1.GetItemsRequest, v1.GetItemsResponse]
-	Checkout *connect.Client[v1.CheckoutRequest, v1.CheckoutResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// cartv1durableclient instead, to link none of the server.
+type CartClient = cartv1durableclient.CartClient
 
 // NewCartClient returns a remote namespace of the Cart class served at
-// baseURL, for example "http://127.0.0.1:8080".
+// baseURL, for example "http://127.0.0.1:8080", as
+// cartv1durableclient.NewCartClient does.
 func NewCartClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *CartClient {
-	ns := client.NewNamespace(CartClassName, httpClient, baseURL, opts...)
-	return &CartClient{ns: ns, rpc: cartRPCs{
-		AddItem:  client.NewMethod[v1.AddItemRequest, v1.AddItemResponse](ns, cartMethods.ByName("AddItem")),
-		GetItems: client.NewMethod[v1.GetItemsRequest, v1.GetItemsResponse](ns, cartMethods.ByName("GetItems")),
-		Checkout: client.NewMethod[v1.CheckoutRequest, v1.CheckoutResponse](ns, cartMethods.ByName("Checkout")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *CartClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Cart ID. Its MAC is checked
-// by the server, or locally when the client holds the secret.
-func (c *CartClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *CartClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *CartClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *CartClient) Get(id durable.ID) CartStub {
-	return &cartRemoteStub{c: c, id: id}
-}
-
-type cartRemoteStub struct {
-	c  *CartClient
-	id durable.ID
-}
-
-func (s *cartRemoteStub) ID() durable.ID { return s.id }
-
-func (s *cartRemoteStub) AddItem(ctx context.Context, req *v1.AddItemRequest) (*v1.AddItemResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CartAddItemMethod, req, s.c.rpc.AddItem.CallUnary)
-}
-
-func (s *cartRemoteStub) GetItems(ctx context.Context, req *v1.GetItemsRequest) (*v1.GetItemsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CartGetItemsMethod, req, s.c.rpc.GetItems.CallUnary)
-}
-
-func (s *cartRemoteStub) Checkout(ctx context.Context, req *v1.CheckoutRequest) (*v1.CheckoutResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CartCheckoutMethod, req, s.c.rpc.Checkout.CallUnary)
-}
-
-func (s *cartRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, CartURLSegment, req)
+	return cartv1durableclient.NewCartClient(httpClient, baseURL, opts...)
 }

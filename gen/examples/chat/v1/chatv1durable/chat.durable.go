@@ -4,7 +4,9 @@
 
 // Package chatv1durable holds the Durable Object glue for the services of
 // examples/chat/v1/chat.proto: the interfaces to implement, typed
-// namespaces and stubs, in process and remote.
+// namespaces and stubs, in process and remote. The remote ones are aliases
+// of those of package chatv1durableclient, which a program that only calls
+// objects imports instead, to link none of the server.
 package chatv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/chat/v1"
+	chatv1durableclient "github.com/durablego/durable/gen/examples/chat/v1/chatv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,20 +30,20 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the ChatRoom object class.
 const (
 	// ChatRoomClassName is the class name, as in the .proto service.
-	ChatRoomClassName = "ChatRoom"
+	ChatRoomClassName = chatv1durableclient.ChatRoomClassName
 	// ChatRoomBinding is the constant-case binding name.
-	ChatRoomBinding = "CHAT_ROOM"
+	ChatRoomBinding = chatv1durableclient.ChatRoomBinding
 	// ChatRoomURLSegment is the kebab-case segment of the class in URLs.
-	ChatRoomURLSegment = "chat-room"
+	ChatRoomURLSegment = chatv1durableclient.ChatRoomURLSegment
 )
 
 // Names of the ChatRoom methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// ChatRoomGetOnlineUsersMethod names ChatRoom.GetOnlineUsers.
-	ChatRoomGetOnlineUsersMethod = "GetOnlineUsers"
+	ChatRoomGetOnlineUsersMethod = chatv1durableclient.ChatRoomGetOnlineUsersMethod
 	// ChatRoomGetRecentMessagesMethod names ChatRoom.GetRecentMessages.
-	ChatRoomGetRecentMessagesMethod = "GetRecentMessages"
+	ChatRoomGetRecentMessagesMethod = chatv1durableclient.ChatRoomGetRecentMessagesMethod
 )
 
 // chatRoomMethods describes the methods of ChatRoom.
@@ -66,19 +69,7 @@ type ChatRoom interface {
 // ChatRoomStub calls one ChatRoom object. Stubs from ChatRoomNamespace.Get
 // call it in process; stubs from ChatRoomClient.Get call it over the
 // network.
-type ChatRoomStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// GetOnlineUsers returns the name of every connected socket's user, in
-	// the order of the room's sockets; a user connected twice is listed twice.
-	GetOnlineUsers(context.Context, *v1.GetOnlineUsersRequest) (*v1.GetOnlineUsersResponse, error)
-	// GetRecentMessages returns the latest messages, oldest first.
-	GetRecentMessages(context.Context, *v1.GetRecentMessagesRequest) (*v1.GetRecentMessagesResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type ChatRoomStub = chatv1durableclient.ChatRoomStub
 
 // ChatRoomNamespace is the in-process namespace of the ChatRoom class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -141,69 +132,14 @@ func (s *chatRoomLocalStub) Fetch(ctx context.Context, req *http.Request) (*http
 }
 
 // ChatRoomClient is a remote namespace of the ChatRoom class: its stubs
-// call objects over Connect (or gRPC, or gRPC-Web, as the options choose),
-// with the object's ID or name in request metadata.
-type ChatRoomClient struct {
-	ns  *client.Namespace
-	rpc chatRoomRPCs
-}
-
-// chatRoomRPCs holds the Connect client of each method of ChatRoom.
-type chatRoomRPCs struct {
-	GetOnlineUsers    *connect.Client[v1.GetOnlineUsersRequest, v1.GetOnlineUsersResponse]
-	GetRecentMessages *connect.Client[v1.GetRecentMessagesRequest, v1.GetRecentMessagesResponse]
-}
+// call objects over Connect (or gRPC, or gRPC-Web, as the options choose).
+// A program that only calls objects can import it from package
+// chatv1durableclient instead, to link none of the server.
+type ChatRoomClient = chatv1durableclient.ChatRoomClient
 
 // NewChatRoomClient returns a remote namespace of the ChatRoom class served
-// at baseURL, for example "http://127.0.0.1:8080".
+// at baseURL, for example "http://127.0.0.1:8080", as
+// chatv1durableclient.NewChatRoomClient does.
 func NewChatRoomClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *ChatRoomClient {
-	ns := client.NewNamespace(ChatRoomClassName, httpClient, baseURL, opts...)
-	return &ChatRoomClient{ns: ns, rpc: chatRoomRPCs{
-		GetOnlineUsers:    client.NewMethod[v1.GetOnlineUsersRequest, v1.GetOnlineUsersResponse](ns, chatRoomMethods.ByName("GetOnlineUsers")),
-		GetRecentMessages: client.NewMethod[v1.GetRecentMessagesRequest, v1.GetRecentMessagesResponse](ns, chatRoomMethods.ByName("GetRecentMessages")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *ChatRoomClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a ChatRoom ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *ChatRoomClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *ChatRoomClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *ChatRoomClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *ChatRoomClient) Get(id durable.ID) ChatRoomStub {
-	return &chatRoomRemoteStub{c: c, id: id}
-}
-
-type chatRoomRemoteStub struct {
-	c  *ChatRoomClient
-	id durable.ID
-}
-
-func (s *chatRoomRemoteStub) ID() durable.ID { return s.id }
-
-func (s *chatRoomRemoteStub) GetOnlineUsers(ctx context.Context, req *v1.GetOnlineUsersRequest) (*v1.GetOnlineUsersResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomGetOnlineUsersMethod, req, s.c.rpc.GetOnlineUsers.CallUnary)
-}
-
-func (s *chatRoomRemoteStub) GetRecentMessages(ctx context.Context, req *v1.GetRecentMessagesRequest) (*v1.GetRecentMessagesResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomGetRecentMessagesMethod, req, s.c.rpc.GetRecentMessages.CallUnary)
-}
-
-func (s *chatRoomRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, ChatRoomURLSegment, req)
+	return chatv1durableclient.NewChatRoomClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,9 @@
 
 // Package counterv1durable holds the Durable Object glue for the services
 // of examples/counter/v1/counter.proto: the interfaces to implement, typed
-// namespaces and stubs, in process and remote.
+// namespaces and stubs, in process and remote. The remote ones are aliases
+// of those of package counterv1durableclient, which a program that only
+// calls objects imports instead, to link none of the server.
 package counterv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/counter/v1"
+	counterv1durableclient "github.com/durablego/durable/gen/examples/counter/v1/counterv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,24 +30,24 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Counter object class.
 const (
 	// CounterClassName is the class name, as in the .proto service.
-	CounterClassName = "Counter"
+	CounterClassName = counterv1durableclient.CounterClassName
 	// CounterBinding is the constant-case binding name.
-	CounterBinding = "COUNTER"
+	CounterBinding = counterv1durableclient.CounterBinding
 	// CounterURLSegment is the kebab-case segment of the class in URLs.
-	CounterURLSegment = "counter"
+	CounterURLSegment = counterv1durableclient.CounterURLSegment
 )
 
 // Names of the Counter methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// CounterIncrementMethod names Counter.Increment.
-	CounterIncrementMethod = "Increment"
+	CounterIncrementMethod = counterv1durableclient.CounterIncrementMethod
 	// CounterDecrementMethod names Counter.Decrement.
-	CounterDecrementMethod = "Decrement"
+	CounterDecrementMethod = counterv1durableclient.CounterDecrementMethod
 	// CounterGetValueMethod names Counter.GetValue.
-	CounterGetValueMethod = "GetValue"
+	CounterGetValueMethod = counterv1durableclient.CounterGetValueMethod
 	// CounterResetMethod names Counter.Reset.
-	CounterResetMethod = "Reset"
+	CounterResetMethod = counterv1durableclient.CounterResetMethod
 )
 
 // counterMethods describes the methods of Counter.
@@ -73,22 +76,7 @@ type Counter interface {
 // CounterStub calls one Counter object. Stubs from CounterNamespace.Get
 // call it in process; stubs from CounterClient.Get call it over the
 // network.
-type CounterStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Increment adds amount (1 when zero or absent) and returns the new value.
-	Increment(context.Context, *v1.IncrementRequest) (*v1.IncrementResponse, error)
-	// Decrement subtracts amount (1 when zero or absent), flooring at zero.
-	Decrement(context.Context, *v1.DecrementRequest) (*v1.DecrementResponse, error)
-	// GetValue returns the current value.
-	GetValue(context.Context, *v1.GetValueRequest) (*v1.GetValueResponse, error)
-	// Reset sets the value back to zero.
-	Reset(context.Context, *v1.ResetRequest) (*v1.ResetResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type CounterStub = counterv1durableclient.CounterStub
 
 // CounterNamespace is the in-process namespace of the Counter class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -161,81 +149,14 @@ func (s *counterLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.
 }
 
 // CounterClient is a remote namespace of the Counter class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type CounterClient struct {
-	ns  *client.Namespace
-	rpc counterRPCs
-}
-
-// counterRPCs holds the Connect client of each method of Counter.
-type counterRPCs struct {
-	Increment *connect.Client[v1.IncrementRequest, v1.IncrementResponse]
-	Decrement *connect.Client[v1.DecrementRequest, v1.DecrementResponse]
-	GetValue  *connect.Client[v1.GetValueRequest, v1.GetValueResponse]
-	Reset     *connect.Client[v1.ResetRequest, v1.ResetResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// counterv1durableclient instead, to link none of the server.
+type CounterClient = counterv1durableclient.CounterClient
 
 // NewCounterClient returns a remote namespace of the Counter class served
-// at baseURL, for example "http://127.0.0.1:8080".
+// at baseURL, for example "http://127.0.0.1:8080", as
+// counterv1durableclient.NewCounterClient does.
 func NewCounterClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *CounterClient {
-	ns := client.NewNamespace(CounterClassName, httpClient, baseURL, opts...)
-	return &CounterClient{ns: ns, rpc: counterRPCs{
-		Increment: client.NewMethod[v1.IncrementRequest, v1.IncrementResponse](ns, counterMethods.ByName("Increment")),
-		Decrement: client.NewMethod[v1.DecrementRequest, v1.DecrementResponse](ns, counterMethods.ByName("Decrement")),
-		GetValue:  client.NewMethod[v1.GetValueRequest, v1.GetValueResponse](ns, counterMethods.ByName("GetValue")),
-		Reset:     client.NewMethod[v1.ResetRequest, v1.ResetResponse](ns, counterMethods.ByName("Reset")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *CounterClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Counter ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *CounterClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *CounterClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *CounterClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *CounterClient) Get(id durable.ID) CounterStub {
-	return &counterRemoteStub{c: c, id: id}
-}
-
-type counterRemoteStub struct {
-	c  *CounterClient
-	id durable.ID
-}
-
-func (s *counterRemoteStub) ID() durable.ID { return s.id }
-
-func (s *counterRemoteStub) Increment(ctx context.Context, req *v1.IncrementRequest) (*v1.IncrementResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CounterIncrementMethod, req, s.c.rpc.Increment.CallUnary)
-}
-
-func (s *counterRemoteStub) Decrement(ctx context.Context, req *v1.DecrementRequest) (*v1.DecrementResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CounterDecrementMethod, req, s.c.rpc.Decrement.CallUnary)
-}
-
-func (s *counterRemoteStub) GetValue(ctx context.Context, req *v1.GetValueRequest) (*v1.GetValueResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CounterGetValueMethod, req, s.c.rpc.GetValue.CallUnary)
-}
-
-func (s *counterRemoteStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, CounterResetMethod, req, s.c.rpc.Reset.CallUnary)
-}
-
-func (s *counterRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, CounterURLSegment, req)
+	return counterv1durableclient.NewCounterClient(httpClient, baseURL, opts...)
 }

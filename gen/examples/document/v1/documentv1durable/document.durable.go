@@ -4,7 +4,9 @@
 
 // Package documentv1durable holds the Durable Object glue for the services
 // of examples/document/v1/document.proto: the interfaces to implement,
-// typed namespaces and stubs, in process and remote.
+// typed namespaces and stubs, in process and remote. The remote ones are
+// aliases of those of package documentv1durableclient, which a program that
+// only calls objects imports instead, to link none of the server.
 package documentv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/document/v1"
+	documentv1durableclient "github.com/durablego/durable/gen/examples/document/v1/documentv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,20 +30,20 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Document object class.
 const (
 	// DocumentClassName is the class name, as in the .proto service.
-	DocumentClassName = "Document"
+	DocumentClassName = documentv1durableclient.DocumentClassName
 	// DocumentBinding is the constant-case binding name.
-	DocumentBinding = "DOCUMENT"
+	DocumentBinding = documentv1durableclient.DocumentBinding
 	// DocumentURLSegment is the kebab-case segment of the class in URLs.
-	DocumentURLSegment = "document"
+	DocumentURLSegment = documentv1durableclient.DocumentURLSegment
 )
 
 // Names of the Document methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// DocumentGetContentMethod names Document.GetContent.
-	DocumentGetContentMethod = "GetContent"
+	DocumentGetContentMethod = documentv1durableclient.DocumentGetContentMethod
 	// DocumentGetHistoryMethod names Document.GetHistory.
-	DocumentGetHistoryMethod = "GetHistory"
+	DocumentGetHistoryMethod = documentv1durableclient.DocumentGetHistoryMethod
 )
 
 // documentMethods describes the methods of Document.
@@ -65,18 +68,7 @@ type Document interface {
 // DocumentStub calls one Document object. Stubs from DocumentNamespace.Get
 // call it in process; stubs from DocumentClient.Get call it over the
 // network.
-type DocumentStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// GetContent returns the current content and version.
-	GetContent(context.Context, *v1.GetContentRequest) (*v1.GetContentResponse, error)
-	// GetHistory returns the latest versions, newest first.
-	GetHistory(context.Context, *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type DocumentStub = documentv1durableclient.DocumentStub
 
 // DocumentNamespace is the in-process namespace of the Document class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -139,69 +131,14 @@ func (s *documentLocalStub) Fetch(ctx context.Context, req *http.Request) (*http
 }
 
 // DocumentClient is a remote namespace of the Document class: its stubs
-// call objects over Connect (or gRPC, or gRPC-Web, as the options choose),
-// with the object's ID or name in request metadata.
-type DocumentClient struct {
-	ns  *client.Namespace
-	rpc documentRPCs
-}
-
-// documentRPCs holds the Connect client of each method of Document.
-type documentRPCs struct {
-	GetContent *connect.Client[v1.GetContentRequest, v1.GetContentResponse]
-	GetHistory *connect.Client[v1.GetHistoryRequest, v1.GetHistoryResponse]
-}
+// call objects over Connect (or gRPC, or gRPC-Web, as the options choose).
+// A program that only calls objects can import it from package
+// documentv1durableclient instead, to link none of the server.
+type DocumentClient = documentv1durableclient.DocumentClient
 
 // NewDocumentClient returns a remote namespace of the Document class served
-// at baseURL, for example "http://127.0.0.1:8080".
+// at baseURL, for example "http://127.0.0.1:8080", as
+// documentv1durableclient.NewDocumentClient does.
 func NewDocumentClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *DocumentClient {
-	ns := client.NewNamespace(DocumentClassName, httpClient, baseURL, opts...)
-	return &DocumentClient{ns: ns, rpc: documentRPCs{
-		GetContent: client.NewMethod[v1.GetContentRequest, v1.GetContentResponse](ns, documentMethods.ByName("GetContent")),
-		GetHistory: client.NewMethod[v1.GetHistoryRequest, v1.GetHistoryResponse](ns, documentMethods.ByName("GetHistory")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *DocumentClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Document ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *DocumentClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *DocumentClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *DocumentClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *DocumentClient) Get(id durable.ID) DocumentStub {
-	return &documentRemoteStub{c: c, id: id}
-}
-
-type documentRemoteStub struct {
-	c  *DocumentClient
-	id durable.ID
-}
-
-func (s *documentRemoteStub) ID() durable.ID { return s.id }
-
-func (s *documentRemoteStub) GetContent(ctx context.Context, req *v1.GetContentRequest) (*v1.GetContentResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, DocumentGetContentMethod, req, s.c.rpc.GetContent.CallUnary)
-}
-
-func (s *documentRemoteStub) GetHistory(ctx context.Context, req *v1.GetHistoryRequest) (*v1.GetHistoryResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, DocumentGetHistoryMethod, req, s.c.rpc.GetHistory.CallUnary)
-}
-
-func (s *documentRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, DocumentURLSegment, req)
+	return documentv1durableclient.NewDocumentClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,10 @@
 
 // Package preferencesv1durable holds the Durable Object glue for the
 // services of examples/preferences/v1/preferences.proto: the interfaces to
-// implement, typed namespaces and stubs, in process and remote.
+// implement, typed namespaces and stubs, in process and remote. The remote
+// ones are aliases of those of package preferencesv1durableclient, which a
+// program that only calls objects imports instead, to link none of the
+// server.
 package preferencesv1durable
 
 import (
@@ -13,6 +16,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/preferences/v1"
+	preferencesv1durableclient "github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,24 +31,24 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Preferences object class.
 const (
 	// PreferencesClassName is the class name, as in the .proto service.
-	PreferencesClassName = "Preferences"
+	PreferencesClassName = preferencesv1durableclient.PreferencesClassName
 	// PreferencesBinding is the constant-case binding name.
-	PreferencesBinding = "PREFERENCES"
+	PreferencesBinding = preferencesv1durableclient.PreferencesBinding
 	// PreferencesURLSegment is the kebab-case segment of the class in URLs.
-	PreferencesURLSegment = "preferences"
+	PreferencesURLSegment = preferencesv1durableclient.PreferencesURLSegment
 )
 
 // Names of the Preferences methods, as in the .proto service: the method
 // label of errors, metrics and traces.
 const (
 	// PreferencesSetPreferenceMethod names Preferences.SetPreference.
-	PreferencesSetPreferenceMethod = "SetPreference"
+	PreferencesSetPreferenceMethod = preferencesv1durableclient.PreferencesSetPreferenceMethod
 	// PreferencesGetPreferenceMethod names Preferences.GetPreference.
-	PreferencesGetPreferenceMethod = "GetPreference"
+	PreferencesGetPreferenceMethod = preferencesv1durableclient.PreferencesGetPreferenceMethod
 	// PreferencesGetAllPreferencesMethod names Preferences.GetAllPreferences.
-	PreferencesGetAllPreferencesMethod = "GetAllPreferences"
+	PreferencesGetAllPreferencesMethod = preferencesv1durableclient.PreferencesGetAllPreferencesMethod
 	// PreferencesClearPreferencesMethod names Preferences.ClearPreferences.
-	PreferencesClearPreferencesMethod = "ClearPreferences"
+	PreferencesClearPreferencesMethod = preferencesv1durableclient.PreferencesClearPreferencesMethod
 )
 
 // preferencesMethods describes the methods of Preferences.
@@ -74,22 +78,7 @@ type Preferences interface {
 // PreferencesStub calls one Preferences object. Stubs from
 // PreferencesNamespace.Get call it in process; stubs from
 // PreferencesClient.Get call it over the network.
-type PreferencesStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// SetPreference stores value under key, replacing any previous value.
-	SetPreference(context.Context, *v1.SetPreferenceRequest) (*v1.SetPreferenceResponse, error)
-	// GetPreference returns the value stored under key, if any.
-	GetPreference(context.Context, *v1.GetPreferenceRequest) (*v1.GetPreferenceResponse, error)
-	// GetAllPreferences returns every preference.
-	GetAllPreferences(context.Context, *v1.GetAllPreferencesRequest) (*v1.GetAllPreferencesResponse, error)
-	// ClearPreferences deletes every preference and says how many there were.
-	ClearPreferences(context.Context, *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type PreferencesStub = preferencesv1durableclient.PreferencesStub
 
 // PreferencesNamespace is the in-process namespace of the Preferences
 // class: it mints IDs and returns stubs that call objects through their
@@ -165,80 +154,13 @@ func (s *preferencesLocalStub) Fetch(ctx context.Context, req *http.Request) (*h
 
 // PreferencesClient is a remote namespace of the Preferences class: its
 // stubs call objects over Connect (or gRPC, or gRPC-Web, as the options
-// choose), with the object's ID or name in request metadata.
-type PreferencesClient struct {
-	ns  *client.Namespace
-	rpc preferencesRPCs
-}
-
-// preferencesRPCs holds the Connect client of each method of Preferences.
-type preferencesRPCs struct {
-	SetPreference     *connect.Client[v1.SetPreferenceRequest, v1.SetPreferenceResponse]
-	GetPreference     *connect.Client[v1.GetPreferenceRequest, v1.GetPreferenceResponse]
-	GetAllPreferences *connect.Client[v1.GetAllPreferencesRequest, v1.GetAllPreferencesResponse]
-	ClearPreferences  *connect.Client[v1.ClearPreferencesRequest, v1.ClearPreferencesResponse]
-}
+// choose). A program that only calls objects can import it from package
+// preferencesv1durableclient instead, to link none of the server.
+type PreferencesClient = preferencesv1durableclient.PreferencesClient
 
 // NewPreferencesClient returns a remote namespace of the Preferences class
-// served at baseURL, for example "http://127.0.0.1:8080".
+// served at baseURL, for example "http://127.0.0.1:8080", as
+// preferencesv1durableclient.NewPreferencesClient does.
 func NewPreferencesClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *PreferencesClient {
-	ns := client.NewNamespace(PreferencesClassName, httpClient, baseURL, opts...)
-	return &PreferencesClient{ns: ns, rpc: preferencesRPCs{
-		SetPreference:     client.NewMethod[v1.SetPreferenceRequest, v1.SetPreferenceResponse](ns, preferencesMethods.ByName("SetPreference")),
-		GetPreference:     client.NewMethod[v1.GetPreferenceRequest, v1.GetPreferenceResponse](ns, preferencesMethods.ByName("GetPreference")),
-		GetAllPreferences: client.NewMethod[v1.GetAllPreferencesRequest, v1.GetAllPreferencesResponse](ns, preferencesMethods.ByName("GetAllPreferences")),
-		ClearPreferences:  client.NewMethod[v1.ClearPreferencesRequest, v1.ClearPreferencesResponse](ns, preferencesMethods.ByName("ClearPreferences")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *PreferencesClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Preferences ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *PreferencesClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *PreferencesClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *PreferencesClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *PreferencesClient) Get(id durable.ID) PreferencesStub {
-	return &preferencesRemoteStub{c: c, id: id}
-}
-
-type preferencesRemoteStub struct {
-	c  *PreferencesClient
-	id durable.ID
-}
-
-func (s *preferencesRemoteStub) ID() durable.ID { return s.id }
-
-func (s *preferencesRemoteStub) SetPreference(ctx context.Context, req *v1.SetPreferenceRequest) (*v1.SetPreferenceResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, PreferencesSetPreferenceMethod, req, s.c.rpc.SetPreference.CallUnary)
-}
-
-func (s *preferencesRemoteStub) GetPreference(ctx context.Context, req *v1.GetPreferenceRequest) (*v1.GetPreferenceResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, PreferencesGetPreferenceMethod, req, s.c.rpc.GetPreference.CallUnary)
-}
-
-func (s *preferencesRemoteStub) GetAllPreferences(ctx context.Context, req *v1.GetAllPreferencesRequest) (*v1.GetAllPreferencesResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, PreferencesGetAllPreferencesMethod, req, s.c.rpc.GetAllPreferences.CallUnary)
-}
-
-func (s *preferencesRemoteStub) ClearPreferences(ctx context.Context, req *v1.ClearPreferencesRequest) (*v1.ClearPreferencesResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, PreferencesClearPreferencesMethod, req, s.c.rpc.ClearPreferences.CallUnary)
-}
-
-func (s *preferencesRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, PreferencesURLSegment, req)
+	return preferencesv1durableclient.NewPreferencesClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,10 @@
 
 // Package ratelimiterv1durable holds the Durable Object glue for the
 // services of examples/ratelimiter/v1/ratelimiter.proto: the interfaces to
-// implement, typed namespaces and stubs, in process and remote.
+// implement, typed namespaces and stubs, in process and remote. The remote
+// ones are aliases of those of package ratelimiterv1durableclient, which a
+// program that only calls objects imports instead, to link none of the
+// server.
 package ratelimiterv1durable
 
 import (
@@ -13,6 +16,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/ratelimiter/v1"
+	ratelimiterv1durableclient "github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,20 +31,20 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the RateLimiter object class.
 const (
 	// RateLimiterClassName is the class name, as in the .proto service.
-	RateLimiterClassName = "RateLimiter"
+	RateLimiterClassName = ratelimiterv1durableclient.RateLimiterClassName
 	// RateLimiterBinding is the constant-case binding name.
-	RateLimiterBinding = "RATE_LIMITER"
+	RateLimiterBinding = ratelimiterv1durableclient.RateLimiterBinding
 	// RateLimiterURLSegment is the kebab-case segment of the class in URLs.
-	RateLimiterURLSegment = "rate-limiter"
+	RateLimiterURLSegment = ratelimiterv1durableclient.RateLimiterURLSegment
 )
 
 // Names of the RateLimiter methods, as in the .proto service: the method
 // label of errors, metrics and traces.
 const (
 	// RateLimiterCheckMethod names RateLimiter.Check.
-	RateLimiterCheckMethod = "Check"
+	RateLimiterCheckMethod = ratelimiterv1durableclient.RateLimiterCheckMethod
 	// RateLimiterResetMethod names RateLimiter.Reset.
-	RateLimiterResetMethod = "Reset"
+	RateLimiterResetMethod = ratelimiterv1durableclient.RateLimiterResetMethod
 )
 
 // rateLimiterMethods describes the methods of RateLimiter.
@@ -69,20 +73,7 @@ type RateLimiter interface {
 // RateLimiterStub calls one RateLimiter object. Stubs from
 // RateLimiterNamespace.Get call it in process; stubs from
 // RateLimiterClient.Get call it over the network.
-type RateLimiterStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Check forgets the requests that left the window (those at or before
-	// now - window_ms), then allows the request and records it if fewer than
-	// limit remain, or denies it.
-	Check(context.Context, *v1.CheckRequest) (*v1.CheckResponse, error)
-	// Reset forgets every request.
-	Reset(context.Context, *v1.ResetRequest) (*v1.ResetResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type RateLimiterStub = ratelimiterv1durableclient.RateLimiterStub
 
 // RateLimiterNamespace is the in-process namespace of the RateLimiter
 // class: it mints IDs and returns stubs that call objects through their
@@ -148,68 +139,13 @@ func (s *rateLimiterLocalStub) Fetch(ctx context.Context, req *http.Request) (*h
 
 // RateLimiterClient is a remote namespace of the RateLimiter class: its
 // stubs call objects over Connect (or gRPC, or gRPC-Web, as the options
-// choose), with the object's ID or name in request metadata.
-type RateLimiterClient struct {
-	ns  *client.Namespace
-	rpc rateLimiterRPCs
-}
-
-// rateLimiterRPCs holds the Connect client of each method of RateLimiter.
-type rateLimiterRPCs struct {
-	Check *connect.Client[v1.CheckRequest, v1.CheckResponse]
-	Reset *connect.Client[v1.ResetRequest, v1.ResetResponse]
-}
+// choose). A program that only calls objects can import it from package
+// ratelimiterv1durableclient instead, to link none of the server.
+type RateLimiterClient = ratelimiterv1durableclient.RateLimiterClient
 
 // NewRateLimiterClient returns a remote namespace of the RateLimiter class
-// served at baseURL, for example "http://127.0.0.1:8080".
+// served at baseURL, for example "http://127.0.0.1:8080", as
+// ratelimiterv1durableclient.NewRateLimiterClient does.
 func NewRateLimiterClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *RateLimiterClient {
-	ns := client.NewNamespace(RateLimiterClassName, httpClient, baseURL, opts...)
-	return &RateLimiterClient{ns: ns, rpc: rateLimiterRPCs{
-		Check: client.NewMethod[v1.CheckRequest, v1.CheckResponse](ns, rateLimiterMethods.ByName("Check")),
-		Reset: client.NewMethod[v1.ResetRequest, v1.ResetResponse](ns, rateLimiterMethods.ByName("Reset")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *RateLimiterClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a RateLimiter ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *RateLimiterClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *RateLimiterClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *RateLimiterClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *RateLimiterClient) Get(id durable.ID) RateLimiterStub {
-	return &rateLimiterRemoteStub{c: c, id: id}
-}
-
-type rateLimiterRemoteStub struct {
-	c  *RateLimiterClient
-	id durable.ID
-}
-
-func (s *rateLimiterRemoteStub) ID() durable.ID { return s.id }
-
-func (s *rateLimiterRemoteStub) Check(ctx context.Context, req *v1.CheckRequest) (*v1.CheckResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, RateLimiterCheckMethod, req, s.c.rpc.Check.CallUnary)
-}
-
-func (s *rateLimiterRemoteStub) Reset(ctx context.Context, req *v1.ResetRequest) (*v1.ResetResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, RateLimiterResetMethod, req, s.c.rpc.Reset.CallUnary)
-}
-
-func (s *rateLimiterRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, RateLimiterURLSegment, req)
+	return ratelimiterv1durableclient.NewRateLimiterClient(httpClient, baseURL, opts...)
 }

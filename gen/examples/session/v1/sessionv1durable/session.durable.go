@@ -4,7 +4,9 @@
 
 // Package sessionv1durable holds the Durable Object glue for the services
 // of examples/session/v1/session.proto: the interfaces to implement, typed
-// namespaces and stubs, in process and remote.
+// namespaces and stubs, in process and remote. The remote ones are aliases
+// of those of package sessionv1durableclient, which a program that only
+// calls objects imports instead, to link none of the server.
 package sessionv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/session/v1"
+	sessionv1durableclient "github.com/durablego/durable/gen/examples/session/v1/sessionv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,24 +30,24 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Session object class.
 const (
 	// SessionClassName is the class name, as in the .proto service.
-	SessionClassName = "Session"
+	SessionClassName = sessionv1durableclient.SessionClassName
 	// SessionBinding is the constant-case binding name.
-	SessionBinding = "SESSION"
+	SessionBinding = sessionv1durableclient.SessionBinding
 	// SessionURLSegment is the kebab-case segment of the class in URLs.
-	SessionURLSegment = "session"
+	SessionURLSegment = sessionv1durableclient.SessionURLSegment
 )
 
 // Names of the Session methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// SessionTouchMethod names Session.Touch.
-	SessionTouchMethod = "Touch"
+	SessionTouchMethod = sessionv1durableclient.SessionTouchMethod
 	// SessionSetDataMethod names Session.SetData.
-	SessionSetDataMethod = "SetData"
+	SessionSetDataMethod = sessionv1durableclient.SessionSetDataMethod
 	// SessionGetDataMethod names Session.GetData.
-	SessionGetDataMethod = "GetData"
+	SessionGetDataMethod = sessionv1durableclient.SessionGetDataMethod
 	// SessionPeekMethod names Session.Peek.
-	SessionPeekMethod = "Peek"
+	SessionPeekMethod = sessionv1durableclient.SessionPeekMethod
 )
 
 // sessionMethods describes the methods of Session.
@@ -84,29 +87,7 @@ type Session interface {
 // SessionStub calls one Session object. Stubs from SessionNamespace.Get
 // call it in process; stubs from SessionClient.Get call it over the
 // network.
-type SessionStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Touch records activity: the session stays alive for another idle period
-	// from now.
-	Touch(context.Context, *v1.TouchRequest) (*v1.TouchResponse, error)
-	// SetData sets one entry of the session's data, replacing any value of the
-	// key, and records activity.
-	SetData(context.Context, *v1.SetDataRequest) (*v1.SetDataResponse, error)
-	// GetData returns the session's data and, as in the reference, records
-	// activity.
-	GetData(context.Context, *v1.GetDataRequest) (*v1.GetDataResponse, error)
-	// Peek returns the session and its alarm without touching it, for
-	// monitoring: it does not count as activity and schedules no alarm, so
-	// watching a session does not keep it alive nor revive one that was
-	// cleaned up. (Like any first call, Peek on a session that never existed
-	// creates it.)
-	Peek(context.Context, *v1.PeekRequest) (*v1.PeekResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type SessionStub = sessionv1durableclient.SessionStub
 
 // SessionNamespace is the in-process namespace of the Session class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -179,81 +160,14 @@ func (s *sessionLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.
 }
 
 // SessionClient is a remote namespace of the Session class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type SessionClient struct {
-	ns  *client.Namespace
-	rpc sessionRPCs
-}
-
-// sessionRPCs holds the Connect client of each method of Session.
-type sessionRPCs struct {
-	Touch   *connect.Client[v1.TouchRequest, v1.TouchResponse]
-	SetData *connect.Client[v1.SetDataRequest, v1.SetDataResponse]
-	GetData *connect.Client[v1.GetDataRequest, v1.GetDataResponse]
-	Peek    *connect.Client[v1.PeekRequest, v1.PeekResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// sessionv1durableclient instead, to link none of the server.
+type SessionClient = sessionv1durableclient.SessionClient
 
 // NewSessionClient returns a remote namespace of the Session class served
-// at baseURL, for example "http://127.0.0.1:8080".
+// at baseURL, for example "http://127.0.0.1:8080", as
+// sessionv1durableclient.NewSessionClient does.
 func NewSessionClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *SessionClient {
-	ns := client.NewNamespace(SessionClassName, httpClient, baseURL, opts...)
-	return &SessionClient{ns: ns, rpc: sessionRPCs{
-		Touch:   client.NewMethod[v1.TouchRequest, v1.TouchResponse](ns, sessionMethods.ByName("Touch")),
-		SetData: client.NewMethod[v1.SetDataRequest, v1.SetDataResponse](ns, sessionMethods.ByName("SetData")),
-		GetData: client.NewMethod[v1.GetDataRequest, v1.GetDataResponse](ns, sessionMethods.ByName("GetData")),
-		Peek:    client.NewMethod[v1.PeekRequest, v1.PeekResponse](ns, sessionMethods.ByName("Peek")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *SessionClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Session ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *SessionClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *SessionClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *SessionClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *SessionClient) Get(id durable.ID) SessionStub {
-	return &sessionRemoteStub{c: c, id: id}
-}
-
-type sessionRemoteStub struct {
-	c  *SessionClient
-	id durable.ID
-}
-
-func (s *sessionRemoteStub) ID() durable.ID { return s.id }
-
-func (s *sessionRemoteStub) Touch(ctx context.Context, req *v1.TouchRequest) (*v1.TouchResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, SessionTouchMethod, req, s.c.rpc.Touch.CallUnary)
-}
-
-func (s *sessionRemoteStub) SetData(ctx context.Context, req *v1.SetDataRequest) (*v1.SetDataResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, SessionSetDataMethod, req, s.c.rpc.SetData.CallUnary)
-}
-
-func (s *sessionRemoteStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, SessionGetDataMethod, req, s.c.rpc.GetData.CallUnary)
-}
-
-func (s *sessionRemoteStub) Peek(ctx context.Context, req *v1.PeekRequest) (*v1.PeekResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, SessionPeekMethod, req, s.c.rpc.Peek.CallUnary)
-}
-
-func (s *sessionRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, SessionURLSegment, req)
+	return sessionv1durableclient.NewSessionClient(httpClient, baseURL, opts...)
 }

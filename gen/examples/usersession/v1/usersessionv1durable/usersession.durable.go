@@ -4,7 +4,10 @@
 
 // Package usersessionv1durable holds the Durable Object glue for the
 // services of examples/usersession/v1/usersession.proto: the interfaces to
-// implement, typed namespaces and stubs, in process and remote.
+// implement, typed namespaces and stubs, in process and remote. The remote
+// ones are aliases of those of package usersessionv1durableclient, which a
+// program that only calls objects imports instead, to link none of the
+// server.
 package usersessionv1durable
 
 import (
@@ -13,6 +16,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/usersession/v1"
+	usersessionv1durableclient "github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,20 +31,20 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the UserSession object class.
 const (
 	// UserSessionClassName is the class name, as in the .proto service.
-	UserSessionClassName = "UserSession"
+	UserSessionClassName = usersessionv1durableclient.UserSessionClassName
 	// UserSessionBinding is the constant-case binding name.
-	UserSessionBinding = "USER_SESSION"
+	UserSessionBinding = usersessionv1durableclient.UserSessionBinding
 	// UserSessionURLSegment is the kebab-case segment of the class in URLs.
-	UserSessionURLSegment = "user-session"
+	UserSessionURLSegment = usersessionv1durableclient.UserSessionURLSegment
 )
 
 // Names of the UserSession methods, as in the .proto service: the method
 // label of errors, metrics and traces.
 const (
 	// UserSessionSetUserMethod names UserSession.SetUser.
-	UserSessionSetUserMethod = "SetUser"
+	UserSessionSetUserMethod = usersessionv1durableclient.UserSessionSetUserMethod
 	// UserSessionGetDataMethod names UserSession.GetData.
-	UserSessionGetDataMethod = "GetData"
+	UserSessionGetDataMethod = usersessionv1durableclient.UserSessionGetDataMethod
 )
 
 // userSessionMethods describes the methods of UserSession.
@@ -69,21 +73,7 @@ type UserSession interface {
 // UserSessionStub calls one UserSession object. Stubs from
 // UserSessionNamespace.Get call it in process; stubs from
 // UserSessionClient.Get call it over the network.
-type UserSessionStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// SetUser signs a user in for ttl_seconds (3600 when zero or absent) from
-	// now, and returns when the session expires.
-	SetUser(context.Context, *v1.SetUserRequest) (*v1.SetUserResponse, error)
-	// GetData returns the session. It fails with FAILED_PRECONDITION
-	// "session expired" once the session's time is past, and for a session
-	// that never had a user.
-	GetData(context.Context, *v1.GetDataRequest) (*v1.GetDataResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type UserSessionStub = usersessionv1durableclient.UserSessionStub
 
 // UserSessionNamespace is the in-process namespace of the UserSession
 // class: it mints IDs and returns stubs that call objects through their
@@ -149,68 +139,13 @@ func (s *userSessionLocalStub) Fetch(ctx context.Context, req *http.Request) (*h
 
 // UserSessionClient is a remote namespace of the UserSession class: its
 // stubs call objects over Connect (or gRPC, or gRPC-Web, as the options
-// choose), with the object's ID or name in request metadata.
-type UserSessionClient struct {
-	ns  *client.Namespace
-	rpc userSessionRPCs
-}
-
-// userSessionRPCs holds the Connect client of each method of UserSession.
-type userSessionRPCs struct {
-	SetUser *connect.Client[v1.SetUserRequest, v1.SetUserResponse]
-	GetData *connect.Client[v1.GetDataRequest, v1.GetDataResponse]
-}
+// choose). A program that only calls objects can import it from package
+// usersessionv1durableclient instead, to link none of the server.
+type UserSessionClient = usersessionv1durableclient.UserSessionClient
 
 // NewUserSessionClient returns a remote namespace of the UserSession class
-// served at baseURL, for example "http://127.0.0.1:8080".
+// served at baseURL, for example "http://127.0.0.1:8080", as
+// usersessionv1durableclient.NewUserSessionClient does.
 func NewUserSessionClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *UserSessionClient {
-	ns := client.NewNamespace(UserSessionClassName, httpClient, baseURL, opts...)
-	return &UserSessionClient{ns: ns, rpc: userSessionRPCs{
-		SetUser: client.NewMethod[v1.SetUserRequest, v1.SetUserResponse](ns, userSessionMethods.ByName("SetUser")),
-		GetData: client.NewMethod[v1.GetDataRequest, v1.GetDataResponse](ns, userSessionMethods.ByName("GetData")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *UserSessionClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a UserSession ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *UserSessionClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *UserSessionClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *UserSessionClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *UserSessionClient) Get(id durable.ID) UserSessionStub {
-	return &userSessionRemoteStub{c: c, id: id}
-}
-
-type userSessionRemoteStub struct {
-	c  *UserSessionClient
-	id durable.ID
-}
-
-func (s *userSessionRemoteStub) ID() durable.ID { return s.id }
-
-func (s *userSessionRemoteStub) SetUser(ctx context.Context, req *v1.SetUserRequest) (*v1.SetUserResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, UserSessionSetUserMethod, req, s.c.rpc.SetUser.CallUnary)
-}
-
-func (s *userSessionRemoteStub) GetData(ctx context.Context, req *v1.GetDataRequest) (*v1.GetDataResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, UserSessionGetDataMethod, req, s.c.rpc.GetData.CallUnary)
-}
-
-func (s *userSessionRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, UserSessionURLSegment, req)
+	return usersessionv1durableclient.NewUserSessionClient(httpClient, baseURL, opts...)
 }

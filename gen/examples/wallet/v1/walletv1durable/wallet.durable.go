@@ -4,7 +4,9 @@
 
 // Package walletv1durable holds the Durable Object glue for the services of
 // examples/wallet/v1/wallet.proto: the interfaces to implement, typed
-// namespaces and stubs, in process and remote.
+// namespaces and stubs, in process and remote. The remote ones are aliases
+// of those of package walletv1durableclient, which a program that only
+// calls objects imports instead, to link none of the server.
 package walletv1durable
 
 import (
@@ -13,6 +15,7 @@ import (
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	v1 "github.com/durablego/durable/gen/examples/wallet/v1"
+	walletv1durableclient "github.com/durablego/durable/gen/examples/wallet/v1/walletv1durableclient"
 	server "github.com/durablego/durable/server"
 	http "net/http"
 )
@@ -27,22 +30,22 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Wallet object class.
 const (
 	// WalletClassName is the class name, as in the .proto service.
-	WalletClassName = "Wallet"
+	WalletClassName = walletv1durableclient.WalletClassName
 	// WalletBinding is the constant-case binding name.
-	WalletBinding = "WALLET"
+	WalletBinding = walletv1durableclient.WalletBinding
 	// WalletURLSegment is the kebab-case segment of the class in URLs.
-	WalletURLSegment = "wallet"
+	WalletURLSegment = walletv1durableclient.WalletURLSegment
 )
 
 // Names of the Wallet methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// WalletDepositMethod names Wallet.Deposit.
-	WalletDepositMethod = "Deposit"
+	WalletDepositMethod = walletv1durableclient.WalletDepositMethod
 	// WalletBalanceMethod names Wallet.Balance.
-	WalletBalanceMethod = "Balance"
+	WalletBalanceMethod = walletv1durableclient.WalletBalanceMethod
 	// WalletTransferMethod names Wallet.Transfer.
-	WalletTransferMethod = "Transfer"
+	WalletTransferMethod = walletv1durableclient.WalletTransferMethod
 )
 
 // walletMethods describes the methods of Wallet.
@@ -73,23 +76,7 @@ type Wallet interface {
 
 // WalletStub calls one Wallet object. Stubs from WalletNamespace.Get call
 // it in process; stubs from WalletClient.Get call it over the network.
-type WalletStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Deposit adds amount to an account, creating it at zero if it is new,
-	// and returns the new balance.
-	Deposit(context.Context, *v1.DepositRequest) (*v1.DepositResponse, error)
-	// Balance returns an account's balance; an unknown account has 0.
-	Balance(context.Context, *v1.BalanceRequest) (*v1.BalanceResponse, error)
-	// Transfer moves amount from one account to another in one storage
-	// transaction. It fails with FAILED_PRECONDITION "insufficient funds",
-	// changing nothing, when the source balance is below amount.
-	Transfer(context.Context, *v1.TransferRequest) (*v1.TransferResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type WalletStub = walletv1durableclient.WalletStub
 
 // WalletNamespace is the in-process namespace of the Wallet class: it mints
 // IDs and returns stubs that call objects through their mailboxes, without
@@ -157,75 +144,14 @@ func (s *walletLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.R
 }
 
 // WalletClient is a remote namespace of the Wallet class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type WalletClient struct {
-	ns  *client.Namespace
-	rpc walletRPCs
-}
-
-// walletRPCs holds the Connect client of each method of Wallet.
-type walletRPCs struct {
-	Deposit  *connect.Client[v1.DepositRequest, v1.DepositResponse]
-	Balance  *connect.Client[v1.BalanceRequest, v1.BalanceResponse]
-	Transfer *connect.Client[v1.TransferRequest, v1.TransferResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// walletv1durableclient instead, to link none of the server.
+type WalletClient = walletv1durableclient.WalletClient
 
 // NewWalletClient returns a remote namespace of the Wallet class served at
-// baseURL, for example "http://127.0.0.1:8080".
+// baseURL, for example "http://127.0.0.1:8080", as
+// walletv1durableclient.NewWalletClient does.
 func NewWalletClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *WalletClient {
-	ns := client.NewNamespace(WalletClassName, httpClient, baseURL, opts...)
-	return &WalletClient{ns: ns, rpc: walletRPCs{
-		Deposit:  client.NewMethod[v1.DepositRequest, v1.DepositResponse](ns, walletMethods.ByName("Deposit")),
-		Balance:  client.NewMethod[v1.BalanceRequest, v1.BalanceResponse](ns, walletMethods.ByName("Balance")),
-		Transfer: client.NewMethod[v1.TransferRequest, v1.TransferResponse](ns, walletMethods.ByName("Transfer")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *WalletClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Wallet ID. Its MAC is checked
-// by the server, or locally when the client holds the secret.
-func (c *WalletClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *WalletClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *WalletClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *WalletClient) Get(id durable.ID) WalletStub {
-	return &walletRemoteStub{c: c, id: id}
-}
-
-type walletRemoteStub struct {
-	c  *WalletClient
-	id durable.ID
-}
-
-func (s *walletRemoteStub) ID() durable.ID { return s.id }
-
-func (s *walletRemoteStub) Deposit(ctx context.Context, req *v1.DepositRequest) (*v1.DepositResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, WalletDepositMethod, req, s.c.rpc.Deposit.CallUnary)
-}
-
-func (s *walletRemoteStub) Balance(ctx context.Context, req *v1.BalanceRequest) (*v1.BalanceResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, WalletBalanceMethod, req, s.c.rpc.Balance.CallUnary)
-}
-
-func (s *walletRemoteStub) Transfer(ctx context.Context, req *v1.TransferRequest) (*v1.TransferResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, WalletTransferMethod, req, s.c.rpc.Transfer.CallUnary)
-}
-
-func (s *walletRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, WalletURLSegment, req)
+	return walletv1durableclient.NewWalletClient(httpClient, baseURL, opts...)
 }

@@ -4,13 +4,16 @@
 
 // Package chatv1durable holds the Durable Object glue for the services of
 // chat/v1/chat.proto: the interfaces to implement, typed namespaces and
-// stubs, in process and remote.
+// stubs, in process and remote. The remote ones are aliases of those of
+// package chatv1durableclient, which a program that only calls objects
+// imports instead, to link none of the server.
 package chatv1durable
 
 import (
 	connect "connectrpc.com/connect"
 	context "context"
 	v1 "example.com/durabletest/gen/chat/v1"
+	chatv1durableclient "example.com/durabletest/gen/chat/v1/chatv1durableclient"
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	server "github.com/durablego/durable/server"
@@ -27,20 +30,20 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the ChatRoom object class.
 const (
 	// ChatRoomClassName is the class name, as in the .proto service.
-	ChatRoomClassName = "ChatRoom"
+	ChatRoomClassName = chatv1durableclient.ChatRoomClassName
 	// ChatRoomBinding is the constant-case binding name.
-	ChatRoomBinding = "CHAT_ROOM"
+	ChatRoomBinding = chatv1durableclient.ChatRoomBinding
 	// ChatRoomURLSegment is the kebab-case segment of the class in URLs.
-	ChatRoomURLSegment = "chat-room"
+	ChatRoomURLSegment = chatv1durableclient.ChatRoomURLSegment
 )
 
 // Names of the ChatRoom methods, as in the .proto service: the method label
 // of errors, metrics and traces.
 const (
 	// ChatRoomPostMethod names ChatRoom.Post.
-	ChatRoomPostMethod = "Post"
+	ChatRoomPostMethod = chatv1durableclient.ChatRoomPostMethod
 	// ChatRoomHistoryMethod names ChatRoom.History.
-	ChatRoomHistoryMethod = "History"
+	ChatRoomHistoryMethod = chatv1durableclient.ChatRoomHistoryMethod
 )
 
 // chatRoomMethods describes the methods of ChatRoom.
@@ -68,19 +71,7 @@ type ChatRoom interface {
 // ChatRoomStub calls one ChatRoom object. Stubs from ChatRoomNamespace.Get
 // call it in process; stubs from ChatRoomClient.Get call it over the
 // network.
-type ChatRoomStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	// Post appends a message to the room.
-	Post(context.Context, *v1.PostRequest) (*v1.PostResponse, error)
-	// History returns the latest messages,
-	// newest first.
-	History(context.Context, *v1.HistoryRequest) (*v1.HistoryResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type ChatRoomStub = chatv1durableclient.ChatRoomStub
 
 // ChatRoomNamespace is the in-process namespace of the ChatRoom class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -143,88 +134,33 @@ func (s *chatRoomLocalStub) Fetch(ctx context.Context, req *http.Request) (*http
 }
 
 // ChatRoomClient is a remote namespace of the ChatRoom class: its stubs
-// call objects over Connect (or gRPC, or gRPC-Web, as the options choose),
-// with the object's ID or name in request metadata.
-type ChatRoomClient struct {
-	ns  *client.Namespace
-	rpc chatRoomRPCs
-}
-
-// chatRoomRPCs holds the Connect client of each method of ChatRoom.
-type chatRoomRPCs struct {
-	Post    *connect.Client[v1.PostRequest, v1.PostResponse]
-	History *connect.Client[v1.HistoryRequest, v1.HistoryResponse]
-}
+// call objects over Connect (or gRPC, or gRPC-Web, as the options choose).
+// A program that only calls objects can import it from package
+// chatv1durableclient instead, to link none of the server.
+type ChatRoomClient = chatv1durableclient.ChatRoomClient
 
 // NewChatRoomClient returns a remote namespace of the ChatRoom class served
-// at baseURL, for example "http://127.0.0.1:8080".
+// at baseURL, for example "http://127.0.0.1:8080", as
+// chatv1durableclient.NewChatRoomClient does.
 func NewChatRoomClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *ChatRoomClient {
-	ns := client.NewNamespace(ChatRoomClassName, httpClient, baseURL, opts...)
-	return &ChatRoomClient{ns: ns, rpc: chatRoomRPCs{
-		Post:    client.NewMethod[v1.PostRequest, v1.PostResponse](ns, chatRoomMethods.ByName("Post")),
-		History: client.NewMethod[v1.HistoryRequest, v1.HistoryResponse](ns, chatRoomMethods.ByName("History")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *ChatRoomClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a ChatRoom ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *ChatRoomClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *ChatRoomClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *ChatRoomClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *ChatRoomClient) Get(id durable.ID) ChatRoomStub {
-	return &chatRoomRemoteStub{c: c, id: id}
-}
-
-type chatRoomRemoteStub struct {
-	c  *ChatRoomClient
-	id durable.ID
-}
-
-func (s *chatRoomRemoteStub) ID() durable.ID { return s.id }
-
-func (s *chatRoomRemoteStub) Post(ctx context.Context, req *v1.PostRequest) (*v1.PostResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomPostMethod, req, s.c.rpc.Post.CallUnary)
-}
-
-func (s *chatRoomRemoteStub) History(ctx context.Context, req *v1.HistoryRequest) (*v1.HistoryResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, ChatRoomHistoryMethod, req, s.c.rpc.History.CallUnary)
-}
-
-func (s *chatRoomRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, ChatRoomURLSegment, req)
+	return chatv1durableclient.NewChatRoomClient(httpClient, baseURL, opts...)
 }
 
 // Names of the Lobby object class.
 const (
 	// LobbyClassName is the class name, as in the .proto service.
-	LobbyClassName = "Lobby"
+	LobbyClassName = chatv1durableclient.LobbyClassName
 	// LobbyBinding is the constant-case binding name.
-	LobbyBinding = "LOBBY"
+	LobbyBinding = chatv1durableclient.LobbyBinding
 	// LobbyURLSegment is the kebab-case segment of the class in URLs.
-	LobbyURLSegment = "lobby"
+	LobbyURLSegment = chatv1durableclient.LobbyURLSegment
 )
 
 // Names of the Lobby methods, as in the .proto service: the method label of
 // errors, metrics and traces.
 const (
 	// LobbyListRoomsMethod names Lobby.ListRooms.
-	LobbyListRoomsMethod = "ListRooms"
+	LobbyListRoomsMethod = chatv1durableclient.LobbyListRoomsMethod
 )
 
 // lobbyMethods describes the methods of Lobby.
@@ -243,15 +179,7 @@ type Lobby interface {
 
 // LobbyStub calls one Lobby object. Stubs from LobbyNamespace.Get call it
 // in process; stubs from LobbyClient.Get call it over the network.
-type LobbyStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	ListRooms(context.Context, *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type LobbyStub = chatv1durableclient.LobbyStub
 
 // LobbyNamespace is the in-process namespace of the Lobby class: it mints
 // IDs and returns stubs that call objects through their mailboxes, without
@@ -309,63 +237,14 @@ func (s *lobbyLocalStub) Fetch(ctx context.Context, req *http.Request) (*http.Re
 }
 
 // LobbyClient is a remote namespace of the Lobby class: its stubs call
-// objects over Connect (or gRPC, or gRPC-Web, as the options choose), with
-// the object's ID or name in request metadata.
-type LobbyClient struct {
-	ns  *client.Namespace
-	rpc lobbyRPCs
-}
-
-// lobbyRPCs holds the Connect client of each method of Lobby.
-type lobbyRPCs struct {
-	ListRooms *connect.Client[v1.ListRoomsRequest, v1.ListRoomsResponse]
-}
+// objects over Connect (or gRPC, or gRPC-Web, as the options choose). A
+// program that only calls objects can import it from package
+// chatv1durableclient instead, to link none of the server.
+type LobbyClient = chatv1durableclient.LobbyClient
 
 // NewLobbyClient returns a remote namespace of the Lobby class served at
-// baseURL, for example "http://127.0.0.1:8080".
+// baseURL, for example "http://127.0.0.1:8080", as
+// chatv1durableclient.NewLobbyClient does.
 func NewLobbyClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *LobbyClient {
-	ns := client.NewNamespace(LobbyClassName, httpClient, baseURL, opts...)
-	return &LobbyClient{ns: ns, rpc: lobbyRPCs{
-		ListRooms: client.NewMethod[v1.ListRoomsRequest, v1.ListRoomsResponse](ns, lobbyMethods.ByName("ListRooms")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *LobbyClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Lobby ID. Its MAC is checked
-// by the server, or locally when the client holds the secret.
-func (c *LobbyClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *LobbyClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *LobbyClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *LobbyClient) Get(id durable.ID) LobbyStub {
-	return &lobbyRemoteStub{c: c, id: id}
-}
-
-type lobbyRemoteStub struct {
-	c  *LobbyClient
-	id durable.ID
-}
-
-func (s *lobbyRemoteStub) ID() durable.ID { return s.id }
-
-func (s *lobbyRemoteStub) ListRooms(ctx context.Context, req *v1.ListRoomsRequest) (*v1.ListRoomsResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, LobbyListRoomsMethod, req, s.c.rpc.ListRooms.CallUnary)
-}
-
-func (s *lobbyRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, LobbyURLSegment, req)
+	return chatv1durableclient.NewLobbyClient(httpClient, baseURL, opts...)
 }

@@ -4,13 +4,16 @@
 
 // Package proxyv1durable holds the Durable Object glue for the services of
 // proxy/v1/proxy.proto: the interfaces to implement, typed namespaces and
-// stubs, in process and remote.
+// stubs, in process and remote. The remote ones are aliases of those of
+// package proxyv1durableclient, which a program that only calls objects
+// imports instead, to link none of the server.
 package proxyv1durable
 
 import (
 	connect "connectrpc.com/connect"
 	context "context"
 	v1 "example.com/durabletest/gen/proxy/v1"
+	proxyv1durableclient "example.com/durabletest/gen/proxy/v1/proxyv1durableclient"
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	server "github.com/durablego/durable/server"
@@ -27,18 +30,18 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the HTTPProxy object class.
 const (
 	// HTTPProxyClassName is the class name, as in the .proto service.
-	HTTPProxyClassName = "HTTPProxy"
+	HTTPProxyClassName = proxyv1durableclient.HTTPProxyClassName
 	// HTTPProxyBinding is the binding name, from the .proto option.
-	HTTPProxyBinding = "PROXY"
+	HTTPProxyBinding = proxyv1durableclient.HTTPProxyBinding
 	// HTTPProxyURLSegment is the kebab-case segment of the class in URLs.
-	HTTPProxyURLSegment = "http-proxy"
+	HTTPProxyURLSegment = proxyv1durableclient.HTTPProxyURLSegment
 )
 
 // Names of the HTTPProxy methods, as in the .proto service: the method
 // label of errors, metrics and traces.
 const (
 	// HTTPProxyForwardMethod names HTTPProxy.Forward.
-	HTTPProxyForwardMethod = "Forward"
+	HTTPProxyForwardMethod = proxyv1durableclient.HTTPProxyForwardMethod
 )
 
 // hTTPProxyMethods describes the methods of HTTPProxy.
@@ -58,15 +61,7 @@ type HTTPProxy interface {
 // HTTPProxyStub calls one HTTPProxy object. Stubs from
 // HTTPProxyNamespace.Get call it in process; stubs from HTTPProxyClient.Get
 // call it over the network.
-type HTTPProxyStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	Forward(context.Context, *v1.ForwardRequest) (*v1.ForwardResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type HTTPProxyStub = proxyv1durableclient.HTTPProxyStub
 
 // HTTPProxyNamespace is the in-process namespace of the HTTPProxy class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -124,63 +119,14 @@ func (s *hTTPProxyLocalStub) Fetch(ctx context.Context, req *http.Request) (*htt
 }
 
 // HTTPProxyClient is a remote namespace of the HTTPProxy class: its stubs
-// call objects over Connect (or gRPC, or gRPC-Web, as the options choose),
-// with the object's ID or name in request metadata.
-type HTTPProxyClient struct {
-	ns  *client.Namespace
-	rpc hTTPProxyRPCs
-}
-
-// hTTPProxyRPCs holds the Connect client of each method of HTTPProxy.
-type hTTPProxyRPCs struct {
-	Forward *connect.Client[v1.ForwardRequest, v1.ForwardResponse]
-}
+// call objects over Connect (or gRPC, or gRPC-Web, as the options choose).
+// A program that only calls objects can import it from package
+// proxyv1durableclient instead, to link none of the server.
+type HTTPProxyClient = proxyv1durableclient.HTTPProxyClient
 
 // NewHTTPProxyClient returns a remote namespace of the HTTPProxy class
-// served at baseURL, for example "http://127.0.0.1:8080".
+// served at baseURL, for example "http://127.0.0.1:8080", as
+// proxyv1durableclient.NewHTTPProxyClient does.
 func NewHTTPProxyClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *HTTPProxyClient {
-	ns := client.NewNamespace(HTTPProxyClassName, httpClient, baseURL, opts...)
-	return &HTTPProxyClient{ns: ns, rpc: hTTPProxyRPCs{
-		Forward: client.NewMethod[v1.ForwardRequest, v1.ForwardResponse](ns, hTTPProxyMethods.ByName("Forward")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *HTTPProxyClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a HTTPProxy ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *HTTPProxyClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *HTTPProxyClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *HTTPProxyClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *HTTPProxyClient) Get(id durable.ID) HTTPProxyStub {
-	return &hTTPProxyRemoteStub{c: c, id: id}
-}
-
-type hTTPProxyRemoteStub struct {
-	c  *HTTPProxyClient
-	id durable.ID
-}
-
-func (s *hTTPProxyRemoteStub) ID() durable.ID { return s.id }
-
-func (s *hTTPProxyRemoteStub) Forward(ctx context.Context, req *v1.ForwardRequest) (*v1.ForwardResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, HTTPProxyForwardMethod, req, s.c.rpc.Forward.CallUnary)
-}
-
-func (s *hTTPProxyRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, HTTPProxyURLSegment, req)
+	return proxyv1durableclient.NewHTTPProxyClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,9 @@
 
 // Package shopv1durable holds the Durable Object glue for the services of
 // shop/v1/inventory.proto: the interfaces to implement, typed namespaces
-// and stubs, in process and remote.
+// and stubs, in process and remote. The remote ones are aliases of those of
+// package shopv1durableclient, which a program that only calls objects
+// imports instead, to link none of the server.
 package shopv1durable
 
 import (
@@ -12,6 +14,7 @@ import (
 	context "context"
 	v1 "example.com/durabletest/gen/common/v1"
 	v11 "example.com/durabletest/gen/shop/v1"
+	shopv1durableclient "example.com/durabletest/gen/shop/v1/shopv1durableclient"
 	durable "github.com/durablego/durable"
 	client "github.com/durablego/durable/client"
 	server "github.com/durablego/durable/server"
@@ -28,20 +31,20 @@ const _ = durable.IsAtLeastVersion0_1_0
 // Names of the Inventory object class.
 const (
 	// InventoryClassName is the class name, as in the .proto service.
-	InventoryClassName = "Inventory"
+	InventoryClassName = shopv1durableclient.InventoryClassName
 	// InventoryBinding is the constant-case binding name.
-	InventoryBinding = "INVENTORY"
+	InventoryBinding = shopv1durableclient.InventoryBinding
 	// InventoryURLSegment is the kebab-case segment of the class in URLs.
-	InventoryURLSegment = "inventory"
+	InventoryURLSegment = shopv1durableclient.InventoryURLSegment
 )
 
 // Names of the Inventory methods, as in the .proto service: the method
 // label of errors, metrics and traces.
 const (
 	// InventoryReserveMethod names Inventory.Reserve.
-	InventoryReserveMethod = "Reserve"
+	InventoryReserveMethod = shopv1durableclient.InventoryReserveMethod
 	// InventoryReleaseMethod names Inventory.Release.
-	InventoryReleaseMethod = "Release"
+	InventoryReleaseMethod = shopv1durableclient.InventoryReleaseMethod
 )
 
 // inventoryMethods describes the methods of Inventory.
@@ -62,16 +65,7 @@ type Inventory interface {
 // InventoryStub calls one Inventory object. Stubs from
 // InventoryNamespace.Get call it in process; stubs from InventoryClient.Get
 // call it over the network.
-type InventoryStub interface {
-	// ID returns the ID of the object the stub calls.
-	ID() durable.ID
-	Reserve(context.Context, *v11.ReserveRequest) (*v11.ReserveResponse, error)
-	Release(context.Context, *v11.ReleaseRequest) (*v11.ReleaseResponse, error)
-	// Fetch sends an HTTP request to the object's Fetch hook (durable.Fetcher),
-	// which sees the path and query of req.URL, and returns its response, or a
-	// 404 when the class has no hook. RPC methods are the preferred path.
-	Fetch(context.Context, *http.Request) (*http.Response, error)
-}
+type InventoryStub = shopv1durableclient.InventoryStub
 
 // InventoryNamespace is the in-process namespace of the Inventory class: it
 // mints IDs and returns stubs that call objects through their mailboxes,
@@ -134,69 +128,14 @@ func (s *inventoryLocalStub) Fetch(ctx context.Context, req *http.Request) (*htt
 }
 
 // InventoryClient is a remote namespace of the Inventory class: its stubs
-// call objects over Connect (or gRPC, or gRPC-Web, as the options choose),
-// with the object's ID or name in request metadata.
-type InventoryClient struct {
-	ns  *client.Namespace
-	rpc inventoryRPCs
-}
-
-// inventoryRPCs holds the Connect client of each method of Inventory.
-type inventoryRPCs struct {
-	Reserve *connect.Client[v11.ReserveRequest, v11.ReserveResponse]
-	Release *connect.Client[v11.ReleaseRequest, v11.ReleaseResponse]
-}
+// call objects over Connect (or gRPC, or gRPC-Web, as the options choose).
+// A program that only calls objects can import it from package
+// shopv1durableclient instead, to link none of the server.
+type InventoryClient = shopv1durableclient.InventoryClient
 
 // NewInventoryClient returns a remote namespace of the Inventory class
-// served at baseURL, for example "http://127.0.0.1:8080".
+// served at baseURL, for example "http://127.0.0.1:8080", as
+// shopv1durableclient.NewInventoryClient does.
 func NewInventoryClient(httpClient connect.HTTPClient, baseURL string, opts ...client.Option) *InventoryClient {
-	ns := client.NewNamespace(InventoryClassName, httpClient, baseURL, opts...)
-	return &InventoryClient{ns: ns, rpc: inventoryRPCs{
-		Reserve: client.NewMethod[v11.ReserveRequest, v11.ReserveResponse](ns, inventoryMethods.ByName("Reserve")),
-		Release: client.NewMethod[v11.ReleaseRequest, v11.ReleaseResponse](ns, inventoryMethods.ByName("Release")),
-	}}
-}
-
-// IDFromName returns an ID that addresses the object by name; the server
-// derives its bytes (see client.WithSecret to derive them locally).
-func (c *InventoryClient) IDFromName(name string) durable.ID { return c.ns.IDFromName(name) }
-
-// IDFromString parses the canonical form of a Inventory ID. Its MAC is
-// checked by the server, or locally when the client holds the secret.
-func (c *InventoryClient) IDFromString(s string) (durable.ID, error) { return c.ns.IDFromString(s) }
-
-// NewUniqueID asks the server for a fresh random ID, unless the client
-// holds the secret and mints it locally.
-func (c *InventoryClient) NewUniqueID(ctx context.Context) (durable.ID, error) {
-	return c.ns.NewUniqueID(ctx)
-}
-
-// ResolveName returns the resolved ID that name maps to, asking the server
-// unless the client holds the secret.
-func (c *InventoryClient) ResolveName(ctx context.Context, name string) (durable.ID, error) {
-	return c.ns.ResolveName(ctx, name)
-}
-
-// Get returns a remote stub for the object with the given ID.
-func (c *InventoryClient) Get(id durable.ID) InventoryStub {
-	return &inventoryRemoteStub{c: c, id: id}
-}
-
-type inventoryRemoteStub struct {
-	c  *InventoryClient
-	id durable.ID
-}
-
-func (s *inventoryRemoteStub) ID() durable.ID { return s.id }
-
-func (s *inventoryRemoteStub) Reserve(ctx context.Context, req *v11.ReserveRequest) (*v11.ReserveResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, InventoryReserveMethod, req, s.c.rpc.Reserve.CallUnary)
-}
-
-func (s *inventoryRemoteStub) Release(ctx context.Context, req *v11.ReleaseRequest) (*v11.ReleaseResponse, error) {
-	return client.Invoke(ctx, s.c.ns, s.id, InventoryReleaseMethod, req, s.c.rpc.Release.CallUnary)
-}
-
-func (s *inventoryRemoteStub) Fetch(ctx context.Context, req *http.Request) (*http.Response, error) {
-	return client.Fetch(ctx, s.c.ns, s.id, InventoryURLSegment, req)
+	return shopv1durableclient.NewInventoryClient(httpClient, baseURL, opts...)
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../durable/v1/durable_pb";
 import { Probe, Ledger } from "./probe_pb";
 
 /** ProbeClassName is the class name, as in the .proto service. */
@@ -28,7 +27,6 @@ export function createProbeNamespace(transport: Transport): Namespace<typeof Pro
     className: ProbeClassName,
     binding: ProbeBinding,
     urlSegment: ProbeURLSegment,
-    idService: IDService,
   });
 }
 
@@ -54,6 +52,5 @@ export function createLedgerNamespace(transport: Transport): Namespace<typeof Le
     className: LedgerClassName,
     binding: LedgerBinding,
     urlSegment: LedgerURLSegment,
-    idService: IDService,
   });
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Analytics } from "./analytics_pb";
 
 /** AnalyticsClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createAnalyticsNamespace(transport: Transport): Namespace<typeof
     className: AnalyticsClassName,
     binding: AnalyticsBinding,
     urlSegment: AnalyticsURLSegment,
-    idService: IDService,
   });
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Cart } from "./cart_pb";
 
 /** CartClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createCartNamespace(transport: Transport): Namespace<typeof Cart
     className: CartClassName,
     binding: CartBinding,
     urlSegment: CartURLSegment,
-    idService: IDService,
   });
 }

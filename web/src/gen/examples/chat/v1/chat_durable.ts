@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { ChatRoom } from "./chat_pb";
 
 /** ChatRoomClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createChatRoomNamespace(transport: Transport): Namespace<typeof 
     className: ChatRoomClassName,
     binding: ChatRoomBinding,
     urlSegment: ChatRoomURLSegment,
-    idService: IDService,
   });
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Counter } from "./counter_pb";
 
 /** CounterClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createCounterNamespace(transport: Transport): Namespace<typeof C
     className: CounterClassName,
     binding: CounterBinding,
     urlSegment: CounterURLSegment,
-    idService: IDService,
   });
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Document } from "./document_pb";
 
 /** DocumentClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createDocumentNamespace(transport: Transport): Namespace<typeof 
     className: DocumentClassName,
     binding: DocumentBinding,
     urlSegment: DocumentURLSegment,
-    idService: IDService,
   });
 }

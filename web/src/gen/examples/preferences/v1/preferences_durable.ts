@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Preferences } from "./preferences_pb";
 
 /** PreferencesClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createPreferencesNamespace(transport: Transport): Namespace<type
     className: PreferencesClassName,
     binding: PreferencesBinding,
     urlSegment: PreferencesURLSegment,
-    idService: IDService,
   });
 }

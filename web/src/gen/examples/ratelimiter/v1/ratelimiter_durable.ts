@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { RateLimiter } from "./ratelimiter_pb";
 
 /** RateLimiterClassName is the class name, as in the .proto service. */
@@ -29,6 +28,5 @@ export function createRateLimiterNamespace(transport: Transport): Namespace<type
     className: RateLimiterClassName,
     binding: RateLimiterBinding,
     urlSegment: RateLimiterURLSegment,
-    idService: IDService,
   });
 }

@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Session } from "./session_pb";
 
 /** SessionClassName is the class name, as in the .proto service. */
@@ -32,6 +31,5 @@ export function createSessionNamespace(transport: Transport): Namespace<typeof S
     className: SessionClassName,
     binding: SessionBinding,
     urlSegment: SessionURLSegment,
-    idService: IDService,
   });
 }

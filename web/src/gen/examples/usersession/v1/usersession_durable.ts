@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { UserSession } from "./usersession_pb";
 
 /** UserSessionClassName is the class name, as in the .proto service. */
@@ -28,6 +27,5 @@ export function createUserSessionNamespace(transport: Transport): Namespace<type
     className: UserSessionClassName,
     binding: UserSessionBinding,
     urlSegment: UserSessionURLSegment,
-    idService: IDService,
   });
 }

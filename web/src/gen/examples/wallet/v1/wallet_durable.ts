@@ -4,7 +4,6 @@
 
 import type { Transport } from "@connectrpc/connect";
 import { createNamespace, type Namespace } from "@durablego/durable";
-import { IDService } from "../../../durable/v1/durable_pb";
 import { Wallet } from "./wallet_pb";
 
 /** WalletClassName is the class name, as in the .proto service. */
@@ -30,6 +29,5 @@ export function createWalletNamespace(transport: Transport): Namespace<typeof Wa
     className: WalletClassName,
     binding: WalletBinding,
     urlSegment: WalletURLSegment,
-    idService: IDService,
   });
 }
