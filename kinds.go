@@ -23,6 +23,8 @@ import (
 //	internal             ErrInternal                               Internal             500
 //	state-too-large      ErrStateTooLarge                          ResourceExhausted    507
 //	database-full        storage.ErrDatabaseFull                   ResourceExhausted    507
+//	write-too-large      storage.ErrTooLarge                       ResourceExhausted    507
+//	unavailable          storage.ErrUnavailable                    Unavailable          503
 //	out-of-memory        storage.ErrOutOfMemory                    ResourceExhausted    503
 //	invalid-id           ErrInvalidID                              InvalidArgument      400
 //	id-length            ErrIDLength, ErrInvalidID                 InvalidArgument      400
@@ -78,6 +80,8 @@ const (
 	KindInternal       Kind = "internal"
 	KindStateTooLarge  Kind = "state-too-large"
 	KindDatabaseFull   Kind = "database-full"
+	KindWriteTooLarge  Kind = "write-too-large"
+	KindUnavailable    Kind = "unavailable"
 	KindOutOfMemory    Kind = "out-of-memory"
 	KindInvalidID      Kind = "invalid-id"
 	KindIDLength       Kind = "id-length"
@@ -111,6 +115,8 @@ var kinds = [...]kindInfo{
 	{KindInternal, []error{ErrInternal}, connect.CodeInternal, http.StatusInternalServerError, true},
 	{KindStateTooLarge, []error{ErrStateTooLarge}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
 	{KindDatabaseFull, []error{storage.ErrDatabaseFull}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
+	{KindWriteTooLarge, []error{storage.ErrTooLarge}, connect.CodeResourceExhausted, http.StatusInsufficientStorage, true},
+	{KindUnavailable, []error{storage.ErrUnavailable}, connect.CodeUnavailable, http.StatusServiceUnavailable, true},
 	{KindOutOfMemory, []error{storage.ErrOutOfMemory}, connect.CodeResourceExhausted, http.StatusServiceUnavailable, true},
 	{KindIDLength, []error{ErrIDLength, ErrInvalidID}, connect.CodeInvalidArgument, http.StatusBadRequest, false},
 	{KindIDNotHex, []error{ErrIDNotHex, ErrInvalidID}, connect.CodeInvalidArgument, http.StatusBadRequest, false},

@@ -527,9 +527,11 @@ func codeOf(err error) connect.Code {
 		return connect.CodeDeadlineExceeded
 	case errors.Is(err, storage.ErrInvalid), errors.As(err, &invalid):
 		return connect.CodeInvalidArgument
+	case errors.Is(err, storage.ErrUnavailable):
+		return connect.CodeUnavailable
 	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall), errors.Is(err, storage.ErrNoAlarmHandler):
 		return connect.CodeFailedPrecondition
-	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory), errors.Is(err, storage.ErrTooManyOpenFiles):
+	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory), errors.Is(err, storage.ErrTooManyOpenFiles), errors.Is(err, storage.ErrTooLarge):
 		return connect.CodeResourceExhausted
 	}
 	return connect.CodeUnknown

@@ -179,7 +179,7 @@ func (n *Namespace[S]) forget(ctx context.Context, key callchain.Key, o *durable
 				return fmt.Errorf("delete the object's database: %w", err)
 			}
 		}
-		if err := n.srv.db.DeleteObject(ctx, key.Class, key.ID); err != nil {
+		if err := n.srv.ownDB.DeleteObject(ctx, key.Class, key.ID); err != nil {
 			return err
 		}
 		store, err := n.openStore(a)
@@ -254,7 +254,7 @@ func (s *adminService) existing(ctx context.Context, ref *durablev1.ObjectRef) (
 	if ns.isActive(id.Bytes()) {
 		return ns, id, nil
 	}
-	if _, found, err := s.srv.db.CatalogEntry(ctx, ns.info().Name, id.Bytes()); err != nil {
+	if _, found, err := s.srv.ownDB.CatalogEntry(ctx, ns.info().Name, id.Bytes()); err != nil {
 		return nil, id, connect.NewError(connect.CodeInternal, err)
 	} else if !found {
 		return nil, id, connect.NewError(connect.CodeNotFound, fmt.Errorf("no %s object %s is stored", ns.info().Name, describe(id)))
@@ -285,7 +285,7 @@ func (s *adminService) ListClasses(ctx context.Context, _ *connect.Request[durab
 		if err != nil {
 			continue // unregistered meanwhile: cannot happen today
 		}
-		count, err := s.srv.db.CountCatalog(ctx, name)
+		count, err := s.srv.ownDB.CountCatalog(ctx, name)
 		if err != nil {
 			return nil, connect.NewError(connect.CodeInternal, err)
 		}
@@ -346,7 +346,7 @@ func (s *adminService) ListObjects(ctx context.Context, req *connect.Request[dur
 	limit := pageLimit(req.Msg.GetLimit(), defaultAdminPage, maxAdminPage)
 	class := ns.info()
 	// One more than the page tells whether there is a next one.
-	entries, err := s.srv.db.ListCatalog(ctx, class.Name, storage.CatalogListOptions{NamePrefix: req.Msg.GetNamePrefix(), After: after, Limit: limit + 1})
+	entries, err := s.srv.ownDB.ListCatalog(ctx, class.Name, storage.CatalogListOptions{NamePrefix: req.Msg.GetNamePrefix(), After: after, Limit: limit + 1})
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
@@ -606,7 +606,7 @@ func (s *adminService) DeleteObject(ctx context.Context, req *connect.Request[du
 	if err != nil {
 		return nil, err
 	}
-	_, stored, err := s.srv.db.CatalogEntry(ctx, ns.info().Name, id.Bytes())
+	_, stored, err := s.srv.ownDB.CatalogEntry(ctx, ns.info().Name, id.Bytes())
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}

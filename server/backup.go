@@ -43,6 +43,9 @@ type BackupStats struct {
 // copied.
 func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 	var st BackupStats
+	if s.ownDB == nil {
+		return st, errNoNodeDB
+	}
 	if entries, err := os.ReadDir(dir); err == nil && len(entries) > 0 {
 		return st, fmt.Errorf("server: backup into %s: the directory is not empty", dir)
 	}
@@ -56,7 +59,7 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 		}
 	}
 	dst := filepath.Join(dir, "objects.db")
-	if err := s.db.Backup(ctx, dst); err != nil {
+	if err := s.ownDB.Backup(ctx, dst); err != nil {
 		return st, fmt.Errorf("server: backup: %w", err)
 	}
 	add(dst)

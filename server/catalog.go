@@ -29,7 +29,10 @@ type catalogState struct {
 // takes its name from it: an object activated by its ID (an alarm, a call
 // by ID) knows the name it was created from.
 func (a *actor[S]) loadCatalog() error {
-	e, found, err := a.ns.srv.db.CatalogEntry(context.Background(), a.key.Class, a.key.ID)
+	if a.ns.srv.ownDB == nil {
+		return nil // no catalog: see errNoNodeDB
+	}
+	e, found, err := a.ns.srv.ownDB.CatalogEntry(context.Background(), a.key.Class, a.key.ID)
 	if err != nil {
 		return err
 	}
@@ -46,13 +49,16 @@ func (a *actor[S]) loadCatalog() error {
 // the node database, just before it (and waiting for it) for an object
 // with its own SQL file.
 func (a *actor[S]) recordCatalog() error {
+	if a.ns.srv.ownDB == nil {
+		return nil
+	}
 	name := a.obj.ID.Name()
 	now := time.Now().UnixMilli()
 	if a.cat.known && (name == "" || a.cat.name != "") && now-a.cat.written < storage.CatalogRefresh.Milliseconds() {
 		return nil
 	}
 	if !a.store.Catalog(name, now) {
-		if err := a.ns.srv.db.PutCatalog(context.Background(), a.key.Class, a.key.ID, name, now); err != nil {
+		if err := a.ns.srv.ownDB.PutCatalog(context.Background(), a.key.Class, a.key.ID, name, now); err != nil {
 			return err
 		}
 	}
@@ -66,6 +72,10 @@ func (a *actor[S]) recordCatalog() error {
 func (s *Server) sqlPath(class string, id [32]byte) string {
 	return filepath.Join(s.opts.dataDir, "sql", class, hex.EncodeToString(id[:])+".db")
 }
+
+// errNoNodeDB refuses what needs the node database (the catalog, backups)
+// on a server whose objects live in another store (WithStore).
+var errNoNodeDB = errors.New("server: the catalog of stored objects and backups need the node database, which a server with WithStore does not have")
 
 // catalogSQLKey records in the node database that the SQL objects of the
 // data directory are in the catalog.

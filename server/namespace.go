@@ -82,6 +82,9 @@ func Register[S proto.Message](srv *Server, class Class, impl any, opts ...Class
 	if err := checkHooks[S](class.Name, impl); err != nil {
 		return nil, err
 	}
+	if class.SQL && srv.ownDB == nil {
+		return nil, fmt.Errorf("%w: class %s", errSQLOnStore, class.Name)
+	}
 	var zero S
 	proto := zero.ProtoReflect().Type()
 	n := &Namespace[S]{
@@ -152,7 +155,7 @@ func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
 	key := a.key
 	var store *storage.Store
 	if !n.class.SQL {
-		store = n.srv.db.Store(key.Class, key.ID)
+		store = storage.NewStore(n.srv.db, key.Class, key.ID)
 	} else {
 		var err error
 		store, err = storage.OpenFile(n.srv.sqlPath(key.Class, key.ID), storage.WithFileDurability(n.srv.opts.durability),

@@ -45,6 +45,8 @@ type options struct {
 	origins        *originPolicy // built by New from the two above
 	maxSQLFiles    int           // 0: from the descriptor budget (fdBudget.maxSQLFiles)
 	net            netOptions    // Serve's connections and RPC read limits: conn.go
+
+	store storage.ObjectStore // WithStore (store.go); nil: the node database
 }
 
 func defaultOptions() options {

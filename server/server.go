@@ -55,7 +55,6 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"path/filepath"
 	"slices"
 	"sync"
 	"sync/atomic"
@@ -80,8 +79,9 @@ import (
 type Server struct {
 	opts   options
 	log    *slog.Logger
-	db     *storage.DB
-	lock   *dirLock // the data directory's; released by Shutdown
+	db     storage.ObjectStore // where objects live: ownDB, or WithStore's
+	ownDB  *storage.DB         // the node database New opened; nil with WithStore
+	lock   *dirLock            // the data directory's; released by Shutdown
 	secret []byte
 
 	mu         sync.RWMutex
@@ -167,22 +167,28 @@ func New(opts ...Option) (*Server, error) {
 			lock.release()
 		}
 	}()
-	db, err := storage.Open(filepath.Join(o.dataDir, "objects.db"), storage.WithDurability(o.durability))
+	db, ownDB, err := openStore(&o)
 	if err != nil {
 		return nil, err
 	}
+	defer func() {
+		if !started && ownDB != nil {
+			ownDB.Close()
+		}
+	}()
 	secret, err := openSecret(context.Background(), &o, db)
-	if err == nil {
-		err = backfillSQLCatalog(context.Background(), o.dataDir, db)
+	switch {
+	case err == nil && ownDB != nil:
+		err = backfillSQLCatalog(context.Background(), o.dataDir, ownDB)
 		removeStaleBackups(o.dataDir)
+	case err == nil && o.admin:
+		err = fmt.Errorf("server: WithAdmin: %w", errNoNodeDB)
 	}
 	if err != nil {
-		db.Close()
 		return nil, err
 	}
 	validator, err := protovalidate.New()
 	if err != nil {
-		db.Close()
 		return nil, fmt.Errorf("server: protovalidate: %w", err)
 	}
 	s := &Server{
@@ -190,6 +196,7 @@ func New(opts ...Option) (*Server, error) {
 		opts:      o,
 		log:       o.logger,
 		db:        db,
+		ownDB:     ownDB,
 		lock:      lock,
 		secret:    secret,
 		classes:   make(map[string]namespace),
@@ -207,7 +214,6 @@ func New(opts ...Option) (*Server, error) {
 	})
 	if o.metrics != nil {
 		if s.metrics, err = newMetrics(s, o.metrics); err != nil {
-			db.Close()
 			return nil, err
 		}
 	}
@@ -472,7 +478,7 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		}
 		s.mu.RUnlock()
 	}
-	if err := s.db.Close(); err != nil {
+	if err := s.closeStore(); err != nil {
 		errs = append(errs, err)
 	}
 	// The directory is another server's to take only once no object of

@@ -9,8 +9,9 @@ import (
 )
 
 // descriptorsPerSQLFile is what an object's SQL database holds open: the
-// database, its WAL and the WAL index (-shm).
-const descriptorsPerSQLFile = 3
+// database and its WAL (the file is opened with an exclusive lock, so the
+// WAL index lives in memory, not in a -shm file).
+const descriptorsPerSQLFile = 2
 
 // sqlFileWait bounds how long a call waits for an SQL file when the budget
 // is spent and the least recently used objects are asked to leave; past

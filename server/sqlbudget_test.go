@@ -86,6 +86,10 @@ func TestSQLFileBudgetExhausted(t *testing.T) {
 	if err := r.run(ctx, "other", `CREATE TABLE t (x)`, false); err != nil {
 		t.Fatalf("first write once the holder is idle: %v", err)
 	}
+	// The write created the file; the object's next call opens it.
+	if err := r.run(ctx, "other", `SELECT 1`, false); err != nil {
+		t.Fatalf("the call after the first write: %v", err)
+	}
 	if n := e.srv.OpenSQLFiles(); n != 1 {
 		t.Fatalf("%d SQL files open, want 1", n)
 	}

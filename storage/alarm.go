@@ -89,7 +89,7 @@ func (s *Store) alarmCommitted(op alarmOp) {
 
 // alarmHints writes an object database's alarm into the node's index.
 type alarmHints struct {
-	db    *DB
+	db    ObjectStore
 	class string
 	id    [32]byte
 }
@@ -97,7 +97,7 @@ type alarmHints struct {
 // set indexes the alarm and waits until the index is durable.
 func (h *alarmHints) set(at int64) error {
 	done := make(chan error, 1)
-	h.db.submit(&batch{class: h.class, id: h.id, kv: &layer{alarm: alarmOp{kind: alarmSet, at: at}},
+	h.db.Commit(&Batch{class: h.class, id: h.id, kv: &layer{alarm: alarmOp{kind: alarmSet, at: at}},
 		done: func(err error) { done <- err }})
 	return <-done
 }
@@ -105,7 +105,7 @@ func (h *alarmHints) set(at int64) error {
 // remove drops the index entry, without waiting: a stale entry only wakes
 // the object for nothing.
 func (h *alarmHints) remove() {
-	h.db.submit(&batch{class: h.class, id: h.id, kv: &layer{alarm: alarmOp{kind: alarmDeleted}},
+	h.db.Commit(&Batch{class: h.class, id: h.id, kv: &layer{alarm: alarmOp{kind: alarmDeleted}},
 		done: func(error) {}})
 }
 

@@ -153,3 +153,29 @@ func BenchmarkGroupCommit(b *testing.B) {
 type atomicInt struct{ n atomic.Int64 }
 
 func (a *atomicInt) add() int { return int(a.n.Add(1)) }
+
+// BenchmarkNewFileFirstWrite: the life of a new SQL object whose first call
+// writes: OpenFile of a file that does not exist, a call creating a table
+// and inserting a row, the commit that creates the file, and Close.
+func BenchmarkNewFileFirstWrite(b *testing.B) {
+	dir := b.TempDir()
+	ctx := context.Background()
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		st, err := storage.OpenFile(filepath.Join(dir, fmt.Sprint(i, ".db")))
+		if err != nil {
+			b.Fatal(err)
+		}
+		call(b, st, func(*storage.KV) error {
+			_, err := st.SQL.Exec(ctx, `CREATE TABLE IF NOT EXISTS events (id INTEGER PRIMARY KEY, name TEXT, ts INTEGER);
+				INSERT INTO events (name, ts) VALUES ('view', 1)`)
+			return err
+		})
+		if err := commit(st, []byte("state")); err != nil {
+			b.Fatal(err)
+		}
+		if err := st.Close(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

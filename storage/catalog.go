@@ -101,7 +101,7 @@ func (s *Store) Forget() bool {
 // PutCatalog records the catalog entry of the object (class, id), keeping
 // its stored name when name is "", and returns once it is durable.
 func (db *DB) PutCatalog(ctx context.Context, class string, id [32]byte, name string, writtenMs int64) error {
-	return db.submitWait(ctx, &batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{name: name, writtenMs: writtenMs}}})
+	return db.submitWait(ctx, &Batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{name: name, writtenMs: writtenMs}}})
 }
 
 // DeleteObject deletes what the node database holds of the object (class,
@@ -109,11 +109,11 @@ func (db *DB) PutCatalog(ctx context.Context, class string, id [32]byte, name st
 // entry, in one transaction, and returns once that is durable. The server
 // calls it from the object's mailbox, never beside a running call.
 func (db *DB) DeleteObject(ctx context.Context, class string, id [32]byte) error {
-	return db.submitWait(ctx, &batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{remove: true}}})
+	return db.submitWait(ctx, &Batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{remove: true}}})
 }
 
 // submitWait submits b and waits for its commit.
-func (db *DB) submitWait(ctx context.Context, b *batch) error {
+func (db *DB) submitWait(ctx context.Context, b *Batch) error {
 	done := make(chan error, 1)
 	b.done = func(err error) { done <- err }
 	db.submit(b)
@@ -293,7 +293,7 @@ func (db *DB) CountCatalog(ctx context.Context, class string) (int64, error) {
 func (db *DB) PutCatalogMany(ctx context.Context, entries []CatalogEntry) error {
 	errs := make(chan error, len(entries))
 	for _, e := range entries {
-		db.submit(&batch{class: e.Class, id: e.ID, kv: &layer{},
+		db.submit(&Batch{class: e.Class, id: e.ID, kv: &layer{},
 			side: &sideWrite{cat: &catalogWrite{name: e.Name, writtenMs: e.Written}}, done: func(err error) { errs <- err }})
 	}
 	for range entries {
@@ -307,4 +307,11 @@ func (db *DB) PutCatalogMany(ctx context.Context, entries []CatalogEntry) error 
 		}
 	}
 	return nil
+}
+
+// sideWrite is a batch's rare write beside an object's data, out of line
+// so that the batch of an ordinary commit keeps its size class.
+type sideWrite struct {
+	meta *metaWrite    // a write to the meta table instead (SetMeta)
+	cat  *catalogWrite // the object's catalog entry, or its deletion
 }

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"sync"
 	"sync/atomic"
 )
@@ -53,7 +54,7 @@ type DB struct {
 
 	mu     sync.RWMutex // guards closed against Submit
 	closed bool
-	queue  chan *batch
+	queue  chan *Batch
 	done   chan struct{} // closed when the writer has finished
 	writer *writer
 
@@ -98,7 +99,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		cfg:     cfg,
 		path:    path,
 		readers: make(chan *reader, cfg.readers),
-		queue:   make(chan *batch, cfg.queue),
+		queue:   make(chan *Batch, cfg.queue),
 		done:    make(chan struct{}),
 		writer:  w,
 	}
@@ -118,38 +119,10 @@ func Open(path string, opts ...Option) (*DB, error) {
 // Path returns the database's file name.
 func (db *DB) Path() string { return db.path }
 
-// batch is the writes of one or more calls to one object, committed
-// atomically, and the callback that acknowledges them.
-type batch struct {
-	class      string
-	id         [32]byte
-	state      []byte // replaces the stored state when writeState is set
-	writeState bool
-	kv         *layer      // key-value writes; cleared deletes every key first
-	valid      func() bool // asked just before applying; false: skip, ErrStale
-	done       func(error) // called once, from the writer goroutine
-	side       *sideWrite  // a rare write beside the object's data; nil on the hot path
-}
-
-// sideWrite is a batch's rare write beside an object's data, out of line
-// so that the batch of an ordinary commit keeps its size class.
-type sideWrite struct {
-	meta *metaWrite    // a write to the meta table instead (SetMeta)
-	cat  *catalogWrite // the object's catalog entry, or its deletion
-}
-
-// ErrStale acknowledges a batch that was skipped because its object was
-// reset after an earlier batch of it failed to commit.
-var ErrStale = errors.New("storage: batch discarded after an earlier commit of the object failed")
-
-func (b *batch) empty() bool {
-	return !b.writeState && b.kv.empty() && b.side == nil
-}
-
 // submit queues b for the next group commit. It blocks while the queue is
 // full, which slows the objects that write faster than the disk commits.
 // After Close, b is acknowledged with ErrClosed at once.
-func (db *DB) submit(b *batch) {
+func (db *DB) submit(b *Batch) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
@@ -192,29 +165,45 @@ func (db *DB) closeReaders() {
 
 func (db *DB) commitLoop() {
 	defer close(db.done)
-	group := make([]*batch, 0, db.cfg.maxGroup)
+	group := make([]*Batch, 0, db.cfg.maxGroup)
 	for b := range db.queue {
 		group = append(group[:0], b)
-	fill:
-		for len(group) < cap(group) {
-			select {
-			case b, ok := <-db.queue:
-				if !ok {
-					break fill
-				}
-				group = append(group, b)
-			default:
-				break fill
+		// Once more after yielding: the goroutines made runnable while this
+		// one waited (objects about to submit) get to run, and a commit,
+		// whose cost is mostly per transaction, carries their batches too.
+		// Yielding costs nothing when nothing else is runnable.
+		for yielded := false; ; yielded = true {
+			group = db.fill(group)
+			if yielded || len(group) == cap(group) {
+				break
 			}
+			runtime.Gosched()
 		}
 		db.commitGroup(group)
 		clear(group)
 	}
 }
 
+// fill appends to group what the queue holds, up to group's capacity,
+// without waiting.
+func (db *DB) fill(group []*Batch) []*Batch {
+	for len(group) < cap(group) {
+		select {
+		case b, ok := <-db.queue:
+			if !ok {
+				return group
+			}
+			group = append(group, b)
+		default:
+			return group
+		}
+	}
+	return group
+}
+
 // commitGroup applies every valid batch of group in one transaction and
 // acknowledges each.
-func (db *DB) commitGroup(group []*batch) {
+func (db *DB) commitGroup(group []*Batch) {
 	live := group[:0:0]
 	for _, b := range group {
 		if b.valid != nil && !b.valid() {
@@ -239,7 +228,7 @@ func (db *DB) commitGroup(group []*batch) {
 // of memory, on a huge batch) fails the group instead of the process, and
 // the connection is replaced: it may hold half of the transaction, and the
 // memory it grew to would otherwise stay allocated for the process's life.
-func (db *DB) apply(batches []*batch) (n int, committed bool, err error) {
+func (db *DB) apply(batches []*Batch) (n int, committed bool, err error) {
 	if db.writer == nil {
 		if db.writer, err = openWriter(db.path, db.cfg.durability); err != nil {
 			return 0, false, fmt.Errorf("storage: reopen the writer after a failure: %w", err)

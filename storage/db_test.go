@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/storage/storagetest"
 )
 
 func openDB(t testing.TB, path string, opts ...storage.Option) *storage.DB {
@@ -27,25 +28,12 @@ func id(n int) [32]byte {
 	return id
 }
 
-// call runs fn as one call on st, keeping its writes if it returns nil.
-func call(t testing.TB, st *storage.Store, fn func(kv *storage.KV) error) error {
-	t.Helper()
-	if err := st.BeginCall(); err != nil {
-		t.Fatal(err)
-	}
-	err := fn(st.KV)
-	if endErr := st.EndCall(err == nil); endErr != nil {
-		t.Fatal(endErr)
-	}
-	return err
-}
-
-// commit commits st's batch, with state if given, and waits until durable.
-func commit(st *storage.Store, state []byte) error {
-	done := make(chan error, 1)
-	st.Commit(state, state != nil, nil, func(err error) { done <- err })
-	return <-done
-}
+// call and commit run a call on a store and commit its batch; see
+// storagetest.
+var (
+	call   = storagetest.Call
+	commit = storagetest.Commit
+)
 
 func TestStateRoundTripAndReopen(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "objects.db")

@@ -25,8 +25,8 @@ type fileConfig struct {
 }
 
 // FileLimiter bounds how many object databases are open on disk at once:
-// each holds three file descriptors (the database, its WAL and the WAL
-// index), and a process that runs out of them fails every open. A store
+// each holds two file descriptors (the database and its WAL; the WAL index
+// is in memory, the connection holding the file's lock), and a process that runs out of them fails every open. A store
 // acquires one of its files before it opens its database on disk (on
 // OpenFile of an existing database, or when a new object is first
 // written) and releases it after closing the database.
@@ -54,7 +54,7 @@ func WithFileDurability(d Durability) FileOption { return func(c *fileConfig) { 
 // entry is written before a new alarm commits, and removed after a deleted
 // one has, so the index may wake an object for nothing but never misses an
 // alarm.
-func WithAlarmIndex(db *DB, class string, id [32]byte) FileOption {
+func WithAlarmIndex(db ObjectStore, class string, id [32]byte) FileOption {
 	return func(c *fileConfig) { c.hints = &alarmHints{db: db, class: class, id: id} }
 }
 
@@ -118,30 +118,48 @@ func (f *fileStore) openConn() error {
 	name, flags := f.path, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE|sqlite3.OPEN_NOMUTEX
 	// synchronous=OFF in memory only governs VACUUM INTO, which
 	// materialize follows with the fsyncs the durability needs.
-	sync := "OFF"
+	sync, locking := "OFF", ""
 	if f.mem {
 		// A name without a leading "/" is private to the connection.
 		name, flags = "file:object?vfs=memdb", flags|sqlite3.OPEN_URI
 	} else {
 		sync = synchronous(f.cfg.durability)
+		// The object's goroutine is the file's only user: with the lock
+		// held for the connection's life, set before the database is first
+		// read, SQLite keeps the WAL index in the connection's memory, so
+		// there is no -shm file to create, map and lock on every
+		// transaction, and the file holds two descriptors, not three. A
+		// second connection (an evicted instance still closing) waits for
+		// the lock under busy_timeout.
+		locking = "PRAGMA locking_mode=EXCLUSIVE;"
 		if err := f.acquireFile(); err != nil {
 			return err
 		}
 	}
+	// A file materialize has just written holds Durable's tables, made in
+	// memory under the authorizer, and nothing to repair; so does a new
+	// in-memory database once fileSchema has run. Only a file of an
+	// earlier activation (or an earlier version) needs both.
+	fresh := f.fresh
+	f.fresh = false
 	c, err := open(name, flags)
 	if err == nil {
 		pages := max(1, f.cfg.maxSize/4096)
 		// busy_timeout first: an evicted object's connection may still be
 		// closing when the object is activated again.
-		err = pragmas(c, fmt.Sprintf(`PRAGMA busy_timeout=5000; PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
-		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, sync, pages)+fileSchema)
+		setup := fmt.Sprintf(`PRAGMA busy_timeout=5000; %s PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
+		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, locking, sync, pages)
+		if !fresh {
+			setup += fileSchema
+		}
+		err = pragmas(c, setup)
 	}
 	if err == nil {
 		if err = f.sandbox(c); err != nil {
 			c.Close()
 		}
 	}
-	if err == nil {
+	if err == nil && !fresh && !f.mem {
 		// Before Durable's statements are prepared: a trigger an older
 		// version let an object put on Durable's tables must not run.
 		if err = repairSchema(c); err != nil {
@@ -200,11 +218,14 @@ func (f *fileStore) prepareAll(c *sqlite3.Conn) error {
 
 // fileStore is the backend of an object with its own SQL database.
 type fileStore struct {
-	conn *sqlite3.Conn // nil only after a materialized file failed to open
+	conn *sqlite3.Conn // nil after materialize until the next call opens the file
 	path string
 	cfg  fileConfig
 	// mem: the object has no file yet and its database is in memory.
 	mem bool
+	// fresh: materialize has just written the file, which the next
+	// openConn needs neither to give Durable's tables nor to repair.
+	fresh bool
 	// In memory: a successful call of the open batch wrote SQL, and what
 	// tells, the connection's changes and schema version as the current
 	// call began.
@@ -309,7 +330,8 @@ func (f *fileStore) schemaVersion() (int64, error) {
 // for the first batch that writes something else.
 func (f *fileStore) initialized() { f.wrote = false }
 
-// reopen opens the file again after a materialized file failed to open.
+// reopen opens the file materialize wrote, at the object's first call
+// after it (again at each call while that fails).
 func (f *fileStore) reopen() error {
 	if f.conn != nil {
 		return nil
@@ -376,6 +398,9 @@ func (f *fileStore) safely(op func() error) (err error) {
 }
 
 func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err error) {
+	if err := f.reopen(); err != nil { // a commit with no call before it
+		return err
+	}
 	if kv.alarm.kind == alarmSet && f.cfg.hints != nil {
 		// Index first: a crash after it wakes the object for nothing; one
 		// before the object's commit could otherwise lose the alarm.
@@ -468,6 +493,7 @@ func (f *fileStore) reset() {
 
 func (f *fileStore) close() error {
 	if f.conn == nil {
+		f.releaseFile()
 		return nil
 	}
 	f.reset()

@@ -193,7 +193,8 @@ func (l *limiter) Release() { l.held.Add(-1) }
 // gets no file from the limiter fails with ErrTooManyOpenFiles, creates
 // nothing, and forgets what the store held in memory (the server then
 // reloads and runs Init again); and that the file is held from the
-// creation to Close, and from an open of an existing file.
+// creation to the end of the write, from the next call to Close, and from
+// an open of an existing file.
 func TestSQLObjectFirstWriteWithoutAFile(t *testing.T) {
 	dir := t.TempDir()
 	path := filepath.Join(dir, "object.db")
@@ -230,8 +231,19 @@ func TestSQLObjectFirstWriteWithoutAFile(t *testing.T) {
 	if err := commit(st, []byte("state")); err != nil {
 		t.Fatal(err)
 	}
+	// The write held a file while it created it; the file is opened again,
+	// and held, from the object's next call to Close.
+	if l.held.Load() != 0 || l.acquire.Load() == 0 {
+		t.Fatalf("files held after the first write: %d (acquired %d), want 0 (and some)", l.held.Load(), l.acquire.Load())
+	}
+	call(t, st, func(*storage.KV) error {
+		if rows := exec(t, st, `SELECT * FROM events`).Raw(); len(rows) != 1 {
+			t.Errorf("rows after the first write: %v, want 1", rows)
+		}
+		return nil
+	})
 	if l.held.Load() != 1 {
-		t.Fatalf("files held after the first write: %d, want 1", l.held.Load())
+		t.Fatalf("files held by the call after the first write: %d, want 1", l.held.Load())
 	}
 	st.Close()
 	if l.held.Load() != 0 {
@@ -334,4 +346,95 @@ func TestSQLObjectInitAlarmIndexedAtFirstWrite(t *testing.T) {
 	if n := due(); n != 1 {
 		t.Fatalf("%d alarms indexed after the first write, want Init's", n)
 	}
+}
+
+// TestRemoveLeftovers: what a crash while creating an object's file can
+// leave is removed, a half-written copy and the journals of a database
+// that does not exist, and nothing else: a database, its own WAL, other
+// files and directories stay.
+func TestRemoveLeftovers(t *testing.T) {
+	dir := t.TempDir()
+	class := filepath.Join(dir, "Ledger")
+	if err := os.MkdirAll(filepath.Join(class, "sub"), 0o750); err != nil {
+		t.Fatal(err)
+	}
+	st, err := storage.OpenFile(filepath.Join(class, "kept.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	initObject(t, st)
+	if err := commit(st, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	st.Close()
+	for _, name := range []string{"kept.db-wal", "gone.db.new", "gone.db.new-journal", "other.db-wal", "other.db-shm", "other.db-journal", "notes.txt"} {
+		if err := os.WriteFile(filepath.Join(class, name), []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := os.WriteFile(filepath.Join(dir, "top.db.new"), nil, 0o600); err != nil { // not in a class's directory
+		t.Fatal(err)
+	}
+	if err := storage.RemoveLeftovers(dir); err != nil {
+		t.Fatal(err)
+	}
+	var left []string
+	entries, _ := os.ReadDir(class)
+	for _, e := range entries {
+		left = append(left, e.Name())
+	}
+	if want := []string{"kept.db", "kept.db-wal", "notes.txt", "sub"}; !slices.Equal(left, want) {
+		t.Fatalf("left %v, want %v", left, want)
+	}
+	if _, err := os.Stat(filepath.Join(dir, "top.db.new")); err != nil {
+		t.Fatalf("a file outside the classes' directories: %v", err)
+	}
+	if err := storage.RemoveLeftovers(filepath.Join(dir, "none")); err != nil {
+		t.Fatalf("a directory that does not exist: %v", err)
+	}
+}
+
+// TestSQLObjectFileHasNoSharedMemory: an object's open database is its
+// file and its WAL, and no -shm: its one connection holds the file's lock
+// and keeps the WAL index in memory, so the file costs two descriptors.
+// Closed, it leaves the file alone, whole.
+func TestSQLObjectFileHasNoSharedMemory(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "object.db")
+	st, err := storage.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	initObject(t, st)
+	if err := commit(st, []byte("state")); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // the call that opens the file, and one on it
+		call(t, st, func(*storage.KV) error {
+			exec(t, st, `INSERT INTO events VALUES ('more')`)
+			return nil
+		})
+		if err := commit(st, []byte("state")); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := os.Stat(path + "-wal"); err != nil {
+		t.Fatalf("the open database's WAL: %v", err)
+	}
+	if _, err := os.Stat(path + "-shm"); !errors.Is(err, os.ErrNotExist) {
+		t.Fatalf("-shm of the open database: %v, want none", err)
+	}
+	if err := st.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err = storage.OpenFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	call(t, st, func(*storage.KV) error {
+		if rows := exec(t, st, `SELECT * FROM events`).Raw(); len(rows) != 2 {
+			t.Errorf("rows after reopening: %v, want 2", rows)
+		}
+		return nil
+	})
 }

@@ -7,6 +7,7 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
+	"strings"
 )
 
 // materialize creates the object's file from its in-memory database, which
@@ -25,8 +26,8 @@ import (
 // A failure before the rename fails the batch and forgets everything the
 // store held in memory, Init's writes included: the object reloads from
 // what the disk holds, which is nothing. After the rename the batch is
-// durable: a failure to open the new file is only reported by the next
-// call, which tries again.
+// durable; the next call opens the file (and reports a failure to, trying
+// again at each call).
 func (f *fileStore) materialize() (err error) {
 	if err := f.acquireFile(); err != nil {
 		f.forget()
@@ -37,9 +38,13 @@ func (f *fileStore) materialize() (err error) {
 		f.releaseFile()
 		return fmt.Errorf("storage: create the object's database: %w", err)
 	}
+	// The file is opened by the object's next call (reopen), not here: the
+	// commit is durable now, and an object written once and evicted, the
+	// usual fate of a new one, never pays for the connection, its WAL
+	// file and its statements. Until then it holds no descriptor.
 	f.closeConn()
-	f.mem = false
-	f.openConn() // on failure conn stays nil: the next call opens it again
+	f.releaseFile()
+	f.mem, f.fresh = false, true
 	return nil
 }
 
@@ -125,4 +130,62 @@ func syncDir(dir string) error {
 		err = cerr
 	}
 	return err
+}
+
+// RemoveLeftovers deletes what a crash in materialize can leave in dir, a
+// directory of object databases (each class's under it, one level down):
+// a half-written copy (<name>.db.new), and journals (-wal, -shm, -journal)
+// of a database that does not exist. It must run before any object of the
+// directory is opened, as a server starting does: a journal beside its
+// database is never touched. A dir that does not exist has nothing left.
+func RemoveLeftovers(dir string) error {
+	classes, err := os.ReadDir(dir)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storage: leftovers: %w", err)
+	}
+	var errs []error
+	for _, c := range classes {
+		if !c.IsDir() {
+			continue
+		}
+		sub := filepath.Join(dir, c.Name())
+		files, err := os.ReadDir(sub)
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, e := range files {
+			name := e.Name()
+			if e.IsDir() || !leftover(name, func(db string) bool {
+				_, err := os.Lstat(filepath.Join(sub, db))
+				return err == nil
+			}) {
+				continue
+			}
+			if err := os.Remove(filepath.Join(sub, name)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		return fmt.Errorf("storage: leftovers: %w", err)
+	}
+	return nil
+}
+
+// leftover tells whether the file name is one RemoveLeftovers deletes;
+// exists tells whether a database of a name exists.
+func leftover(name string, exists func(db string) bool) bool {
+	if strings.HasSuffix(name, ".db.new") || strings.Contains(name, ".db.new-") {
+		return true // the copy, and any journal of it
+	}
+	for _, suffix := range []string{"-wal", "-shm", "-journal"} {
+		if db, ok := strings.CutSuffix(name, suffix); ok && strings.HasSuffix(db, ".db") {
+			return !exists(db)
+		}
+	}
+	return false
 }

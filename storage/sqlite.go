@@ -88,6 +88,7 @@ type writer struct {
 	alarmSet, alarmDelete   *sqlite3.Stmt
 	catPut, catDelete       *sqlite3.Stmt
 	objDelete               *sqlite3.Stmt
+	superseded              []bool // stateSuperseded's, reused
 }
 
 func openWriter(path string, d Durability) (*writer, error) {
@@ -128,7 +129,7 @@ func openWriter(path string, d Durability) (*writer, error) {
 // apply commits the batches in one transaction, all or nothing, and
 // returns the bytes of states, keys and values it wrote; committed is false
 // when there was nothing to write.
-func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
+func (w *writer) apply(batches []*Batch) (n int, committed bool, err error) {
 	writes := false
 	for _, b := range batches {
 		writes = writes || !b.empty()
@@ -144,8 +145,10 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 			w.rollback.Exec() // the original error matters, not this one
 		}
 	}()
-	for _, b := range batches {
-		m, err := w.applyOne(b)
+	superseded := stateSuperseded(batches, w.superseded[:0])
+	w.superseded = superseded[:0] // kept for the next group
+	for i, b := range batches {
+		m, err := w.applyOne(b, i < len(superseded) && superseded[i])
 		if err != nil {
 			return 0, false, fmt.Errorf("storage: write %s object: %w", b.class, err)
 		}
@@ -157,9 +160,62 @@ func (w *writer) apply(batches []*batch) (n int, committed bool, err error) {
 	return n, true, nil
 }
 
+// stateSuperseded tells, for each batch of a group, whether a later batch
+// of the same object in the group writes the object's state too. Only the
+// last state of an object is written then: the group commits atomically,
+// so no reader can see the states in between. Key-value writes and alarms
+// are applied batch by batch, in order, which gives the same result as
+// merging them. It appends to buf, which the writer reuses from group to
+// group, and returns it empty when no batch is superseded (a group with one
+// batch per object).
+func stateSuperseded(batches []*Batch, buf []bool) []bool {
+	if len(batches) < 2 {
+		return buf[:0]
+	}
+	type object struct {
+		class string
+		id    [32]byte
+	}
+	out := buf[:0]
+	mark := func(i int) {
+		if len(out) == 0 {
+			out = append(out, make([]bool, len(batches))...)
+		}
+		out[i] = true
+	}
+	writesState := func(b *Batch) bool { return (b.side == nil || b.side.meta == nil) && b.writeState }
+	if len(batches) <= 16 { // small groups, the usual: no map
+		for i, b := range batches[:len(batches)-1] {
+			if !writesState(b) {
+				continue
+			}
+			for _, later := range batches[i+1:] {
+				if writesState(later) && later.id == b.id && later.class == b.class {
+					mark(i)
+					break
+				}
+			}
+		}
+		return out
+	}
+	last := make(map[object]int, len(batches)) // the latest batch writing an object's state
+	for i, b := range batches {
+		if !writesState(b) {
+			continue
+		}
+		k := object{b.class, b.id}
+		if j, ok := last[k]; ok {
+			mark(j)
+		}
+		last[k] = i
+	}
+	return out
+}
+
 // applyOne writes b and returns the bytes of state, keys and values it
-// wrote.
-func (w *writer) applyOne(b *batch) (n int, err error) {
+// wrote. With skipState, a later batch of the group writes the object's
+// state, and b's is not written.
+func (w *writer) applyOne(b *Batch, skipState bool) (n int, err error) {
 	var cat *catalogWrite
 	if b.side != nil {
 		if b.side.meta != nil {
@@ -172,7 +228,7 @@ func (w *writer) applyOne(b *batch) (n int, err error) {
 			return 0, err
 		}
 	}
-	if b.writeState {
+	if b.writeState && !skipState {
 		w.upsert.BindText(1, b.class)
 		w.upsert.BindBlob(2, b.id[:])
 		w.upsert.BindBlob(3, nonNil(b.state))

@@ -96,6 +96,7 @@ func main() {
 	flag.Var(&origins, "allow-origin", "an origin (scheme://host[:port]) whose pages may call RPCs (CORS), post to the Fetch routes and open WebSockets; repeat it or separate origins with commas")
 	metricsAddr := flag.String("metrics-addr", "", `address to serve /metrics on instead of -addr ("": on -addr)`)
 	admin := flag.Bool("admin", false, "mount the admin service for the durable command, for callers with the bearer token $DURABLE_ADMIN_TOKEN")
+	pprofAddr := flag.String("pprof-addr", "", `address to serve Go's runtime profiles on, under /debug/pprof/ ("": not served); keep it private`)
 	flag.Parse()
 	adminToken := os.Getenv("DURABLE_ADMIN_TOKEN")
 	if *admin && adminToken == "" {
@@ -112,7 +113,7 @@ func main() {
 	}
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
-	cfg := config{addr: *addr, data: *data, idle: *idle, sessionIdle: *sessionIdle, trace: *trace == "stdout", origins: origins, metricsAddr: *metricsAddr}
+	cfg := config{addr: *addr, data: *data, idle: *idle, sessionIdle: *sessionIdle, trace: *trace == "stdout", origins: origins, metricsAddr: *metricsAddr, pprofAddr: *pprofAddr}
 	if *admin {
 		cfg.adminToken = adminToken
 	}
@@ -130,6 +131,7 @@ type config struct {
 	origins           []string // -allow-origin
 	metricsAddr       string   // "": /metrics on addr
 	adminToken        string   // "": no admin service
+	pprofAddr         string   // "": no profiles
 }
 
 // originList is the value of -allow-origin: repeated, or comma-separated.
@@ -179,7 +181,16 @@ func run(cfg config, log *slog.Logger) (err error) {
 	if cfg.metricsAddr == "" {
 		srv.Mount("GET /metrics", metrics)
 	} else {
-		stop, err := serveMetrics(cfg.metricsAddr, metrics, log)
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		stop, err := serveAside("-metrics-addr", cfg.metricsAddr, mux, log, "metrics", "/metrics")
+		if err != nil {
+			return errors.Join(err, srv.Shutdown(context.Background()))
+		}
+		defer func() { err = errors.Join(err, stop()) }()
+	}
+	if cfg.pprofAddr != "" {
+		stop, err := serveAside("-pprof-addr", cfg.pprofAddr, server.ProfilingHandler(), log, "pprof", "/debug/pprof/")
 		if err != nil {
 			return errors.Join(err, srv.Shutdown(context.Background()))
 		}
@@ -267,19 +278,18 @@ func register(srv *server.Server, orders *sql.DB, sessionIdle time.Duration) err
 	return nil
 }
 
-// serveMetrics serves /metrics on its own address, and returns the
-// function that stops it.
-func serveMetrics(addr string, metrics http.Handler, log *slog.Logger) (stop func() error, err error) {
+// serveAside serves h on an address of its own (that of the flag named
+// flagName), apart from the objects, logs its URL (path on it) under key,
+// and returns the function that stops it.
+func serveAside(flagName, addr string, h http.Handler, log *slog.Logger, key, path string) (stop func() error, err error) {
 	ln, err := net.Listen("tcp", addr)
 	if err != nil {
-		return nil, fmt.Errorf("-metrics-addr: %w", err)
+		return nil, fmt.Errorf("%s: %w", flagName, err)
 	}
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", metrics)
-	hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
+	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
 	served := make(chan error, 1)
 	go func() { served <- hs.Serve(ln) }()
-	log.Info("serving metrics", "metrics", fmt.Sprintf("http://%s/metrics", ln.Addr()))
+	log.Info("serving "+key, key, fmt.Sprintf("http://%s%s", ln.Addr(), path))
 	return func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 		defer cancel()

@@ -75,23 +75,11 @@ var metricsLine = regexp.MustCompile(`metrics=(http://127\.0\.0\.1:\d+/metrics)`
 // longer on the public address.
 func TestMetricsAddr(t *testing.T) {
 	p := start(t, t.TempDir(), "-metrics-addr", "127.0.0.1:0")
-	m := metricsLine.FindStringSubmatch(p.stderr.String())
-	if m == nil {
-		t.Fatalf("no metrics address logged:\n%s", p.stderr)
+	url := loggedURL(t, p, metricsLine)
+	if status, body := getBody(t, url); status != http.StatusOK || !strings.Contains(body, "durable_active_objects") {
+		t.Fatalf("GET %s: %d %.200s", url, status, body)
 	}
-	get := func(url string) (int, string) {
-		res, err := (&http.Client{Timeout: 10 * time.Second}).Get(url)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer res.Body.Close()
-		b, _ := io.ReadAll(res.Body)
-		return res.StatusCode, string(b)
-	}
-	if status, body := get(m[1]); status != http.StatusOK || !strings.Contains(body, "durable_active_objects") {
-		t.Fatalf("GET %s: %d %.200s", m[1], status, body)
-	}
-	if status, _ := get(p.url + "/metrics"); status == http.StatusOK {
+	if status, _ := getBody(t, p.url+"/metrics"); status == http.StatusOK {
 		t.Fatalf("GET %s/metrics: %d, want it not served", p.url, status)
 	}
 }

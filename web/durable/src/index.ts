@@ -54,6 +54,8 @@ export const durableErrorKinds = {
   "internal": { code: Code.Internal, status: 500, method: true, matches: ["internal"] },
   "state-too-large": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["state-too-large"] },
   "database-full": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["database-full"] },
+  "write-too-large": { code: Code.ResourceExhausted, status: 507, method: true, matches: ["write-too-large"] },
+  "unavailable": { code: Code.Unavailable, status: 503, method: true, matches: ["unavailable"] },
   "out-of-memory": { code: Code.ResourceExhausted, status: 503, method: true, matches: ["out-of-memory"] },
   "id-length": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-length", "invalid-id"] },
   "id-not-hex": { code: Code.InvalidArgument, status: 400, method: false, matches: ["id-not-hex", "invalid-id"] },
