@@ -92,6 +92,7 @@ type adminClass interface {
 	// returns nil and the state it leaves is valid, undone otherwise.
 	adminCall(ctx context.Context, id durable.ID, fn func(ctx context.Context, o *adminObject) error) error
 	runAlarmNow(ctx context.Context, id durable.ID) (bool, error) // run.go
+	outOfMemory(ctx context.Context, raw [32]byte, fn func() error) error
 }
 
 // adminObject is an object as an admin call sees it.

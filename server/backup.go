@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 
@@ -84,7 +85,7 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 			return err
 		}
 		out := filepath.Join(dir, rel)
-		if err := storage.BackupFile(ctx, path, out); err != nil {
+		if err := s.backupSQLObject(ctx, path, out); err != nil {
 			if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
 				return nil // the object was deleted meanwhile
 			}
@@ -97,6 +98,24 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 		return st, fmt.Errorf("server: backup: %w", err)
 	}
 	return st, nil
+}
+
+// backupSQLObject copies the database file path of an SQL object to out:
+// when the object is not in memory, else (or when it came into
+// memory meanwhile) after asking it to leave memory, while none of its
+// class can come into memory: an object in memory holds its file locked
+// (see storage.OpenFile).
+func (s *Server) backupSQLObject(ctx context.Context, path, out string) error {
+	class := filepath.Base(filepath.Dir(path))
+	ns, err := s.lookup(class)
+	if err != nil {
+		return storage.BackupFile(ctx, path, out) // no class to ask: the file is closed
+	}
+	id, err := ns.ids().FromString(strings.TrimSuffix(filepath.Base(path), ".db"))
+	if err != nil {
+		return fmt.Errorf("%s: %w", path, err)
+	}
+	return ns.outOfMemory(ctx, id.Bytes(), func() error { return storage.BackupFile(ctx, path, out) })
 }
 
 // backupChunk is the size of the chunks the admin service streams a
@@ -153,5 +172,32 @@ func removeStaleBackups(dir string) {
 	stale, _ := filepath.Glob(filepath.Join(dir, ".backup-*"))
 	for _, p := range stale {
 		os.RemoveAll(p)
+	}
+}
+
+// outOfMemory runs fn while the object raw is not in memory and none of
+// its class can come into memory: it asks the object to leave, waits until
+// it has (it leaves once its mailbox is empty, at the latest a few
+// seconds), and holds the namespace's lock during fn, which must be short.
+func (n *Namespace[S]) outOfMemory(ctx context.Context, raw [32]byte, fn func() error) error {
+	tick := time.NewTicker(time.Millisecond)
+	defer tick.Stop()
+	deadline := time.After(10 * time.Second)
+	for {
+		n.mu.Lock()
+		a := n.actors[raw]
+		if a == nil {
+			defer n.mu.Unlock()
+			return fn()
+		}
+		n.mu.Unlock()
+		a.requestEviction()
+		select {
+		case <-tick.C:
+		case <-deadline:
+			return fmt.Errorf("the %s object %x stayed busy in memory for 10s: back up again when it is quieter", n.class.Name, raw)
+		case <-ctx.Done():
+			return ctx.Err()
+		}
 	}
 }
