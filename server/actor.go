@@ -36,6 +36,10 @@ type actor[S proto.Message] struct {
 	dirty bool   // no stored state: the first batch that writes stores it too
 	epoch int64  // incremented each time state is reloaded from storage
 	batch []*call[S]
+	cat   catalogState // the object's catalog entry, as far as known
+	// reload: the next batch reloads the object from storage, as after a
+	// failed commit (an operator deleted it: see Namespace.forget).
+	reload bool
 
 	// poisoned is the latest epoch whose writes failed to commit: batches
 	// of that epoch still queued in storage are discarded, and the actor
@@ -196,6 +200,9 @@ func (a *actor[S]) load() error {
 		a.store = store
 		a.obj.Storage, a.obj.SQL = store.KV, store.SQL
 	}
+	if err := a.loadCatalog(); err != nil {
+		return err
+	}
 	enc, found, err := a.store.LoadState(context.Background())
 	if err != nil {
 		return err
@@ -279,7 +286,8 @@ func (a *actor[S]) runBatch(first *call[S]) {
 		}
 	}()
 
-	if a.poisoned.Load() >= a.epoch {
+	if a.poisoned.Load() >= a.epoch || a.reload {
+		a.reload = false
 		a.inflight.Wait()
 		a.store.Reset()
 		if err := a.load(); a.cut {
@@ -357,6 +365,10 @@ func (a *actor[S]) runBatch(first *call[S]) {
 	}
 	write = write || a.dirty
 	a.dirty = false
+	if err := a.recordCatalog(); err != nil {
+		a.failBatch(calls, err)
+		return
+	}
 	a.submit(append([]*call[S](nil), calls...), write)
 }
 

@@ -39,6 +39,11 @@ const (
 	// AccessRoute is a request to a handler the program added with
 	// Server.Mount (a metrics endpoint, a web page).
 	AccessRoute
+	// AccessAdmin is a call to durable.v1.AdminService (WithAdmin). Unlike
+	// the other doors, it opens only when the guard returns AllowAdmin:
+	// nil refuses it. Method is the RPC's method; Class and ID are empty
+	// (they are in the body, not read before the guard runs).
+	AccessAdmin
 )
 
 var accessKindNames = [...]string{
@@ -48,10 +53,11 @@ var accessKindNames = [...]string{
 	AccessIDService:  "id-service",
 	AccessReflection: "reflection",
 	AccessRoute:      "route",
+	AccessAdmin:      "admin",
 }
 
 // String returns the kind's name: "rpc", "fetch", "websocket",
-// "id-service", "reflection" or "route".
+// "id-service", "reflection", "route" or "admin".
 func (k AccessKind) String() string {
 	if int(k) < len(accessKindNames) && accessKindNames[k] != "" {
 		return accessKindNames[k]
@@ -109,7 +115,8 @@ type Guard func(ctx context.Context, a *Access) error
 // WithGuard makes g decide on every request from the network: RPCs over
 // Connect, gRPC and gRPC-Web, Fetch routes by name and by ID, WebSocket
 // upgrades, the ID service, reflection, the procedures the server does not
-// have, and the routes added with Mount. Health checking is answered
+// have, the routes added with Mount and, with WithAdmin, the admin
+// service, which opens only when g returns AllowAdmin. Health checking is answered
 // without it. Default: none, every request goes through (and costs
 // nothing more).
 func WithGuard(g Guard) Option { return func(o *options) { o.guard = g } }
@@ -133,7 +140,7 @@ func (s *Server) guarded(pattern string, ns registeredClass, h http.Handler) htt
 	}
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		a := &Access{Kind: AccessRoute, Path: r.URL.Path, Request: r}
-		if err := s.opts.guard(r.Context(), a); err != nil {
+		if err := adminAllows(a.Kind, s.opts.guard(r.Context(), a)); err != nil {
 			deniedResponse(err).write(w)
 			return
 		}
@@ -169,7 +176,7 @@ func (s *Server) guardRPC(kind AccessKind, ns registeredClass, h http.Handler) h
 		if ns != nil {
 			a.ID = idOfHeaders(ns, r.Header)
 		}
-		if err := s.opts.guard(r.Context(), a); err != nil {
+		if err := adminAllows(kind, s.opts.guard(r.Context(), a)); err != nil {
 			errs.Write(w, r, deniedError(err)) // the client may be gone; nothing to do then
 			return
 		}
@@ -227,7 +234,7 @@ func (s *Server) guardFetch(w http.ResponseWriter, r *http.Request, class string
 		kind = AccessWebSocket
 	}
 	a := &Access{Kind: kind, Class: class, Path: path, ID: id, Request: r}
-	if err := s.opts.guard(r.Context(), a); err != nil {
+	if err := adminAllows(kind, s.opts.guard(r.Context(), a)); err != nil {
 		deniedResponse(err).write(w)
 		return false
 	}

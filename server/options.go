@@ -39,6 +39,7 @@ type options struct {
 	traceOptions   []otelconnect.Option
 	callTimeout    time.Duration // 0: no limit
 	guard          Guard         // nil: every request goes through
+	admin          bool          // WithAdmin: mount the admin service
 	trustedOrigins []string      // WithTrustedOrigins
 	corsOrigins    []string      // WithCORS; none: CORS off
 	origins        *originPolicy // built by New from the two above

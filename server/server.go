@@ -91,7 +91,8 @@ type Server struct {
 	segments   map[string]registeredClass // by URL segment, for the Fetch routes
 	services   []string                   // fully qualified service names
 	mux        *http.ServeMux
-	handler    http.Handler // built on first Handler call; registration ends then
+	handler    http.Handler              // built on first Handler call; registration ends then
+	health     *grpchealth.StaticChecker // built with handler; NOT_SERVING once Shutdown starts
 	httpServer *http.Server
 
 	validator   protovalidate.Validator
@@ -123,6 +124,7 @@ type registeredClass interface {
 	socketEvent(key objectkey.Key, ev websocket.Event) error
 	mailboxes() (active, depth, depthMax int)
 	cutStuck()
+	adminClass
 }
 
 // New opens the server's storage in its data directory and returns a
@@ -178,6 +180,13 @@ func New(opts ...Option) (*Server, error) {
 		}
 	}()
 	secret, err := openSecret(context.Background(), &o, db)
+	switch {
+	case err == nil && ownDB != nil:
+		err = backfillSQLCatalog(context.Background(), o.dataDir, ownDB)
+		removeStaleBackups(o.dataDir)
+	case err == nil && o.admin:
+		err = fmt.Errorf("server: WithAdmin: %w", errNoNodeDB)
+	}
 	if err != nil {
 		return nil, err
 	}
@@ -215,6 +224,9 @@ func New(opts ...Option) (*Server, error) {
 	s.Mount(idPath, capRPCBody(idHandler, o.net.maxRPCMessage))
 	s.Mount(durable.FetchByNamePrefix, s.fetchRoute(durable.FetchByNamePrefix))
 	s.Mount(durable.FetchByIDPrefix, s.fetchRoute(durable.FetchByIDPrefix))
+	if o.admin {
+		s.mountAdmin()
+	}
 	started = true
 	return s, nil
 }
@@ -327,6 +339,10 @@ func (s *Server) lookup(name string) (registeredClass, error) {
 // the routes to the objects' Fetch hooks. Registration ends with the first
 // call, which also starts the alarm scheduler (Start).
 //
+// Health checking (grpc.health.v1) answers SERVING for the server and each
+// of its services until Shutdown starts, and NOT_SERVING from that moment,
+// so that a load balancer stops sending while the server drains.
+//
 // With WithGuard, every request but health checks is the guard's to allow
 // (see Guard); browsers' cross-origin state changes and WebSocket upgrades
 // are refused unless WithTrustedOrigins or WithCORS lists their origin
@@ -348,7 +364,11 @@ func (s *Server) Handler() http.Handler {
 	if s.handler == nil {
 		services := append([]string{durablev1connect.IDServiceName}, s.services...)
 		// Health is the one door no guard shuts (see AccessKind).
-		healthPath, health := grpchealth.NewHandler(grpchealth.NewStaticChecker(services...), s.opts.handlerOptions...)
+		s.health = grpchealth.NewStaticChecker(services...)
+		if s.closing.Load() {
+			s.notServing(services)
+		}
+		healthPath, health := grpchealth.NewHandler(s.health, s.opts.handlerOptions...)
 		s.mux.Handle(healthPath, capRPCBody(health, s.opts.net.maxRPCMessage))
 		reflector := grpcreflect.NewStaticReflector(services...)
 		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...)))
@@ -404,7 +424,8 @@ func (s *Server) Serve(ln net.Listener) error {
 	return hs.Serve(limiter)
 }
 
-// Shutdown stops the server gracefully: it stops accepting connections and
+// Shutdown stops the server gracefully: health checks answer NOT_SERVING
+// from its first instant; it stops accepting connections and
 // lets in-flight requests finish (if Serve is running), refuses new calls
 // with durable.ErrShutdown, lets every object run the calls already in its
 // mailbox and commit them, and closes storage. It returns early with ctx's
@@ -414,6 +435,13 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.closing.Swap(true) {
 		return errors.New("server: Shutdown called twice")
 	}
+	// Draining is visible first: a load balancer's health checks see
+	// NOT_SERVING from now on, and stop sending.
+	s.mu.RLock()
+	if s.health != nil {
+		s.notServing(append([]string{durablev1connect.IDServiceName}, s.services...))
+	}
+	s.mu.RUnlock()
 	var errs []error
 	// Alarms first: a run dispatched now would find the mailboxes closed.
 	// Those not fired stay in the index for the next start.
@@ -473,6 +501,15 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		go func() { <-drained; s.lock.release() }()
 	}
 	return errors.Join(errs...)
+}
+
+// notServing has health checking answer NOT_SERVING for the server and
+// each of services. The caller holds s.mu.
+func (s *Server) notServing(services []string) {
+	s.health.SetStatus("", grpchealth.StatusNotServing)
+	for _, name := range services {
+		s.health.SetStatus(name, grpchealth.StatusNotServing)
+	}
 }
 
 // shed evicts sampled least recently used objects while more than the cap

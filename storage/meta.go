@@ -40,7 +40,7 @@ func (db *DB) Meta(ctx context.Context, key string) (string, bool, error) {
 // it is not for objects' data.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
 	done := make(chan error, 1)
-	db.submit(&Batch{meta: &metaWrite{key, value}, kv: &layer{}, done: func(err error) { done <- err }})
+	db.submit(&Batch{side: &sideWrite{meta: &metaWrite{key, value}}, kv: &layer{}, done: func(err error) { done <- err }})
 	select {
 	case err := <-done:
 		if err != nil {

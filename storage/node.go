@@ -20,6 +20,7 @@ type nodeStore struct {
 	seq   uint64        // batches submitted
 	acked atomic.Uint64 // the last batch committed
 	kv    *KV
+	side  *sideWrite // for the next commit (Store.Catalog, Store.Forget)
 }
 
 func (n *nodeStore) loadState(ctx context.Context) ([]byte, bool, error) {
@@ -42,12 +43,13 @@ func (n *nodeStore) beginCall() error   { return nil }
 func (n *nodeStore) endCall(bool) error { return nil }
 func (n *nodeStore) needsCommit() bool  { return false }
 func (n *nodeStore) initialized()       {}
-func (n *nodeStore) reset()             {}
+func (n *nodeStore) reset()             { n.side = nil }
 func (n *nodeStore) close() error       { return nil }
 
 func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func() bool, done func(error)) {
 	n.seq++
 	seq := n.seq
+	defer func() { n.side = nil }()
 	if !kv.empty() {
 		n.kv.flush(kv, seq)
 	}
@@ -57,6 +59,7 @@ func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func(
 		state:      state,
 		writeState: writeState,
 		kv:         kv,
+		side:       n.side,
 		valid:      valid,
 		done: func(err error) {
 			if err == nil {

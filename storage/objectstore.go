@@ -112,10 +112,10 @@ type Batch struct {
 	kv         *layer      // key-value writes; cleared deletes every key first
 	valid      func() bool // asked just before applying; false: skip, ErrStale
 	done       func(error) // called once, from the writer goroutine
-	meta       *metaWrite  // a write to the meta table instead (SetMeta)
+	side       *sideWrite  // a rare write beside the object's data; nil on the hot path
 }
 
-func (b *Batch) empty() bool { return !b.writeState && b.kv.empty() && b.meta == nil }
+func (b *Batch) empty() bool { return !b.writeState && b.kv.empty() && b.side == nil }
 
 // Class returns the class of the batch's object.
 func (b *Batch) Class() string { return b.class }

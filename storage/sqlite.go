@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"maps"
 
 	"github.com/ncruces/go-sqlite3"
 )
@@ -85,6 +86,8 @@ type writer struct {
 	upsert                  *sqlite3.Stmt
 	kvPut, kvDelete, kvWipe *sqlite3.Stmt
 	alarmSet, alarmDelete   *sqlite3.Stmt
+	catPut, catDelete       *sqlite3.Stmt
+	objDelete               *sqlite3.Stmt
 	superseded              []bool // stateSuperseded's, reused
 }
 
@@ -93,11 +96,15 @@ func openWriter(path string, d Durability) (*writer, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := pragmas(c, `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=`+synchronous(d)+`;`+nodeSchema+metaSchema); err != nil {
+	if err := pragmas(c, `PRAGMA journal_mode=WAL; PRAGMA busy_timeout=5000; PRAGMA synchronous=`+synchronous(d)+`;`+nodeSchema+metaSchema+catalogSchema); err != nil {
+		return nil, err
+	}
+	if err := backfillCatalog(c); err != nil {
+		c.Close()
 		return nil, err
 	}
 	w := &writer{conn: c}
-	err = prepare(c, map[**sqlite3.Stmt]string{
+	stmts := map[**sqlite3.Stmt]string{
 		&w.begin:    `BEGIN IMMEDIATE`,
 		&w.commit:   `COMMIT`,
 		&w.rollback: `ROLLBACK`,
@@ -110,8 +117,9 @@ func openWriter(path string, d Durability) (*writer, error) {
 		&w.alarmSet: `INSERT INTO alarms (class, id, at_ms) VALUES (?, ?, ?)
 			ON CONFLICT (class, id) DO UPDATE SET at_ms = excluded.at_ms`,
 		&w.alarmDelete: `DELETE FROM alarms WHERE class = ? AND id = ?`,
-	})
-	if err != nil {
+	}
+	maps.Copy(stmts, w.catalogStatements())
+	if err := prepare(c, stmts); err != nil {
 		c.Close()
 		return nil, err
 	}
@@ -175,7 +183,7 @@ func stateSuperseded(batches []*Batch, buf []bool) []bool {
 		}
 		out[i] = true
 	}
-	writesState := func(b *Batch) bool { return b.meta == nil && b.writeState }
+	writesState := func(b *Batch) bool { return (b.side == nil || b.side.meta == nil) && b.writeState }
 	if len(batches) <= 16 { // small groups, the usual: no map
 		for i, b := range batches[:len(batches)-1] {
 			if !writesState(b) {
@@ -208,8 +216,17 @@ func stateSuperseded(batches []*Batch, buf []bool) []bool {
 // wrote. With skipState, a later batch of the group writes the object's
 // state, and b's is not written.
 func (w *writer) applyOne(b *Batch, skipState bool) (n int, err error) {
-	if b.meta != nil {
-		return w.applyMeta(b.meta)
+	var cat *catalogWrite
+	if b.side != nil {
+		if b.side.meta != nil {
+			return w.applyMeta(b.side.meta)
+		}
+		cat = b.side.cat
+	}
+	if cat != nil && cat.remove {
+		if err := w.applyCatalog(b.class, b.id, cat); err != nil {
+			return 0, err
+		}
 	}
 	if b.writeState && !skipState {
 		w.upsert.BindText(1, b.class)
@@ -255,6 +272,11 @@ func (w *writer) applyOne(b *Batch, skipState bool) (n int, err error) {
 		}
 		n += len(key) + len(v.data)
 	}
+	if cat != nil && !cat.remove {
+		if err := w.applyCatalog(b.class, b.id, cat); err != nil {
+			return 0, err
+		}
+	}
 	return n, nil
 }
 
@@ -267,7 +289,7 @@ func nonNil(b []byte) []byte {
 }
 
 func (w *writer) close() error {
-	closeAll(w.begin, w.commit, w.rollback, w.upsert, w.kvPut, w.kvDelete, w.kvWipe, w.alarmSet, w.alarmDelete)
+	closeAll(w.begin, w.commit, w.rollback, w.upsert, w.kvPut, w.kvDelete, w.kvWipe, w.alarmSet, w.alarmDelete, w.catPut, w.catDelete, w.objDelete)
 	return w.conn.Close()
 }
 
@@ -278,6 +300,7 @@ type reader struct {
 	kvGet    *sqlite3.Stmt
 	alarmGet *sqlite3.Stmt
 	due      *sqlite3.Stmt
+	catGet   *sqlite3.Stmt
 	scans    scans
 }
 
@@ -294,6 +317,7 @@ func openReader(path string) (*reader, error) {
 		&r.load:     `SELECT state FROM objects WHERE class = ?1 AND id = ?2`,
 		&r.kvGet:    `SELECT value FROM kv WHERE class = ?1 AND id = ?2 AND key = ?3`,
 		&r.alarmGet: `SELECT at_ms FROM alarms WHERE class = ?1 AND id = ?2`,
+		&r.catGet:   `SELECT coalesce(name, ''), written_ms FROM catalog WHERE class = ?1 AND id = ?2`,
 		&r.due: `SELECT class, id, at_ms FROM alarms
 			WHERE (at_ms, class, id) > (?1, ?2, ?3) AND at_ms <= ?4
 			ORDER BY at_ms, class, id LIMIT ?5`,
@@ -333,7 +357,7 @@ func (r *reader) scan(class string, id [32]byte, kr keyRange, limit int, fn func
 }
 
 func (r *reader) close() {
-	closeAll(r.load, r.kvGet, r.alarmGet, r.due)
+	closeAll(r.load, r.kvGet, r.alarmGet, r.due, r.catGet)
 	r.scans.close()
 	r.conn.Close()
 }

@@ -41,12 +41,12 @@ type env struct {
 
 // commands is every subcommand, in the order "durable help" lists them.
 func commands() []command {
-	return []command{
+	return append([]command{
 		{name: "init", args: "[dir]", summary: "write a new Durable project: go.mod, buf files, an object, its server and its test", run: runInit},
 		{name: "proto", args: "[dir]", summary: "write durable/v1/durable.proto, the options file, under dir (default proto-deps)", run: runProto},
 		{name: "bench", args: "URL", summary: "load a running Durable server (the example server's classes) and a bare handler, and print rates, latencies and ratios", run: runBench},
 		{name: "version", summary: "print the version of Durable this command was built from", run: runVersion},
-	}
+	}, opsCommands()...) // the operator's, over the admin service: ops.go
 }
 
 // errUsage reports a command line that does not parse; main exits with 2.

@@ -26,6 +26,12 @@
 //     served on that address instead, which can stay private while -addr
 //     is public.
 //
+// With -admin, durable.v1.AdminService is mounted too, for the durable
+// command's operator subcommands (durable ls, get, kv, sql, alarm, rm,
+// backup): it answers only calls carrying "Authorization: Bearer <token>"
+// with the token of the environment variable DURABLE_ADMIN_TOKEN, which
+// -admin requires (an environment variable, so that it is not shown by ps).
+//
 // Browsers: pages of other origins can neither post to the Fetch routes
 // nor open WebSockets, and cannot call RPCs (no CORS), unless their origin
 // is listed with -allow-origin.
@@ -33,6 +39,7 @@ package main
 
 import (
 	"context"
+	"crypto/subtle"
 	"database/sql"
 	"errors"
 	"flag"
@@ -47,6 +54,7 @@ import (
 	"syscall"
 	"time"
 
+	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -87,8 +95,14 @@ func main() {
 	var origins originList
 	flag.Var(&origins, "allow-origin", "an origin (scheme://host[:port]) whose pages may call RPCs (CORS), post to the Fetch routes and open WebSockets; repeat it or separate origins with commas")
 	metricsAddr := flag.String("metrics-addr", "", `address to serve /metrics on instead of -addr ("": on -addr)`)
+	admin := flag.Bool("admin", false, "mount the admin service for the durable command, for callers with the bearer token $DURABLE_ADMIN_TOKEN")
 	pprofAddr := flag.String("pprof-addr", "", `address to serve Go's runtime profiles on, under /debug/pprof/ ("": not served); keep it private`)
 	flag.Parse()
+	adminToken := os.Getenv("DURABLE_ADMIN_TOKEN")
+	if *admin && adminToken == "" {
+		fmt.Fprintln(os.Stderr, "-admin needs the operator's token in DURABLE_ADMIN_TOKEN")
+		os.Exit(2)
+	}
 	if *sessionIdle <= 0 {
 		fmt.Fprintf(os.Stderr, "-session-idle must be positive, not %v\n", *sessionIdle)
 		os.Exit(2)
@@ -100,6 +114,9 @@ func main() {
 
 	log := slog.New(slog.NewTextHandler(os.Stderr, nil))
 	cfg := config{addr: *addr, data: *data, idle: *idle, sessionIdle: *sessionIdle, trace: *trace == "stdout", origins: origins, metricsAddr: *metricsAddr, pprofAddr: *pprofAddr}
+	if *admin {
+		cfg.adminToken = adminToken
+	}
 	if err := run(cfg, log); err != nil {
 		log.Error("server failed", "err", err)
 		os.Exit(1)
@@ -113,6 +130,7 @@ type config struct {
 	trace             bool
 	origins           []string // -allow-origin
 	metricsAddr       string   // "": /metrics on addr
+	adminToken        string   // "": no admin service
 	pprofAddr         string   // "": no profiles
 }
 
@@ -140,6 +158,9 @@ func run(cfg config, log *slog.Logger) (err error) {
 	if len(cfg.origins) > 0 {
 		// CORS for the RPCs, and trust for the Fetch routes and WebSockets.
 		opts = append(opts, server.WithCORS(cfg.origins...))
+	}
+	if cfg.adminToken != "" {
+		opts = append(opts, server.WithAdmin(), server.WithGuard(adminGuard(cfg.adminToken)))
 	}
 	if trace {
 		exporter, err := stdouttrace.New()
@@ -278,4 +299,19 @@ func serveAside(flagName, addr string, h http.Handler, log *slog.Logger, key, pa
 		}
 		return err
 	}, nil
+}
+
+// adminGuard opens the admin door to the callers with the bearer token
+// token, and leaves the other doors as they are without a guard: open.
+func adminGuard(token string) server.Guard {
+	return func(_ context.Context, a *server.Access) error {
+		if a.Kind != server.AccessAdmin {
+			return nil
+		}
+		got, ok := strings.CutPrefix(a.Request.Header.Get("Authorization"), "Bearer ")
+		if ok && subtle.ConstantTimeCompare([]byte(got), []byte(token)) == 1 {
+			return server.AllowAdmin
+		}
+		return connect.NewError(connect.CodeUnauthenticated, errors.New("the admin service wants the operator's bearer token"))
+	}
 }

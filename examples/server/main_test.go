@@ -61,7 +61,14 @@ var listening = regexp.MustCompile(`listening" addr=(http://127\.0\.0\.1:\d+)`)
 // start runs the example server on data, with the flags args added.
 func start(t *testing.T, data string, args ...string) *process {
 	t.Helper()
+	return startEnv(t, nil, data, args...)
+}
+
+// startEnv is start with env added to the server's environment.
+func startEnv(t *testing.T, env []string, data string, args ...string) *process {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"-addr", "127.0.0.1:0", "-data", data}, args...)...)
+	cmd.Env = append(os.Environ(), env...)
 	pipe, err := cmd.StderrPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -217,50 +224,15 @@ func TestKillDashNineMixedKVAndSQL(t *testing.T) {
 	data := t.TempDir()
 	p := start(t, data)
 	httpClient := &http.Client{Timeout: 10 * time.Second}
-	wallets := walletv1durable.NewWalletClient(httpClient, p.url)
-	events := analyticsv1durable.NewAnalyticsClient(httpClient, p.url)
-
-	const callers, maxCalls = 16, 2000
-	var maxBalance atomic.Int64 // highest balance a deposit acknowledged
-	var tracked, deposits, attemptedEvents, attemptedDeposits atomic.Int64
+	load := startMixedLoad(p, "kill-wallet", "kill-analytics", 1, 16, 2000)
+	load.waitFor(t, 200)
+	maxBalance, tracked, deposits, attemptedDeposits, attemptedEvents := &load.maxBalance, &load.tracked, &load.deposits, &load.attemptedDeposits, &load.attemptedEvents
 	ctx := context.Background()
-	var wg sync.WaitGroup
-	for c := range callers {
-		wg.Go(func() {
-			wallet := wallets.Get(wallets.IDFromName("kill-wallet"))
-			analytics := events.Get(events.IDFromName("kill-analytics"))
-			for range maxCalls {
-				if c%2 == 0 {
-					attemptedDeposits.Add(1)
-					r, err := wallet.Deposit(ctx, &walletv1.DepositRequest{Account: "a", Amount: 1})
-					if err != nil {
-						return
-					}
-					deposits.Add(1)
-					for old := maxBalance.Load(); r.GetBalance() > old && !maxBalance.CompareAndSwap(old, r.GetBalance()); old = maxBalance.Load() {
-					}
-				} else {
-					attemptedEvents.Add(1)
-					if _, err := analytics.TrackEvent(ctx, &analyticsv1.TrackEventRequest{Name: "click"}); err != nil {
-						return
-					}
-					tracked.Add(1)
-				}
-			}
-		})
-	}
-	deadline := time.Now().Add(60 * time.Second)
-	for (deposits.Load() < 200 || tracked.Load() < 200) && time.Now().Before(deadline) {
-		time.Sleep(time.Millisecond)
-	}
 	if err := p.cmd.Process.Signal(syscall.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
 	<-p.exited
-	wg.Wait()
-	if deposits.Load() < 200 || tracked.Load() < 200 {
-		t.Fatalf("only %d deposits and %d events acknowledged before the deadline", deposits.Load(), tracked.Load())
-	}
+	load.wg.Wait()
 
 	p2 := start(t, data)
 	wallets2 := walletv1durable.NewWalletClient(httpClient, p2.url)
@@ -272,7 +244,7 @@ func TestKillDashNineMixedKVAndSQL(t *testing.T) {
 		t.Errorf("balance %d after restart; acknowledged up to %d, attempted %d", b.GetBalance(), maxBalance.Load(), attemptedDeposits.Load())
 	}
 	events2 := analyticsv1durable.NewAnalyticsClient(httpClient, p2.url)
-	counts, err := events2.Get(events2.IDFromName("kill-analytics")).GetEventCounts(ctx, &analyticsv1.GetEventCountsRequest{})
+	counts, err := events2.Get(events2.IDFromName("kill-analytics-0")).GetEventCounts(ctx, &analyticsv1.GetEventCountsRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
