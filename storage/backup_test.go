@@ -19,7 +19,7 @@ func filledDB(t testing.TB, rows, size int) *DB {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { db.Close() })
-	c, err := open(db.Path(), 0x2)
+	c, err := open(db.path, 0x2)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -37,7 +37,7 @@ func TestBackupFileIsConsistentAndComplete(t *testing.T) {
 	commitWith(t, db, "C", [32]byte{7}, "seven", "last")
 	for _, m := range []backupMethod{backupVacuum, backupPages} {
 		dst := filepath.Join(t.TempDir(), "copy", "objects.db")
-		if err := backupFile(ctx, db.Path(), dst, m); err != nil {
+		if err := backupFile(ctx, db.path, dst, m); err != nil {
 			t.Fatal(err)
 		}
 		copyDB, err := Open(dst)
@@ -49,7 +49,7 @@ func TestBackupFileIsConsistentAndComplete(t *testing.T) {
 			t.Errorf("method %d: entry %+v %v %v", m, e, found, err)
 		}
 		copyDB.Close()
-		if err := backupFile(ctx, db.Path(), dst, m); err == nil {
+		if err := backupFile(ctx, db.path, dst, m); err == nil {
 			t.Errorf("method %d: backup over an existing file succeeded", m)
 		}
 	}
@@ -68,7 +68,7 @@ func BenchmarkBackupFile(b *testing.B) {
 }
 
 func benchBackupFile(b *testing.B, shape string, db *DB) {
-	st, _ := os.Stat(db.Path())
+	st, _ := os.Stat(db.path)
 	for _, m := range []struct {
 		name string
 		m    backupMethod
@@ -77,7 +77,7 @@ func benchBackupFile(b *testing.B, shape string, db *DB) {
 			b.SetBytes(st.Size())
 			dir := b.TempDir()
 			for i := range b.N {
-				if err := backupFile(context.Background(), db.Path(), filepath.Join(dir, fmt.Sprint(i)), m.m); err != nil {
+				if err := backupFile(context.Background(), db.path, filepath.Join(dir, fmt.Sprint(i)), m.m); err != nil {
 					b.Fatal(err)
 				}
 				os.Remove(filepath.Join(dir, fmt.Sprint(i)))
