@@ -106,6 +106,7 @@ export function setupInspector(): { shown: () => void } {
   const sqlStatus = byId<HTMLParagraphElement>("inspector-sql-status");
   const rowsHead = byId<HTMLTableSectionElement>("inspector-rows-head");
   const rows = byId<HTMLTableSectionElement>("inspector-rows");
+  const tables = byId<HTMLSpanElement>("inspector-tables");
 
   tokenInput.value = sessionStorage.getItem(tokenKey) ?? "";
   // Admin calls run one at a time: a poll never overtakes a save.
@@ -122,6 +123,8 @@ export function setupInspector(): { shown: () => void } {
   /** Whether the state was edited since it was last read: polls then leave it alone. */
   let dirty = false;
   let timer: number | undefined;
+  /** The query last run, run again by the polls; "" for none. */
+  let lastQuery = "";
 
   let client: Client<typeof AdminService> | undefined;
   let clientTransport: unknown;
@@ -153,64 +156,108 @@ export function setupInspector(): { shown: () => void } {
     }
   }
 
+  // Polls update the lists in place, element by element: replacing them
+  // every poll would lose a click that lands as the row is replaced.
+  let classItems = new Map<string, { li: HTMLLIElement; button: HTMLButtonElement; count: HTMLSpanElement }>();
+  let objectItems = new Map<string, HTMLTableRowElement>();
+
+  /** Makes parent's children nodes, moving nothing that is already in place. */
+  function setChildren(parent: HTMLElement, nodes: Node[]): void {
+    const same = parent.childNodes.length === nodes.length && nodes.every((n, i) => parent.childNodes[i] === n);
+    if (!same) parent.replaceChildren(...nodes);
+  }
+  /** What each table body shows, so that a poll bringing the same leaves it alone (and a selection in it). */
+  const shownData = new WeakMap<HTMLElement, string>();
+  function rebuild(parent: HTMLElement, data: unknown, build: () => Node[]): void {
+    const key = JSON.stringify(data);
+    if (shownData.get(parent) === key) return;
+    shownData.set(parent, key);
+    parent.replaceChildren(...build());
+  }
+  function setText(e: HTMLElement, text: string): void {
+    if (e.textContent !== text) e.textContent = text;
+  }
+
+  function selectClass(name: string): void {
+    selectedClass = name;
+    cursor = "";
+    selected = undefined;
+    objectPane.hidden = true;
+    renderClasses();
+    void calls.run(loadObjects).catch(fail);
+  }
+
   function renderClasses(): void {
-    classList.replaceChildren(
-      ...classes.map((c) => {
+    const next = new Map<string, { li: HTMLLIElement; button: HTMLButtonElement; count: HTMLSpanElement }>();
+    const lis = classes.map((c) => {
+      let item = classItems.get(c.name);
+      if (!item) {
         const button = el("button", { testid: "inspector-class", text: c.name, title: c.service });
         button.type = "button";
         button.dataset.class = c.name;
-        button.setAttribute("aria-pressed", String(c.name === selectedClass));
-        button.addEventListener("click", () => {
-          selectedClass = c.name;
-          cursor = "";
-          selected = undefined;
-          objectPane.hidden = true;
-          renderClasses();
-          void calls.run(loadObjects).catch(fail);
-        });
-        const count = el("span", { className: "count", text: `${c.storedObjects} stored${c.sql ? " · SQL" : ""}` });
-        return el("li", {}, button, count);
-      }),
-    );
-    className.textContent = selectedClass === "" ? "" : `of ${selectedClass}`;
+        button.addEventListener("click", () => selectClass(c.name));
+        const count = el("span", { className: "count" });
+        item = { li: el("li", {}, button, count), button, count };
+      }
+      item.button.setAttribute("aria-pressed", String(c.name === selectedClass));
+      setText(item.count, `${c.storedObjects} stored${c.sql ? " · SQL" : ""}`);
+      next.set(c.name, item);
+      return item.li;
+    });
+    classItems = next;
+    setChildren(classList, lis);
+    setText(className, selectedClass === "" ? "" : `of ${selectedClass}`);
+  }
+
+  function selectObject(id: string, name: string): void {
+    selected = { className: selectedClass, id, name };
+    dirty = false;
+    stateStatus.textContent = "";
+    delete stateStatus.dataset.state;
+    stateText.value = "";
+    for (const t of [rows, rowsHead, kvRows, tables]) {
+      t.replaceChildren();
+      shownData.delete(t);
+    }
+    sqlStatus.textContent = "";
+    delete sqlStatus.dataset.state;
+    delete sqlStatus.dataset.query;
+    lastQuery = "";
+    for (const [rowId, tr] of objectItems) tr.classList.toggle("selected", rowId === id);
+    void calls.run(loadObject).then(loadTables).catch(fail);
   }
 
   function renderObjects(objects: ObjectInfo[]): void {
-    if (objects.length === 0) {
+    const next = new Map<string, HTMLTableRowElement>();
+    const trs = objects.map((o) => {
+      let tr = objectItems.get(o.id);
+      if (!tr) {
+        tr = el("tr", { testid: "inspector-object-row" }, el("td"), el("td", { className: "mono", title: o.id }), el("td"), el("td"), el("td"), el("td"));
+        tr.dataset.id = o.id;
+        const row = tr;
+        tr.addEventListener("click", () => selectObject(o.id, row.dataset.name ?? ""));
+      }
+      tr.dataset.name = o.name;
+      const texts = [
+        o.name === "" ? "–" : o.name,
+        o.id.slice(0, 12),
+        o.lastWriteMs === 0n ? "–" : clock(o.lastWriteMs),
+        size(o.storageBytes),
+        o.alarmMs === undefined ? "–" : clock(o.alarmMs),
+        o.active ? "yes" : "no",
+      ];
+      texts.forEach((t, i) => setText(tr.children[i] as HTMLElement, t));
+      tr.classList.toggle("selected", selected?.id === o.id);
+      next.set(o.id, tr);
+      return tr;
+    });
+    objectItems = next;
+    if (trs.length === 0) {
       const td = el("td", { className: "empty", text: "No stored objects." });
       td.colSpan = 6;
-      objectRows.replaceChildren(el("tr", {}, td));
-    } else {
-      objectRows.replaceChildren(
-        ...objects.map((o) => {
-          const tr = el(
-            "tr",
-            { testid: "inspector-object-row" },
-            el("td", { text: o.name === "" ? "–" : o.name }),
-            el("td", { className: "mono", text: o.id.slice(0, 12), title: o.id }),
-            el("td", { text: o.lastWriteMs === 0n ? "–" : clock(o.lastWriteMs) }),
-            el("td", { text: size(o.storageBytes) }),
-            el("td", { text: o.alarmMs === undefined ? "–" : clock(o.alarmMs) }),
-            el("td", { text: o.active ? "yes" : "no" }),
-          );
-          tr.dataset.name = o.name;
-          tr.dataset.id = o.id;
-          tr.classList.toggle("selected", selected?.id === o.id);
-          tr.addEventListener("click", () => {
-            selected = { className: selectedClass, id: o.id, name: o.name };
-            dirty = false;
-            stateStatus.textContent = "";
-            stateText.value = "";
-            rows.replaceChildren();
-            rowsHead.replaceChildren();
-            sqlStatus.textContent = "";
-            renderObjects(objects);
-            void calls.run(loadObject).catch(fail);
-          });
-          return tr;
-        }),
-      );
+      trs.push(el("tr", {}, td));
     }
+    setChildren(objectRows, trs);
     firstButton.disabled = cursor === "";
     nextButton.disabled = nextCursor === "";
   }
@@ -256,15 +303,16 @@ export function setupInspector(): { shown: () => void } {
     ]);
     if (selected !== s) return;
     alarm.textContent = at.atMs === undefined ? "none" : new Date(Number(at.atMs)).toLocaleString();
-    if (kv.entries.length === 0) {
-      const td = el("td", { className: "empty", text: "No KV entries." });
-      td.colSpan = 2;
-      kvRows.replaceChildren(el("tr", {}, td));
-    } else {
-      kvRows.replaceChildren(
-        ...kv.entries.map((e) => el("tr", { testid: "inspector-kv-row" }, el("td", { className: "mono", text: e.key }), el("td", { className: "mono", text: bytesText(e.value) }))),
-      );
-    }
+    alarm.dataset.at = at.atMs === undefined ? "" : at.atMs.toString();
+    const entries = kv.entries.map((e) => [e.key, bytesText(e.value)]);
+    rebuild(kvRows, entries, () => {
+      if (entries.length === 0) {
+        const td = el("td", { className: "empty", text: "No KV entries." });
+        td.colSpan = 2;
+        return [el("tr", {}, td)];
+      }
+      return entries.map(([k, v]) => el("tr", { testid: "inspector-kv-row" }, el("td", { className: "mono", text: k }), el("td", { className: "mono", text: v })));
+    });
   }
 
   /** Reads everything shown again; the polls' job. */
@@ -272,6 +320,7 @@ export function setupInspector(): { shown: () => void } {
     await loadClasses();
     await loadObjects();
     await loadObject();
+    if (lastQuery !== "" && selected) await query(selected, lastQuery);
   }
 
   const visible = () => !panel.hidden && document.visibilityState === "visible";
@@ -376,28 +425,59 @@ export function setupInspector(): { shown: () => void } {
       );
   });
 
+  /** Runs q on the SQL object s and shows its rows, or why it failed. */
+  async function query(s: Selected, q: string): Promise<void> {
+    try {
+      const res = await admin().querySQL({ object: ref(s), query: q, limit: rowLimit }, opts());
+      if (selected !== s) return;
+      sqlStatus.dataset.query = q;
+      rebuild(rowsHead, res.columns, () => [el("tr", {}, ...res.columns.map((c) => el("th", { text: c })))]);
+      const cells = res.rows.map((r) => r.values.map(cell));
+      rebuild(rows, cells, () => cells.map((r) => el("tr", { testid: "inspector-row" }, ...r.map((v) => el("td", { text: v })))));
+      sqlStatus.dataset.state = "ok";
+      sqlStatus.classList.remove("error");
+      sqlStatus.textContent = `${res.rows.length} row${res.rows.length === 1 ? "" : "s"}${res.truncated ? ` (only the first ${rowLimit})` : ""}, read at ${clock(Date.now())}.`;
+    } catch (err) {
+      const { state } = explain(err);
+      if (state === "disabled" || state === "refused") throw err;
+      if (selected !== s) return;
+      if (lastQuery === q) lastQuery = ""; // polls do not repeat a failing query
+      sqlStatus.dataset.query = q;
+      sqlStatus.dataset.state = "error";
+      sqlStatus.classList.add("error");
+      sqlStatus.textContent = `Query failed: ${ConnectError.from(err).rawMessage}`;
+    }
+  }
+
   function runQuery(): void {
     const s = selected;
-    if (!s) return;
-    const query = queryInput.value;
-    calls
-      .run(() => admin().querySQL({ object: ref(s), query, limit: rowLimit }, opts()))
-      .then(
-        (res) => {
-          if (selected !== s) return;
-          rowsHead.replaceChildren(el("tr", {}, ...res.columns.map((c) => el("th", { text: c }))));
-          rows.replaceChildren(...res.rows.map((r) => el("tr", { testid: "inspector-row" }, ...r.values.map((v) => el("td", { text: cell(v) })))));
-          sqlStatus.dataset.state = "ok";
-          sqlStatus.classList.remove("error");
-          sqlStatus.textContent = `${res.rows.length} row${res.rows.length === 1 ? "" : "s"}${res.truncated ? ` (only the first ${rowLimit})` : ""}.`;
-        },
-        (err: unknown) => {
-          if (selected !== s) return;
-          sqlStatus.dataset.state = "error";
-          sqlStatus.classList.add("error");
-          sqlStatus.textContent = `Query failed: ${ConnectError.from(err).rawMessage}`;
-        },
-      );
+    const q = queryInput.value.trim();
+    if (!s || q === "") return;
+    lastQuery = q; // polls run it from now on
+    void calls.run(() => query(s, q)).catch(fail);
+  }
+
+  /** Lists the SQL object's tables, each a button that queries it. */
+  async function loadTables(): Promise<void> {
+    const s = selected;
+    if (!s || sqlPane.hidden) return;
+    const res = await calls.run(() =>
+      admin().querySQL({ object: ref(s), query: "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite_%' ORDER BY name", limit: rowLimit }, opts()),
+    );
+    if (selected !== s) return;
+    tables.replaceChildren(
+      ...res.rows.map((r) => {
+        const name = r.values[0] ? cell(r.values[0]) : "";
+        const button = el("button", { testid: "inspector-table", text: name });
+        button.type = "button";
+        button.dataset.table = name;
+        button.addEventListener("click", () => {
+          queryInput.value = `SELECT * FROM "${name.replaceAll('"', '""')}"`;
+          runQuery();
+        });
+        return button;
+      }),
+    );
   }
   runButton.addEventListener("click", runQuery);
   queryInput.addEventListener("keydown", (ev) => {

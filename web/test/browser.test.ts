@@ -336,10 +336,17 @@ describe("the example server's page", { skip: server ? false : "set DURABLE_SERV
     }
     /** Opens the object named name of class in the inspector. */
     async function openObject(page: Page, cls: string, name: string): Promise<void> {
-      await page.locator(`[data-testid="inspector-class"][data-class="${cls}"]`).click();
-      await page.getByTestId("inspector-prefix").fill(name);
-      await page.locator(`[data-testid="inspector-object-row"][data-name="${name}"]`).click();
-      await page.locator(`[data-testid="inspector-object"][data-name="${name}"]`).waitFor();
+      try {
+        await page.locator(`[data-testid="inspector-class"][data-class="${cls}"]`).click();
+        await page.getByTestId("inspector-prefix").fill(name);
+        await page.locator(`[data-testid="inspector-object-row"][data-name="${name}"]`).click();
+        await page.locator(`[data-testid="inspector-object"][data-name="${name}"]`).waitFor();
+      } catch (err) {
+        await page.screenshot({ path: `${results}inspector-failed.png`, fullPage: true });
+        const shown = await page.getByTestId("inspector-objects").textContent();
+        const st = await page.getByTestId("inspector-status").textContent();
+        assert.fail(`inspector: no ${cls} "${name}" to open; the objects shown: ${shown} (${st}): ${err}`);
+      }
     }
 
     // Without -admin, the page says the admin service is not enabled.
@@ -407,13 +414,32 @@ describe("the example server's page", { skip: server ? false : "set DURABLE_SERV
       await page.locator('[data-testid="inspector-panel"][data-polling="true"]').waitFor();
       await stateShows(page, "value", "43");
 
-      // KV entries: a Wallet keeps its balances there.
+      // KV entries: a Wallet keeps its balances there; over gRPC-Web this time.
+      const adminContentTypes: string[] = [];
+      page.on("request", (req) => {
+        if (req.url().includes("/durable.v1.AdminService/")) adminContentTypes.push(req.headers()["content-type"] ?? "");
+      });
+      await page.getByTestId("protocol").selectOption("grpc-web");
       const wallet = `wallet-${run}`;
       await call("examples.wallet.v1.Wallet", "Deposit", wallet, { account: "alice", amount: 5 });
       await openObject(page, "Wallet", wallet);
       const kv = page.getByTestId("inspector-kv-row");
       await kv.filter({ hasText: "alice" }).waitFor();
       assert.match((await kv.filter({ hasText: "alice" }).textContent()) ?? "", /5$/);
+      await call("examples.wallet.v1.Wallet", "Deposit", wallet, { account: "alice", amount: 2 });
+      await kv.filter({ hasText: /alice.*7$/ }).waitFor();
+      assert.ok(adminContentTypes.length >= 3, `want admin RPCs over gRPC-Web, saw ${adminContentTypes.length}`);
+      for (const ct of adminContentTypes) assert.equal(ct, "application/grpc-web+proto", `an admin RPC went as ${ct}`);
+      await page.getByTestId("protocol").selectOption("connect");
+
+      // The alarm: a Session sets one for its idle timeout. (SetData, since a
+      // session only touched in the millisecond Init ran is never stored.)
+      const session = `session-${run}`;
+      await call("examples.session.v1.Session", "SetData", session, { key: "k", value: "v" });
+      await openObject(page, "Session", session);
+      await page.locator('[data-testid="inspector-alarm"][data-at]:not([data-at=""])').waitFor();
+      const at = Number(await page.getByTestId("inspector-alarm").getAttribute("data-at"));
+      assert.ok(at > Date.now(), `the alarm is at ${at}, not after now`);
 
       // SQL rows: a Document keeps its history in its SQL database.
       const doc = `inspect-doc-${run}`;
@@ -424,24 +450,33 @@ describe("the example server's page", { skip: server ? false : "set DURABLE_SERV
       await editor.locator('[data-testid="document-status"][data-state="connected"]').waitFor();
       await editor.getByTestId("document-content").fill("Written to be inspected.");
       await documentShows(editor, "Written to be inspected.", "1");
-      await editor.close();
       await openObject(page, "Document", doc);
+      const cells = () => page.getByTestId("inspector-row").evaluateAll((trs) => trs.map((tr) => Array.from(tr.children, (td) => td.textContent)));
+      // Its tables are listed; one click shows a table's rows.
+      const sqlStatus = (state: string, query: string) =>
+        page.locator(`[data-testid="inspector-sql-status"][data-state="${state}"][data-query="${query.replaceAll('"', '\\"')}"]`).waitFor();
+      await page.locator('[data-testid="inspector-table"][data-table="history"]').click();
+      await sqlStatus("ok", 'SELECT * FROM "history"');
+      assert.deepEqual(await page.locator("#inspector-rows-head th").allTextContents(), ["version", "content", "author", "timestamp"]);
+      assert.deepEqual((await cells()).map((r) => r.slice(0, 3)), [["1", "Written to be inspected.", "ann"]]);
       await page.getByTestId("inspector-query").fill("SELECT version, author, content FROM history ORDER BY version");
       await page.getByTestId("inspector-run").click();
-      await page.locator('[data-testid="inspector-sql-status"][data-state="ok"]').waitFor();
-      assert.deepEqual(
-        await page.getByTestId("inspector-row").evaluateAll((trs) => trs.map((tr) => Array.from(tr.children, (td) => td.textContent))),
-        [["1", "ann", "Written to be inspected."]],
-      );
+      await sqlStatus("ok", "SELECT version, author, content FROM history ORDER BY version");
+      assert.deepEqual(await cells(), [["1", "ann", "Written to be inspected."]]);
       await page.screenshot({ path: `${results}inspector-sql.png`, fullPage: true });
       // The query box is read-only.
       await page.getByTestId("inspector-query").fill("DELETE FROM history");
       await page.getByTestId("inspector-run").click();
-      await page.locator('[data-testid="inspector-sql-status"][data-state="error"]').waitFor();
+      await sqlStatus("error", "DELETE FROM history");
       await page.getByTestId("inspector-query").fill("SELECT count(*) FROM history");
       await page.getByTestId("inspector-run").click();
-      await page.locator('[data-testid="inspector-sql-status"][data-state="ok"]').waitFor();
-      assert.deepEqual(await page.getByTestId("inspector-row").evaluateAll((trs) => trs.map((tr) => tr.textContent)), ["1"]);
+      await sqlStatus("ok", "SELECT count(*) FROM history");
+      assert.deepEqual(await cells(), [["1"]]);
+      // Another edit: the poll runs the query again.
+      await editor.getByTestId("document-content").fill("Written to be inspected, twice.");
+      await documentShows(editor, "Written to be inspected, twice.", "2");
+      await page.getByTestId("inspector-row").filter({ hasText: /^2$/ }).waitFor();
+      await editor.close();
     } finally {
       await ctx.close();
       // As the other tests found it.
