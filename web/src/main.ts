@@ -1,14 +1,16 @@
-// The example server's page: tabs for the Counter, the ChatRoom and the
-// Document, and the protocol every RPC goes over.
+// The example server's page: tabs for the Counter, the ChatRoom, the
+// Document and the Inspector (the admin service), and the protocol every RPC
+// goes over.
 
 import "./style.css";
 import { setupChat } from "./chat";
 import { setupCounter } from "./counter";
 import { byId } from "./dom";
 import { setupDocument } from "./document";
+import { setupInspector } from "./inspector";
 import { initialProtocol, isProtocol, protocolNames, rememberProtocol, useProtocol, type Protocol } from "./rpc";
 
-const tabs = ["counter", "chat", "document"] as const;
+const tabs = ["counter", "chat", "document", "inspector"] as const;
 
 function showTab(): void {
   const hash = window.location.hash.slice(1);
@@ -19,6 +21,7 @@ function showTab(): void {
   for (const link of document.querySelectorAll<HTMLElement>("[data-tab]")) {
     link.setAttribute("aria-selected", String(link.dataset.tab === tab));
   }
+  inspector.shown();
 }
 
 const select = byId<HTMLSelectElement>("protocol");
@@ -36,6 +39,7 @@ switchProtocol(protocol);
 const counter = setupCounter();
 setupChat();
 setupDocument();
+const inspector = setupInspector();
 
 select.addEventListener("change", () => {
   if (!isProtocol(select.value)) return;

@@ -2,6 +2,7 @@
 // from @connectrpc/connect-web, to the server that served the page), and the
 // page's namespaces over it, rebuilt when the protocol changes.
 
+import type { Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-web";
 import { createCounterNamespace } from "./gen/examples/counter/v1/counter_durable";
 import { createChatRoomNamespace } from "./gen/examples/chat/v1/chat_durable";
@@ -41,6 +42,8 @@ export function rememberProtocol(protocol: Protocol): void {
 
 export type Namespaces = {
   protocol: Protocol;
+  /** The transport itself, for clients of services that are not objects (the admin service). */
+  transport: Transport;
   counters: ReturnType<typeof createCounterNamespace>;
   rooms: ReturnType<typeof createChatRoomNamespace>;
   documents: ReturnType<typeof createDocumentNamespace>;
@@ -58,6 +61,7 @@ export function useProtocol(protocol: Protocol): void {
     protocol === "grpc-web" ? createGrpcWebTransport({ baseUrl }) : createConnectTransport({ baseUrl });
   current = {
     protocol,
+    transport,
     counters: createCounterNamespace(transport),
     rooms: createChatRoomNamespace(transport),
     documents: createDocumentNamespace(transport),

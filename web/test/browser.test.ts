@@ -295,4 +295,192 @@ describe("the example server's page", { skip: server ? false : "set DURABLE_SERV
       await server!.restart();
     }
   });
+
+  test("inspector: finds the Counter, shows and edits its state, KV entries and SQL rows; refuses a wrong token; says when admin is off", { timeout: 120_000 }, async () => {
+    const token = `operator-${run}`;
+    /** A Connect (JSON) call from Node to the object of service named name. */
+    const call = async (service: string, method: string, name: string, body: unknown) => {
+      const res = await fetch(`${server!.url}/${service}/${method}`, {
+        method: "POST",
+        headers: { "Content-Type": "application/json", "Durable-Object-Name": name },
+        body: JSON.stringify(body),
+      });
+      const text = await res.text();
+      assert.equal(res.status, 200, `${service}/${method}: ${text}`);
+      return JSON.parse(text) as Record<string, unknown>;
+    };
+    const status = (page: Page, state: string) => page.locator(`[data-testid="inspector-status"][data-state="${state}"]`);
+    async function login(page: Page, t: string): Promise<void> {
+      await page.getByTestId("inspector-token").fill(t);
+      await page.getByTestId("inspector-connect").click();
+    }
+    /** Waits until the state's textarea holds JSON whose field is value. */
+    async function stateShows(page: Page, field: string, value: string): Promise<void> {
+      try {
+        await page.waitForFunction(
+          ([f, v]) => {
+            const text = document.querySelector<HTMLTextAreaElement>('[data-testid="inspector-state"]')?.value ?? "";
+            try {
+              return (JSON.parse(text) as Record<string, unknown>)[f] === v;
+            } catch {
+              return false;
+            }
+          },
+          [field, value] as const,
+          { timeout: stepTimeoutMs },
+        );
+      } catch (err) {
+        const shown = await page.getByTestId("inspector-state").inputValue();
+        assert.fail(`inspector: want ${field} = ${value} in the state, the page shows ${shown}: ${err}`);
+      }
+    }
+    /** Opens the object named name of class in the inspector. */
+    async function openObject(page: Page, cls: string, name: string): Promise<void> {
+      try {
+        await page.locator(`[data-testid="inspector-class"][data-class="${cls}"]`).click();
+        await page.getByTestId("inspector-prefix").fill(name);
+        await page.locator(`[data-testid="inspector-object-row"][data-name="${name}"]`).click();
+        await page.locator(`[data-testid="inspector-object"][data-name="${name}"]`).waitFor();
+      } catch (err) {
+        await page.screenshot({ path: `${results}inspector-failed.png`, fullPage: true });
+        const shown = await page.getByTestId("inspector-objects").textContent();
+        const st = await page.getByTestId("inspector-status").textContent();
+        assert.fail(`inspector: no ${cls} "${name}" to open; the objects shown: ${shown} (${st}): ${err}`);
+      }
+    }
+
+    // Without -admin, the page says the admin service is not enabled.
+    const ctx = await newContext();
+    try {
+      const off = await open(ctx, "/#inspector");
+      await login(off, token);
+      await status(off, "disabled").waitFor();
+      assert.match((await off.getByTestId("inspector-status").textContent()) ?? "", /not enabled/);
+      await off.screenshot({ path: `${results}inspector-disabled.png`, fullPage: true });
+      await off.close();
+
+      await server!.restart(["-admin"], { DURABLE_ADMIN_TOKEN: token });
+      const counter = `inspect-${run}`;
+      const page = await open(ctx, "/#counter");
+      await page.getByTestId("counter-name").fill(counter);
+      await counterShows(page, counter, "0");
+      for (let i = 0; i < 3; i++) await page.getByTestId("counter-increment").click();
+      await counterShows(page, counter, "3");
+
+      // A wrong token is refused, and nothing is shown.
+      await page.getByTestId("tab-inspector").click();
+      await login(page, `${token}-wrong`);
+      await status(page, "refused").waitFor();
+      assert.match((await page.getByTestId("inspector-status").textContent()) ?? "", /refused the token/);
+      assert.equal(await page.getByTestId("inspector-body").isHidden(), true);
+      await page.screenshot({ path: `${results}inspector-refused.png`, fullPage: true });
+
+      // The right token: the token stays out of the URL, in session storage.
+      await login(page, token);
+      await status(page, "connected").waitFor();
+      assert.ok(!page.url().includes(token), `the token is in the URL ${page.url()}`);
+      assert.equal(await page.evaluate(() => sessionStorage.getItem("durable.admin.token")), token);
+      await openObject(page, "Counter", counter);
+      await stateShows(page, "value", "3");
+
+      // A call changes the object: the poll shows it.
+      await call("examples.counter.v1.Counter", "Increment", counter, { amount: 1 });
+      await stateShows(page, "value", "4");
+      await page.screenshot({ path: `${results}inspector-counter.png`, fullPage: true });
+
+      // Bad edits are refused with the reason, and change nothing.
+      const saveStatus = (state: string) => page.locator(`[data-testid="inspector-state-status"][data-state="${state}"]`);
+      for (const bad of ['{"value": ', '{"value": "many"}', '{"nosuchfield": 1}']) {
+        await page.getByTestId("inspector-state").fill(bad);
+        await page.getByTestId("inspector-save").click();
+        await saveStatus("error").waitFor();
+        assert.match((await page.getByTestId("inspector-state-status").textContent()) ?? "", /^Not saved: ./);
+      }
+      await page.screenshot({ path: `${results}inspector-bad-state.png`, fullPage: true });
+      assert.deepEqual(await call("examples.counter.v1.Counter", "GetValue", counter, {}), { value: "4" });
+
+      // An edit is saved, and a later call returns it.
+      await page.getByTestId("inspector-state").fill('{"value": "42"}');
+      await page.getByTestId("inspector-save").click();
+      await saveStatus("saved").waitFor();
+      assert.deepEqual(await call("examples.counter.v1.Counter", "GetValue", counter, {}), { value: "42" });
+      await page.getByTestId("tab-counter").click();
+      await page.getByTestId("counter-increment").click();
+      await counterShows(page, counter, "43");
+
+      // Polling stops while the tab is hidden, and starts again when it is shown.
+      assert.equal(await page.getByTestId("inspector-panel").getAttribute("data-polling"), "false");
+      await page.getByTestId("tab-inspector").click();
+      await page.locator('[data-testid="inspector-panel"][data-polling="true"]').waitFor();
+      await stateShows(page, "value", "43");
+
+      // KV entries: a Wallet keeps its balances there; over gRPC-Web this time.
+      const adminContentTypes: string[] = [];
+      page.on("request", (req) => {
+        if (req.url().includes("/durable.v1.AdminService/")) adminContentTypes.push(req.headers()["content-type"] ?? "");
+      });
+      await page.getByTestId("protocol").selectOption("grpc-web");
+      const wallet = `wallet-${run}`;
+      await call("examples.wallet.v1.Wallet", "Deposit", wallet, { account: "alice", amount: 5 });
+      await openObject(page, "Wallet", wallet);
+      const kv = page.getByTestId("inspector-kv-row");
+      await kv.filter({ hasText: "alice" }).waitFor();
+      assert.match((await kv.filter({ hasText: "alice" }).textContent()) ?? "", /5$/);
+      await call("examples.wallet.v1.Wallet", "Deposit", wallet, { account: "alice", amount: 2 });
+      await kv.filter({ hasText: /alice.*7$/ }).waitFor();
+      assert.ok(adminContentTypes.length >= 3, `want admin RPCs over gRPC-Web, saw ${adminContentTypes.length}`);
+      for (const ct of adminContentTypes) assert.equal(ct, "application/grpc-web+proto", `an admin RPC went as ${ct}`);
+      await page.getByTestId("protocol").selectOption("connect");
+
+      // The alarm: a Session sets one for its idle timeout. (SetData, since a
+      // session only touched in the millisecond Init ran is never stored.)
+      const session = `session-${run}`;
+      await call("examples.session.v1.Session", "SetData", session, { key: "k", value: "v" });
+      await openObject(page, "Session", session);
+      await page.locator('[data-testid="inspector-alarm"][data-at]:not([data-at=""])').waitFor();
+      const at = Number(await page.getByTestId("inspector-alarm").getAttribute("data-at"));
+      assert.ok(at > Date.now(), `the alarm is at ${at}, not after now`);
+
+      // SQL rows: a Document keeps its history in its SQL database.
+      const doc = `inspect-doc-${run}`;
+      const editor = await open(ctx, "/#document");
+      await editor.getByTestId("document-name").fill(doc);
+      await editor.getByTestId("document-author").fill("ann");
+      await editor.getByTestId("document-connect").click();
+      await editor.locator('[data-testid="document-status"][data-state="connected"]').waitFor();
+      await editor.getByTestId("document-content").fill("Written to be inspected.");
+      await documentShows(editor, "Written to be inspected.", "1");
+      await openObject(page, "Document", doc);
+      const cells = () => page.getByTestId("inspector-row").evaluateAll((trs) => trs.map((tr) => Array.from(tr.children, (td) => td.textContent)));
+      // Its tables are listed; one click shows a table's rows.
+      const sqlStatus = (state: string, query: string) =>
+        page.locator(`[data-testid="inspector-sql-status"][data-state="${state}"][data-query="${query.replaceAll('"', '\\"')}"]`).waitFor();
+      await page.locator('[data-testid="inspector-table"][data-table="history"]').click();
+      await sqlStatus("ok", 'SELECT * FROM "history"');
+      assert.deepEqual(await page.locator("#inspector-rows-head th").allTextContents(), ["version", "content", "author", "timestamp"]);
+      assert.deepEqual((await cells()).map((r) => r.slice(0, 3)), [["1", "Written to be inspected.", "ann"]]);
+      await page.getByTestId("inspector-query").fill("SELECT version, author, content FROM history ORDER BY version");
+      await page.getByTestId("inspector-run").click();
+      await sqlStatus("ok", "SELECT version, author, content FROM history ORDER BY version");
+      assert.deepEqual(await cells(), [["1", "ann", "Written to be inspected."]]);
+      await page.screenshot({ path: `${results}inspector-sql.png`, fullPage: true });
+      // The query box is read-only.
+      await page.getByTestId("inspector-query").fill("DELETE FROM history");
+      await page.getByTestId("inspector-run").click();
+      await sqlStatus("error", "DELETE FROM history");
+      await page.getByTestId("inspector-query").fill("SELECT count(*) FROM history");
+      await page.getByTestId("inspector-run").click();
+      await sqlStatus("ok", "SELECT count(*) FROM history");
+      assert.deepEqual(await cells(), [["1"]]);
+      // Another edit: the poll runs the query again.
+      await editor.getByTestId("document-content").fill("Written to be inspected, twice.");
+      await documentShows(editor, "Written to be inspected, twice.", "2");
+      await page.getByTestId("inspector-row").filter({ hasText: /^2$/ }).waitFor();
+      await editor.close();
+    } finally {
+      await ctx.close();
+      // As the other tests found it.
+      await server!.restart();
+    }
+  });
 });

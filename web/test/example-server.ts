@@ -31,12 +31,16 @@ export class ExampleServer {
     this.url = `http://${opts.addr}`;
   }
 
-  /** Starts the server, with the flags args added, and waits until it serves the page. */
-  async start(args: string[] = []): Promise<void> {
+  /**
+   * Starts the server, with the flags args and the environment variables env
+   * added to this process's, and waits until it serves the page.
+   */
+  async start(args: string[] = [], env: Record<string, string> = {}): Promise<void> {
     if (this.child) throw new Error("the server is already running");
     const log = openSync(this.opts.logFile, "a");
     const child = spawn(this.opts.bin, ["-addr", this.opts.addr, "-data", this.opts.dataDir, ...args], {
       stdio: ["ignore", log, log],
+      env: { ...process.env, ...env },
     });
     closeSync(log);
     this.child = child;
@@ -80,10 +84,10 @@ export class ExampleServer {
     if (this.opts.pidFile) rmSync(this.opts.pidFile, { force: true });
   }
 
-  /** Restarts the server with the flags args added. */
-  async restart(args: string[] = []): Promise<void> {
+  /** Restarts the server with the flags args and the environment env added. */
+  async restart(args: string[] = [], env: Record<string, string> = {}): Promise<void> {
     await this.stop();
-    await this.start(args);
+    await this.start(args, env);
   }
 
   /** Kills the server at once; for process exit. */
