@@ -6,6 +6,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"hash"
+	"sync"
 )
 
 // IDLen is the length of an ID's canonical string form: 64 lowercase
@@ -95,6 +97,9 @@ type IDSpace struct {
 	class   string
 	nameKey []byte
 	macKey  []byte
+	// Keyed HMACs, Reset between uses: deriving an ID happens on every
+	// request addressed by name, and a new HMAC costs a dozen allocations.
+	names, macs sync.Pool
 }
 
 // NewIDSpace derives the ID keys of class from secret, which should be at
@@ -119,9 +124,7 @@ func derive(key []byte, label string) []byte {
 // including the empty string; names never become file paths.
 func (s *IDSpace) FromName(name string) ID {
 	id := ID{class: s.class, name: name, resolved: true, named: true}
-	m := hmac.New(sha256.New, s.nameKey)
-	m.Write([]byte(name))
-	copy(id.raw[:16], m.Sum(nil))
+	sum(&s.names, s.nameKey, []byte(name), id.raw[:16])
 	s.seal(&id)
 	return id
 }
@@ -161,11 +164,24 @@ func (s *IDSpace) seal(id *ID) {
 }
 
 func (s *IDSpace) mac(body []byte) [16]byte {
-	m := hmac.New(sha256.New, s.macKey)
-	m.Write(body)
 	var out [16]byte
-	copy(out[:], m.Sum(nil))
+	sum(&s.macs, s.macKey, body, out[:])
 	return out
+}
+
+// sum writes the first len(out) bytes of the HMAC-SHA256 of data under key
+// to out, with an HMAC from pool (all keyed with key).
+func sum(pool *sync.Pool, key, data, out []byte) {
+	m, ok := pool.Get().(hash.Hash)
+	if ok {
+		m.Reset()
+	} else {
+		m = hmac.New(sha256.New, key)
+	}
+	m.Write(data)
+	var buf [sha256.Size]byte
+	copy(out, m.Sum(buf[:0]))
+	pool.Put(m)
 }
 
 // ParseIDBytes checks the syntax of an ID's canonical form, 64 lowercase
