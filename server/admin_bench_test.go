@@ -2,6 +2,7 @@ package server_test
 
 import (
 	"context"
+	"flag"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -96,13 +97,18 @@ func BenchmarkAdminGetState(b *testing.B) {
 // with the admin service mounted: what mounting it costs ordinary calls.
 func BenchmarkConnectUnaryAdminMounted(b *testing.B) { benchConnectUnary(b, server.WithAdmin()) }
 
-// BenchmarkBackupWhileServing backs up a data directory of about 256 MiB
-// (its node database: 65,536 objects' 4 KiB values) while 64 callers
+// backupMiB is the size of BenchmarkBackupWhileServing's data directory:
+// 256 MiB by default, -backup-mib 1024 for the 1 GB the operations issue
+// names (filling it takes a minute).
+var backupMiB = flag.Int("backup-mib", 256, "MiB of 4 KiB values in BenchmarkBackupWhileServing's data directory")
+
+// BenchmarkBackupWhileServing backs up a data directory of -backup-mib MiB
+// (its node database: 256 objects' 4 KiB values per MiB) while 64 callers
 // increment counters chosen at random among 10,000, in process. It reports
 // the backup's throughput, and the callers' rate before and during the
 // backups, and the loss between the two.
 func BenchmarkBackupWhileServing(b *testing.B) {
-	dir := fillDir(b, 65_536, `INSERT INTO kv (class, id, key, value) SELECT 'Bulk', randomblob(32), 'k', randomblob(4096) FROM n`)
+	dir := fillDir(b, *backupMiB*256, `INSERT INTO kv (class, id, key, value) SELECT 'Bulk', randomblob(32), 'k', randomblob(4096) FROM n`)
 	e := newEnvIn(b, dir)
 	ids := make([]durable.ID, 10_000)
 	for i := range ids {
