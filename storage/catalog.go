@@ -101,7 +101,7 @@ func (s *Store) Forget() bool {
 // PutCatalog records the catalog entry of the object (class, id), keeping
 // its stored name when name is "", and returns once it is durable.
 func (db *DB) PutCatalog(ctx context.Context, class string, id [32]byte, name string, writtenMs int64) error {
-	return db.submitWait(ctx, &Batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{name: name, writtenMs: writtenMs}}})
+	return db.submitWait(ctx, &Batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{name: name, writtenMs: writtenMs}}}, "catalog of "+class+" object")
 }
 
 // DeleteObject deletes what the node database holds of the object (class,
@@ -109,18 +109,20 @@ func (db *DB) PutCatalog(ctx context.Context, class string, id [32]byte, name st
 // entry, in one transaction, and returns once that is durable. The server
 // calls it from the object's mailbox, never beside a running call.
 func (db *DB) DeleteObject(ctx context.Context, class string, id [32]byte) error {
-	return db.submitWait(ctx, &Batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{remove: true}}})
+	return db.submitWait(ctx, &Batch{class: class, id: id, kv: &layer{}, side: &sideWrite{cat: &catalogWrite{remove: true}}}, "catalog of "+class+" object")
 }
 
-// submitWait submits b and waits for its commit.
-func (db *DB) submitWait(ctx context.Context, b *Batch) error {
+// submitWait submits b, a write of the node database's own (meta,
+// catalog) rather than an object's call, and waits for its commit; what
+// names the write in an error.
+func (db *DB) submitWait(ctx context.Context, b *Batch, what string) error {
 	done := make(chan error, 1)
 	b.done = func(err error) { done <- err }
 	db.submit(b)
 	select {
 	case err := <-done:
 		if err != nil {
-			return fmt.Errorf("storage: catalog of %s object: %w", b.class, err)
+			return fmt.Errorf("storage: %s: %w", what, err)
 		}
 		return nil
 	case <-ctx.Done():

@@ -39,17 +39,7 @@ func (db *DB) Meta(ctx context.Context, key string) (string, bool, error) {
 // it is durable. Servers record facts about the data directory with it;
 // it is not for objects' data.
 func (db *DB) SetMeta(ctx context.Context, key, value string) error {
-	done := make(chan error, 1)
-	db.submit(&Batch{side: &sideWrite{meta: &metaWrite{key, value}}, kv: &layer{}, done: func(err error) { done <- err }})
-	select {
-	case err := <-done:
-		if err != nil {
-			return fmt.Errorf("storage: write meta %q: %w", key, err)
-		}
-		return nil
-	case <-ctx.Done():
-		return ctx.Err()
-	}
+	return db.submitWait(ctx, &Batch{side: &sideWrite{meta: &metaWrite{key, value}}, kv: &layer{}}, fmt.Sprintf("write meta %q", key))
 }
 
 // applyMeta writes m on the writer's connection, inside the group's
