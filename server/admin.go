@@ -174,11 +174,8 @@ func (n *Namespace[S]) forget(ctx context.Context, key objectkey.Key, o *durable
 		if err := a.store.Close(); err != nil {
 			return err
 		}
-		path := n.srv.sqlPath(key.Class, key.ID)
-		for _, p := range []string{path, path + "-wal", path + "-shm"} {
-			if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("delete the object's database: %w", err)
-			}
+		if err := n.srv.ownDB.RemoveSQLFile(key.Class, key.ID); err != nil {
+			return err
 		}
 		if err := n.srv.ownDB.DeleteObject(ctx, key.Class, key.ID); err != nil {
 			return err
@@ -365,7 +362,7 @@ func (s *adminService) ListObjects(ctx context.Context, req *connect.Request[dur
 			Active:       ns.isActive(e.ID),
 		}
 		if class.SQL {
-			if st, err := os.Stat(s.srv.sqlPath(class.Name, e.ID)); err == nil {
+			if st, err := os.Stat(s.srv.ownDB.SQLPath(class.Name, e.ID)); err == nil {
 				info.StorageBytes = st.Size()
 			}
 		}

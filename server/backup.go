@@ -8,7 +8,6 @@ import (
 	"io/fs"
 	"os"
 	"path/filepath"
-	"strings"
 	"time"
 
 	"connectrpc.com/connect"
@@ -72,20 +71,13 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		return st, fmt.Errorf("server: backup the secret: %w", err)
 	}
-	root := filepath.Join(s.opts.dataDir, "sql")
-	err := filepath.WalkDir(root, func(path string, d fs.DirEntry, err error) error {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil // no SQL object yet
-		}
-		if err != nil || d.IsDir() || !strings.HasSuffix(path, ".db") {
-			return err
-		}
+	err := s.ownDB.SQLFiles(func(class string, id [32]byte, path string) error {
 		rel, err := filepath.Rel(s.opts.dataDir, path)
 		if err != nil {
 			return err
 		}
 		out := filepath.Join(dir, rel)
-		if err := s.backupSQLObject(ctx, path, out); err != nil {
+		if err := s.backupSQLObject(ctx, class, id, path, out); err != nil {
 			if _, statErr := os.Stat(path); errors.Is(statErr, fs.ErrNotExist) {
 				return nil // the object was deleted meanwhile
 			}
@@ -105,17 +97,12 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 // memory meanwhile) after asking it to leave memory, while none of its
 // class can come into memory: an object in memory holds its file locked
 // (see storage.OpenFile).
-func (s *Server) backupSQLObject(ctx context.Context, path, out string) error {
-	class := filepath.Base(filepath.Dir(path))
+func (s *Server) backupSQLObject(ctx context.Context, class string, id [32]byte, path, out string) error {
 	ns, err := s.lookup(class)
 	if err != nil {
 		return storage.BackupFile(ctx, path, out) // no class to ask: the file is closed
 	}
-	id, err := ns.ids().FromString(strings.TrimSuffix(filepath.Base(path), ".db"))
-	if err != nil {
-		return fmt.Errorf("%s: %w", path, err)
-	}
-	return ns.outOfMemory(ctx, id.Bytes(), func() error { return storage.BackupFile(ctx, path, out) })
+	return ns.outOfMemory(ctx, id, func() error { return storage.BackupFile(ctx, path, out) })
 }
 
 // backupChunk is the size of the chunks the admin service streams a

@@ -2,13 +2,9 @@ package server
 
 import (
 	"context"
-	"encoding/hex"
 	"errors"
 	"fmt"
-	"io/fs"
 	"os"
-	"path/filepath"
-	"strings"
 	"time"
 
 	"github.com/durablego/durable"
@@ -68,11 +64,6 @@ func (a *actor[S]) recordCatalog() error {
 	return nil
 }
 
-// sqlPath is the file of the SQL database of the object id of class.
-func (s *Server) sqlPath(class string, id [32]byte) string {
-	return filepath.Join(s.opts.dataDir, "sql", class, hex.EncodeToString(id[:])+".db")
-}
-
 // errNoNodeDB refuses what needs the node database (the catalog, backups)
 // on a server whose objects live in another store (WithStore).
 var errNoNodeDB = errors.New("server: the catalog of stored objects and backups need the node database, which a server with WithStore does not have")
@@ -85,32 +76,21 @@ const catalogSQLKey = "catalog_sql"
 // SQL objects written before the catalog existed: the files under sql/,
 // with their modification time as their last write and no name (the name
 // is learnt at the object's next call by name).
-func backfillSQLCatalog(ctx context.Context, dir string, db *storage.DB) error {
+func backfillSQLCatalog(ctx context.Context, db *storage.DB) error {
 	if _, done, err := db.Meta(ctx, catalogSQLKey); err != nil || done {
 		return err
 	}
 	var entries []storage.CatalogEntry
-	classes, err := os.ReadDir(filepath.Join(dir, "sql"))
-	if err != nil && !errors.Is(err, fs.ErrNotExist) {
+	err := db.SQLFiles(func(class string, id [32]byte, path string) error {
+		e := storage.CatalogEntry{Class: class, ID: id}
+		if info, err := os.Stat(path); err == nil {
+			e.Written = info.ModTime().UnixMilli()
+		}
+		entries = append(entries, e)
+		return nil
+	})
+	if err != nil {
 		return fmt.Errorf("server: list the SQL objects: %w", err)
-	}
-	for _, c := range classes {
-		files, err := os.ReadDir(filepath.Join(dir, "sql", c.Name()))
-		if err != nil {
-			continue // not a class's directory
-		}
-		for _, f := range files {
-			raw, err := hex.DecodeString(strings.TrimSuffix(f.Name(), ".db"))
-			if !strings.HasSuffix(f.Name(), ".db") || err != nil || len(raw) != 32 {
-				continue
-			}
-			e := storage.CatalogEntry{Class: c.Name()}
-			copy(e.ID[:], raw)
-			if info, err := f.Info(); err == nil {
-				e.Written = info.ModTime().UnixMilli()
-			}
-			entries = append(entries, e)
-		}
 	}
 	if err := db.PutCatalogMany(ctx, entries); err != nil {
 		return err

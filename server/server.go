@@ -182,7 +182,7 @@ func New(opts ...Option) (*Server, error) {
 	secret, err := openSecret(context.Background(), &o, db)
 	switch {
 	case err == nil && ownDB != nil:
-		err = backfillSQLCatalog(context.Background(), o.dataDir, ownDB)
+		err = backfillSQLCatalog(context.Background(), ownDB)
 		removeStaleBackups(o.dataDir)
 	case err == nil && o.admin:
 		err = fmt.Errorf("server: WithAdmin: %w", errNoNodeDB)

@@ -18,8 +18,54 @@ import (
 // alarms, which the scheduler reads. opts configure the file: its
 // durability, its size cap, its descriptor budget.
 func (db *DB) SQLStore(class string, id [32]byte, opts ...FileOption) (*Store, error) {
-	path := filepath.Join(db.sqlDir(class), hex.EncodeToString(id[:])+".db")
-	return OpenFile(path, append(opts, WithAlarmIndex(db, class, id))...)
+	return OpenFile(db.SQLPath(class, id), append(opts, WithAlarmIndex(db, class, id))...)
+}
+
+// SQLPath is the file of the SQL database of the object id of class (see
+// SQLStore), whether it exists or not.
+func (db *DB) SQLPath(class string, id [32]byte) string {
+	return filepath.Join(db.sqlDir(class), hex.EncodeToString(id[:])+".db")
+}
+
+// RemoveSQLFile deletes the SQL database of the object id of class with
+// its write-ahead log; the object's store must be closed. A database that
+// does not exist is no error.
+func (db *DB) RemoveSQLFile(class string, id [32]byte) error {
+	path := db.SQLPath(class, id)
+	for _, p := range []string{path, path + "-wal", path + "-shm"} {
+		if err := os.Remove(p); err != nil && !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("storage: delete the object's database: %w", err)
+		}
+	}
+	return nil
+}
+
+// SQLFiles calls fn with every object's SQL database file (see SQLStore),
+// class by class, each class's in byte order of the IDs, and stops at the
+// first error fn returns.
+func (db *DB) SQLFiles(fn func(class string, id [32]byte, path string) error) error {
+	classes, err := os.ReadDir(filepath.Join(filepath.Dir(db.path), "sql"))
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("storage: list objects: %w", err)
+	}
+	for _, c := range classes {
+		if !c.IsDir() {
+			continue
+		}
+		ids, err := db.SQLObjects(c.Name(), nil, -1)
+		if err != nil {
+			return err
+		}
+		for _, id := range ids {
+			if err := fn(c.Name(), id, db.SQLPath(c.Name(), id)); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // sqlDir is the directory of the SQL database files of class.
@@ -30,7 +76,7 @@ func (db *DB) sqlDir(class string) string {
 // SQLObjects returns the IDs of the objects of class that have a SQL
 // database file (see SQLStore), after from, in byte order, at most limit
 // of them. Other files (a write-ahead log, a temporary copy being
-// written) are skipped.
+// written) are skipped. A negative limit lists them all.
 func (db *DB) SQLObjects(class string, from []byte, limit int) ([][32]byte, error) {
 	entries, err := os.ReadDir(db.sqlDir(class)) // sorted by name: hexadecimal, so byte order
 	if errors.Is(err, os.ErrNotExist) {
