@@ -14,7 +14,8 @@ import (
 // limit of them; page through a class by passing the last ID returned. An
 // object exists once it has stored something (state, a key, an SQL row or
 // an alarm), as on Cloudflare: one that was only read, or whose writes all
-// failed, does not. The IDs carry no name (names are not stored).
+// failed, does not. The IDs carry no name (the admin service's catalog
+// lists them with their names).
 //
 // It reads the node database and, for a class with SQL, the directory of
 // its database files; it is for tests (Cloudflare's listDurableObjectIds)
