@@ -49,7 +49,13 @@ func (a *actor[S]) recordCatalog() error {
 		return nil
 	}
 	name := a.obj.ID.Name()
-	now := time.Now().UnixMilli()
+	// The batch's start, read once for the time limit, stands for its
+	// last write: the catalog keeps it to within a minute anyway.
+	start := a.batchStart
+	if start.IsZero() { // no call ran under a time limit
+		start = time.Now()
+	}
+	now := start.UnixMilli()
 	if a.cat.known && (name == "" || a.cat.name != "") && now-a.cat.written < storage.CatalogRefresh.Milliseconds() {
 		return nil
 	}
