@@ -2,20 +2,17 @@ package main
 
 import (
 	"context"
-	"errors"
-	"net"
-	"net/http"
 	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/durablego/durable/durabletest"
 	"github.com/durablego/durable/examples/analytics"
 	"github.com/durablego/durable/examples/counter"
 	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
@@ -39,34 +36,15 @@ func startServer(t *testing.T) string {
 	t.Helper()
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.WithDataDir(t.TempDir()), server.WithMetrics(reg))
-	if err != nil {
+	ts := durabletest.New(t, server.WithMetrics(reg))
+	ts.Mount("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	if _, err := counterv1durable.RegisterCounter(ts.Server, counter.Counter{}); err != nil {
 		t.Fatal(err)
 	}
-	srv.Mount("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
+	if _, err := analyticsv1durable.RegisterAnalytics(ts.Server, analytics.Analytics{}); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := analyticsv1durable.RegisterAnalytics(srv, analytics.Analytics{}); err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Error(err)
-		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Error(err)
-		}
-	})
-	return "http://" + ln.Addr().String()
+	return ts.URL()
 }
 
 var benchRow = regexp.MustCompile(`(?m)^\s*(\w+)\s+(h1|h2c)\s+(\d+)\s+(\d+)\s.*\s(\S+)\s+(\S+)\s+(\d+)\s*$`)

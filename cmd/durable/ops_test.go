@@ -5,13 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"net"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/durablego/durable/durabletest"
 	"github.com/durablego/durable/examples/counter"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
@@ -33,7 +32,6 @@ type opsServer struct {
 
 func newOpsServer(t *testing.T, opts ...server.Option) *opsServer {
 	t.Helper()
-	dir := t.TempDir()
 	guard := func(_ context.Context, a *server.Access) error {
 		if a.Kind == server.AccessAdmin && a.Request.Header.Get("Authorization") == "Bearer op" {
 			return server.AllowAdmin
@@ -43,11 +41,10 @@ func newOpsServer(t *testing.T, opts ...server.Option) *opsServer {
 		}
 		return nil
 	}
-	srv, err := server.New(append([]server.Option{server.WithDataDir(dir), server.WithGuard(guard)}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := &opsServer{dir: dir}
+	ts := durabletest.New(t, append([]server.Option{server.WithGuard(guard)}, opts...)...)
+	srv := ts.Server
+	s := &opsServer{dir: ts.Dir}
+	var err error
 	if s.counters, err = counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
 		t.Fatal(err)
 	}
@@ -57,23 +54,7 @@ func newOpsServer(t *testing.T, opts ...server.Option) *opsServer {
 	if s.ledgers, err = durabletestv1durable.RegisterLedger(srv, probe.Ledger{}); err != nil {
 		t.Fatal(err)
 	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s.url = "http://" + ln.Addr().String()
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
+	s.url = ts.URL()
 	return s
 }
 
