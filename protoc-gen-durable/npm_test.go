@@ -3,10 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"errors"
-	"log/slog"
-	"net"
-	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -19,11 +15,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
+	"github.com/durablego/durable/durabletest"
 	"github.com/durablego/durable/examples/counter"
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
-	"github.com/durablego/durable/server"
 )
 
 // npmClient is the program that TestNPMPackage runs in each of its
@@ -282,31 +278,12 @@ func npmPack(t *testing.T, ctx context.Context, dir string) string {
 // test ends, and returns its base URL and in-process namespace.
 func serveCounters(t *testing.T) (string, *counterv1durable.CounterNamespace) {
 	t.Helper()
-	srv, err := server.New(server.WithDataDir(t.TempDir()), server.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
+	ts := durabletest.New(t)
+	counters, err := counterv1durable.RegisterCounter(ts.Server, counter.Counter{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	counters, err := counterv1durable.RegisterCounter(srv, counter.Counter{})
-	if err != nil {
-		t.Fatal(err)
-	}
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	served := make(chan error, 1)
-	go func() { served <- srv.Serve(ln) }()
-	t.Cleanup(func() {
-		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
-		defer cancel()
-		if err := srv.Shutdown(ctx); err != nil {
-			t.Errorf("shutdown: %v", err)
-		}
-		if err := <-served; !errors.Is(err, http.ErrServerClosed) {
-			t.Errorf("serve: %v", err)
-		}
-	})
-	return "http://" + ln.Addr().String(), counters
+	return ts.URL(), counters
 }
 
 // generateCounter writes what protoc-gen-es (with esParam) and this plugin
