@@ -46,7 +46,8 @@ type options struct {
 	maxSQLFiles    int           // 0: from the descriptor budget (fdBudget.maxSQLFiles)
 	net            netOptions    // Serve's connections and RPC read limits: conn.go
 
-	store storage.ObjectStore // WithStore (store.go); nil: the node database
+	store     storage.ObjectStore // WithStore (store.go); nil: the node database
+	placement Placement           // WithPlacement (placement.go); nil: every object is served here
 }
 
 func defaultOptions() options {
