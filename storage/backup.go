@@ -85,22 +85,7 @@ func backupFile(ctx context.Context, src, dst string, m backupMethod, pace backu
 		os.Remove(dst)
 		return fmt.Errorf("storage: backup %s: %w", src, err)
 	}
-	f, err := os.Open(dst)
-	if err != nil {
-		return fmt.Errorf("storage: backup: %w", err)
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil {
-		return fmt.Errorf("storage: backup: sync %s: %w", dst, err)
-	}
-	return nil
-}
-
-// Backup writes a consistent copy of the node database to the new file
-// dst while it serves: every batch acknowledged before Backup was called
-// is in the copy.
-func (db *DB) Backup(ctx context.Context, dst string) error {
-	return BackupFile(ctx, db.path, dst)
+	return syncFile(dst)
 }
 
 // pagedBackup copies the database of c to dst with the online backup API,

@@ -8,6 +8,7 @@ import (
 	"runtime"
 	"sync"
 	"sync/atomic"
+	"time"
 )
 
 // Durability chooses what an acknowledged write survives.
@@ -50,6 +51,12 @@ type DB struct {
 	queue  chan *Batch
 	done   chan struct{} // closed when the writer has finished
 	writer *writer
+
+	// backups takes Backup's jobs to the commit loop, which runs them on
+	// the writer's connection (nodebackup.go); running is the job in
+	// progress, owned by the commit loop.
+	backups chan *backupJob
+	running *backupJob
 
 	// Written by the commit loop only; read by Stats.
 	commits, batches, bytes atomic.Uint64
@@ -95,6 +102,7 @@ func Open(path string, opts ...Option) (*DB, error) {
 		queue:   make(chan *Batch, cfg.queue),
 		done:    make(chan struct{}),
 		writer:  w,
+		backups: make(chan *backupJob),
 	}
 	for range cfg.readers {
 		r, err := openReader(path)
@@ -156,21 +164,60 @@ func (db *DB) closeReaders() {
 func (db *DB) commitLoop() {
 	defer close(db.done)
 	group := make([]*Batch, 0, db.cfg.maxGroup)
-	for b := range db.queue {
-		group = append(group[:0], b)
-		// Once more after yielding: the goroutines made runnable while this
-		// one waited (objects about to submit) get to run, and a commit,
-		// whose cost is mostly per transaction, carries their batches too.
-		// Yielding costs nothing when nothing else is runnable.
-		for yielded := false; ; yielded = true {
-			group = db.fill(group)
-			if yielded || len(group) == cap(group) {
-				break
-			}
-			runtime.Gosched()
+	step := time.NewTimer(0)
+	step.Stop()
+	defer func() {
+		if db.running != nil {
+			db.endBackup(db.running, ErrClosed)
+			db.running = nil
 		}
-		db.commitGroup(group)
-		clear(group)
+	}()
+	for {
+		// While a backup runs, its steps take turns with group commits,
+		// and the next backup waits for it.
+		jobs, steps, cancel := db.backups, (<-chan time.Time)(nil), (<-chan struct{})(nil)
+		if db.running != nil {
+			jobs, steps, cancel = nil, step.C, db.running.ctx.Done()
+		}
+		select {
+		case b, ok := <-db.queue:
+			if !ok {
+				return
+			}
+			group = append(group[:0], b)
+			// Once more after yielding: the goroutines made runnable while
+			// this one waited (objects about to submit) get to run, and a
+			// commit, whose cost is mostly per transaction, carries their
+			// batches too. Yielding costs nothing when nothing else is
+			// runnable.
+			for yielded := false; ; yielded = true {
+				group = db.fill(group)
+				if yielded || len(group) == cap(group) {
+					break
+				}
+				runtime.Gosched()
+			}
+			db.commitGroup(group)
+			clear(group)
+		case job := <-jobs:
+			if err := db.startBackup(job); err != nil {
+				db.endBackup(job, err)
+				continue
+			}
+			db.running = job
+			step.Reset(0)
+		case <-steps:
+			rest, done, err := db.stepBackup(db.running)
+			if done || err != nil {
+				db.endBackup(db.running, err)
+				db.running = nil
+				continue
+			}
+			step.Reset(rest)
+		case <-cancel:
+			db.endBackup(db.running, db.running.ctx.Err())
+			db.running = nil
+		}
 	}
 }
 
@@ -236,6 +283,10 @@ func (db *DB) apply(batches []*Batch) (n int, committed bool, err error) {
 // dropWriter closes the writer connection after a panic; the next group
 // opens a new one. Closing rolls back what the transaction had written.
 func (db *DB) dropWriter() {
+	if db.running != nil { // it copies through the connection
+		db.endBackup(db.running, errors.New("the writer's connection failed"))
+		db.running = nil
+	}
 	w := db.writer
 	db.writer = nil
 	quietly(func() { w.close() })
