@@ -153,7 +153,8 @@ func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
 	} else {
 		var err error
 		store, err = n.srv.ownDB.SQLStore(key.Class, key.ID, storage.WithFileDurability(n.srv.opts.durability),
-			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)))
+			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)),
+			storage.WithFilePool(n.srv.sqlFiles.filePool(n.srv.ownDB, n.srv.log)))
 		if err != nil {
 			return nil, err
 		}

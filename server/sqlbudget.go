@@ -2,6 +2,7 @@ package server
 
 import (
 	"fmt"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -29,6 +30,9 @@ type sqlBudget struct {
 	limit int
 	wait  time.Duration
 
+	poolOnce sync.Once
+	pool     *storage.FilePool // nil until the first SQL store, or if it failed to start
+
 	mu      sync.Mutex
 	open    int
 	holders map[fileHolder]struct{}
@@ -48,6 +52,57 @@ func newSQLBudget(limit int, wait time.Duration) *sqlBudget {
 
 // limiter returns the storage.FileLimiter of one object.
 func (b *sqlBudget) limiter(h fileHolder) storage.FileLimiter { return &sqlFile{b: b, h: h} }
+
+// filePool returns the pool of empty files for new objects' databases in
+// db, started at the first call; nil if it could not start (each new object
+// then creates its own file, as without a pool). The pool counts the
+// descriptor it holds while creating a file in the budget, and never asks
+// objects to leave for one.
+func (b *sqlBudget) filePool(db *storage.DB, log *slog.Logger) *storage.FilePool {
+	b.poolOnce.Do(func() {
+		p, err := db.NewSQLFilePool(storage.WithPoolLimiter(poolFiles{b}), storage.WithPoolLogger(log))
+		if err != nil {
+			log.Warn("server: no pool of SQL files; each new SQL object creates its own", "err", err)
+			return
+		}
+		b.pool = p
+	})
+	return b.pool
+}
+
+// closePool stops the pool, if it started, and deletes its files.
+func (b *sqlBudget) closePool() error {
+	b.poolOnce.Do(func() {}) // no pool starts after this
+	if b.pool == nil {
+		return nil
+	}
+	return b.pool.Close()
+}
+
+// poolFiles is the pool's claim on the budget.
+type poolFiles struct{ b *sqlBudget }
+
+// TryAcquire takes a file from the budget if one is free.
+func (p poolFiles) TryAcquire() bool {
+	b := p.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.open >= b.limit {
+		return false
+	}
+	b.open++
+	return true
+}
+
+// Release returns the file and wakes the calls waiting for one.
+func (p poolFiles) Release() {
+	b := p.b
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	b.open--
+	close(b.freed)
+	b.freed = make(chan struct{})
+}
 
 // OpenSQLFiles returns how many objects hold their SQL database open on
 // disk, which WithMaxOpenSQLFiles caps. A file is counted from before it

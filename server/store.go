@@ -48,5 +48,6 @@ func (s *Server) closeStore() error {
 	if s.ownDB == nil {
 		return nil
 	}
-	return s.ownDB.Close()
+	// The pool first: its files are deleted, and it creates none after.
+	return errors.Join(s.sqlFiles.closePool(), s.ownDB.Close())
 }

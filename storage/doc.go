@@ -18,9 +18,9 @@
 // server's Init hook writes is held in memory (Store.Initialized) and
 // committed with the first batch that writes anything else; an object that
 // is only read leaves no row. A new SQL object's database is opened in
-// memory (the memdb VFS: no file, no descriptor) and written to disk by its
-// first write, whole: VACUUM INTO a temporary name, then a rename, so a
-// crash leaves either no file or a complete one. Open databases on disk can
+// memory (no file, no descriptor) and written to disk by its first write,
+// whole: its bytes into a new file (one a FilePool made ahead, if any), then
+// a rename, so a crash leaves either no file or a complete one. Open databases on disk can
 // be bounded with a FileLimiter.
 //
 // # Durability

@@ -10,7 +10,6 @@ import (
 	"syscall"
 
 	"github.com/ncruces/go-sqlite3"
-	_ "github.com/ncruces/go-sqlite3/vfs/memdb" // new objects' databases, until their first write
 )
 
 // FileOption configures OpenFile.
@@ -22,6 +21,7 @@ type fileConfig struct {
 	maxRows    int64       // bytes of a cursor's rows: see WithMaxResultSize
 	hints      *alarmHints // the node index of due alarms, if any
 	limiter    FileLimiter
+	pool       *FilePool // empty files for the first commit, if any
 }
 
 // FileLimiter bounds how many object databases are open on disk at once:
@@ -43,6 +43,11 @@ type FileLimiter interface {
 // is open on disk. Default: no limit, past which opens fail as the
 // operating system refuses them.
 func WithFileLimiter(l FileLimiter) FileOption { return func(c *fileConfig) { c.limiter = l } }
+
+// WithFilePool has the object's first commit write its new database into
+// one of p's empty files, if one is ready, instead of creating a file on
+// the caller's path. The result is the same file. Default: no pool.
+func WithFilePool(p *FilePool) FileOption { return func(c *fileConfig) { c.pool = p } }
 
 // WithFileDurability sets what an acknowledged write survives. Default
 // CrashSafe.
@@ -86,7 +91,7 @@ const reservedPrefix = "_durable_"
 // object's goroutine commits it; each call runs in a savepoint.
 //
 // A database that does not exist yet is not created: the store starts in
-// memory (the memdb VFS, no file descriptor), runs calls there, and
+// memory (see memImage: no file descriptor), runs calls there, and
 // creates the file at the first commit that writes something (state,
 // keys, an alarm or SQL rows or schema), so that an object only read, or
 // only initialized, leaves nothing on disk. The file appears whole, by
@@ -116,12 +121,14 @@ func OpenFile(path string, opts ...FileOption) (*Store, error) {
 // limiter's files, or on a fresh private in-memory database when f.mem.
 func (f *fileStore) openConn() error {
 	name, flags := f.path, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE|sqlite3.OPEN_NOMUTEX
-	// synchronous=OFF in memory only governs VACUUM INTO, which
-	// materialize follows with the fsyncs the durability needs.
+	// synchronous=OFF in memory: nothing there to sync; materialize does
+	// the fsyncs the durability needs.
 	sync, locking := "OFF", ""
+	var imageName string
 	if f.mem {
-		// A name without a leading "/" is private to the connection.
-		name, flags = "file:object?vfs=memdb", flags|sqlite3.OPEN_URI
+		// An image of its own, which materialize writes to the file.
+		f.image, imageName, name = newMemImage()
+		flags |= sqlite3.OPEN_URI
 	} else {
 		sync = synchronous(f.cfg.durability)
 		// The object's goroutine is the file's only user: with the lock
@@ -143,6 +150,9 @@ func (f *fileStore) openConn() error {
 	fresh := f.fresh
 	f.fresh = false
 	c, err := open(name, flags)
+	if imageName != "" {
+		memImages.Delete(imageName) // the connection took it, or failed to
+	}
 	if err == nil {
 		pages := max(1, f.cfg.maxSize/4096)
 		// busy_timeout first: an evicted object's connection may still be
@@ -153,6 +163,12 @@ func (f *fileStore) openConn() error {
 			setup += fileSchema
 		}
 		err = pragmas(c, setup)
+	}
+	if err == nil && f.mem {
+		// A new database holds Durable's tables and nothing else: nothing
+		// its first schema change must tolerate (see runChecked), known
+		// without reading the schema.
+		f.tolerated = map[string]bool{}
 	}
 	if err == nil {
 		if err = f.sandbox(c); err != nil {
@@ -221,8 +237,10 @@ type fileStore struct {
 	conn *sqlite3.Conn // nil after materialize until the next call opens the file
 	path string
 	cfg  fileConfig
-	// mem: the object has no file yet and its database is in memory.
-	mem bool
+	// mem: the object has no file yet and its database is in memory, in
+	// image.
+	mem   bool
+	image *memImage
 	// fresh: materialize has just written the file, which the next
 	// openConn needs neither to give Durable's tables nor to repair.
 	fresh bool
@@ -520,7 +538,7 @@ func (f *fileStore) closeConn() error {
 		closeGuarded(s)
 	}
 	err := f.conn.Close()
-	f.conn = nil
+	f.conn, f.image = nil, nil
 	return err
 }
 

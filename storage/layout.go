@@ -21,6 +21,15 @@ func (db *DB) SQLStore(class string, id [32]byte, opts ...FileOption) (*Store, e
 	return OpenFile(db.SQLPath(class, id), append(opts, WithAlarmIndex(db, class, id))...)
 }
 
+// NewSQLFilePool starts the FilePool of the objects' SQL databases beside
+// the node database, in sql-pool/ (outside sql/, so that an empty pool is
+// not taken for objects; on the same file system, so that its files can be
+// renamed into sql/). Pass it to SQLStore with WithFilePool; one pool per
+// DB, which its owner closes before the DB.
+func (db *DB) NewSQLFilePool(opts ...PoolOption) (*FilePool, error) {
+	return NewFilePool(filepath.Join(filepath.Dir(db.path), "sql-pool"), opts...)
+}
+
 // SQLPath is the file of the SQL database of the object id of class (see
 // SQLStore), whether it exists or not.
 func (db *DB) SQLPath(class string, id [32]byte) string {

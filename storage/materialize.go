@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
-	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -15,11 +14,15 @@ import (
 // it. The file is built under a temporary name and renamed into place, so
 // that a crash at any point leaves either no file or a whole one:
 //
-//  1. VACUUM INTO writes a compact copy of the database to <path>.new;
-//  2. bytes 18 and 19 of its header are set to 2, which is how SQLite
-//     records WAL mode in the file (the in-memory database cannot be in
-//     WAL mode itself), so the file never needs converting once in place;
-//  3. with PowerSafe, the file is synced, then renamed, then its directory
+//  1. the in-memory database's bytes (its image, see memImage: a whole
+//     database file, since no transaction is open) are written to an
+//     empty file of the store's FilePool, if one is ready (creating a file
+//     is the dearest step on some file systems), or else to <path>.new,
+//     which it creates, with bytes 18 and 19 of the header set to 2, which is
+//     how SQLite records WAL mode in the file (the in-memory database
+//     cannot be in WAL mode itself), so the file never needs converting
+//     once in place;
+//  2. with PowerSafe, the file is synced, then renamed, then its directory
 //     synced; with CrashSafe the rename alone survives the process being
 //     killed, as a WAL commit with synchronous=NORMAL does.
 //
@@ -56,61 +59,72 @@ func (f *fileStore) forget() {
 	f.openConn() // on failure conn stays nil: the next call opens it again
 }
 
-// writeFile puts the in-memory database at f.path, as materialize says.
+// writeFile puts the in-memory database at f.path, as materialize says:
+// into one of the pool's empty files if one is ready, else into a file it
+// creates, <path>.new.
 func (f *fileStore) writeFile() error {
+	img := f.image.data
+	if len(img) < 100 || string(img[:16]) != "SQLite format 3\x00" {
+		return fmt.Errorf("the in-memory database is not a database file (%d bytes)", len(img))
+	}
 	dir := filepath.Dir(f.path)
 	if err := os.MkdirAll(dir, 0o750); err != nil {
 		return err
 	}
-	tmp := f.path + ".new"
-	// Leftovers of a crash: a half-written copy, and journals of a file
-	// that no longer exists, which SQLite would otherwise apply to the
-	// new one.
-	for _, p := range []string{tmp, f.path + "-wal", f.path + "-shm", f.path + "-journal"} {
+	// Leftovers of a crash: journals of a file that no longer exists,
+	// which SQLite would otherwise apply to the new one.
+	for _, p := range []string{f.path + "-wal", f.path + "-shm", f.path + "-journal"} {
 		if err := os.Remove(p); err != nil && !errors.Is(err, fs.ErrNotExist) {
 			return err
 		}
 	}
-	abs, err := filepath.Abs(tmp)
-	if err != nil {
+	if f.cfg.pool != nil {
+		if tmp, ok := f.cfg.pool.Take(); ok {
+			if f.placeImage(tmp, img, 0) == nil {
+				return f.syncParent(dir)
+			}
+			// The pool's file is gone, or on another file system than
+			// f.path: create one, as without a pool.
+		}
+	}
+	tmp := f.path + ".new" // a half-written copy a crash left
+	if err := os.Remove(tmp); err != nil && !errors.Is(err, fs.ErrNotExist) {
 		return err
 	}
-	// The in-memory connection's VFS is memdb; the copy goes to the
-	// operating system's files.
-	uri := "file:" + (&url.URL{Path: filepath.ToSlash(abs)}).EscapedPath() + "?vfs=os"
-	stmt, _, err := f.prepareGuarded(`VACUUM INTO ?`)
-	if err != nil {
+	if err := f.placeImage(tmp, img, os.O_CREATE|os.O_EXCL); err != nil {
 		return err
 	}
-	stmt.BindText(1, uri)
-	err = stmt.Exec()
-	closeGuarded(stmt)
-	if err != nil {
-		os.Remove(tmp)
-		return fmt.Errorf("VACUUM INTO: %w", err)
-	}
-	if err := f.finishFile(tmp); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if err := os.Rename(tmp, f.path); err != nil {
-		os.Remove(tmp)
-		return err
-	}
-	if f.cfg.durability == PowerSafe {
-		return syncDir(dir)
-	}
-	return nil
+	return f.syncParent(dir)
 }
 
-// finishFile marks the copy at tmp as a WAL database and, for PowerSafe,
-// syncs it.
-func (f *fileStore) finishFile(tmp string) error {
-	h, err := os.OpenFile(tmp, os.O_RDWR, 0)
+// placeImage writes the database image img to the file tmp (created with
+// flags, or an empty one of the pool), marked as a WAL database and, for
+// PowerSafe, synced, then renames it to f.path; on failure tmp is
+// deleted. img itself is left as it is: the in-memory database is not in
+// WAL mode.
+func (f *fileStore) placeImage(tmp string, img []byte, flags int) error {
+	err := f.writeImage(tmp, img, flags)
+	if err == nil {
+		err = os.Rename(tmp, f.path)
+	}
+	if err != nil {
+		os.Remove(tmp)
+	}
+	return err
+}
+
+func (f *fileStore) writeImage(tmp string, img []byte, flags int) error {
+	h, err := os.OpenFile(tmp, os.O_WRONLY|flags, filePerm)
 	if err != nil {
 		return err
 	}
-	_, err = h.WriteAt([]byte{2, 2}, 18) // file format write and read versions: WAL
+	var header [100]byte
+	copy(header[:], img)
+	header[18], header[19] = 2, 2 // file format write and read versions: WAL
+	_, err = h.Write(header[:])
+	if err == nil {
+		_, err = h.Write(img[len(header):])
+	}
 	if err == nil && f.cfg.durability == PowerSafe {
 		err = h.Sync()
 	}
@@ -118,6 +132,18 @@ func (f *fileStore) finishFile(tmp string) error {
 		err = cerr
 	}
 	return err
+}
+
+// filePerm is the mode of a new object's database, and of a pool's file.
+const filePerm = 0o640
+
+// syncParent syncs dir, the directory of the renamed file, for PowerSafe;
+// with CrashSafe the rename alone survives the process being killed.
+func (f *fileStore) syncParent(dir string) error {
+	if f.cfg.durability == PowerSafe {
+		return syncDir(dir)
+	}
+	return nil
 }
 
 func syncDir(dir string) error {
