@@ -301,3 +301,32 @@ func (h *entries) Pop() any {
 	*h = old[:len(old)-1]
 	return e
 }
+
+// Rescan has the scheduler page the index again from its start, so that
+// alarms it did not hold (those of objects this node just began to serve,
+// in cluster mode) are loaded: the overdue ones fire at once. Alarms it
+// holds already are not scheduled twice.
+func (s *Scheduler) Rescan() {
+	s.mu.Lock()
+	s.cursor = storage.DueAlarm{}
+	s.complete = false
+	s.mu.Unlock()
+	select {
+	case s.wake <- struct{}{}:
+	default:
+	}
+}
+
+// Forget drops from memory the pending alarms of the objects match
+// selects (objects this node no longer serves, in cluster mode); they stay
+// in the index, for the node that serves them now. A run already
+// dispatched finishes.
+func (s *Scheduler) Forget(match func(Key) bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for key := range s.next {
+		if match(key) {
+			delete(s.next, key) // its heap entry is stale now
+		}
+	}
+}

@@ -9,7 +9,6 @@ package client
 
 import (
 	"context"
-	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -21,6 +20,7 @@ import (
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/remoteerr"
 )
 
 // Option configures a remote namespace.
@@ -177,43 +177,8 @@ func setChain(ctx context.Context, h interface{ Set(string, string) }) {
 }
 
 // restore turns a Connect error from a server into the error an in-process
-// caller would have seen, from its durable.HeaderError kind (see
-// durable.Kind): an *RPCError for a call that reached the object, and an
-// error matching the kind's sentinels for Durable's own failures, so that
-// errors.Is holds for the same sentinels in process and remotely. The
-// *connect.Error stays reachable through errors.As. An error without a
-// kind this client knows is returned as it is.
-func restore(class, method string, err error) error {
-	var ce *connect.Error
-	if !errors.As(err, &ce) {
-		return err
-	}
-	kind := durable.Kind(ce.Meta().Get(durable.HeaderError))
-	switch {
-	case !kind.Known():
-		return err
-	case kind == durable.KindMethod:
-		var own error = ce
-		if cause := durable.Kind(ce.Meta().Get(durable.HeaderErrorCause)); cause.Known() && !cause.Method() {
-			own = &remoteError{kind: cause, err: ce}
-		}
-		return &durable.RPCError{Class: class, Method: method, Code: ce.Code(), Message: ce.Message(), Err: own}
-	case kind.Method():
-		return &durable.RPCError{Class: class, Method: method, Code: ce.Code(), Message: ce.Message(), Err: &remoteError{kind: kind, err: ce}}
-	}
-	return &remoteError{kind: kind, err: ce}
-}
-
-// remoteError is one of Durable's own failures, received over the network:
-// it matches the sentinels of its kind.
-type remoteError struct {
-	kind durable.Kind
-	err  *connect.Error
-}
-
-func (e *remoteError) Error() string        { return e.err.Error() }
-func (e *remoteError) Unwrap() error        { return e.err }
-func (e *remoteError) Is(target error) bool { return e.kind.Matches(target) }
+// caller would have seen (see remoteerr.Restore).
+func restore(class, method string, err error) error { return remoteerr.Restore(class, method, err) }
 
 // Fetch sends req to the Fetch hook of the object id over HTTP, at
 // baseURL/objects/{segment}/{name}/{path} for an ID that only carries a

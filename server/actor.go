@@ -49,6 +49,10 @@ type actor[S proto.Message] struct {
 	inflight sync.WaitGroup // the same, to wait on
 	lastUsed atomic.Int64   // UnixNano of the last delivery, for eviction
 	evicting atomic.Bool    // asked to leave; not a candidate again
+	// dropped is set, with the error of its calls, once the actor's
+	// partition was lost (Server.Drop): it is out of the namespace already,
+	// and fails what it pops instead of running it.
+	dropped atomic.Pointer[connect.Error]
 
 	// The time limit of calls (timeout.go). running is the call whose
 	// code runs, which the object's goroutine and the watchdog (or
@@ -118,6 +122,12 @@ func (a *actor[S]) loop() {
 	leaving := false
 	why := evictIdle // the first reason to leave, for the metrics
 	for {
+		if err := a.dropped.Load(); err != nil {
+			a.failQueued(err)
+			a.inflight.Wait()
+			a.release(evictFailed)
+			return
+		}
 		if c, ok := a.mailbox.pop(); ok {
 			if a.runBatch(c); a.cut {
 				return
@@ -178,8 +188,10 @@ func (a *actor[S]) release(why evictReason) {
 // the calls that were waiting for it.
 func (a *actor[S]) abandon(err error) {
 	a.ns.mu.Lock()
-	a.ns.drop(a)
-	a.ns.srv.active.Add(-1)
+	if a.ns.actors[a.key.ID] == a { // else Drop took it out already
+		a.ns.drop(a)
+		a.ns.srv.active.Add(-1)
+	}
 	a.ns.mu.Unlock()
 	a.release(evictFailed)
 	code := failureCode(err) // ResourceExhausted when no SQL file could be had

@@ -13,6 +13,7 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/websocket"
 )
 
@@ -47,6 +48,14 @@ type entry[S proto.Message] struct {
 	// backpressure has a full mailbox offered the call again, with backoff,
 	// instead of failing it: a WebSocket's next event waits for this one.
 	backpressure bool
+	// remote, when set, runs the call on the object at loc, another node
+	// (cluster mode): an RPC's entry has it (newEntry). Without it, a call
+	// for an object another node serves fails with a not-owner error (the
+	// Fetch route's, whose router retries) or, for the entries that only
+	// this node makes (socket events, alarms), a moved one.
+	remote func(ctx context.Context, id durable.ID, key objectkey.Key, loc Location) (any, error)
+	// fetch: the entry of a Fetch; it waits for a hand-off as RPCs do.
+	fetch bool
 	// abandoned, when set, receives the call once it is done if its caller
 	// stopped waiting after it left the mailbox (Fetch: a socket the call
 	// accepted then has nobody to upgrade it).
@@ -130,6 +139,44 @@ func (n *Namespace[S]) call(ctx context.Context, e *entry[S]) (*call[S], error) 
 	return c, err
 }
 
+// routeCall asks the placement where the object key is served, with a
+// router (cluster mode). It reports done with the call's outcome when the
+// call did not run here: it ran on the node that serves the object, or it
+// failed because no node does, or another one does and e cannot go there.
+func (n *Namespace[S]) routeCall(ctx context.Context, e *entry[S], key objectkey.Key) (*call[S], error, bool) {
+	rt := n.srv.router
+	if e.remote == nil && !e.fetch {
+		// A socket event or an alarm: no waiting for a hand-off.
+		loc, err := rt.placement.Locate(ctx, key.ID)
+		switch {
+		case err != nil:
+			return nil, unavailableError(err), true
+		case !loc.Local || rt.holds.held(key.ID) != nil:
+			return nil, movedError(errors.New("this node does not serve the object")), true
+		}
+		return nil, nil, false
+	}
+	loc, err := n.srv.locate(ctx, key.ID)
+	switch {
+	case err != nil:
+		return nil, unavailableError(err), true
+	case loc.Local:
+		return nil, nil, false
+	case e.remote == nil:
+		ce := notOwnerError(loc)
+		ce.Meta().Set(HeaderOwner, loc.URL)
+		return nil, ce, true
+	}
+	res, err := e.remote(ctx, e.id, key, loc)
+	if errors.Is(err, errLocalAgain) {
+		return nil, nil, false
+	}
+	if err != nil {
+		return nil, err, true
+	}
+	return &call[S]{res: res}, nil, true
+}
+
 // enter is call without the metrics of the outcome.
 func (n *Namespace[S]) enter(ctx context.Context, e *entry[S], arrived time.Time) (*call[S], error) {
 	if e.addrErr != nil {
@@ -146,6 +193,11 @@ func (n *Namespace[S]) enter(ctx context.Context, e *entry[S], arrived time.Time
 	}
 	if callchain.Contains(ctx, key) {
 		return nil, kindError(n.reentrant(e.method, key))
+	}
+	if n.srv.router != nil {
+		if c, err, done := n.routeCall(ctx, e, key); done {
+			return c, err
+		}
 	}
 	c := newCall(ctx, e.method, e.run)
 	c.name = id.Name()

@@ -17,3 +17,12 @@ func StorageDescriptors(s *Server) int { return s.storageDescriptors() }
 
 // DescriptorsPerSQLFile is descriptorsPerSQLFile, for the external tests.
 const DescriptorsPerSQLFile = descriptorsPerSQLFile
+
+// ForwardedHeader returns the signed forwarding headers s would set on a
+// request with method to path forwarded for the hops-th time, for the
+// tests of the hop limit.
+func ForwardedHeader(s *Server, hops int, method, path string) map[string][]string {
+	h := make(map[string][]string)
+	s.router.setForwarded(h, hops, method, path)
+	return h
+}

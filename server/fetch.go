@@ -30,12 +30,7 @@ const DefaultMaxRequestBody = 32 << 20
 func (s *Server) fetchRoute(prefix string) http.Handler {
 	byID := prefix == durable.FetchByIDPrefix
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		path := strings.TrimPrefix(r.URL.EscapedPath(), prefix)
-		segment, path, _ := strings.Cut(path, "/")
-		ref, rest, _ := strings.Cut(path, "/")
-		s.mu.RLock()
-		ns := s.segments[segment]
-		s.mu.RUnlock()
+		ns, ref, rest, segment := s.fetchTarget(prefix, r.URL.EscapedPath())
 		if ns == nil || ref == "" {
 			// The guard decides before the answer lists the classes.
 			class := ""
@@ -62,6 +57,20 @@ func (s *Server) fetchRoute(prefix string) http.Handler {
 	})
 }
 
+// fetchTarget splits the escaped path of a request of the Fetch routes
+// under prefix: the class of its URL segment (nil if none is registered),
+// the object's reference (a path-escaped name, or an ID) and the rest,
+// which the object's Fetch sees.
+func (s *Server) fetchTarget(prefix, escaped string) (ns registeredClass, ref, rest, segment string) {
+	path := strings.TrimPrefix(escaped, prefix)
+	segment, path, _ = strings.Cut(path, "/")
+	ref, rest, _ = strings.Cut(path, "/")
+	s.mu.RLock()
+	ns = s.segments[segment]
+	s.mu.RUnlock()
+	return ns, ref, rest, segment
+}
+
 // notFoundClass is the answer to a Fetch route whose class segment is not
 // registered: it lists the segments that are.
 func (s *Server) notFoundClass(prefix, segment string) *response {
@@ -81,20 +90,10 @@ func (s *Server) notFoundClass(prefix, segment string) *response {
 // path-escaped name, or an ID when byID), whose Fetch sees the path
 // "/"+rest.
 func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string) {
-	var id durable.ID
-	if byID {
-		var err error
-		if id, err = n.IDFromString(ref); err != nil {
-			kindResponse(fmt.Errorf("durable: the path's ID: %w", err)).write(w)
-			return
-		}
-	} else {
-		name, err := url.PathUnescape(ref)
-		if err != nil {
-			kindResponse(errorOf(durable.ErrInvalidID, "durable: the path's object name: %v", err)).write(w)
-			return
-		}
-		id = n.IDFromName(name)
+	id, err := n.fetchID(ref, byID)
+	if err != nil {
+		kindResponse(err).write(w)
+		return
 	}
 	// Before the body is read, once the guard can see the object.
 	if !n.srv.guardFetch(w, r, n.class.Name, id, "/"+rest) {
@@ -145,6 +144,23 @@ func (n *Namespace[S]) serveFetch(w http.ResponseWriter, r *http.Request, ref st
 	res.write(w)
 }
 
+// fetchID returns the object a Fetch route's reference names: a
+// path-escaped name, or an ID when byID.
+func (n *Namespace[S]) fetchID(ref string, byID bool) (durable.ID, error) {
+	if byID {
+		id, err := n.IDFromString(ref)
+		if err != nil {
+			return durable.ID{}, fmt.Errorf("durable: the path's ID: %w", err)
+		}
+		return id, nil
+	}
+	name, err := url.PathUnescape(ref)
+	if err != nil {
+		return durable.ID{}, errorOf(durable.ErrInvalidID, "durable: the path's object name: %v", err)
+	}
+	return n.IDFromName(name), nil
+}
+
 // Fetch sends req to the Fetch hook of the object id in process, through
 // its mailbox, without HTTP: the object sees req's path and query, and the
 // response is the one the HTTP route would send, built from the buffered
@@ -181,6 +197,23 @@ func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID,
 		return tooBig.httpResponse(req), nil
 	case err != nil:
 		return nil, fmt.Errorf("durable: %s.Fetch: %w", n.class.Name, err)
+	}
+	if rt := n.srv.router; rt != nil {
+		loc, err := n.srv.locate(ctx, id.Bytes())
+		switch {
+		case err != nil:
+			ce := unavailableError(err)
+			return errorResponse(httpStatus(ce.Code()), "", ce).httpResponse(req), nil
+		case !loc.Local:
+			if n.class.Segment == "" {
+				return errorResponse(http.StatusServiceUnavailable, KindNotOwner, fmt.Errorf("durable: class %s has no URL segment: its objects cannot be fetched on node %q", n.class.Name, loc.Node)).httpResponse(req), nil
+			}
+			res, err := rt.fetchRemote(ctx, n.class.Segment, id, loc, req, body)
+			if err != nil {
+				return nil, fmt.Errorf("durable: %s.Fetch on node %q: %w", n.class.Name, loc.Node, err)
+			}
+			return res, nil
+		}
 	}
 	inner := &url.URL{Path: req.URL.Path, RawPath: req.URL.RawPath, RawQuery: req.URL.RawQuery}
 	if inner.Path == "" {
@@ -266,6 +299,7 @@ func (e *fetchFailed) Error() string {
 func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Request, route bool) (*response, error) {
 	c, err := n.call(ctx, &entry[S]{
 		id:     id,
+		fetch:  true,
 		method: "Fetch",
 		mm:     n.m.method("Fetch"),
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
@@ -290,6 +324,17 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 		return c.res.(*response), nil
 	case c != nil && ctx.Err() != nil:
 		return nil, ctx.Err() // withdrawn, skipped or left running because ctx ended
+	case c == nil && routed(err):
+		// Another node serves the object (cluster mode): the router that
+		// forwarded the request retries.
+		var ce *connect.Error
+		errors.As(err, &ce)
+		res := errorResponse(http.StatusServiceUnavailable, durable.Kind(ce.Meta().Get(durable.HeaderError)), errors.New(ce.Message()))
+		if owner := ce.Meta().Get(HeaderOwner); owner != "" {
+			res.sent.Set(HeaderOwner, owner)
+		}
+		res.code = connect.CodeUnavailable
+		return res, nil
 	case c == nil:
 		// Refused before the mailbox. An ID of another class or a reentrant
 		// call is answered with its own text; overload and shutdown, as
@@ -307,6 +352,17 @@ func (n *Namespace[S]) fetch(ctx context.Context, id durable.ID, req *http.Reque
 		return failed.res, nil
 	}
 	return failureResponse(err), nil
+}
+
+// routed reports whether err is the router's: the object is served by
+// another node, or was, and nothing ran.
+func routed(err error) bool {
+	var ce *connect.Error
+	if !errors.As(err, &ce) {
+		return false
+	}
+	kind := durable.Kind(ce.Meta().Get(durable.HeaderError))
+	return kind == KindNotOwner || kind == KindMoved
 }
 
 // failureResponse is the answer to a Fetch call that failed other than by

@@ -260,10 +260,17 @@ func invoke[S proto.Message, Req, Res any](ctx context.Context, n *Namespace[S],
 // newEntry is the entry of a call of the RPC method, implemented by fn, with
 // the request req: checked before it is queued, and the response cloned.
 func newEntry[S proto.Message, Req, Res any](n *Namespace[S], mm *methodMetrics, method string, req *Req, fn func(context.Context, *durable.Object[S], *Req) (*Res, error)) entry[S] {
+	var remote func(context.Context, durable.ID, objectkey.Key, Location) (any, error)
+	if n.srv.router != nil { // else no closure to allocate per call
+		remote = func(ctx context.Context, id durable.ID, key objectkey.Key, loc Location) (any, error) {
+			return callRemote[S, Req, Res](ctx, n, method, id, key, loc, req)
+		}
+	}
 	return entry[S]{
 		method: method,
 		mm:     mm,
 		req:    any(req).(proto.Message),
+		remote: remote,
 		run: func(ctx context.Context, o *durable.Object[S]) (any, error) {
 			res, err := fn(ctx, o, req)
 			if err != nil {
@@ -340,6 +347,9 @@ func (n *Namespace[S]) withdraw(key objectkey.Key, c *call[S]) bool {
 func (n *Namespace[S]) remove(a *actor[S]) bool {
 	n.mu.Lock()
 	defer n.mu.Unlock()
+	if n.actors[a.key.ID] != a {
+		return true // Drop took it out already
+	}
 	if a.mailbox.len() > 0 {
 		return false
 	}

@@ -47,6 +47,7 @@ type options struct {
 	net            netOptions    // Serve's connections and RPC read limits: conn.go
 
 	store     storage.ObjectStore // WithStore (store.go); nil: the node database
+	nodeName  string              // WithNodeName (route.go)
 	placement Placement           // WithPlacement (placement.go); nil: every object is served here
 }
 

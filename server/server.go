@@ -108,6 +108,9 @@ type Server struct {
 	sqlFiles *sqlBudget // the objects' SQL databases open on disk
 
 	conns *connLimiter // set by Serve
+
+	router *router // with WithPlacement (route.go); nil otherwise
+	fenced bool    // SetServing(false): health answers NOT_SERVING; under mu
 }
 
 // registeredClass is what the server needs of a registered class, whatever
@@ -124,6 +127,9 @@ type registeredClass interface {
 	socketEvent(key objectkey.Key, ev websocket.Event) error
 	mailboxes() (active, depth, depthMax int)
 	cutStuck()
+	fetchID(ref string, byID bool) (durable.ID, error)
+	evictMatching(match func(objectkey.Key) bool) int
+	dropMatching(match func(objectkey.Key) bool, reason error)
 	adminClass
 }
 
@@ -215,6 +221,9 @@ func New(opts ...Option) (*Server, error) {
 		Dispatch:       s.socketEvent,
 		CheckOrigin:    o.origins.allowsSocket,
 	})
+	if o.placement != nil {
+		s.router = newRouter(s, o.placement)
+	}
 	if o.metrics != nil {
 		if s.metrics, err = newMetrics(s, o.metrics); err != nil {
 			return nil, err
@@ -365,7 +374,7 @@ func (s *Server) Handler() http.Handler {
 		services := append([]string{durablev1connect.IDServiceName}, s.services...)
 		// Health is the one door no guard shuts (see AccessKind).
 		s.health = grpchealth.NewStaticChecker(services...)
-		if s.closing.Load() {
+		if s.closing.Load() || s.fenced {
 			s.notServing(services)
 		}
 		healthPath, health := grpchealth.NewHandler(s.health, s.opts.handlerOptions...)
@@ -374,7 +383,9 @@ func (s *Server) Handler() http.Handler {
 		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1(reflector, s.opts.handlerOptions...)))
 		s.mux.Handle(s.guardReflection(grpcreflect.NewHandlerV1Alpha(reflector, s.opts.handlerOptions...)))
 		s.mux.Handle("/", s.guardUnknown(s.unknownProcedure()))
-		s.handler = s.withCORS(s.mux)
+		// The router first: the owner of a forwarded request answers its
+		// CORS headers.
+		s.handler = s.route(s.withCORS(s.mux))
 	}
 	return s.handler
 }

@@ -7,7 +7,11 @@ import (
 
 // Close codes, and what fits of a reason in a close frame.
 const (
-	closeGoingAway      = 1001
+	closeGoingAway = 1001
+	// CloseServiceRestart (1012) tells a client to reconnect: the object
+	// it talks to moved to another node (cluster mode), which any node
+	// routes it to.
+	CloseServiceRestart = 1012
 	closeAbnormal       = 1006
 	closeMessageTooBig  = 1009
 	closeTryAgainLater  = 1013

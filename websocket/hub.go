@@ -432,3 +432,23 @@ func (h *Hub) onSent(s *melody.Session, b []byte) {
 		c.mu.Unlock()
 	}
 }
+
+// CloseObjects closes, with code and reason, the sockets of every object
+// match selects (those of a partition that moves to another node, in
+// cluster mode, with CloseServiceRestart), after what committed calls sent
+// them has gone out. It does not wait for the close events.
+func (h *Hub) CloseObjects(match func(Key) bool, code int, reason string) {
+	h.outboxes.wait()
+	h.mu.Lock()
+	var conns []*Conn
+	for key, o := range h.objects {
+		if match(key) {
+			conns = append(conns, o.list("")...)
+		}
+	}
+	h.mu.Unlock()
+	e := envelope{close: true, code: code, data: []byte(closeReason(reason))}
+	for _, c := range conns {
+		c.write(e)
+	}
+}

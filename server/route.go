@@ -1,0 +1,536 @@
+package server
+
+import (
+	"bytes"
+	"context"
+	"crypto/hmac"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"connectrpc.com/connect"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/storage"
+)
+
+// Routing between nodes (cluster mode, WithPlacement).
+//
+// Every node accepts every request. The router, in front of the mux, reads
+// the object a request addresses the way the handlers do (the class from
+// the procedure path and the Durable-Object-Id or -Name header; or the
+// /objects/ and /objects-by-id/ Fetch routes, WebSocket upgrades included)
+// and asks the placement where it is served. A request for a local object,
+// or for none (the ID service, health, reflection, admin, routes added with
+// Mount, a malformed address, which the handlers then answer), is served
+// here. A request for another node's object is forwarded to it as it came,
+// body unread, by httputil.ReverseProxy: over h2c, which carries Connect,
+// gRPC with its trailers, gRPC-Web and Fetch bodies alike, and over
+// HTTP/1.1 for WebSocket upgrades, which the proxy turns into a byte pipe.
+//
+// A forwarded request carries HeaderForwardedBy (the forwarding node),
+// HeaderHops (how many times it was forwarded) and HeaderForwardSignature.
+// A node that receives a forwarded request for an object it does not
+// serve (its table is newer or older than the forwarder's) does not
+// forward it again: it answers Connect Unavailable (HTTP 503 on the Fetch
+// routes) with Durable-Error "not-owner" (KindNotOwner) and HeaderOwner
+// naming the owner it knows. The forwarder then asks the placement again
+// and retries once. It retries only what certainly did not run: a
+// not-owner answer, or a connection the owner refused; any other failure
+// of the forward is answered Unavailable. A request that arrives with
+// MaxHops hops or more is refused (508, Unavailable): a forwarding loop.
+//
+// # Trust between nodes
+//
+// A node believes HeaderForwardedBy and HeaderHops only from its peers:
+// they must carry HeaderForwardSignature, an HMAC-SHA256 keyed by the
+// server's ID secret (which every node of a cluster shares, since they
+// must derive the same IDs) of the forwarding node's name, the hop count,
+// the method and the request's path. A request whose signature does not
+// verify is a client's: its forwarding headers are removed and it is
+// routed as if it came from a client, so that a client can neither skip
+// the routing nor forge a loop. The signature does not cover the body or
+// the other headers, and it does not expire: it stops a client from
+// forging the forwarding headers, not an attacker who can read node-to-
+// node traffic. Durable-Call-Chain and the ID headers are believed from
+// anyone, as on one node (a caller can only hurt its own calls with them).
+// In production, node-to-node traffic must run over mTLS (or a private
+// network); this package serves and forwards plaintext h2c, which is what
+// the tests on loopback use.
+
+// Headers of routing between nodes.
+const (
+	// HeaderForwardedBy names the node that forwarded a request.
+	HeaderForwardedBy = "Durable-Forwarded-By"
+	// HeaderHops counts how many times a request was forwarded.
+	HeaderHops = "Durable-Hops"
+	// HeaderForwardSignature authenticates HeaderForwardedBy and
+	// HeaderHops (see "Trust between nodes" above).
+	HeaderForwardSignature = "Durable-Forward-Signature"
+	// HeaderOwner is, on a not-owner answer, the base URL of the node that
+	// serves the object, as far as the answering node knows.
+	HeaderOwner = "Durable-Owner"
+)
+
+// Kinds of the Durable-Error header set by routing. They are not in
+// durable's table of kinds: a remote client sees their Connect code,
+// Unavailable, which is safe to retry.
+const (
+	// KindNotOwner: the node that answered does not serve the object.
+	// Nothing ran; retry (through any node).
+	KindNotOwner durable.Kind = "not-owner"
+	// KindMoved: the object's partition was lost by the node that had it
+	// (Drop) while the call waited. Nothing was written; retry.
+	KindMoved durable.Kind = "moved"
+)
+
+// MaxHops is how many times a request may be forwarded.
+const MaxHops = 2
+
+// DefaultRouteWait bounds how long a call waits, at the node that received
+// it, while its object's partition is being handed off by this node.
+const DefaultRouteWait = 10 * time.Second
+
+// maxReplay is how much of a forwarded request's body is kept to send it
+// again after a not-owner answer. A larger body is not retried.
+const maxReplay = 4 << 20
+
+// router is the routing state of a server with a placement.
+type router struct {
+	placement Placement
+	node      string // this node's name, for HeaderForwardedBy
+	key       []byte // HMAC key of the forwarding headers
+	h2c       *http.Transport
+	h1        *http.Transport
+	proxy     *httputil.ReverseProxy
+	peer      *http.Client // h2c, for in-process calls to other nodes
+	clients   sync.Map     // remoteKey → *connect.Client[Req, Res], for remote.go
+	holds     holds
+}
+
+func newRouter(s *Server, p Placement) *router {
+	var h2 http.Protocols
+	h2.SetUnencryptedHTTP2(true)
+	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
+	rt := &router{
+		placement: p,
+		node:      s.opts.nodeName,
+		key:       forwardKey(s.secret),
+		h2c: &http.Transport{
+			Protocols:           &h2,
+			DialContext:         dialer.DialContext,
+			MaxIdleConnsPerHost: 64,
+			IdleConnTimeout:     90 * time.Second,
+		},
+		h1: &http.Transport{
+			DialContext:     dialer.DialContext,
+			IdleConnTimeout: 90 * time.Second,
+		},
+	}
+	if rt.node == "" {
+		rt.node, _ = os.Hostname()
+	}
+	rt.peer = &http.Client{Transport: rt.h2c}
+	rt.proxy = &httputil.ReverseProxy{
+		Rewrite:        rt.rewrite,
+		Transport:      rt,
+		ModifyResponse: rt.modifyResponse,
+		ErrorHandler:   rt.proxyError,
+		ErrorLog:       nil,
+		FlushInterval:  -1, // gRPC and streams: every write goes out at once
+	}
+	return rt
+}
+
+// forwardKey derives the HMAC key of the forwarding headers from the ID
+// secret, so that the secret itself keys nothing but IDs.
+func forwardKey(secret []byte) []byte {
+	m := hmac.New(sha256.New, secret)
+	m.Write([]byte("durable forwarding v1"))
+	return m.Sum(nil)
+}
+
+func (rt *router) sign(node string, hops int, method, path string) string {
+	m := hmac.New(sha256.New, rt.key)
+	fmt.Fprintf(m, "%s\n%d\n%s\n%s", node, hops, method, path)
+	return hex.EncodeToString(m.Sum(nil))
+}
+
+// hopsOf returns how many times r was forwarded by a peer, and strips the
+// forwarding headers of a request whose signature does not verify.
+func (rt *router) hopsOf(r *http.Request) int {
+	sig := r.Header.Get(HeaderForwardSignature)
+	if sig == "" && r.Header.Get(HeaderHops) == "" && r.Header.Get(HeaderForwardedBy) == "" {
+		return 0
+	}
+	node, hops := r.Header.Get(HeaderForwardedBy), r.Header.Get(HeaderHops)
+	n, err := strconv.Atoi(hops)
+	if err == nil && n > 0 && hmac.Equal([]byte(sig), []byte(rt.sign(node, n, r.Method, r.URL.EscapedPath()))) {
+		return n
+	}
+	r.Header.Del(HeaderForwardSignature)
+	r.Header.Del(HeaderHops)
+	r.Header.Del(HeaderForwardedBy)
+	return 0
+}
+
+// setForwarded sets the signed forwarding headers on h, for a request with
+// method to path forwarded for the hops-th time.
+func (rt *router) setForwarded(h http.Header, hops int, method, path string) {
+	h.Set(HeaderForwardedBy, rt.node)
+	h.Set(HeaderHops, strconv.Itoa(hops))
+	h.Set(HeaderForwardSignature, rt.sign(rt.node, hops, method, path))
+}
+
+// route wraps next, the server's mux, with the router; next itself
+// without a placement.
+func (s *Server) route(next http.Handler) http.Handler {
+	rt := s.router
+	if rt == nil {
+		return next
+	}
+	errs := connect.NewErrorWriter(s.opts.handlerOptions...)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		hops := rt.hopsOf(r)
+		id, fetch, ok := s.routeID(r)
+		if !ok {
+			next.ServeHTTP(w, r)
+			return
+		}
+		answer := func(err *connect.Error, owner string) {
+			if owner != "" {
+				err.Meta().Set(HeaderOwner, owner)
+			}
+			if !fetch {
+				// In the headers too, whatever the protocol: gRPC and
+				// gRPC-Web carry error metadata in trailers, which the
+				// forwarder's proxy sees only after the body.
+				if kind := err.Meta().Get(durable.HeaderError); kind != "" {
+					w.Header().Set(durable.HeaderError, kind)
+				}
+				errs.Write(w, r, err)
+				return
+			}
+			res := errorResponse(httpStatus(err.Code()), durable.Kind(err.Meta().Get(durable.HeaderError)), errors.New(err.Message()))
+			if owner != "" {
+				res.sent.Set(HeaderOwner, owner)
+			}
+			res.write(w)
+		}
+		if hops >= MaxHops {
+			err := connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: the request was forwarded %d times, the most is %d: the nodes disagree on who serves the object", hops, MaxHops))
+			if fetch {
+				res := errorResponse(http.StatusLoopDetected, "", errors.New(err.Message()))
+				res.write(w)
+				return
+			}
+			errs.Write(w, r, err)
+			return
+		}
+		loc, err := s.locate(r.Context(), id)
+		switch {
+		case err != nil:
+			answer(unavailableError(err), "")
+		case loc.Local:
+			next.ServeHTTP(w, r)
+		case hops > 0:
+			answer(notOwnerError(loc), loc.URL)
+		default:
+			rt.forward(w, r, s, id, loc, next)
+		}
+	})
+}
+
+// routeID returns the object r addresses, whether by a Fetch route, and
+// false for a request that addresses none (served here).
+func (s *Server) routeID(r *http.Request) (id [32]byte, fetch, ok bool) {
+	path := r.URL.Path
+	for _, prefix := range [...]string{durable.FetchByNamePrefix, durable.FetchByIDPrefix} {
+		if !strings.HasPrefix(path, prefix) {
+			continue
+		}
+		ns, ref, _, _ := s.fetchTarget(prefix, r.URL.EscapedPath())
+		if ns == nil || ref == "" {
+			return id, true, false
+		}
+		oid, err := ns.fetchID(ref, prefix == durable.FetchByIDPrefix)
+		if err != nil {
+			return id, true, false
+		}
+		return oid.Bytes(), true, true
+	}
+	ns := s.classOfService(path)
+	if ns == nil {
+		return id, false, false
+	}
+	oid := idOfHeaders(ns, r.Header)
+	if oid.IsZero() {
+		return id, false, false
+	}
+	return oid.Bytes(), false, true
+}
+
+// locate asks the placement where the object id is served. While this
+// node hands the object's partition off (Release), it waits, at most
+// DefaultRouteWait and within ctx, for the placement to name the new
+// owner.
+func (s *Server) locate(ctx context.Context, id [32]byte) (Location, error) {
+	rt := s.router
+	var deadline time.Time
+	for wait := time.Millisecond; ; wait = min(2*wait, 50*time.Millisecond) {
+		loc, err := rt.placement.Locate(ctx, id)
+		if err != nil {
+			return loc, err
+		}
+		if !loc.Local {
+			rt.holds.retire(id)
+			return loc, nil
+		}
+		changed := rt.holds.held(id)
+		if changed == nil {
+			return loc, nil
+		}
+		if deadline.IsZero() {
+			deadline = time.Now().Add(DefaultRouteWait)
+		} else if time.Now().After(deadline) {
+			return Location{}, fmt.Errorf("%w: the object's partition is being handed off, and no node took it within %v", storage.ErrUnavailable, DefaultRouteWait)
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-changed:
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Location{}, ctx.Err()
+		}
+		t.Stop()
+	}
+}
+
+// unavailableError is the Connect error of a call whose object no node
+// serves in time.
+func unavailableError(err error) *connect.Error {
+	if errors.Is(err, context.Canceled) || errors.Is(err, context.DeadlineExceeded) {
+		return connect.NewError(codeOf(err), err)
+	}
+	return connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: no node serves the object now: %w", err))
+}
+
+// notOwnerError is the answer of a node that does not serve the object,
+// to a request forwarded to it.
+func notOwnerError(loc Location) *connect.Error {
+	err := connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: this node does not serve the object; node %q does (%s): retry", loc.Node, loc.URL))
+	return withKind(err, KindNotOwner)
+}
+
+// forwardState is the state of one forwarded request, shared by the
+// proxy's hooks through the request's context.
+type forwardState struct {
+	target *url.URL
+	hops   int
+	body   *replayBody
+	// retry: the attempt certainly did not run (not-owner, refused); set
+	// by the hooks, read by forward.
+	retry bool
+	owner string // the not-owner answer's hint
+	last  bool   // the second attempt: its failures are answered
+}
+
+type forwardKeyType struct{}
+
+// forward sends r to the node at loc and copies its answer to w; after a
+// not-owner answer or a refused connection it asks the placement again and
+// retries once, here if the object is now local.
+func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id [32]byte, loc Location, local http.Handler) {
+	target, err := url.Parse(loc.URL)
+	if err != nil || target.Host == "" {
+		rt.fail(w, r, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: the placement gave node %q the URL %q: %v", loc.Node, loc.URL, err)))
+		return
+	}
+	st := &forwardState{target: target, hops: 1}
+	if r.Body != nil && r.Body != http.NoBody {
+		st.body = newReplayBody(r.Body)
+	}
+	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKeyType{}, st)))
+	if !st.retry {
+		return
+	}
+	if st.body != nil {
+		// The first attempt's body must be done with before it is read
+		// again.
+		select {
+		case <-st.body.closed:
+		case <-r.Context().Done():
+			rt.fail(w, r, connect.NewError(codeOf(r.Context().Err()), r.Context().Err()))
+			return
+		}
+		if st.body.over {
+			rt.fail(w, r, withKind(connect.NewError(connect.CodeUnavailable, errors.New("durable: the node the request went to does not serve the object, and the body is too large to send again: retry")), KindNotOwner))
+			return
+		}
+	}
+	again := r.Clone(r.Context())
+	if st.body != nil {
+		again.Body = st.body.replay()
+	}
+	loc, err = s.locate(r.Context(), id)
+	switch {
+	case err != nil:
+		rt.fail(w, r, unavailableError(err))
+		return
+	case loc.Local:
+		local.ServeHTTP(w, again)
+		return
+	}
+	if target, err = url.Parse(loc.URL); err != nil || target.Host == "" {
+		rt.fail(w, r, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: the placement gave node %q the URL %q: %v", loc.Node, loc.URL, err)))
+		return
+	}
+	st2 := &forwardState{target: target, hops: 1, last: true}
+	rt.proxy.ServeHTTP(w, again.WithContext(context.WithValue(r.Context(), forwardKeyType{}, st2)))
+}
+
+// fail answers a request the router could not forward, in its protocol.
+func (rt *router) fail(w http.ResponseWriter, r *http.Request, err *connect.Error) {
+	if strings.HasPrefix(r.URL.Path, durable.FetchByNamePrefix) || strings.HasPrefix(r.URL.Path, durable.FetchByIDPrefix) {
+		errorResponse(httpStatus(err.Code()), durable.Kind(err.Meta().Get(durable.HeaderError)), errors.New(err.Message())).write(w)
+		return
+	}
+	connect.NewErrorWriter().Write(w, r, err)
+}
+
+func (rt *router) rewrite(pr *httputil.ProxyRequest) {
+	st := pr.In.Context().Value(forwardKeyType{}).(*forwardState)
+	pr.SetURL(st.target)
+	pr.Out.Host = pr.In.Host
+	pr.SetXForwarded()
+	if st.body != nil && !st.last {
+		pr.Out.Body = st.body
+	}
+	rt.setForwarded(pr.Out.Header, st.hops, pr.Out.Method, pr.Out.URL.EscapedPath())
+}
+
+// RoundTrip sends WebSocket upgrades over HTTP/1.1 and the rest over h2c.
+func (rt *router) RoundTrip(r *http.Request) (*http.Response, error) {
+	if isWebSocketUpgrade(r) {
+		return rt.h1.RoundTrip(r)
+	}
+	return rt.h2c.RoundTrip(r)
+}
+
+// modifyResponse turns a not-owner answer into a retry, unless it is the
+// second attempt's.
+func (rt *router) modifyResponse(res *http.Response) error {
+	st := res.Request.Context().Value(forwardKeyType{}).(*forwardState)
+	if st.last || !notOwnerResponse(res) {
+		return nil
+	}
+	st.retry = true
+	st.owner = res.Header.Get(HeaderOwner)
+	return errNotOwner
+}
+
+var errNotOwner = errors.New("durable: not owner")
+
+// notOwnerResponse reports whether res is a not-owner answer: the router
+// that answers one sets its Durable-Error header in every protocol.
+func notOwnerResponse(res *http.Response) bool {
+	return res.Header.Get(durable.HeaderError) == string(KindNotOwner)
+}
+
+func (rt *router) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	st := r.Context().Value(forwardKeyType{}).(*forwardState)
+	if errors.Is(err, errNotOwner) {
+		return // forward retries
+	}
+	if !st.last && refused(err) {
+		st.retry = true
+		return
+	}
+	if r.Context().Err() != nil {
+		return // the client left
+	}
+	rt.fail(w, r, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: forwarding to %s: %w", st.target.Host, err)))
+}
+
+// refused reports whether err is a connection the peer refused: the
+// request certainly did not reach it.
+func refused(err error) bool {
+	var op *net.OpError
+	return errors.As(err, &op) && op.Op == "dial"
+}
+
+// replayBody is a forwarded request's body that keeps what it read, up to
+// maxReplay, so that the request can be sent again after an answer that
+// says nothing ran. Close does not close the client's body: the second
+// attempt reads the rest of it. closed is closed once the first attempt's
+// transport is done with it (no Read in progress, none to come).
+type replayBody struct {
+	src    io.ReadCloser
+	mu     sync.Mutex // held by Read: Close waits for a Read in progress
+	buf    bytes.Buffer
+	over   bool
+	done   bool
+	once   sync.Once
+	closed chan struct{}
+}
+
+func newReplayBody(src io.ReadCloser) *replayBody {
+	return &replayBody{src: src, closed: make(chan struct{})}
+}
+
+func (b *replayBody) Read(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.done {
+		return 0, http.ErrBodyReadAfterClose
+	}
+	n, err := b.src.Read(p)
+	if !b.over {
+		if b.buf.Len()+n > maxReplay {
+			b.over = true
+			b.buf = bytes.Buffer{}
+		} else {
+			b.buf.Write(p[:n])
+		}
+	}
+	return n, err
+}
+
+// Close may be called while a Read blocks (HTTP/2 closes a reset stream's
+// body from another goroutine): it does not wait for it.
+func (b *replayBody) Close() error {
+	b.once.Do(func() {
+		go func() {
+			b.mu.Lock()
+			b.done = true
+			b.mu.Unlock()
+			close(b.closed)
+		}()
+	})
+	return nil
+}
+
+// replay returns the body again, once closed is: what was read, then the
+// rest.
+func (b *replayBody) replay() io.ReadCloser {
+	return struct {
+		io.Reader
+		io.Closer
+	}{io.MultiReader(bytes.NewReader(b.buf.Bytes()), b.src), b.src}
+}
+
+// WithNodeName names this node in the HeaderForwardedBy header of the
+// requests it forwards (cluster mode). Default: the host name.
+func WithNodeName(name string) Option { return func(o *options) { o.nodeName = name } }

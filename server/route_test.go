@@ -1,0 +1,565 @@
+package server_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"connectrpc.com/connect"
+	"connectrpc.com/grpchealth"
+	gorilla "github.com/gorilla/websocket"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/status"
+
+	"github.com/durablego/durable"
+	"github.com/durablego/durable/client"
+	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1connect"
+	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
+	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/internal/probe"
+	"github.com/durablego/durable/server"
+	"github.com/durablego/durable/storage"
+)
+
+// table is the partition table of a test cluster: which node serves each
+// object, flipped by the tests. It is the placement's real job for
+// routing (the fence is not under test here).
+type table struct {
+	mu     sync.Mutex
+	urls   []string
+	owner  int // of every object not in byID; -1: none
+	byID   map[[32]byte]int
+	change chan struct{} // closed when owner changes
+}
+
+func (tb *table) set(owner int) {
+	tb.mu.Lock()
+	tb.owner = owner
+	close(tb.change)
+	tb.change = make(chan struct{})
+	tb.mu.Unlock()
+}
+
+func (tb *table) setID(id durable.ID, owner int) {
+	tb.mu.Lock()
+	tb.byID[id.Bytes()] = owner
+	tb.mu.Unlock()
+}
+
+// placement is one node's view of the table. stale, while above zero,
+// makes its next answers name node staleTo instead (a watch that lags).
+type placement struct {
+	self    int
+	tb      *table
+	stale   atomic.Int32
+	staleTo int
+	asked   atomic.Int64
+}
+
+func (p *placement) Locate(ctx context.Context, id [32]byte) (server.Location, error) {
+	p.asked.Add(1)
+	for {
+		p.tb.mu.Lock()
+		owner, ok := p.tb.byID[id]
+		if !ok {
+			owner = p.tb.owner
+		}
+		change := p.tb.change
+		urls := p.tb.urls
+		p.tb.mu.Unlock()
+		if p.stale.Add(-1) >= 0 {
+			owner = p.staleTo
+		}
+		if owner >= 0 {
+			return server.Location{Local: owner == p.self, Node: fmt.Sprint("node", owner), URL: urls[owner]}, nil
+		}
+		t := time.NewTimer(2 * time.Second)
+		select {
+		case <-change:
+			t.Stop()
+		case <-t.C:
+			return server.Location{}, fmt.Errorf("%w: no node serves the object", storage.ErrUnavailable)
+		case <-ctx.Done():
+			t.Stop()
+			return server.Location{}, ctx.Err()
+		}
+	}
+}
+
+// node is one server of a test cluster.
+type node struct {
+	*env
+	place *placement
+	socks *probe.SocketProbe
+}
+
+// newCluster starts n servers on loopback, each with its own data
+// directory, all over one node database (storage.Open, WithStore) so that
+// an object that moves keeps its state, with node owner serving every
+// object.
+func newCluster(t testing.TB, n, owner int) (*table, []*node) {
+	t.Helper()
+	db, err := storage.Open(filepath.Join(t.TempDir(), "objects.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { db.Close() }) // after every server's shutdown
+	secret := []byte("cluster test secret, 32 bytes..")
+	tb := &table{urls: make([]string, n), owner: owner, byID: make(map[[32]byte]int), change: make(chan struct{})}
+	lns := make([]net.Listener, n)
+	for i := range n {
+		if lns[i], err = net.Listen("tcp", "127.0.0.1:0"); err != nil {
+			t.Fatal(err)
+		}
+		tb.urls[i] = "http://" + lns[i].Addr().String()
+	}
+	nodes := make([]*node, n)
+	for i := range n {
+		p := &placement{self: i, tb: tb}
+		e := newEnvIn(t, t.TempDir(), server.WithStore(db), server.WithSecret(secret), server.WithPlacement(p), server.WithNodeName(fmt.Sprint("node", i)))
+		sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
+		if _, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp); err != nil {
+			t.Fatal(err)
+		}
+		e.url = tb.urls[i]
+		served := make(chan error, 1)
+		ln := lns[i]
+		go func() { served <- e.srv.Serve(ln) }()
+		t.Cleanup(func() {
+			e.shutdown(t)
+			if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+				t.Errorf("serve: %v", err)
+			}
+		})
+		nodes[i] = &node{env: e, place: p, socks: sp}
+	}
+	return tb, nodes
+}
+
+// TestForwardedRPCsReachTheOwner calls node 1's objects through node 0
+// over Connect, gRPC and gRPC-Web: the values are the owner's, and only
+// the owner activates them.
+func TestForwardedRPCsReachTheOwner(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	ctx := context.Background()
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url, client.WithClientOptions(p.opts...))
+			stub := counters.Get(counters.IDFromName("fwd-" + p.name))
+			for i := int64(1); i <= 3; i++ {
+				r, err := stub.Increment(ctx, &counterv1.IncrementRequest{Amount: 2})
+				if err != nil || r.GetValue() != 2*i {
+					t.Fatalf("increment %d through node 0: value %d, err %v", i, r.GetValue(), err)
+				}
+			}
+			if q := nodes[1].srv.QueuedCalls("Counter", nodes[1].counters.IDFromName("fwd-"+p.name)); q != 0 {
+				t.Fatalf("queued on the owner: %d", q)
+			}
+		})
+	}
+	if got := nodes[0].srv.ActiveObjects(); got != 0 {
+		t.Fatalf("node 0 activated %d objects; it serves none", got)
+	}
+	if got := nodes[1].srv.ActiveObjects(); got != len(protocols) {
+		t.Fatalf("node 1 has %d objects in memory, want %d", got, len(protocols))
+	}
+}
+
+// TestForwardedGRPCErrorKeepsTrailers: a method's error through a
+// forwarding node reaches a grpc-go client with its code, message and
+// the Durable-Error metadata, which gRPC sends in trailers.
+func TestForwardedGRPCErrorKeepsTrailers(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	conn := grpcConn(t, nodes[0].url)
+	ctx := metadata.AppendToOutgoingContext(context.Background(), durable.HeaderObjectName, "trailers")
+	var trailer metadata.MD
+	err := conn.Invoke(ctx, "/"+durabletestv1connect.ProbeName+"/Add", &durabletestv1.AddRequest{Amount: 1, Fail: true, Code: int32(connect.CodeAborted)}, new(durabletestv1.AddResponse), grpcTrailer(&trailer))
+	st, _ := status.FromError(err)
+	if st.Code() != codes.Aborted || !strings.Contains(st.Message(), "failing with code") {
+		t.Fatalf("err = %v; want Aborted from the probe", err)
+	}
+	if got := trailer.Get(strings.ToLower(durable.HeaderError)); len(got) != 1 || got[0] != string(durable.KindMethod) {
+		t.Fatalf("trailer %s = %v; want [%s]", durable.HeaderError, got, durable.KindMethod)
+	}
+	var ok durabletestv1.AddResponse
+	if err := conn.Invoke(ctx, "/"+durabletestv1connect.ProbeName+"/Add", &durabletestv1.AddRequest{Amount: 5}, &ok); err != nil || ok.GetValue() != 5 {
+		t.Fatalf("Add = %d, %v; want 5 (the failed call rolled back)", ok.GetValue(), err)
+	}
+}
+
+// TestForwardedFetch: the Fetch route through node 0, body and status.
+func TestForwardedFetch(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	hc := &http.Client{}
+	post := func(path, body string) (int, string) {
+		t.Helper()
+		res, err := hc.Post(nodes[0].url+"/objects/counter/fetched"+path, "application/json", strings.NewReader(body))
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer res.Body.Close()
+		b, _ := io.ReadAll(res.Body)
+		return res.StatusCode, string(b)
+	}
+	if code, body := post("/increment", `{"amount":7}`); code != 200 || !strings.Contains(body, `"value":7`) {
+		t.Fatalf("POST /increment through node 0: %d %q", code, body)
+	}
+	if code, body := post("/increment", `{"amount":3}`); code != 200 || !strings.Contains(body, `"value":10`) {
+		t.Fatalf("second POST: %d %q", code, body)
+	}
+	if code, _ := post("/nowhere", ""); code != http.StatusNotFound {
+		t.Fatalf("POST /nowhere: %d; want the object's 404", code)
+	}
+	if nodes[0].srv.ActiveObjects() != 0 || nodes[1].srv.ActiveObjects() != 1 {
+		t.Fatalf("active: node 0 %d, node 1 %d; want 0 and 1", nodes[0].srv.ActiveObjects(), nodes[1].srv.ActiveObjects())
+	}
+}
+
+// TestForwardedWebSocketEchoes: a socket opened through node 0 lives on
+// node 1 and echoes.
+func TestForwardedWebSocketEchoes(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	c := dialVia(t, nodes[0].url, "ws-fwd")
+	if err := c.WriteMessage(gorilla.TextMessage, []byte("echo hello")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	_, msg, err := c.ReadMessage()
+	if err != nil || string(msg) != "hello" {
+		t.Fatalf("echo = %q, %v", msg, err)
+	}
+	if nodes[0].srv.ActiveObjects() != 0 {
+		t.Fatalf("node 0 activated the socket's object")
+	}
+}
+
+// dialVia opens a socket on the SocketProbe name through the node at base.
+func dialVia(t testing.TB, base, name string) *gorilla.Conn {
+	t.Helper()
+	c, res, err := gorilla.DefaultDialer.Dial("ws"+strings.TrimPrefix(base, "http")+"/objects/socket-probe/"+name+"/", nil)
+	if err != nil {
+		code := 0
+		if res != nil {
+			code = res.StatusCode
+		}
+		t.Fatalf("dial %s through %s: %v (status %d)", name, base, err, code)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// TestHopLimit: a request already forwarded MaxHops times is refused,
+// in the RPC's protocol and with 508 on the Fetch route; forged
+// forwarding headers (a bad signature) are ignored and the request routed.
+func TestHopLimit(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	hc := h2cClient()
+	path := "/" + durabletestv1connect.ProbeName + "/Add"
+	send := func(h map[string][]string, p, body string) *http.Response {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, nodes[0].url+p, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(durable.HeaderObjectName, "hops")
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	res := send(server.ForwardedHeader(nodes[0].srv, server.MaxHops, http.MethodPost, path), path, `{"amount":1}`)
+	if res.StatusCode != http.StatusServiceUnavailable {
+		t.Fatalf("RPC at %d hops: status %d; want 503 (Unavailable)", server.MaxHops, res.StatusCode)
+	}
+	fetch := "/objects/counter/hops/increment"
+	if res := send(server.ForwardedHeader(nodes[0].srv, server.MaxHops, http.MethodPost, fetch), fetch, `{}`); res.StatusCode != http.StatusLoopDetected {
+		t.Fatalf("Fetch at %d hops: status %d; want 508", server.MaxHops, res.StatusCode)
+	}
+	forged := map[string][]string{server.HeaderHops: {"9"}, server.HeaderForwardedBy: {"node1"}, server.HeaderForwardSignature: {"00"}}
+	if res := send(forged, path, `{"amount":1}`); res.StatusCode != 200 {
+		t.Fatalf("forged headers: status %d; want 200 (routed as a client's)", res.StatusCode)
+	}
+	if nodes[1].srv.ActiveObjects() != 1 || nodes[0].srv.ActiveObjects() != 0 {
+		t.Fatalf("the forged request was not forwarded to the owner")
+	}
+}
+
+// TestNotOwnerRetry: node 0's view lags (it names node 1), node 1 knows
+// node 2 serves the object: node 1 answers not-owner, node 0 asks again
+// and retries at node 2, over every protocol and the Fetch route. When
+// the views disagree for good, the caller gets Unavailable "not-owner"
+// rather than a loop.
+func TestNotOwnerRetry(t *testing.T) {
+	_, nodes := newCluster(t, 3, 2)
+	ctx := context.Background()
+	for _, p := range protocols {
+		t.Run(p.name, func(t *testing.T) {
+			nodes[0].place.staleTo = 1
+			nodes[0].place.stale.Store(1)
+			counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url, client.WithClientOptions(p.opts...))
+			r, err := counters.Get(counters.IDFromName("moved-"+p.name)).Increment(ctx, &counterv1.IncrementRequest{Amount: 4})
+			if err != nil || r.GetValue() != 4 {
+				t.Fatalf("through a stale node: value %d, err %v", r.GetValue(), err)
+			}
+		})
+	}
+	nodes[0].place.staleTo = 1
+	nodes[0].place.stale.Store(1)
+	res, err := http.Post(nodes[0].url+"/objects/counter/moved-fetch/increment", "application/json", strings.NewReader(`{"amount":2}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(b), `"value":2`) {
+		t.Fatalf("Fetch through a stale node: %d %q", res.StatusCode, b)
+	}
+	if nodes[1].srv.ActiveObjects() != 0 {
+		t.Fatalf("node 1 activated %d objects it does not serve", nodes[1].srv.ActiveObjects())
+	}
+	// For good: node 0 always names node 1.
+	nodes[0].place.stale.Store(1 << 30)
+	counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url)
+	_, err = counters.Get(counters.IDFromName("never")).Increment(ctx, &counterv1.IncrementRequest{})
+	var ce *connect.Error
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(server.KindNotOwner) {
+		t.Fatalf("views that disagree: %v; want Unavailable not-owner", err)
+	}
+	if ce.Meta().Get(server.HeaderOwner) != nodes[2].url {
+		t.Fatalf("owner hint %q; want %q", ce.Meta().Get(server.HeaderOwner), nodes[2].url)
+	}
+}
+
+// TestInProcessCallsToRemoteObjects: node 0's in-process stubs (and
+// server.Fetch) reach node 1's objects with the same values and typed
+// errors as in process, across a call chain that spans both nodes.
+func TestInProcessCallsToRemoteObjects(t *testing.T) {
+	tb, nodes := newCluster(t, 2, 1)
+	ctx := context.Background()
+	stub := nodes[0].counters.Get(nodes[0].counters.IDFromName("inproc"))
+	for i := int64(1); i <= 3; i++ {
+		r, err := stub.Increment(ctx, &counterv1.IncrementRequest{Amount: 3})
+		if err != nil || r.GetValue() != 3*i {
+			t.Fatalf("increment %d: %d, %v", i, r.GetValue(), err)
+		}
+	}
+	if nodes[0].srv.ActiveObjects() != 0 || nodes[1].srv.ActiveObjects() != 1 {
+		t.Fatalf("active: node 0 %d, node 1 %d", nodes[0].srv.ActiveObjects(), nodes[1].srv.ActiveObjects())
+	}
+	// A method's own error: the same *RPCError code as in process.
+	probes := nodes[0].probes
+	_, err := probes.Get(probes.IDFromName("p")).Add(ctx, &durabletestv1.AddRequest{Fail: true, Code: int32(connect.CodeAborted)})
+	var rpc *durable.RPCError
+	if !errors.As(err, &rpc) || rpc.Code != connect.CodeAborted || rpc.Class != "Probe" || rpc.Method != "Add" {
+		t.Fatalf("remote Add failure: %#v; want *RPCError Aborted", err)
+	}
+	// A chain x (node 1) → y (node 0) → x: reentrant, as in process.
+	y := probes.IDFromName("y")
+	tb.setID(y, 0)
+	_, err = probes.Get(probes.IDFromName("x")).Hop(ctx, &durabletestv1.HopRequest{Path: []string{"y", "x"}})
+	if !errors.Is(err, durable.ErrReentrantCall) {
+		t.Fatalf("chain across nodes: %v; want ErrReentrantCall", err)
+	}
+	local := newEnv(t)
+	_, lerr := local.probes.Get(local.probes.IDFromName("x")).Hop(ctx, &durabletestv1.HopRequest{Path: []string{"y", "x"}})
+	if !errors.Is(lerr, durable.ErrReentrantCall) || durable.KindOf(lerr) != durable.KindOf(err) {
+		t.Fatalf("kinds differ: in process %v (%s), remote %v (%s)", lerr, durable.KindOf(lerr), err, durable.KindOf(err))
+	}
+	// Fetch in process.
+	req, _ := http.NewRequest(http.MethodPost, "/increment", strings.NewReader(`{"amount":5}`))
+	res, err := stub.Fetch(ctx, req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, _ := io.ReadAll(res.Body)
+	res.Body.Close()
+	if res.StatusCode != 200 || !strings.Contains(string(b), `"value":14`) {
+		t.Fatalf("server.Fetch of a remote object: %d %q", res.StatusCode, b)
+	}
+}
+
+// TestReleaseDrainsUnderLoad: callers keep calling one object through
+// node 0 while node 1, its owner, releases it with a call blocked in its
+// mailbox and more queued; then the table names node 0. No call fails,
+// every increment is counted once, and later calls run on node 0.
+func TestReleaseDrainsUnderLoad(t *testing.T) {
+	tb, nodes := newCluster(t, 2, 1)
+	ctx := context.Background()
+	p := nodes[1].probes
+	id := p.IDFromName("busy")
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := p.Get(id).Block(ctx, &durabletestv1.BlockRequest{})
+		blocked <- err
+	}()
+	<-nodes[1].probe.Entered
+	var calls, failed atomic.Int64
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := range 4 {
+		wg.Go(func() {
+			via := nodes[w%2].probes
+			for i := 0; i < 2000; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				cctx, cancel := context.WithTimeout(ctx, 20*time.Second)
+				_, err := via.Get(id).Add(cctx, &durabletestv1.AddRequest{Amount: 1})
+				cancel()
+				calls.Add(1)
+				if err != nil {
+					failed.Add(1)
+					t.Errorf("call during the hand-off: %v", err)
+					return
+				}
+			}
+		})
+	}
+	eventually(t, "calls queue behind the blocked one", func() bool { return nodes[1].srv.QueuedCalls("Probe", id) > 0 })
+	released := make(chan error, 1)
+	go func() { released <- nodes[1].srv.Release(ctx, func([32]byte) bool { return true }) }()
+	close(nodes[1].probe.Gate) // the blocked call returns; the mailbox drains
+	if err := <-released; err != nil {
+		t.Fatalf("Release: %v", err)
+	}
+	if err := <-blocked; err != nil {
+		t.Fatalf("the blocked call: %v", err)
+	}
+	if nodes[1].srv.ActiveObjects() != 0 {
+		t.Fatalf("node 1 holds %d objects after Release", nodes[1].srv.ActiveObjects())
+	}
+	tb.set(0)
+	eventually(t, "calls run on node 0", func() bool { return nodes[0].srv.ActiveObjects() == 1 })
+	close(stop)
+	wg.Wait()
+	if failed.Load() != 0 {
+		t.Fatalf("%d of %d calls failed", failed.Load(), calls.Load())
+	}
+	r, err := nodes[0].probes.Get(id).Get(ctx, &durabletestv1.GetRequest{})
+	if err != nil || r.GetState().GetValue() != calls.Load() {
+		t.Fatalf("value %d, err %v; want %d (one per call)", r.GetState().GetValue(), err, calls.Load())
+	}
+	if nodes[1].srv.ActiveObjects() != 0 {
+		t.Fatalf("node 1 activated the object again")
+	}
+}
+
+// TestDropFailsQueuedCallsMoved: calls queued behind a blocked one on the
+// owner fail with Unavailable "moved" when it drops the partition.
+func TestDropFailsQueuedCallsMoved(t *testing.T) {
+	tb, nodes := newCluster(t, 2, 1)
+	ctx := context.Background()
+	p := nodes[1].probes
+	id := p.IDFromName("lost")
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := p.Get(id).Block(ctx, &durabletestv1.BlockRequest{})
+		blocked <- err
+	}()
+	<-nodes[1].probe.Entered
+	queued := make(chan error, 3)
+	for range 3 {
+		go func() {
+			_, err := p.Get(id).Add(ctx, &durabletestv1.AddRequest{Amount: 1})
+			queued <- err
+		}()
+	}
+	eventually(t, "three calls queue", func() bool { return nodes[1].srv.QueuedCalls("Probe", id) == 3 })
+	nodes[1].srv.Drop(func([32]byte) bool { return true }, errors.New("lease gone"))
+	for range 3 {
+		err := <-queued
+		var ce *connect.Error
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(server.KindMoved) || !strings.Contains(err.Error(), "lease gone") {
+			t.Fatalf("queued call: %v; want Unavailable moved", err)
+		}
+	}
+	close(nodes[1].probe.Gate)
+	<-blocked
+	if nodes[1].srv.ActiveObjects() != 0 {
+		t.Fatalf("node 1 holds %d objects after Drop", nodes[1].srv.ActiveObjects())
+	}
+	tb.set(0)
+	r, err := nodes[0].probes.Get(id).Get(ctx, &durabletestv1.GetRequest{})
+	if err != nil || r.GetState().GetValue() != 0 {
+		t.Fatalf("after the move: value %d, %v; want 0 (nothing of the dropped calls written)", r.GetState().GetValue(), err)
+	}
+}
+
+// TestReleaseClosesSocketsWithServiceRestart: a socket opened through
+// node 0 on node 1's object gets 1012 when node 1 releases it, and a
+// reconnection through node 0 reaches the new owner.
+func TestReleaseClosesSocketsWithServiceRestart(t *testing.T) {
+	tb, nodes := newCluster(t, 2, 1)
+	c := dialVia(t, nodes[0].url, "restart")
+	if err := c.WriteMessage(gorilla.TextMessage, []byte("echo hi")); err != nil {
+		t.Fatal(err)
+	}
+	c.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, _, err := c.ReadMessage(); err != nil {
+		t.Fatal(err)
+	}
+	released := make(chan error, 1)
+	go func() { released <- nodes[1].srv.Release(context.Background(), func([32]byte) bool { return true }) }()
+	_, _, err := c.ReadMessage()
+	var ce *gorilla.CloseError
+	if !errors.As(err, &ce) || ce.Code != 1012 {
+		t.Fatalf("read after Release: %v; want close 1012", err)
+	}
+	if err := <-released; err != nil {
+		t.Fatal(err)
+	}
+	tb.set(0)
+	c2 := dialVia(t, nodes[0].url, "restart")
+	if err := c2.WriteMessage(gorilla.TextMessage, []byte("echo again")); err != nil {
+		t.Fatal(err)
+	}
+	c2.SetReadDeadline(time.Now().Add(10 * time.Second))
+	if _, msg, err := c2.ReadMessage(); err != nil || string(msg) != "again" {
+		t.Fatalf("after reconnecting: %q, %v", msg, err)
+	}
+}
+
+// TestSetServing: health follows SetServing.
+func TestSetServing(t *testing.T) {
+	_, nodes := newCluster(t, 1, 0)
+	health := grpchealth.NewClient(h2cClient(), nodes[0].url)
+	check := func() grpchealth.Status {
+		t.Helper()
+		res, err := health.Check(context.Background(), &grpchealth.CheckRequest{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return res.Status
+	}
+	if got := check(); got != grpchealth.StatusServing {
+		t.Fatalf("health = %v", got)
+	}
+	nodes[0].srv.SetServing(false)
+	if got := check(); got != grpchealth.StatusNotServing {
+		t.Fatalf("after SetServing(false): %v", got)
+	}
+	nodes[0].srv.SetServing(true)
+	if got := check(); got != grpchealth.StatusServing {
+		t.Fatalf("after SetServing(true): %v", got)
+	}
+}
+
+func grpcTrailer(md *metadata.MD) grpc.CallOption { return grpc.Trailer(md) }
