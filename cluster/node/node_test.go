@@ -51,8 +51,8 @@ func (h *host) Release(ctx context.Context, match func(id [32]byte) bool) error 
 	return nil
 }
 func (h *host) Drop(match func(id [32]byte) bool, reason error) { h.record(h.dropped, match) }
-func (h *host) RescanAlarms()                                    { h.mu.Lock(); h.rescans++; h.mu.Unlock() }
-func (h *host) SetServing(s bool)                                { h.mu.Lock(); h.serving = append(h.serving, s); h.mu.Unlock() }
+func (h *host) RescanAlarms()                                   { h.mu.Lock(); h.rescans++; h.mu.Unlock() }
+func (h *host) SetServing(s bool)                               { h.mu.Lock(); h.serving = append(h.serving, s); h.mu.Unlock() }
 
 func (h *host) lastServing() (bool, bool) {
 	h.mu.Lock()
