@@ -19,8 +19,10 @@
 // request size. A call whose writes alone exceed them fails with
 // storage.ErrTooLarge (ResourceExhausted) and nothing is written.
 //
-// This part of cluster mode runs one node: Open takes every partition.
-// Membership, routing between nodes and handoff come later.
+// By default Open takes every partition: one node serves the deployment.
+// With WithManagedOwnership it takes none, and a cluster node (package
+// github.com/durablego/durable/cluster/node) acquires and releases
+// partitions as membership changes, under the store's lease.
 package etcdstore
 
 import (
@@ -58,6 +60,7 @@ type config struct {
 	lanes          int
 	queue          int
 	logger         *slog.Logger
+	managed        bool
 }
 
 // WithCluster names the deployment: its keys live under /durable/{name}/.
@@ -98,6 +101,11 @@ func WithLogger(l *slog.Logger) Option { return func(c *config) { c.logger = l }
 // etcd less per write when it is short of CPU. Default 8.
 func WithLanes(n int) Option { return func(c *config) { c.lanes = min(max(1, n), Partitions) } }
 
+// WithManagedOwnership has Open take no partition: the store serves only
+// those acquired since with Acquire, which a cluster node does for the
+// partitions membership gives it. Default: Open takes every partition.
+func WithManagedOwnership() Option { return func(c *config) { c.managed = true } }
+
 // Store is an object store on etcd. Create one with Open; it is safe for
 // concurrent use.
 type Store struct {
@@ -105,7 +113,7 @@ type Store struct {
 	cfg  config
 	keys keys
 
-	lease clientv3.LeaseID
+	lease atomic.Int64 // the clientv3.LeaseID; a new one after Regrant
 	// tokens[p] is the CreateRevision of partition p's owner key while the
 	// store owns p, 0 otherwise.
 	tokens [Partitions]atomic.Int64
@@ -122,6 +130,9 @@ type Store struct {
 	laneWG sync.WaitGroup // the lanes' goroutines
 	wg     sync.WaitGroup // the keep-alive loop
 	stop   chan struct{}  // closed by Close: ends the keep-alive loop
+	once   sync.Once      // closes stop
+
+	onLose atomic.Pointer[func(ps []int)] // SetLossHook's
 
 	commits, batches, written atomic.Uint64
 }
@@ -131,7 +142,8 @@ var _ storage.ObjectStore = (*Store)(nil)
 // Open grants the store's lease on cli's cluster and takes ownership of
 // every partition, waiting (until ctx ends) for those another store holds
 // to be free: a store of a process that died holds its partitions until
-// its lease expires. The store does not close cli.
+// its lease expires. With WithManagedOwnership it takes none. The store
+// does not close cli.
 func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, error) {
 	host, _ := os.Hostname()
 	cfg := config{
@@ -160,13 +172,15 @@ func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, er
 	if err != nil {
 		return nil, fmt.Errorf("etcdstore: grant a lease: %w", err)
 	}
-	s.lease = g.ID
+	s.lease.Store(int64(g.ID))
 	s.renewed(sent)
 	s.wg.Add(1)
 	go s.keepAlive()
-	if err := s.acquireAll(ctx); err != nil {
-		s.shutdownLease()
-		return nil, err
+	if !cfg.managed {
+		if err := s.acquireAll(ctx); err != nil {
+			s.shutdownLease(ctx)
+			return nil, err
+		}
 	}
 	s.lanes = make([]*lane, cfg.lanes)
 	for i := range s.lanes {
@@ -185,7 +199,7 @@ func (s *Store) call(ctx context.Context) (context.Context, context.CancelFunc) 
 }
 
 // Lease returns the ID of the lease that holds the store's partitions.
-func (s *Store) Lease() clientv3.LeaseID { return s.lease }
+func (s *Store) Lease() clientv3.LeaseID { return clientv3.LeaseID(s.lease.Load()) }
 
 // Token returns partition p's fencing token, the CreateRevision of its
 // owner key, or 0 when the store does not own p.
@@ -227,7 +241,7 @@ func (s *Store) keepAlive() {
 		}
 		sent := time.Since(s.base)
 		ctx, cancel := context.WithTimeout(context.Background(), min(s.cfg.requestTimeout, s.cfg.ttl/3))
-		_, err := s.cli.KeepAliveOnce(ctx, s.lease)
+		_, err := s.cli.KeepAliveOnce(ctx, s.Lease())
 		cancel()
 		switch {
 		case err == nil:
@@ -236,7 +250,7 @@ func (s *Store) keepAlive() {
 			s.loseAll("the lease expired or was revoked")
 			return
 		default:
-			s.cfg.logger.Warn("etcdstore: lease renewal failed", "lease", int64(s.lease), "err", err)
+			s.cfg.logger.Warn("etcdstore: lease renewal failed", "lease", s.lease.Load(), "err", err)
 		}
 	}
 }
@@ -247,18 +261,136 @@ func (s *Store) loseAll(why string) {
 	if s.lost.Swap(true) {
 		return
 	}
+	var ps []int
 	for p := range s.tokens {
-		s.tokens[p].Store(0)
+		if s.tokens[p].Swap(0) != 0 {
+			ps = append(ps, p)
+		}
 	}
-	s.cfg.logger.Error("etcdstore: lost every partition", "reason", why, "lease", int64(s.lease))
+	s.cfg.logger.Error("etcdstore: lost every partition", "reason", why, "lease", s.lease.Load(), "partitions", len(ps))
+	if fn := s.onLose.Load(); fn != nil && len(ps) > 0 {
+		(*fn)(ps)
+	}
 }
 
-// lose drops partition p if its token is still tok.
+// lose drops partition p if its token is still tok: a commit's fence
+// failed.
 func (s *Store) lose(p int, tok int64) {
 	if s.tokens[p].CompareAndSwap(tok, 0) {
 		s.cfg.logger.Error("etcdstore: lost a partition", "partition", p, "token", tok)
+		if fn := s.onLose.Load(); fn != nil {
+			(*fn)([]int{p})
+		}
 	}
 }
+
+// SetLossHook has the store call fn with the partitions it finds it lost
+// by itself: a commit's fence failed (another store took the partition),
+// or etcd said the lease is gone. A cluster node evicts their objects.
+// fn runs on the store's goroutines: it must not block. Losses the caller
+// makes (Forget, Release) do not call it.
+func (s *Store) SetLossHook(fn func(ps []int)) { s.onLose.Store(&fn) }
+
+// Owns reports whether the store owns partition p and its lease holds, as
+// every read and commit checks: a cluster node's placement answers from it.
+func (s *Store) Owns(p int) bool { _, err := s.owns(p); return err == nil }
+
+// LeaseRemaining returns how long the store still trusts its lease: the
+// time its last successful renewal was sent plus the TTL, minus a margin,
+// less now. At or under zero the store commits and reads nothing.
+func (s *Store) LeaseRemaining() time.Duration {
+	return time.Duration(s.deadline.Load()) - time.Since(s.base)
+}
+
+// LeaseLost reports whether etcd said the lease is gone (it expired or was
+// revoked): the store owns nothing until Regrant.
+func (s *Store) LeaseLost() bool { return s.lost.Load() }
+
+// TTL returns the lease's time to live (WithTTL).
+func (s *Store) TTL() time.Duration { return s.cfg.ttl }
+
+// Prefix returns the deployment's key prefix, "/durable/{cluster}/".
+func (s *Store) Prefix() string { return s.keys.prefix }
+
+// Owner returns what the store writes in the owner keys (WithOwner).
+func (s *Store) Owner() string { return s.cfg.owner }
+
+// Regrant grants a new lease after the old one was lost (LeaseLost) and
+// renews it from now on: the node rejoins as a new incarnation, owning
+// nothing until it acquires partitions again.
+func (s *Store) Regrant(ctx context.Context) error {
+	if !s.lost.Load() {
+		return errors.New("etcdstore: Regrant: the lease is not lost")
+	}
+	select {
+	case <-s.stop:
+		return ErrClosed
+	default:
+	}
+	s.wg.Wait() // the keep-alive loop ends once it saw the lease gone
+	sent := time.Since(s.base)
+	gctx, cancel := s.call(ctx)
+	g, err := s.cli.Grant(gctx, int64(s.cfg.ttl/time.Second))
+	cancel()
+	if err != nil {
+		return fmt.Errorf("etcdstore: grant a new lease: %w", err)
+	}
+	s.lease.Store(int64(g.ID))
+	s.renewed(sent)
+	s.lost.Store(false)
+	s.wg.Add(1)
+	go s.keepAlive()
+	return nil
+}
+
+// Acquire takes those of the partitions ps that are free (their owner key
+// absent), each with a create-if-absent transaction under the store's
+// lease, and returns the ones it took. A partition another store holds is
+// left alone.
+func (s *Store) Acquire(ctx context.Context, ps []int) ([]int, error) {
+	if s.lost.Load() {
+		return nil, fmt.Errorf("%w: the lease is lost", ErrNotOwner)
+	}
+	var took []int
+	for len(ps) > 0 {
+		n := min(len(ps), s.cfg.maxOps)
+		if err := s.acquire(ctx, ps[:n]); err != nil {
+			return took, err
+		}
+		for _, p := range ps[:n] {
+			if s.tokens[p].Load() != 0 {
+				took = append(took, p)
+			}
+		}
+		ps = ps[n:]
+	}
+	return took, nil
+}
+
+// Release gives partition p up: the store stops committing for it, then
+// deletes its owner key if it is still the one the store created (fenced
+// by its CreateRevision), so that another store can acquire it at once.
+// The caller drains the partition's objects first.
+func (s *Store) Release(ctx context.Context, p int) error {
+	tok := s.tokens[p].Swap(0)
+	if tok == 0 {
+		return nil
+	}
+	k := s.keys.part(p)
+	tctx, cancel := s.call(ctx)
+	defer cancel()
+	if _, err := s.cli.Txn(tctx).If(clientv3.Compare(clientv3.CreateRevision(k), "=", tok)).Then(clientv3.OpDelete(k)).Commit(); err != nil {
+		// The key stays until the lease ends; the store commits nothing
+		// for p either way.
+		return fmt.Errorf("etcdstore: release partition %d: %w", p, err)
+	}
+	return nil
+}
+
+// Forget drops partition p if its token is still tok, without touching
+// etcd: the caller saw the owner key deleted or re-created by another
+// store. It reports whether the store held p with tok.
+func (s *Store) Forget(p int, tok int64) bool { return s.tokens[p].CompareAndSwap(tok, 0) }
 
 // acquireAll takes every partition, 128 per transaction, waiting for the
 // partitions held by another lease to be deleted.
@@ -329,7 +461,7 @@ func (s *Store) acquire(ctx context.Context, ps []int) error {
 	for _, p := range ps {
 		k := s.keys.part(p)
 		cmps = append(cmps, clientv3.Compare(clientv3.CreateRevision(k), "=", 0))
-		puts = append(puts, clientv3.OpPut(k, s.cfg.owner, clientv3.WithLease(s.lease)))
+		puts = append(puts, clientv3.OpPut(k, s.cfg.owner, clientv3.WithLease(s.Lease())))
 	}
 	tctx, cancel := s.call(ctx)
 	resp, err := s.cli.Txn(tctx).If(cmps...).Then(puts...).Commit()
@@ -596,13 +728,18 @@ func (s *Store) Close() error {
 	}
 	s.mu.Unlock()
 	s.laneWG.Wait()
-	return s.shutdownLease()
+	return s.shutdownLease(context.Background())
 }
+
+// Revoke stops renewing the lease and revokes it, which frees the store's
+// partitions at once (a node leaving, after handing them off); the store
+// commits nothing from now on. Close after it only drains the lanes.
+func (s *Store) Revoke(ctx context.Context) error { return s.shutdownLease(ctx) }
 
 // shutdownLease stops the keep-alive loop and revokes the
 // lease unless it is lost already.
-func (s *Store) shutdownLease() error {
-	close(s.stop)
+func (s *Store) shutdownLease(ctx context.Context) error {
+	s.once.Do(func() { close(s.stop) })
 	s.wg.Wait()
 	if s.lost.Swap(true) {
 		return nil
@@ -610,9 +747,9 @@ func (s *Store) shutdownLease() error {
 	for p := range s.tokens {
 		s.tokens[p].Store(0)
 	}
-	ctx, cancel := s.call(context.Background())
+	ctx, cancel := s.call(ctx)
 	defer cancel()
-	if _, err := s.cli.Revoke(ctx, s.lease); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
+	if _, err := s.cli.Revoke(ctx, s.Lease()); err != nil && !errors.Is(err, rpctypes.ErrLeaseNotFound) {
 		return fmt.Errorf("etcdstore: revoke the lease (its partitions stay held until it expires): %w", err)
 	}
 	return nil
