@@ -218,8 +218,20 @@ type holds struct {
 
 type hold struct {
 	match func([32]byte) bool
-	done  bool // Release returned: the hold ends when the placement moves the objects
+	// done is when Release returned: the hold ends when the placement
+	// moves the objects, or holdGrace after done, whichever is first.
+	done time.Time
 }
+
+// holdGrace bounds how long a finished hold lasts: long enough for the
+// placement to stop naming this node once Release returned (the cluster
+// node deletes its owner key at once), short enough that a partition
+// that comes back to this node later is not held, which no call might
+// otherwise notice (a hold ends on a call's remote answer).
+const holdGrace = 2 * time.Second
+
+// live reports whether x still holds calls at now.
+func (x *hold) live(now time.Time) bool { return x.done.IsZero() || now.Sub(x.done) < holdGrace }
 
 func (h *holds) add(match func([32]byte) bool) *hold {
 	x := &hold{match: match}
@@ -232,7 +244,7 @@ func (h *holds) add(match func([32]byte) bool) *hold {
 
 func (h *holds) finish(x *hold) {
 	h.mu.Lock()
-	x.done = true
+	x.done = time.Now()
 	h.mu.Unlock()
 }
 
@@ -266,15 +278,26 @@ func (h *holds) held(id [32]byte) <-chan struct{} {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
+	var held bool
+	kept := h.list[:0]
 	for _, x := range h.list {
-		if x.match(id) {
-			if h.changed == nil {
-				h.changed = make(chan struct{})
-			}
-			return h.changed
+		if !x.live(now) { // past its grace: gone
+			continue
 		}
+		kept = append(kept, x)
+		held = held || x.match(id)
 	}
-	return nil
+	clear(h.list[len(kept):])
+	h.list = kept
+	h.n.Store(int32(len(h.list)))
+	if !held {
+		return nil
+	}
+	if h.changed == nil {
+		h.changed = make(chan struct{})
+	}
+	return h.changed
 }
 
 // retire ends the finished holds of id, which the placement no longer
@@ -286,9 +309,10 @@ func (h *holds) retire(id [32]byte) {
 	}
 	h.mu.Lock()
 	defer h.mu.Unlock()
+	now := time.Now()
 	kept := h.list[:0]
 	for _, x := range h.list {
-		if !(x.done && x.match(id)) {
+		if x.live(now) && !(!x.done.IsZero() && x.match(id)) {
 			kept = append(kept, x)
 		}
 	}
