@@ -101,3 +101,52 @@ func TestNodeKill9Failover(t *testing.T) {
 		t.Fatalf("value %d after failover, %d increments acknowledged: writes lost", got, acked)
 	}
 }
+
+// TestNodeRefusesAnotherSecret: a node whose secret is not the one the
+// cluster's store recorded exits with an error instead of serving.
+func TestNodeRefusesAnotherSecret(t *testing.T) {
+	bin := buildNode(t)
+	etcd := etcdtest.Start(t, 1).Endpoints()
+	dir := t.TempDir()
+	a, b := filepath.Join(dir, "a"), filepath.Join(dir, "b")
+	if err := os.WriteFile(a, []byte("the first secret, thirty-two B.."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(b, []byte("another secret, thirty-two B...."), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	addr := freeAddr(t)
+	n1 := startNode(t, bin, etcd, "n1", addr, a)
+	c := counterv1durable.NewCounterClient(http.DefaultClient, "http://"+addr)
+	ok := false
+	for deadline := time.Now().Add(30 * time.Second); !ok && time.Now().Before(deadline); {
+		cctx, cancel := context.WithTimeout(t.Context(), 2*time.Second)
+		_, err := c.Get(c.IDFromName("c")).Increment(cctx, &v1.IncrementRequest{})
+		cancel()
+		ok = err == nil
+		if !ok {
+			time.Sleep(50 * time.Millisecond) // polling a process's readiness with a deadline
+		}
+	}
+	if !ok {
+		t.Fatal("the first node never answered")
+	}
+	// SIGTERM: a graceful stop frees the partitions at once.
+	if err := n1.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	if err := n1.Wait(); err != nil {
+		t.Fatalf("the first node's graceful stop: %v", err)
+	}
+	n2 := startNode(t, bin, etcd, "n2", freeAddr(t), b)
+	done := make(chan error, 1)
+	go func() { done <- n2.Wait() }()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Fatal("a node with another secret exited without an error")
+		}
+	case <-time.After(60 * time.Second):
+		t.Fatal("a node with another secret is still running after 60 s")
+	}
+}
