@@ -1,0 +1,194 @@
+// Command durable-node runs one node of a Durable cluster: the example
+// classes that keep no SQL database (cluster mode refuses SQL classes),
+// over Connect, gRPC and gRPC-Web on -addr, their objects stored in etcd.
+//
+//	durable-node -etcd http://127.0.0.11:2379,http://127.0.0.12:2379 \
+//	    -cluster demo -node n1 -addr 127.0.0.21:8080 -secret-file ./secret
+//
+// Every node of a cluster must share the ID secret (-secret-file, or the
+// file named by $DURABLE_SECRET_FILE): the store records its fingerprint,
+// and a node with another secret is refused.
+//
+// Today etcdstore.Open takes every partition, so one node serves at a
+// time: a second node blocks in Open until the first's lease expires (a
+// failover). The membership node plugs in where marked in run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	clientv3 "go.etcd.io/etcd/client/v3"
+
+	"github.com/durablego/durable/cluster/etcdstore"
+	"github.com/durablego/durable/examples/chat"
+	"github.com/durablego/durable/examples/counter"
+	"github.com/durablego/durable/examples/preferences"
+	"github.com/durablego/durable/examples/ratelimiter"
+	"github.com/durablego/durable/examples/session"
+	"github.com/durablego/durable/examples/usersession"
+	"github.com/durablego/durable/examples/wallet"
+	"github.com/durablego/durable/gen/examples/chat/v1/chatv1durable"
+	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durable"
+	"github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durable"
+	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
+	"github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1durable"
+	"github.com/durablego/durable/gen/examples/wallet/v1/walletv1durable"
+	"github.com/durablego/durable/server"
+)
+
+// config is what the flags set.
+type config struct {
+	etcd             []string
+	cluster, node    string
+	advertise, addr  string
+	data, secretFile string
+	metricsAddr      string
+	ttl, idle        time.Duration
+	sessionIdle      time.Duration
+	openTimeout      time.Duration
+}
+
+func main() {
+	var cfg config
+	etcd := flag.String("etcd", "http://127.0.0.1:2379", "etcd endpoints, comma-separated")
+	flag.StringVar(&cfg.cluster, "cluster", "default", "the cluster's name: its keys' prefix in etcd")
+	flag.StringVar(&cfg.node, "node", "", "this node's name, unique in the cluster (default: the host name and -addr)")
+	flag.StringVar(&cfg.advertise, "advertise", "", "the URL other nodes reach this one at (default: http://-addr)")
+	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
+	flag.StringVar(&cfg.data, "data", "", "directory for the node's local files (unused by the etcd store today)")
+	flag.StringVar(&cfg.secretFile, "secret-file", os.Getenv("DURABLE_SECRET_FILE"), "file holding the ID secret shared by every node (default $DURABLE_SECRET_FILE)")
+	flag.StringVar(&cfg.metricsAddr, "metrics-addr", "", `address to serve /metrics on instead of -addr ("": on -addr)`)
+	flag.DurationVar(&cfg.ttl, "ttl", 5*time.Second, "the node's lease: how long after a crash its partitions stay fenced")
+	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long an idle object stays in memory")
+	flag.DurationVar(&cfg.sessionIdle, "session-idle", session.DefaultIdle, "how long a Session may stay inactive before its alarm deletes its data")
+	flag.DurationVar(&cfg.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the partitions (an old lease must expire first)")
+	flag.Parse()
+	for e := range strings.SplitSeq(*etcd, ",") {
+		if e = strings.TrimSpace(e); e != "" {
+			cfg.etcd = append(cfg.etcd, e)
+		}
+	}
+	if len(cfg.etcd) == 0 || cfg.secretFile == "" || cfg.ttl <= 0 || cfg.sessionIdle <= 0 {
+		fmt.Fprintln(os.Stderr, "durable-node needs -etcd, -secret-file (or $DURABLE_SECRET_FILE), and positive -ttl and -session-idle")
+		os.Exit(2)
+	}
+	if cfg.node == "" {
+		host, _ := os.Hostname()
+		cfg.node = host + "-" + cfg.addr
+	}
+	if cfg.advertise == "" {
+		cfg.advertise = "http://" + cfg.addr
+	}
+	log := slog.New(slog.NewTextHandler(os.Stderr, nil)).With("node", cfg.node)
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, cfg, log); err != nil {
+		log.Error("node failed", "err", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
+	secret, err := os.ReadFile(cfg.secretFile)
+	if err != nil {
+		return fmt.Errorf("-secret-file: %w", err)
+	}
+	cli, err := clientv3.New(clientv3.Config{Endpoints: cfg.etcd, DialTimeout: 5 * time.Second})
+	if err != nil {
+		return fmt.Errorf("etcd: %w", err)
+	}
+	defer func() { err = errors.Join(err, cli.Close()) }()
+
+	// PLUG-IN POINT (membership): with cluster/node, Join the cluster here
+	// (name cfg.node, URL cfg.advertise, lease cfg.ttl), open the store on
+	// the partitions the node owns, and pass server.WithPlacement(node)
+	// below; Leave after Shutdown. Today Open takes every partition.
+	openCtx, cancel := context.WithTimeout(ctx, cfg.openTimeout)
+	defer cancel()
+	log.Info("opening the etcd store", "etcd", cfg.etcd, "cluster", cfg.cluster)
+	store, err := etcdstore.Open(openCtx, cli, etcdstore.WithCluster(cfg.cluster), etcdstore.WithOwner(cfg.node),
+		etcdstore.WithTTL(cfg.ttl), etcdstore.WithLogger(log))
+	if err != nil {
+		return fmt.Errorf("etcd store: %w", err)
+	}
+	// After Shutdown: frees the partitions at once for the next node.
+	defer func() { err = errors.Join(err, store.Close()) }()
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	srv, err := server.New(server.WithStore(store), server.WithSecret(secret), server.WithIdleTimeout(cfg.idle),
+		server.WithLogger(log), server.WithMetrics(reg))
+	if err != nil {
+		return err // a secret other than the cluster's is refused here
+	}
+	if err := register(srv, cfg.sessionIdle); err != nil {
+		return errors.Join(err, srv.Shutdown(context.Background()))
+	}
+	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
+	if cfg.metricsAddr == "" {
+		srv.Mount("GET /metrics", metrics)
+	} else {
+		mux := http.NewServeMux()
+		mux.Handle("GET /metrics", metrics)
+		mln, err := net.Listen("tcp", cfg.metricsAddr)
+		if err != nil {
+			return errors.Join(fmt.Errorf("-metrics-addr: %w", err), srv.Shutdown(context.Background()))
+		}
+		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
+		go hs.Serve(mln) //nolint:errcheck // closed below
+		defer hs.Close()
+	}
+	ln, err := net.Listen("tcp", cfg.addr)
+	if err != nil {
+		return errors.Join(err, srv.Shutdown(context.Background()))
+	}
+	log.Info("durable node listening", "addr", "http://"+ln.Addr().String(), "advertise", cfg.advertise, "classes", srv.Classes())
+	served := make(chan error, 1)
+	go func() { served <- srv.Serve(ln) }()
+	select {
+	case err := <-served:
+		return errors.Join(err, srv.Shutdown(context.Background()))
+	case <-ctx.Done():
+	}
+	log.Info("shutting down")
+	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer scancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return err
+	}
+	if err := <-served; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	log.Info("stopped cleanly")
+	return nil
+}
+
+// register registers the example classes that keep no SQL database.
+func register(srv *server.Server, sessionIdle time.Duration) error {
+	return errors.Join(
+		reg(counterv1durable.RegisterCounter(srv, counter.Counter{})),
+		reg(preferencesv1durable.RegisterPreferences(srv, preferences.Preferences{})),
+		reg(walletv1durable.RegisterWallet(srv, wallet.Wallet{})),
+		reg(usersessionv1durable.RegisterUserSession(srv, usersession.UserSession{})),
+		reg(ratelimiterv1durable.RegisterRateLimiter(srv, ratelimiter.RateLimiter{})),
+		reg(sessionv1durable.RegisterSession(srv, session.Session{Idle: sessionIdle})),
+		reg(chatv1durable.RegisterChatRoom(srv, chat.ChatRoom{})),
+	)
+}
+
+func reg[T any](_ T, err error) error { return err }
