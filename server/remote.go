@@ -51,7 +51,7 @@ func callRemote[S proto.Message, Req, Res any](ctx context.Context, n *Namespace
 		if attempt > 0 || !retryable(err) {
 			return nil, remoteerr.Restore(n.class.Name, method, err)
 		}
-		if loc, err = n.srv.locate(ctx, key.ID); err != nil {
+		if loc, err = n.srv.relocate(ctx, key.ID, loc, refused(err)); err != nil {
 			return nil, unavailableError(err)
 		}
 		if loc.Local {

@@ -342,9 +342,10 @@ type forwardState struct {
 	body   *replayBody
 	// retry: the attempt certainly did not run (not-owner, refused); set
 	// by the hooks, read by forward.
-	retry bool
-	owner string // the not-owner answer's hint
-	last  bool   // the second attempt: its failures are answered
+	retry   bool
+	owner   string // the not-owner answer's hint
+	refused bool   // the retry is for a refused connection
+	last    bool   // the second attempt: its failures are answered
 }
 
 type forwardKeyType struct{}
@@ -384,7 +385,7 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 	if st.body != nil {
 		again.Body = st.body.replay()
 	}
-	loc, err = s.locate(r.Context(), id)
+	loc, err = s.relocate(r.Context(), id, loc, st.refused)
 	switch {
 	case err != nil:
 		rt.fail(w, r, unavailableError(err))
@@ -399,6 +400,30 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 	}
 	st2 := &forwardState{target: target, hops: 1, last: true}
 	rt.proxy.ServeHTTP(w, again.WithContext(context.WithValue(r.Context(), forwardKeyType{}, st2)))
+}
+
+// relocate asks the placement again where the object id is served, after
+// an attempt at the node at prev certainly did not run. When that node
+// refused the connection it is down, but it holds its partitions until
+// its lease expires, and the placement names it until then: relocate
+// waits, within ctx and DefaultRouteWait, for the placement to name
+// another node, so that callers of a crashed node's objects see the
+// failover as latency rather than errors.
+func (s *Server) relocate(ctx context.Context, id [32]byte, prev Location, wasRefused bool) (Location, error) {
+	deadline := time.Now().Add(DefaultRouteWait)
+	for wait := 10 * time.Millisecond; ; wait = min(2*wait, 200*time.Millisecond) {
+		loc, err := s.locate(ctx, id)
+		if err != nil || loc.Local || !wasRefused || loc.URL != prev.URL || time.Now().After(deadline) {
+			return loc, err
+		}
+		t := time.NewTimer(wait)
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			t.Stop()
+			return Location{}, ctx.Err()
+		}
+	}
 }
 
 // fail answers a request the router could not forward, in its protocol.
@@ -455,7 +480,7 @@ func (rt *router) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return // forward retries
 	}
 	if !st.last && refused(err) {
-		st.retry = true
+		st.retry, st.refused = true, true
 		return
 	}
 	if r.Context().Err() != nil {

@@ -9,9 +9,11 @@
 // file named by $DURABLE_SECRET_FILE): the store records its fingerprint,
 // and a node with another secret is refused.
 //
-// Today etcdstore.Open takes every partition, so one node serves at a
-// time: a second node blocks in Open until the first's lease expires (a
-// failover). The membership node plugs in where marked in run.
+// Nodes share the 1,024 partitions of the objects' IDs by rendezvous
+// hashing over the active nodes (cluster/node); any node accepts any
+// request and forwards it to the node that owns the object. SIGTERM hands
+// every partition off before the node leaves; a node that dies holds its
+// partitions until its lease (-ttl) expires, then the others take them.
 package main
 
 import (
@@ -24,6 +26,7 @@ import (
 	"net/http"
 	"os"
 	"os/signal"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -34,6 +37,7 @@ import (
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/durablego/durable/cluster/etcdstore"
+	"github.com/durablego/durable/cluster/node"
 	"github.com/durablego/durable/examples/chat"
 	"github.com/durablego/durable/examples/counter"
 	"github.com/durablego/durable/examples/preferences"
@@ -70,7 +74,7 @@ func main() {
 	flag.StringVar(&cfg.node, "node", "", "this node's name, unique in the cluster (default: the host name and -addr)")
 	flag.StringVar(&cfg.advertise, "advertise", "", "the URL other nodes reach this one at (default: http://-addr)")
 	flag.StringVar(&cfg.addr, "addr", "127.0.0.1:8080", "address to listen on")
-	flag.StringVar(&cfg.data, "data", "", "directory for the node's local files (unused by the etcd store today)")
+	flag.StringVar(&cfg.data, "data", "", `directory for the node's local files: its lock, and the lease of its last run (default "data-" and the node's name)`)
 	flag.StringVar(&cfg.secretFile, "secret-file", os.Getenv("DURABLE_SECRET_FILE"), "file holding the ID secret shared by every node (default $DURABLE_SECRET_FILE)")
 	flag.StringVar(&cfg.metricsAddr, "metrics-addr", "", `address to serve /metrics on instead of -addr ("": on -addr)`)
 	flag.DurationVar(&cfg.ttl, "ttl", 5*time.Second, "the node's lease: how long after a crash its partitions stay fenced")
@@ -90,6 +94,9 @@ func main() {
 	if cfg.node == "" {
 		host, _ := os.Hostname()
 		cfg.node = host + "-" + cfg.addr
+	}
+	if cfg.data == "" {
+		cfg.data = "data-" + strings.NewReplacer("/", "_", ":", "_").Replace(cfg.node)
 	}
 	if cfg.advertise == "" {
 		cfg.advertise = "http://" + cfg.addr
@@ -114,30 +121,40 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	}
 	defer func() { err = errors.Join(err, cli.Close()) }()
 
-	// PLUG-IN POINT (membership): with cluster/node, Join the cluster here
-	// (name cfg.node, URL cfg.advertise, lease cfg.ttl), open the store on
-	// the partitions the node owns, and pass server.WithPlacement(node)
-	// below; Leave after Shutdown. Today Open takes every partition.
-	openCtx, cancel := context.WithTimeout(ctx, cfg.openTimeout)
-	defer cancel()
-	log.Info("opening the etcd store", "etcd", cfg.etcd, "cluster", cfg.cluster)
-	store, err := etcdstore.Open(openCtx, cli, etcdstore.WithCluster(cfg.cluster), etcdstore.WithOwner(cfg.node),
-		etcdstore.WithTTL(cfg.ttl), etcdstore.WithLogger(log))
+	// The store holds the partitions the node owns; the node decides which
+	// (membership, rendezvous hashing, hand-offs) and tells the server
+	// where every other object is served.
+	store, err := etcdstore.Open(ctx, cli, etcdstore.WithCluster(cfg.cluster), etcdstore.WithOwner(cfg.node),
+		etcdstore.WithTTL(cfg.ttl), etcdstore.WithLogger(log), etcdstore.WithManagedOwnership())
 	if err != nil {
 		return fmt.Errorf("etcd store: %w", err)
 	}
-	// After Shutdown: frees the partitions at once for the next node.
 	defer func() { err = errors.Join(err, store.Close()) }()
-
+	if err := os.MkdirAll(cfg.data, 0o750); err != nil {
+		return fmt.Errorf("-data: %w", err)
+	}
 	reg := prometheus.NewRegistry()
+	openCtx, cancel := context.WithTimeout(ctx, cfg.openTimeout)
+	defer cancel()
+	n, err := node.New(openCtx, cli, store, node.Config{Name: cfg.node, AdvertiseURL: cfg.advertise, Secret: secret,
+		Classes: classes, DataDir: cfg.data}, node.WithLogger(log), node.WithRegisterer(reg))
+	if err != nil {
+		return err // a secret or class set other than the cluster's is refused here
+	}
+	defer n.Close()
+
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	srv, err := server.New(server.WithStore(store), server.WithSecret(secret), server.WithIdleTimeout(cfg.idle),
+	srv, err := server.New(server.WithStore(store), server.WithPlacement(n), server.WithNodeName(cfg.node),
+		server.WithDataDir(cfg.data), server.WithSecret(secret), server.WithIdleTimeout(cfg.idle),
 		server.WithLogger(log), server.WithMetrics(reg))
 	if err != nil {
 		return err // a secret other than the cluster's is refused here
 	}
 	if err := register(srv, cfg.sessionIdle); err != nil {
 		return errors.Join(err, srv.Shutdown(context.Background()))
+	}
+	if got := srv.Classes(); !slices.Equal(got, classes) {
+		return errors.Join(fmt.Errorf("registered classes %v, but the node announces %v", got, classes), srv.Shutdown(context.Background()))
 	}
 	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
 	if cfg.metricsAddr == "" {
@@ -160,6 +177,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("durable node listening", "addr", "http://"+ln.Addr().String(), "advertise", cfg.advertise, "classes", srv.Classes())
 	served := make(chan error, 1)
 	go func() { served <- srv.Serve(ln) }()
+	if err := n.Join(openCtx, srv); err != nil {
+		return errors.Join(fmt.Errorf("join the cluster: %w", err), srv.Shutdown(context.Background()))
+	}
+	log.Info("joined the cluster", "cluster", cfg.cluster, "members", len(n.Members()))
 	select {
 	case err := <-served:
 		return errors.Join(err, srv.Shutdown(context.Background()))
@@ -168,6 +189,11 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("shutting down")
 	sctx, scancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer scancel()
+	// Every partition is handed off first (its objects drain and commit),
+	// so that callers see latency, not errors.
+	if err := n.Leave(sctx); err != nil {
+		log.Warn("leave", "err", err)
+	}
 	if err := srv.Shutdown(sctx); err != nil {
 		return err
 	}
@@ -177,6 +203,10 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("stopped cleanly")
 	return nil
 }
+
+// classes are the names of the classes register registers, in the order
+// Server.Classes gives them: every node of a cluster must serve the same.
+var classes = []string{"ChatRoom", "Counter", "Preferences", "RateLimiter", "Session", "UserSession", "Wallet"}
 
 // register registers the example classes that keep no SQL database.
 func register(srv *server.Server, sessionIdle time.Duration) error {

@@ -42,7 +42,8 @@ func freeAddr(t *testing.T) string {
 func startNode(t *testing.T, bin string, etcd []string, name, addr, secret string) *exec.Cmd {
 	t.Helper()
 	cmd := exec.Command(bin, "-etcd", strings.Join(etcd, ","), "-cluster", "proc", "-node", name,
-		"-addr", addr, "-secret-file", secret, "-ttl", "2s", "-open-timeout", "30s")
+		"-addr", addr, "-secret-file", secret, "-ttl", "2s", "-open-timeout", "30s",
+		"-data", filepath.Join(t.TempDir(), name))
 	cmd.Stderr = os.Stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
