@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"net/url"
 	"os"
 	"path/filepath"
 	"time"
@@ -98,13 +99,14 @@ func pagedBackup(ctx context.Context, c *sqlite3.Conn, dst string, pace backupPa
 		return err
 	}
 	defer c.Exec(`ROLLBACK`)
-	b, err := c.BackupInit("main", dst)
+	b, err := c.BackupInit("main", backupTarget(dst))
 	if err != nil {
 		return err
 	}
 	defer b.Close()
 	rest := time.NewTimer(0)
 	defer rest.Stop()
+	flush := copyFlusher{path: dst, last: time.Now()}
 	for {
 		start := time.Now()
 		done, err := b.Step(pace.stepPages)
@@ -114,11 +116,48 @@ func pagedBackup(ctx context.Context, c *sqlite3.Conn, dst string, pace backupPa
 			}
 			return err
 		}
+		flush.maybe()
 		rest.Reset(time.Duration(float64(time.Since(start)) * (1/pace.share - 1)))
 		select {
 		case <-rest.C:
 		case <-ctx.Done():
 			return ctx.Err()
 		}
+	}
+}
+
+// backupTarget is the URI the online backup opens its copy dst with. The
+// copy needs no journal and no syncs of its own: it is incomplete, and
+// removed, until its Backup returns, and Backup syncs it as a whole.
+// With SQLite's defaults the copy's pages piled up in the page cache, and
+// the commit of its last step synced them all at once, on the node
+// database's writer, stalling every commit behind a flush of the whole
+// copy (seconds for 1 GiB).
+func backupTarget(dst string) string {
+	u := url.URL{Scheme: "file", Path: dst, RawQuery: "_pragma=journal_mode(off)&_pragma=synchronous(off)"}
+	return u.String()
+}
+
+// copyEvery is how often a running backup syncs its copy, so that what it
+// has written reaches the disk in steady portions that the commits'
+// own syncs do not wait behind, rather than in one flush at the end.
+const copyEvery = time.Second
+
+// copyFlusher syncs a backup's copy every copyEvery.
+type copyFlusher struct {
+	path string
+	last time.Time
+}
+
+// maybe syncs the copy if copyEvery has passed since it last did. It
+// ignores errors: the copy is synced, and its errors reported, at the end.
+func (f *copyFlusher) maybe() {
+	if time.Since(f.last) < copyEvery {
+		return
+	}
+	f.last = time.Now()
+	if file, err := os.Open(f.path); err == nil {
+		file.Sync()
+		file.Close()
 	}
 }

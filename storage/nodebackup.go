@@ -33,7 +33,8 @@ import (
 // and a tenth of the writer goroutine's time, since every object's commit
 // waits behind a step. With a quarter (and 4 MiB steps) the steps held the
 // writer 18% of the time and callers lost 26–29% of their rate during a
-// 1 GiB backup; with a tenth, −6 to 17% (BENCHMARKS.md).
+// 1 GiB backup; with a tenth, and the copy synced by Backup's caller
+// (backupTarget, copyFlusher), 7.5–11.3% (BENCHMARKS.md).
 var nodePace = backupPace{stepPages: 256, share: 0.1}
 
 // backupJob is an online backup of the node database, run by the commit
@@ -70,12 +71,23 @@ func (db *DB) backupWith(ctx context.Context, dst string, pace backupPace) error
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	// The loop ends the job when ctx ends, within one step.
-	if err := <-job.done; err != nil {
-		os.Remove(dst)
-		return fmt.Errorf("storage: backup %s: %w", db.path, err)
+	// The loop ends the job when ctx ends, within one step. Meanwhile this
+	// goroutine, not the writer, syncs what the steps have written.
+	tick := time.NewTicker(copyEvery)
+	defer tick.Stop()
+	flush := copyFlusher{path: dst}
+	for {
+		select {
+		case err := <-job.done:
+			if err != nil {
+				os.Remove(dst)
+				return fmt.Errorf("storage: backup %s: %w", db.path, err)
+			}
+			return syncFile(dst)
+		case <-tick.C:
+			flush.maybe()
+		}
 	}
-	return syncFile(dst)
 }
 
 // startBackup begins job on the writer's connection. The caller is the
@@ -87,7 +99,7 @@ func (db *DB) startBackup(job *backupJob) (err error) {
 			return fmt.Errorf("reopen the writer after a failure: %w", err)
 		}
 	}
-	job.b, err = db.writer.conn.BackupInit("main", job.dst)
+	job.b, err = db.writer.conn.BackupInit("main", backupTarget(job.dst))
 	return err
 }
 
