@@ -16,8 +16,11 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/objectkey"
+	"github.com/durablego/durable/internal/sockets"
 	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/websocket"
 )
 
 // actor is one active object: its mailbox and the goroutine that runs its
@@ -30,7 +33,7 @@ type actor[S proto.Message] struct {
 	slot    int           // index in ns.resident, under the namespace lock
 
 	// Owned by the actor's goroutine.
-	store *storage.Store // nil until the first load
+	store *engine.Store // nil until the first load
 	obj   durable.Object[S]
 	last  []byte // the state's encoding after the last successful call
 	dirty bool   // no stored state: the first batch that writes stores it too
@@ -77,7 +80,7 @@ func newActor[S proto.Message](n *Namespace[S], key objectkey.Key) *actor[S] {
 		epoch:   1,
 	}
 	a.obj.ID = durable.IDFromBytes(key.Class, key.ID, "")
-	a.obj.Sockets = n.srv.sockets.Sockets(key)
+	a.obj.Sockets = (*websocket.Sockets)(n.srv.sockets.Sockets(key))
 	a.lastUsed.Store(time.Now().UnixNano())
 	if n.srv.opts.callTimeout > 0 {
 		a.watchdog = time.AfterFunc(time.Duration(1<<63-1), a.watch)
@@ -172,7 +175,7 @@ func (a *actor[S]) leave(why evictReason) bool {
 // its socket handle and its storage, and counts why it left.
 func (a *actor[S]) release(why evictReason) {
 	a.ns.m.evicted(why)
-	a.ns.srv.sockets.Release(a.obj.Sockets)
+	a.ns.srv.sockets.Release((*sockets.Sockets)(a.obj.Sockets))
 	if a.watchdog != nil {
 		a.watchdog.Stop()
 	}
@@ -210,7 +213,7 @@ func (a *actor[S]) load() error {
 			return err
 		}
 		a.store = store
-		a.obj.Storage, a.obj.SQL = store.KV, store.SQL
+		a.obj.Storage, a.obj.SQL = (*storage.KV)(store.KV), (*storage.SQL)(store.SQL)
 	}
 	if err := a.loadCatalog(); err != nil {
 		return err
@@ -329,7 +332,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 			c.err = a.failure(c.method, connect.CodeInternal, err)
 			continue
 		}
-		hub.Begin(a.obj.Sockets, a.obj.ID.Name())
+		hub.Begin((*sockets.Sockets)(a.obj.Sockets), a.obj.ID.Name())
 		res, err := a.exec(c)
 		if !a.exitCode(c) {
 			return // reset: the watchdog answered the batch
@@ -342,7 +345,7 @@ func (a *actor[S]) runBatch(first *call[S]) {
 				err = a.failure(c.method, codeOf(err), err)
 			}
 		}
-		c.fx = hub.End(a.obj.Sockets, err == nil)
+		c.fx = hub.End((*sockets.Sockets)(a.obj.Sockets), err == nil)
 		if endErr := a.store.EndCall(err == nil); endErr != nil {
 			// The batch's transaction is gone (SQLite aborts it on a full
 			// database): fail the whole batch, with this call's error as
@@ -499,13 +502,13 @@ func codeOf(err error) connect.Code {
 		return connect.CodeCanceled
 	case errors.Is(err, context.DeadlineExceeded):
 		return connect.CodeDeadlineExceeded
-	case errors.Is(err, storage.ErrInvalid), errors.As(err, &invalid):
+	case errors.Is(err, engine.ErrInvalid), errors.As(err, &invalid):
 		return connect.CodeInvalidArgument
-	case errors.Is(err, storage.ErrUnavailable):
+	case errors.Is(err, engine.ErrUnavailable):
 		return connect.CodeUnavailable
-	case errors.Is(err, storage.ErrNoSQL), errors.Is(err, storage.ErrNotInCall), errors.Is(err, storage.ErrNoAlarmHandler):
+	case errors.Is(err, engine.ErrNoSQL), errors.Is(err, engine.ErrNotInCall), errors.Is(err, engine.ErrNoAlarmHandler):
 		return connect.CodeFailedPrecondition
-	case errors.Is(err, storage.ErrDatabaseFull), errors.Is(err, storage.ErrOutOfMemory), errors.Is(err, storage.ErrTooManyOpenFiles), errors.Is(err, storage.ErrTooLarge):
+	case errors.Is(err, engine.ErrDatabaseFull), errors.Is(err, engine.ErrOutOfMemory), errors.Is(err, engine.ErrTooManyOpenFiles), errors.Is(err, engine.ErrTooLarge):
 		return connect.CodeResourceExhausted
 	}
 	return connect.CodeUnknown

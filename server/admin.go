@@ -20,6 +20,7 @@ import (
 	"github.com/durablego/durable"
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/objectkey"
 	"github.com/durablego/durable/storage"
 )
@@ -99,8 +100,8 @@ type adminClass interface {
 type adminObject struct {
 	ID      durable.ID
 	State   proto.Message // replace it to replace the state
-	Storage *storage.KV
-	SQL     *storage.SQL
+	Storage *engine.KV
+	SQL     *engine.SQL
 	// forget deletes the object entirely as part of the call.
 	forget func(ctx context.Context) error
 }
@@ -137,7 +138,7 @@ func (n *Namespace[S]) adminCall(ctx context.Context, id durable.ID, fn func(ctx
 		return kindError(err)
 	}
 	return Run(ctx, n.srv, id, func(ctx context.Context, o *durable.Object[S]) error {
-		ao := &adminObject{ID: o.ID, State: o.State, Storage: o.Storage, SQL: o.SQL,
+		ao := &adminObject{ID: o.ID, State: o.State, Storage: (*engine.KV)(o.Storage), SQL: (*engine.SQL)(o.SQL),
 			forget: func(ctx context.Context) error { return n.forget(ctx, key, o) }}
 		before := ao.State
 		if err := fn(ctx, ao); err != nil {
@@ -184,7 +185,7 @@ func (n *Namespace[S]) forget(ctx context.Context, key objectkey.Key, o *durable
 		if err != nil {
 			return err
 		}
-		a.store, o.Storage, o.SQL = store, store.KV, store.SQL
+		a.store, o.Storage, o.SQL = store, (*storage.KV)(store.KV), (*storage.SQL)(store.SQL)
 		if err := store.BeginCall(); err != nil { // the call's, which runBatch ends
 			return err
 		}
@@ -301,7 +302,7 @@ func (s *adminService) ListClasses(ctx context.Context, _ *connect.Request[durab
 
 // Cursors of ListObjects: the last ID in hex, or, with a name prefix, the
 // last name in base64url, a dot and the last ID.
-func encodeCursor(e storage.CatalogEntry, byName bool) string {
+func encodeCursor(e engine.CatalogEntry, byName bool) string {
 	id := hex.EncodeToString(e.ID[:])
 	if !byName {
 		return id
@@ -309,8 +310,8 @@ func encodeCursor(e storage.CatalogEntry, byName bool) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(e.Name)) + "." + id
 }
 
-func decodeCursor(c string, byName bool) (storage.CatalogEntry, error) {
-	var e storage.CatalogEntry
+func decodeCursor(c string, byName bool) (engine.CatalogEntry, error) {
+	var e engine.CatalogEntry
 	if c == "" {
 		return e, nil
 	}
@@ -344,7 +345,7 @@ func (s *adminService) ListObjects(ctx context.Context, req *connect.Request[dur
 	limit := pageLimit(req.Msg.GetLimit(), defaultAdminPage, maxAdminPage)
 	class := ns.Class()
 	// One more than the page tells whether there is a next one.
-	entries, err := s.srv.ownDB.ListCatalog(ctx, class.Name, storage.CatalogListOptions{NamePrefix: req.Msg.GetNamePrefix(), After: after, Limit: limit + 1})
+	entries, err := s.srv.ownDB.ListCatalog(ctx, class.Name, engine.CatalogListOptions{NamePrefix: req.Msg.GetNamePrefix(), After: after, Limit: limit + 1})
 	if err != nil {
 		return nil, connect.NewError(connect.CodeInternal, err)
 	}
@@ -418,7 +419,7 @@ func (s *adminService) ListKV(ctx context.Context, req *connect.Request[durablev
 	}
 	res := &durablev1.ListKVResponse{}
 	err = s.call(ctx, "ListKV", ns, id, func(ctx context.Context, o *adminObject) error {
-		entries, err := o.Storage.List(ctx, storage.ListOptions{Prefix: req.Msg.GetPrefix(), StartAfter: req.Msg.GetStartAfter(),
+		entries, err := o.Storage.List(ctx, engine.ListOptions{Prefix: req.Msg.GetPrefix(), StartAfter: req.Msg.GetStartAfter(),
 			Limit: pageLimit(req.Msg.GetLimit(), defaultAdminPage, maxAdminPage)})
 		size := 0
 		for _, e := range entries {

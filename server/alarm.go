@@ -6,12 +6,12 @@ import (
 	"time"
 
 	"github.com/durablego/durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/objectkey"
-	"github.com/durablego/durable/storage"
 )
 
 // alarmChanged tells the scheduler about a committed change of an alarm.
-func (s *Server) alarmChanged(key objectkey.Key, c storage.AlarmChange) {
+func (s *Server) alarmChanged(key objectkey.Key, c engine.AlarmChange) {
 	s.mu.RLock()
 	scheduler := s.alarms
 	s.mu.RUnlock()

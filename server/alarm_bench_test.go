@@ -14,9 +14,9 @@ import (
 	"time"
 
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // BenchmarkAlarmLateness schedules 10,000 alarms on 10,000 objects, due
@@ -78,7 +78,7 @@ func BenchmarkSetAlarm(b *testing.B) {
 func BenchmarkMillionAlarmsMemory(b *testing.B) {
 	n := millionAlarms
 	dir := b.TempDir()
-	db, err := storage.Open(filepath.Join(dir, "objects.db"))
+	db, err := engine.Open(filepath.Join(dir, "objects.db"))
 	if err != nil {
 		b.Fatal(err)
 	}

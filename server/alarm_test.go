@@ -12,9 +12,9 @@ import (
 
 	"github.com/durablego/durable"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // alarmEnv is an env whose probes report every alarm run.
@@ -142,7 +142,7 @@ func TestAlarmTimes(t *testing.T) {
 	for _, at := range []int64{-5} {
 		_, err := e.schedule(t, "bad", &durabletestv1.ScheduleRequest{AtMs: at})
 		var rpc *durable.RPCError
-		if !errors.Is(err, storage.ErrInvalidAlarm) || !errors.As(err, &rpc) || rpc.Code != connect.CodeInvalidArgument {
+		if !errors.Is(err, engine.ErrInvalidAlarm) || !errors.As(err, &rpc) || rpc.Code != connect.CodeInvalidArgument {
 			t.Fatalf("alarm at %d: %v", at, err)
 		}
 	}

@@ -14,7 +14,7 @@ import (
 
 	"github.com/durablego/durable"
 	durablev1 "github.com/durablego/durable/gen/durable/v1"
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // BackupStats is what a backup copied.
@@ -96,13 +96,13 @@ func (s *Server) Backup(ctx context.Context, dir string) (BackupStats, error) {
 // when the object is not in memory, else (or when it came into
 // memory meanwhile) after asking it to leave memory, while none of its
 // class can come into memory: an object in memory holds its file locked
-// (see storage.OpenFile).
+// (see engine.OpenFile).
 func (s *Server) backupSQLObject(ctx context.Context, class string, id [32]byte, path, out string) error {
 	ns, err := s.lookup(class)
 	if err != nil {
-		return storage.BackupFile(ctx, path, out) // no class to ask: the file is closed
+		return engine.BackupFile(ctx, path, out) // no class to ask: the file is closed
 	}
-	return ns.outOfMemory(ctx, id, func() error { return storage.BackupFile(ctx, path, out) })
+	return ns.outOfMemory(ctx, id, func() error { return engine.BackupFile(ctx, path, out) })
 }
 
 // backupChunk is the size of the chunks the admin service streams a

@@ -14,7 +14,7 @@ import (
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
 	"github.com/durablego/durable/internal/objectkey"
-	"github.com/durablego/durable/websocket"
+	"github.com/durablego/durable/internal/sockets"
 )
 
 // The one way a call enters an object.
@@ -81,7 +81,7 @@ type call[S proto.Message] struct {
 
 	// fx is what the call sent on its object's WebSockets, released when
 	// its writes are durable (finish).
-	fx *websocket.Effects
+	fx *sockets.Effects
 
 	// With metrics on: when the call arrived, and the histogram of its
 	// class's mailbox wait (nil with metrics off).

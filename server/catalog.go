@@ -8,13 +8,13 @@ import (
 	"time"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // catalogState is what an actor knows of its object's entry in the
-// catalog (storage.CatalogEntry), so that it rewrites the entry only when
+// catalog (engine.CatalogEntry), so that it rewrites the entry only when
 // needed: on the first write, when it learns the object's name, and at most
-// once per storage.CatalogRefresh to keep the last write time.
+// once per engine.CatalogRefresh to keep the last write time.
 type catalogState struct {
 	known   bool   // the catalog has an entry
 	name    string // the entry's name
@@ -41,7 +41,7 @@ func (a *actor[S]) loadCatalog() error {
 
 // recordCatalog has the batch about to be committed record the object's
 // catalog entry when the entry is missing, lacks the name or is older than
-// storage.CatalogRefresh: in the batch's own transaction for an object of
+// engine.CatalogRefresh: in the batch's own transaction for an object of
 // the node database, just before it (and waiting for it) for an object
 // with its own SQL file.
 func (a *actor[S]) recordCatalog() error {
@@ -56,7 +56,7 @@ func (a *actor[S]) recordCatalog() error {
 		start = time.Now()
 	}
 	now := start.UnixMilli()
-	if a.cat.known && (name == "" || a.cat.name != "") && now-a.cat.written < storage.CatalogRefresh.Milliseconds() {
+	if a.cat.known && (name == "" || a.cat.name != "") && now-a.cat.written < engine.CatalogRefresh.Milliseconds() {
 		return nil
 	}
 	if !a.store.Catalog(name, now) {
@@ -82,13 +82,13 @@ const catalogSQLKey = "catalog_sql"
 // SQL objects written before the catalog existed: the files under sql/,
 // with their modification time as their last write and no name (the name
 // is learnt at the object's next call by name).
-func backfillSQLCatalog(ctx context.Context, db *storage.DB) error {
+func backfillSQLCatalog(ctx context.Context, db *engine.DB) error {
 	if _, done, err := db.Meta(ctx, catalogSQLKey); err != nil || done {
 		return err
 	}
-	var entries []storage.CatalogEntry
+	var entries []engine.CatalogEntry
 	err := db.SQLFiles(func(class string, id [32]byte, path string) error {
-		e := storage.CatalogEntry{Class: class, ID: id}
+		e := engine.CatalogEntry{Class: class, ID: id}
 		if info, err := os.Stat(path); err == nil {
 			e.Written = info.ModTime().UnixMilli()
 		}

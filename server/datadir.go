@@ -13,7 +13,7 @@ import (
 	"strings"
 	"time"
 
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // ErrDataDirLocked matches the error of New when another server, in this
@@ -105,7 +105,7 @@ func fingerprint(secret []byte) string {
 // "secret" in the data directory, created only when the directory holds
 // no data. The first start records the fingerprint, as does the first of
 // a directory written before fingerprints were.
-func openSecret(ctx context.Context, o *options, db storage.ObjectStore) ([]byte, error) {
+func openSecret(ctx context.Context, o *options, db engine.ObjectStore) ([]byte, error) {
 	dir := o.dataDir
 	recorded, haveRecord, err := db.Meta(ctx, secretFingerprintKey)
 	if err != nil {
@@ -150,7 +150,7 @@ func openSecret(ctx context.Context, o *options, db storage.ObjectStore) ([]byte
 
 // hasData reports whether the data directory holds any object: a row of
 // the node database or a file of an object with SQL.
-func hasData(ctx context.Context, dir string, db storage.ObjectStore) (bool, error) {
+func hasData(ctx context.Context, dir string, db engine.ObjectStore) (bool, error) {
 	empty, err := db.Empty(ctx)
 	if err != nil || !empty {
 		return !empty, err

@@ -19,8 +19,8 @@ import (
 
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // lockChild, run by TestMain when DURABLE_LOCK_CHILD names dir (and
@@ -183,7 +183,7 @@ func counterIn(t *testing.T, dir, name string, amount int64, opts ...server.Opti
 // recordedFingerprint reads the fingerprint the node database of dir holds.
 func recordedFingerprint(t *testing.T, dir string) (string, bool) {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(dir, "objects.db"))
+	db, err := engine.Open(filepath.Join(dir, "objects.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

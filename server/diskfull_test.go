@@ -16,8 +16,8 @@ import (
 	"connectrpc.com/connect"
 
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
-	"github.com/durablego/durable/storage"
 )
 
 // diskFullChild writes to a server on dir with the process's file size
@@ -38,7 +38,7 @@ func diskFullChild(dir string, limit uint64) int {
 		if _, err := stub.Put(context.Background(), &durabletestv1.PutRequest{Key: key, Value: value}); err != nil {
 			if failures == 0 {
 				fmt.Println("error", strings.ReplaceAll(err.Error(), "\n", " "))
-				fmt.Println("code", connect.CodeOf(err), errors.Is(err, storage.ErrDatabaseFull))
+				fmt.Println("code", connect.CodeOf(err), errors.Is(err, engine.ErrDatabaseFull))
 			}
 			failures++
 			continue

@@ -27,9 +27,9 @@ import (
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1connect"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // logBuffer is a log sink the server's goroutines may write to at once.
@@ -341,7 +341,7 @@ func TestStorageErrorKinds(t *testing.T) {
 	}
 
 	full := kindCase{name: "database over the cap", kind: durable.KindDatabaseFull, code: connect.CodeResourceExhausted,
-		sentinels: []error{storage.ErrDatabaseFull}, rpc: true}
+		sentinels: []error{engine.ErrDatabaseFull}, rpc: true}
 	fill := func(record func(*durabletestv1.RecordRequest) error) error {
 		for i := range 200 {
 			if err := record(&durabletestv1.RecordRequest{Key: fmt.Sprintf("%04d%s", i, strings.Repeat("x", 2000))}); err != nil {

@@ -17,7 +17,7 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
-	"github.com/durablego/durable/websocket"
+	"github.com/durablego/durable/internal/sockets"
 )
 
 // DefaultMaxRequestBody is the default limit on the body of a request to an
@@ -426,8 +426,8 @@ type response struct {
 	status int         // 0 until WriteHeader
 	body   bytes.Buffer
 
-	upgradable bool            // served over the HTTP route: Accept may upgrade
-	upgrade    *websocket.Conn // the socket Fetch accepted
+	upgradable bool          // served over the HTTP route: Accept may upgrade
+	upgrade    *sockets.Conn // the socket Fetch accepted
 
 	// code is the outcome of the call that produced the response, for the
 	// metrics: 0 when the Fetch hook answered with a status below 500.
@@ -438,8 +438,8 @@ type response struct {
 }
 
 // UpgradeWebSocket records that Fetch accepted c: the route upgrades the
-// connection once the call's writes are durable. It is websocket.Upgrader.
-func (r *response) UpgradeWebSocket(c *websocket.Conn) bool {
+// connection once the call's writes are durable. It is sockets.Upgrader.
+func (r *response) UpgradeWebSocket(c *sockets.Conn) bool {
 	if !r.upgradable || r.upgrade != nil {
 		return false
 	}

@@ -12,10 +12,10 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 
-	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
+	"github.com/durablego/durable/internal/alarms"
 	"github.com/durablego/durable/internal/objectkey"
-	"github.com/durablego/durable/websocket"
+	"github.com/durablego/durable/internal/sockets"
 )
 
 // The hooks a cluster node calls when the partitions it serves change
@@ -64,7 +64,7 @@ func (s *Server) Release(ctx context.Context, match func(id [32]byte) bool) erro
 			return fmt.Errorf("server: Release: %w", ctx.Err())
 		}
 	}
-	s.sockets.CloseObjects(key, websocket.CloseServiceRestart, "the object moved to another node: reconnect")
+	s.sockets.CloseObjects(key, sockets.CloseServiceRestart, "the object moved to another node: reconnect")
 	s.forgetAlarms(key)
 	if h != nil {
 		rt.holds.finish(h)
@@ -88,7 +88,7 @@ func (s *Server) Drop(match func(id [32]byte) bool, reason error) {
 	for _, ns := range s.registered() {
 		ns.dropMatching(key, reason)
 	}
-	s.sockets.CloseObjects(key, websocket.CloseServiceRestart, "the object moved to another node: reconnect")
+	s.sockets.CloseObjects(key, sockets.CloseServiceRestart, "the object moved to another node: reconnect")
 	s.forgetAlarms(key)
 }
 

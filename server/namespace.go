@@ -14,8 +14,8 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/callchain"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/objectkey"
-	"github.com/durablego/durable/storage"
 )
 
 // Class describes an object class. Generated Register functions fill it in
@@ -145,22 +145,22 @@ func (n *Namespace[S]) NewUniqueID() durable.ID { return n.space.NewUnique() }
 // or, for a class with SQL, a database file of its own (storage's layout:
 // DB.SQLStore), counted in the server's budget of open SQL files while
 // open.
-func (n *Namespace[S]) openStore(a *actor[S]) (*storage.Store, error) {
+func (n *Namespace[S]) openStore(a *actor[S]) (*engine.Store, error) {
 	key := a.key
-	var store *storage.Store
+	var store *engine.Store
 	if !n.class.SQL {
-		store = storage.NewStore(n.srv.db, key.Class, key.ID)
+		store = engine.NewStore(n.srv.db, key.Class, key.ID)
 	} else {
 		var err error
-		store, err = n.srv.ownDB.SQLStore(key.Class, key.ID, storage.WithFileDurability(n.srv.opts.durability),
-			storage.WithMaxSize(n.srv.opts.maxSQLSize), storage.WithFileLimiter(n.srv.sqlFiles.limiter(a)),
-			storage.WithFilePool(n.srv.sqlFiles.filePool(n.srv.ownDB, n.srv.log)))
+		store, err = n.srv.ownDB.SQLStore(key.Class, key.ID, engine.WithFileDurability(n.srv.opts.durability),
+			engine.WithMaxSize(n.srv.opts.maxSQLSize), engine.WithFileLimiter(n.srv.sqlFiles.limiter(a)),
+			engine.WithFilePool(n.srv.sqlFiles.filePool(n.srv.ownDB, n.srv.log)))
 		if err != nil {
 			return nil, err
 		}
 	}
 	if n.alarm != nil {
-		store.HandleAlarms(func(c storage.AlarmChange) { n.srv.alarmChanged(key, c) })
+		store.HandleAlarms(func(c engine.AlarmChange) { n.srv.alarmChanged(key, c) })
 	}
 	return store, nil
 }

@@ -10,8 +10,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
 
+	"github.com/durablego/durable/internal/engine"
+	"github.com/durablego/durable/internal/sockets"
 	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/websocket"
 )
 
 // Option configures a Server.
@@ -26,14 +27,14 @@ type options struct {
 	maxBatch       int
 	logger         *slog.Logger
 	handlerOptions []connect.HandlerOption
-	durability     storage.Durability
+	durability     engine.Durability
 	maxSQLSize     int64
 	alarmRetry     time.Duration
 	maxRequestBody int64
 	maxSockets     int
 	maxMessageSize int64
 	maxStateSize   int64
-	maxSocketBuf   int64                 // 0: websocket.DefaultMaxBuffer
+	maxSocketBuf   int64                 // 0: sockets.DefaultMaxBuffer
 	metrics        prometheus.Registerer // nil: no metrics
 	tracer         trace.TracerProvider  // nil: no tracing
 	traceOptions   []otelconnect.Option
@@ -46,9 +47,9 @@ type options struct {
 	maxSQLFiles    int           // 0: from the descriptor budget (fdBudget.maxSQLFiles)
 	net            netOptions    // Serve's connections and RPC read limits: conn.go
 
-	store     storage.ObjectStore // WithStore (store.go); nil: the node database
-	nodeName  string              // WithNodeName (route.go)
-	placement Placement           // WithPlacement (placement.go); nil: every object is served here
+	store     engine.ObjectStore // WithStore (store.go); nil: the node database
+	nodeName  string             // WithNodeName (route.go)
+	placement Placement          // WithPlacement (placement.go); nil: every object is served here
 }
 
 func defaultOptions() options {
@@ -58,11 +59,11 @@ func defaultOptions() options {
 		maxActive:      100_000,
 		mailboxSize:    1024,
 		maxBatch:       256,
-		maxSQLSize:     storage.DefaultMaxSQLSize,
+		maxSQLSize:     engine.DefaultMaxSQLSize,
 		alarmRetry:     2 * time.Second,
 		maxRequestBody: DefaultMaxRequestBody,
-		maxSockets:     websocket.DefaultMaxSockets,
-		maxMessageSize: websocket.DefaultMaxMessage,
+		maxSockets:     sockets.DefaultMaxSockets,
+		maxMessageSize: sockets.DefaultMaxMessage,
 		maxStateSize:   DefaultMaxStateSize,
 		callTimeout:    DefaultCallTimeout,
 		logger:         slog.Default(),
@@ -118,7 +119,9 @@ func WithHandlerOptions(opts ...connect.HandlerOption) Option {
 
 // WithDurability chooses what an acknowledged write survives. Default
 // storage.CrashSafe; storage.PowerSafe adds an fsync per commit.
-func WithDurability(d storage.Durability) Option { return func(o *options) { o.durability = d } }
+func WithDurability(d storage.Durability) Option {
+	return func(o *options) { o.durability = engine.Durability(d) }
+}
 
 // WithMaxSQLSize caps the SQL database of each object of a class declared
 // with sql: true; a write past it fails the call with ResourceExhausted
@@ -141,7 +144,7 @@ func WithMaxRequestBody(bytes int64) Option {
 }
 
 // WithMaxSocketsPerObject caps the WebSockets one object may hold open;
-// past it, o.Sockets.Accept fails with websocket.ErrTooManySockets.
+// past it, o.Sockets.Accept fails with sockets.ErrTooManySockets.
 // Default 32,768, as Cloudflare's.
 func WithMaxSocketsPerObject(n int) Option { return func(o *options) { o.maxSockets = max(1, n) } }
 
@@ -187,13 +190,13 @@ const DefaultCallTimeout = 30 * time.Second
 func WithCallTimeout(d time.Duration) Option { return func(o *options) { o.callTimeout = d } }
 
 // WithMaxSocketBuffer caps the bytes that may wait to be written to one
-// WebSocket (websocket.Conn.BufferedAmount: payloads, plus
-// websocket.MessageOverhead per message). A send past it finds a client
+// WebSocket (sockets.Conn.BufferedAmount: payloads, plus
+// sockets.MessageOverhead per message). A send past it finds a client
 // that does not read fast enough: the object's WebSocketError hears of
-// websocket.ErrSlowClient, the socket is closed with 1013 (try again
+// sockets.ErrSlowClient, the socket is closed with 1013 (try again
 // later), and what waits behind melody's 256-message buffer is dropped.
 // A message longer than the cap is still sent when nothing else waits.
-// Default 4 MiB (websocket.DefaultMaxBuffer).
+// Default 4 MiB (sockets.DefaultMaxBuffer).
 func WithMaxSocketBuffer(bytes int64) Option {
 	return func(o *options) { o.maxSocketBuf = max(1, bytes) }
 }

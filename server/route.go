@@ -22,7 +22,7 @@ import (
 	"connectrpc.com/connect"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // Routing between nodes (cluster mode, WithPlacement).
@@ -304,7 +304,7 @@ func (s *Server) locate(ctx context.Context, id [32]byte) (Location, error) {
 		if deadline.IsZero() {
 			deadline = time.Now().Add(DefaultRouteWait)
 		} else if time.Now().After(deadline) {
-			return Location{}, fmt.Errorf("%w: the object's partition is being handed off, and no node took it within %v", storage.ErrUnavailable, DefaultRouteWait)
+			return Location{}, fmt.Errorf("%w: the object's partition is being handed off, and no node took it within %v", engine.ErrUnavailable, DefaultRouteWait)
 		}
 		t := time.NewTimer(wait)
 		select {

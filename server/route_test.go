@@ -28,9 +28,9 @@ import (
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1connect"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // table is the partition table of a test cluster: which node serves each
@@ -90,7 +90,7 @@ func (p *placement) Locate(ctx context.Context, id [32]byte) (server.Location, e
 		case <-change:
 			t.Stop()
 		case <-t.C:
-			return server.Location{}, fmt.Errorf("%w: no node serves the object", storage.ErrUnavailable)
+			return server.Location{}, fmt.Errorf("%w: no node serves the object", engine.ErrUnavailable)
 		case <-ctx.Done():
 			t.Stop()
 			return server.Location{}, ctx.Err()
@@ -106,12 +106,12 @@ type node struct {
 }
 
 // newCluster starts n servers on loopback, each with its own data
-// directory, all over one node database (storage.Open, WithStore) so that
+// directory, all over one node database (engine.Open, WithStore) so that
 // an object that moves keeps its state, with node owner serving every
 // object.
 func newCluster(t testing.TB, n, owner int) (*table, []*node) {
 	t.Helper()
-	db, err := storage.Open(filepath.Join(t.TempDir(), "objects.db"))
+	db, err := engine.Open(filepath.Join(t.TempDir(), "objects.db"))
 	if err != nil {
 		t.Fatal(err)
 	}

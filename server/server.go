@@ -69,11 +69,11 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/durablego/durable"
-	"github.com/durablego/durable/alarms"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
+	"github.com/durablego/durable/internal/alarms"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/objectkey"
-	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/websocket"
+	"github.com/durablego/durable/internal/sockets"
 )
 
 // Server hosts object classes. Create one with New, register classes with
@@ -81,9 +81,9 @@ import (
 type Server struct {
 	opts   options
 	log    *slog.Logger
-	db     storage.ObjectStore // where objects live: ownDB, or WithStore's
-	ownDB  *storage.DB         // the node database New opened; nil with WithStore
-	lock   *dirLock            // the data directory's; released by Shutdown
+	db     engine.ObjectStore // where objects live: ownDB, or WithStore's
+	ownDB  *engine.DB         // the node database New opened; nil with WithStore
+	lock   *dirLock           // the data directory's; released by Shutdown
 	secret []byte
 
 	mu         sync.RWMutex
@@ -103,7 +103,7 @@ type Server struct {
 	actors   sync.WaitGroup
 	closing  atomic.Bool
 	shutdown chan struct{} // closed when Shutdown starts draining objects
-	sockets  *websocket.Hub
+	sockets  *sockets.Hub
 	metrics  *metrics   // nil unless WithMetrics
 	sqlFiles *sqlBudget // the objects' SQL databases open on disk
 
@@ -124,7 +124,7 @@ type registeredClass interface {
 	dropAlarm(key objectkey.Key, due time.Time)
 	evictSample(n int) (victim func(), lastUsed int64)
 	serveFetch(w http.ResponseWriter, r *http.Request, ref string, byID bool, rest string)
-	socketEvent(key objectkey.Key, ev websocket.Event) error
+	socketEvent(key objectkey.Key, ev sockets.Event) error
 	mailboxes() (active, depth, depthMax int)
 	cutStuck()
 	fetchID(ref string, byID bool) (durable.ID, error)
@@ -214,7 +214,7 @@ func New(opts ...Option) (*Server, error) {
 		shutdown:  make(chan struct{}),
 		sqlFiles:  newSQLBudget(cmp.Or(o.maxSQLFiles, o.net.budget().maxSQLFiles()), sqlFileWait),
 	}
-	s.sockets = websocket.NewHub(websocket.HubConfig{
+	s.sockets = sockets.NewHub(sockets.HubConfig{
 		MaxSockets:     o.maxSockets,
 		MaxMessageSize: o.maxMessageSize,
 		MaxBuffer:      o.maxSocketBuf,

@@ -6,7 +6,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // descriptorsPerSQLFile is what an object's SQL database holds open: the
@@ -31,7 +31,7 @@ type sqlBudget struct {
 	wait  time.Duration
 
 	poolOnce sync.Once
-	pool     *storage.FilePool // nil until the first SQL store, or if it failed to start
+	pool     *engine.FilePool // nil until the first SQL store, or if it failed to start
 
 	mu      sync.Mutex
 	open    int
@@ -50,17 +50,17 @@ func newSQLBudget(limit int, wait time.Duration) *sqlBudget {
 	return &sqlBudget{limit: max(1, limit), wait: wait, holders: make(map[fileHolder]struct{}), freed: make(chan struct{})}
 }
 
-// limiter returns the storage.FileLimiter of one object.
-func (b *sqlBudget) limiter(h fileHolder) storage.FileLimiter { return &sqlFile{b: b, h: h} }
+// limiter returns the engine.FileLimiter of one object.
+func (b *sqlBudget) limiter(h fileHolder) engine.FileLimiter { return &sqlFile{b: b, h: h} }
 
 // filePool returns the pool of empty files for new objects' databases in
 // db, started at the first call; nil if it could not start (each new object
 // then creates its own file, as without a pool). The pool counts the
 // descriptor it holds while creating a file in the budget, and never asks
 // objects to leave for one.
-func (b *sqlBudget) filePool(db *storage.DB, log *slog.Logger) *storage.FilePool {
+func (b *sqlBudget) filePool(db *engine.DB, log *slog.Logger) *engine.FilePool {
 	b.poolOnce.Do(func() {
-		p, err := db.NewSQLFilePool(storage.WithPoolLimiter(poolFiles{b}), storage.WithPoolLogger(log))
+		p, err := db.NewSQLFilePool(engine.WithPoolLimiter(poolFiles{b}), engine.WithPoolLogger(log))
 		if err != nil {
 			log.Warn("server: no pool of SQL files; each new SQL object creates its own", "err", err)
 			return
@@ -155,7 +155,7 @@ func (f *sqlFile) Acquire() error {
 		case <-deadline:
 			retry.Stop()
 			return fmt.Errorf("%w: all %d SQL files of the budget (server.WithMaxOpenSQLFiles) are held by objects that did not leave memory within %v",
-				storage.ErrTooManyOpenFiles, b.limit, b.wait)
+				engine.ErrTooManyOpenFiles, b.limit, b.wait)
 		}
 		retry.Stop()
 	}

@@ -14,8 +14,8 @@ import (
 
 	"github.com/durablego/durable"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // sqlRunner is an SQL class registered by hand whose one method runs the
@@ -77,7 +77,7 @@ func TestSQLFileBudgetExhausted(t *testing.T) {
 	<-r.entered
 	err := r.run(ctx, "other", `CREATE TABLE t (x)`, false)
 	var rpc *durable.RPCError
-	if !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted || !errors.Is(err, storage.ErrTooManyOpenFiles) ||
+	if !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted || !errors.Is(err, engine.ErrTooManyOpenFiles) ||
 		!strings.Contains(err.Error(), "WithMaxOpenSQLFiles") || strings.Contains(err.Error(), "unable to open") {
 		t.Fatalf("first write with the budget held by a busy object: %v", err)
 	}
@@ -100,9 +100,9 @@ func TestSQLFileBudgetExhausted(t *testing.T) {
 // that is not flattened (OFFSET) holds 100 values of 2 MB while the outer
 // query makes a copy of each.
 var pastMemoryLimit = func() string {
-	inner, outer := make([]string, storage.MaxSQLColumns), make([]string, storage.MaxSQLColumns)
+	inner, outer := make([]string, engine.MaxSQLColumns), make([]string, engine.MaxSQLColumns)
 	for i := range inner {
-		inner[i] = fmt.Sprintf("printf('%%.*c', %d, 'x') AS a%d", storage.MaxSQLValueSize-1000, i)
+		inner[i] = fmt.Sprintf("printf('%%.*c', %d, 'x') AS a%d", engine.MaxSQLValueSize-1000, i)
 		outer[i] = fmt.Sprintf("a%d || ''", i)
 	}
 	return "SELECT " + strings.Join(outer, ", ") + " FROM (SELECT " + strings.Join(inner, ", ") + " LIMIT 1 OFFSET 0)"
@@ -126,7 +126,7 @@ func TestSQLOutOfMemoryLeavesNothingOpen(t *testing.T) {
 	}
 	err := r.run(ctx, "oom", pastMemoryLimit, false)
 	var rpc *durable.RPCError
-	if !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted || !errors.Is(err, storage.ErrOutOfMemory) {
+	if !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted || !errors.Is(err, engine.ErrOutOfMemory) {
 		t.Fatalf("query past the memory limit: %v", err)
 	}
 	if err := r.run(ctx, "oom", `INSERT INTO t VALUES (1)`, false); err != nil {

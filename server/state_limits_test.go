@@ -15,8 +15,8 @@ import (
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	sessionv1 "github.com/durablego/durable/gen/examples/session/v1"
 	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 func registerSessions(t testing.TB, e *env) *sessionv1durable.SessionNamespace {
@@ -87,8 +87,8 @@ func TestStorageOutOfMemoryFailsTheCallNotTheProcess(t *testing.T) {
 	for i := 0; i < 16 && err == nil; i++ {
 		_, err = stub.SetData(ctx, &sessionv1.SetDataRequest{Key: fmt.Sprint(i), Value: value})
 	}
-	if !errors.Is(err, storage.ErrOutOfMemory) || connect.CodeOf(err) != connect.CodeResourceExhausted {
-		t.Fatalf("growing the state by 16 MiB a call: %v, want storage.ErrOutOfMemory with ResourceExhausted", err)
+	if !errors.Is(err, engine.ErrOutOfMemory) || connect.CodeOf(err) != connect.CodeResourceExhausted {
+		t.Fatalf("growing the state by 16 MiB a call: %v, want engine.ErrOutOfMemory with ResourceExhausted", err)
 	}
 	counter := e.counters.Get(e.counters.IDFromName("other"))
 	for range 3 {

@@ -17,9 +17,9 @@ import (
 	"github.com/durablego/durable"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 func registerLedger(t testing.TB, e *env) *durabletestv1durable.LedgerNamespace {
@@ -81,9 +81,9 @@ func TestEveryKindOfWriteRollsBack(t *testing.T) {
 func TestStorageLimitIsInvalidArgument(t *testing.T) {
 	e := newEnv(t)
 	_, err := e.probes.Get(e.probes.IDFromName("big")).Put(context.Background(),
-		&durabletestv1.PutRequest{Key: "k", Value: make([]byte, storage.MaxValueSize+1)})
+		&durabletestv1.PutRequest{Key: "k", Value: make([]byte, engine.MaxValueSize+1)})
 	var rpc *durable.RPCError
-	if !errors.Is(err, storage.ErrValueTooLarge) || !errors.As(err, &rpc) || rpc.Code != connect.CodeInvalidArgument {
+	if !errors.Is(err, engine.ErrValueTooLarge) || !errors.As(err, &rpc) || rpc.Code != connect.CodeInvalidArgument {
 		t.Fatalf("oversized value: %v", err)
 	}
 	if v := probeValue(t, e, "big"); v != 0 {
@@ -182,7 +182,7 @@ func TestSQLSizeCapFailsCleanly(t *testing.T) {
 		recorded++
 	}
 	var rpc *durable.RPCError
-	if !errors.Is(err, storage.ErrDatabaseFull) || !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted {
+	if !errors.Is(err, engine.ErrDatabaseFull) || !errors.As(err, &rpc) || rpc.Code != connect.CodeResourceExhausted {
 		t.Fatalf("after %d records: %v, want ErrDatabaseFull with ResourceExhausted", recorded, err)
 	}
 	if r := read(t, ledgers, "full"); int(r.GetState().GetEntries()) != recorded || len(r.GetRows()) != recorded {

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"path/filepath"
 
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // WithStore runs the server's objects on store instead of the node
@@ -19,7 +19,7 @@ import (
 // files of the node. The server does not close store: its owner closes it
 // after Shutdown. Default: the node database, "objects.db" in the data
 // directory.
-func WithStore(store storage.ObjectStore) Option { return func(o *options) { o.store = store } }
+func WithStore(store engine.ObjectStore) Option { return func(o *options) { o.store = store } }
 
 // errSQLOnStore refuses a class with SQL on a server given WithStore.
 var errSQLOnStore = errors.New("server: classes with SQL (sql: true) cannot run on a store given with WithStore: their databases are files of one node")
@@ -27,16 +27,16 @@ var errSQLOnStore = errors.New("server: classes with SQL (sql: true) cannot run 
 // openStore returns the store of the server's objects, and the node
 // database the server opened for it, which it closes at Shutdown (nil
 // with WithStore).
-func openStore(o *options) (storage.ObjectStore, *storage.DB, error) {
+func openStore(o *options) (engine.ObjectStore, *engine.DB, error) {
 	if o.store != nil {
 		return o.store, nil, nil
 	}
 	// What a crash left of SQL objects' files being created, before any
 	// object opens its file.
-	if err := storage.RemoveLeftovers(filepath.Join(o.dataDir, "sql")); err != nil {
+	if err := engine.RemoveLeftovers(filepath.Join(o.dataDir, "sql")); err != nil {
 		return nil, nil, fmt.Errorf("server: %w", err)
 	}
-	db, err := storage.Open(filepath.Join(o.dataDir, "objects.db"), storage.WithDurability(o.durability))
+	db, err := engine.Open(filepath.Join(o.dataDir, "objects.db"), engine.WithDurability(o.durability))
 	if err != nil {
 		return nil, nil, err
 	}

@@ -16,9 +16,9 @@ import (
 	"github.com/durablego/durable/client"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // shortLimit is the call time limit of these tests: short, so that a stuck
@@ -130,7 +130,7 @@ func TestCallTimeoutResetsAStuckObject(t *testing.T) {
 
 	// The stuck goroutine returns: its storage is cut off, and nothing it
 	// did is committed.
-	if err := h.afterRelease(t); !errors.Is(err, storage.ErrFenced) {
+	if err := h.afterRelease(t); !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("storage call of the stuck goroutine: %v, want ErrFenced", err)
 	}
 	list, err := stub.List(ctx, &durabletestv1.ListRequest{})
@@ -203,7 +203,7 @@ func TestCallTimeoutResetsAStuckSQLObject(t *testing.T) {
 	if _, err := stub.Record(ctx, &durabletestv1.RecordRequest{Key: "again"}); err != nil {
 		t.Fatalf("a call after the reset: %v", err)
 	}
-	if err := h.afterRelease(t); !errors.Is(err, storage.ErrFenced) {
+	if err := h.afterRelease(t); !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("SQL of the stuck goroutine: %v, want ErrFenced", err)
 	}
 	if r := read(t, ledgers, "stuck"); r.GetState().GetEntries() != 2 || !slices.Equal(r.GetRows(), []string{"again", "kept"}) {
@@ -383,10 +383,10 @@ func TestShutdownWithAStuckObject(t *testing.T) {
 	}
 	// The stuck goroutines return after Shutdown: their storage is cut
 	// off, not closed under them.
-	if err := h.afterRelease(t); !errors.Is(err, storage.ErrFenced) {
+	if err := h.afterRelease(t); !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("KV of the stuck goroutine: %v, want ErrFenced", err)
 	}
-	if err := sql.afterRelease(t); !errors.Is(err, storage.ErrFenced) {
+	if err := sql.afterRelease(t); !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("SQL of the stuck goroutine: %v, want ErrFenced", err)
 	}
 
@@ -455,7 +455,7 @@ func TestInitThatOverrunsFailsTheActivation(t *testing.T) {
 	if s := e.probeState(t, "slow-init"); s.GetInitRuns() != 1 {
 		t.Fatalf("state %v, want Init run once", s)
 	}
-	if err := h.afterRelease(t); !errors.Is(err, storage.ErrFenced) {
+	if err := h.afterRelease(t); !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("storage of the stuck Init: %v, want ErrFenced", err)
 	}
 	if s := e.probeState(t, "slow-init"); s.GetInitRuns() != 1 {

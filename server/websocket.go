@@ -6,12 +6,13 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/internal/objectkey"
+	"github.com/durablego/durable/internal/sockets"
 	"github.com/durablego/durable/websocket"
 )
 
 // socketEvent delivers a WebSocket event of the object key to its class;
 // the hub calls it from the socket's read goroutine.
-func (s *Server) socketEvent(key objectkey.Key, ev websocket.Event) error {
+func (s *Server) socketEvent(key objectkey.Key, ev sockets.Event) error {
 	ns, err := s.lookup(key.Class)
 	if err != nil {
 		return err
@@ -23,33 +24,33 @@ func (s *Server) socketEvent(key objectkey.Key, ev websocket.Event) error {
 // when it is done: the socket's next event waits for it (per-socket order
 // and backpressure). A full mailbox is retried, as backpressure too. The
 // hook's error is logged; the call is rolled back, sends included.
-func (n *Namespace[S]) socketEvent(key objectkey.Key, ev websocket.Event) error {
+func (n *Namespace[S]) socketEvent(key objectkey.Key, ev sockets.Event) error {
 	var method string
 	var fn func(context.Context, *durable.Object[S]) error
 	switch ev.Kind {
-	case websocket.EventMessage:
+	case sockets.EventMessage:
 		if n.wsMessage == nil {
 			return nil
 		}
 		method = "WebSocketMessage"
 		fn = func(ctx context.Context, o *durable.Object[S]) error {
-			return n.wsMessage.WebSocketMessage(ctx, o, ev.Conn, ev.Message)
+			return n.wsMessage.WebSocketMessage(ctx, o, (*websocket.Conn)(ev.Conn), websocket.Message(ev.Message))
 		}
-	case websocket.EventClose:
+	case sockets.EventClose:
 		if n.wsClose == nil {
 			return nil
 		}
 		method = "WebSocketClose"
 		fn = func(ctx context.Context, o *durable.Object[S]) error {
-			return n.wsClose.WebSocketClose(ctx, o, ev.Conn, ev.Code, ev.Reason, ev.Clean)
+			return n.wsClose.WebSocketClose(ctx, o, (*websocket.Conn)(ev.Conn), ev.Code, ev.Reason, ev.Clean)
 		}
-	case websocket.EventError:
+	case sockets.EventError:
 		if n.wsError == nil {
 			return nil
 		}
 		method = "WebSocketError"
 		fn = func(ctx context.Context, o *durable.Object[S]) error {
-			return n.wsError.WebSocketError(ctx, o, ev.Conn, ev.Err)
+			return n.wsError.WebSocketError(ctx, o, (*websocket.Conn)(ev.Conn), ev.Err)
 		}
 	default:
 		return nil

@@ -1,78 +1,84 @@
 package storage
 
-import (
-	"errors"
-	"fmt"
-)
-
-// Limits on key-value storage, as Cloudflare sets them.
-const (
-	// MaxKeySize is the largest key, in bytes of UTF-8, of a class without
-	// SQL.
-	MaxKeySize = 2 << 10
-	// MaxValueSize is the largest value, in bytes, of a class without SQL.
-	MaxValueSize = 128 << 10
-	// MaxSQLEntrySize is the largest key and value together, in bytes, of
-	// a class with SQL: Cloudflare's limit for its SQLite-backed storage,
-	// which has no other limit on keys or values.
-	MaxSQLEntrySize = 2_000_000
-	// MaxKeysPerCall is the most keys one GetMany, PutMany or DeleteMany
-	// call takes.
-	MaxKeysPerCall = 128
-	// DefaultMaxSQLSize is the default cap on an object's SQL database.
-	DefaultMaxSQLSize = 1 << 30
-)
+import "github.com/durablego/durable/internal/engine"
 
 // ErrInvalid matches every error caused by what the caller asked for
 // rather than by the storage: each limit below, bad list options, and SQL
 // that an object may not run. Servers report it as InvalidArgument.
-var ErrInvalid = errors.New("storage: invalid request")
+var ErrInvalid = engine.ErrInvalid
 
 // Errors a call may get from storage. Each matches ErrInvalid, except
-// ErrNoSQL, ErrDatabaseFull, ErrNotInCall and ErrOutOfMemory; nothing was
-// written when one is returned.
+// ErrNoSQL, ErrNoAlarmHandler, ErrDatabaseFull, ErrTooManyOpenFiles,
+// ErrNotInCall and ErrOutOfMemory; nothing was written when one is returned.
 var (
-	ErrKeyEmpty      = invalid("storage: key is empty")
-	ErrKeyTooLarge   = invalid("storage: key is too large")
-	ErrKeyNotUTF8    = invalid("storage: key is not valid UTF-8")
-	ErrValueTooLarge = invalid("storage: value is too large")
-	ErrTooManyKeys   = invalid(fmt.Sprintf("storage: more than %d keys in one call", MaxKeysPerCall))
-	ErrListOptions   = invalid("storage: invalid list options")
-	ErrSQLForbidden  = invalid("storage: statement not allowed in an object's database")
-	// ErrSQLLimit: a statement of the object's SQL went past one of
-	// Cloudflare's limits (MaxSQLStatementSize and the others).
-	ErrSQLLimit = invalid(fmt.Sprintf("storage: statement over a limit of an object's database (%d-byte statements, %d columns, %d parameters, %d-byte strings, blobs and rows, %d-byte LIKE and GLOB patterns, %d terms of a compound SELECT)",
-		MaxSQLStatementSize, MaxSQLColumns, MaxSQLParameters, MaxSQLValueSize, MaxSQLPatternSize, MaxSQLCompoundTerms))
+	// ErrKeyEmpty: a key is "".
+	ErrKeyEmpty = engine.ErrKeyEmpty
+	// ErrKeyTooLarge: a key is longer than MaxKeySize (a class without SQL).
+	ErrKeyTooLarge = engine.ErrKeyTooLarge
+	// ErrKeyNotUTF8: a key is not valid UTF-8.
+	ErrKeyNotUTF8 = engine.ErrKeyNotUTF8
+	// ErrValueTooLarge: a value is larger than MaxValueSize (a class
+	// without SQL), or a key and its value larger than MaxSQLEntrySize.
+	ErrValueTooLarge = engine.ErrValueTooLarge
+	// ErrTooManyKeys: more than MaxKeysPerCall keys in one call.
+	ErrTooManyKeys = engine.ErrTooManyKeys
+	// ErrListOptions: ListOptions that select nothing coherent (Start
+	// and StartAfter together, a negative Limit).
+	ErrListOptions = engine.ErrListOptions
+	// ErrSQLForbidden: a statement an object's database refuses (ATTACH,
+	// extensions, explicit transactions, Durable's own _durable_ tables).
+	ErrSQLForbidden = engine.ErrSQLForbidden
+	// ErrSQLLimit: a statement went past one of Cloudflare's limits
+	// (MaxSQLStatementSize and the others).
+	ErrSQLLimit = engine.ErrSQLLimit
+	// ErrNotReadOnly: SQL.Query was given a statement that could write,
+	// or more than one statement.
+	ErrNotReadOnly = engine.ErrNotReadOnly
 	// ErrRolledBack: the storage was used in a Transaction after its
 	// Rollback; its function can only return.
-	ErrRolledBack = invalid("storage: the transaction was rolled back; only returning from its function is left")
+	ErrRolledBack = engine.ErrRolledBack
 	// ErrDeleteAllInTransaction: DeleteAll was called inside a
 	// Transaction, which Cloudflare refuses too.
-	ErrDeleteAllInTransaction = invalid("storage: DeleteAll cannot be called inside a transaction")
+	ErrDeleteAllInTransaction = engine.ErrDeleteAllInTransaction
+	// ErrInvalidAlarm: SetAlarm was given the zero time, or a time before
+	// 1970.
+	ErrInvalidAlarm = engine.ErrInvalidAlarm
+	// ErrNoAlarmHandler: SetAlarm on an object whose class does not
+	// implement the Alarm hook, so the alarm could never run.
+	ErrNoAlarmHandler = engine.ErrNoAlarmHandler
 
 	// ErrNoSQL: the object's class was not declared with sql: true.
-	ErrNoSQL = errors.New("storage: this object class has no SQL database (declare it with sql: true)")
+	ErrNoSQL = engine.ErrNoSQL
 	// ErrDatabaseFull: a write would take the object's SQL database past
 	// its size cap, or the disk is full. Servers report it as
 	// ResourceExhausted.
-	ErrDatabaseFull = errors.New("storage: object database is full")
+	ErrDatabaseFull = engine.ErrDatabaseFull
 	// ErrTooManyOpenFiles: the object's database could not be opened, or
-	// created by its first write, because too many are open (the server's
-	// budget of SQL files, or the process's descriptors). Servers report it
-	// as ResourceExhausted.
-	ErrTooManyOpenFiles = errors.New("storage: too many object databases open")
+	// created by its first write, because too many are open. Servers
+	// report it as ResourceExhausted.
+	ErrTooManyOpenFiles = engine.ErrTooManyOpenFiles
 	// ErrNotInCall: the handle was used outside the call it was passed to.
-	ErrNotInCall = errors.New("storage: used outside the object's call")
+	ErrNotInCall = engine.ErrNotInCall
 	// ErrOutOfMemory: SQLite ran out of the memory one connection may use
-	// (256 MiB in this build) running a query or committing a batch.
-	// Nothing of the calls concerned was kept; other objects are not
-	// affected. Servers report it as ResourceExhausted.
-	ErrOutOfMemory = errors.New("storage: SQLite ran out of memory")
+	// running a query or committing a batch. Nothing of the calls
+	// concerned was kept. Servers report it as ResourceExhausted.
+	ErrOutOfMemory = engine.ErrOutOfMemory
 )
 
-type invalidError struct{ msg string }
-
-func invalid(msg string) error { return &invalidError{msg} }
-
-func (e *invalidError) Error() string        { return e.msg }
-func (e *invalidError) Is(target error) bool { return target == ErrInvalid }
+// Errors of the store under an object, which a call may get from any
+// storage method; the server maps each to a status.
+var (
+	// ErrTooLarge: the call's writes are more than the store commits in
+	// one atomic write (the etcd store of cluster mode); nothing of them
+	// is written. Servers report it as ResourceExhausted.
+	ErrTooLarge = engine.ErrTooLarge
+	// ErrUnavailable: the store cannot serve the object now (another
+	// node owns it, or the cluster is out of reach). Servers report it
+	// as Unavailable: a retry may succeed.
+	ErrUnavailable = engine.ErrUnavailable
+	// ErrFenced: the call overran its time limit and the object was
+	// reset; nothing this instance writes is committed.
+	ErrFenced = engine.ErrFenced
+	// ErrClosed: the server's storage is closed (it is shutting down).
+	ErrClosed = engine.ErrClosed
+)

@@ -2,29 +2,36 @@ package websocket
 
 import (
 	"net/http"
-	"slices"
+	"time"
 
-	gorilla "github.com/gorilla/websocket"
+	"github.com/durablego/durable/internal/sockets"
 )
-
-// Upgrader is implemented by the http.ResponseWriter the server passes to
-// Fetch on its HTTP route: Accept records the upgrade in it, and the
-// server upgrades the connection once the call's writes are durable.
-type Upgrader interface {
-	UpgradeWebSocket(c *Conn) bool
-}
 
 // Sockets is an object's WebSockets, o.Sockets: valid during a call, like
 // the rest of the handle. The sockets themselves live in the server's hub
 // and outlast the object's stay in memory.
-type Sockets struct {
-	hub *Hub
-	key Key
+type Sockets sockets.Sockets
 
-	// Owned by the object's goroutine: the call in progress.
-	inCall bool
-	name   string     // the object's name, if known
-	cs     *callState // created on the call's first change
+// Conn is one accepted WebSocket. It stays valid while the socket is
+// open, across the object's hibernation; compare Conns by ID.
+type Conn sockets.Conn
+
+// BroadcastOption chooses the recipients or the type of a Broadcast.
+type BroadcastOption sockets.BroadcastOption
+
+// Tag limits a Broadcast to the sockets that carry tag.
+func Tag(tag string) BroadcastOption {
+	return BroadcastOption(sockets.Tag(tag))
+}
+
+// Except leaves c out of a Broadcast (typically the sender).
+func Except(c *Conn) BroadcastOption {
+	return BroadcastOption(sockets.Except((*sockets.Conn)(c)))
+}
+
+// Binary makes a Broadcast send a binary message instead of text.
+func Binary() BroadcastOption {
+	return BroadcastOption(sockets.Binary())
 }
 
 // Accept accepts the WebSocket upgrade of r inside Fetch, with up to 10
@@ -44,116 +51,32 @@ type Sockets struct {
 // ErrTooManySockets when the object has the server's maximum; the Fetch
 // should then answer 426 Upgrade Required or 503 itself.
 func (s *Sockets) Accept(w http.ResponseWriter, r *http.Request, tags ...string) (*Conn, error) {
-	up, ok := w.(Upgrader)
-	if !ok || !gorilla.IsWebSocketUpgrade(r) {
-		return nil, ErrNotUpgrade
-	}
-	tags, err := distinctTags(tags)
-	if err != nil {
-		return nil, err
-	}
-	h := s.hub
-	c := &Conn{hub: h, key: s.key, id: newID(), tags: tags, name: s.name}
-	h.mu.Lock()
-	o := h.object(s.key)
-	if o.open >= h.cfg.MaxSockets {
-		h.mu.Unlock()
-		return nil, ErrTooManySockets
-	}
-	if h.closed {
-		h.mu.Unlock()
-		return nil, ErrClosed
-	}
-	h.add(o, c)
-	h.mu.Unlock()
-	if !up.UpgradeWebSocket(c) {
-		h.remove(c)
-		return nil, ErrNotUpgrade
-	}
-	s.journal(func() { h.remove(c) })
-	return c, nil
-}
-
-// distinctTags returns a copy of tags without repeats, each where it
-// first appears, as Cloudflare's acceptWebSocket keeps them; an empty tag
-// or one over MaxTagLength bytes is ErrTagTooLong, and more than MaxTags
-// distinct ones ErrTooManyTags.
-func distinctTags(tags []string) ([]string, error) {
-	var out []string
-	for _, t := range tags {
-		if t == "" || len(t) > MaxTagLength {
-			return nil, ErrTagTooLong
-		}
-		if slices.Contains(out, t) {
-			continue
-		}
-		if len(out) == MaxTags {
-			return nil, ErrTooManyTags
-		}
-		out = append(out, t)
-	}
-	return out, nil
+	c, err := (*sockets.Sockets)(s).Accept(w, r, tags...)
+	return (*Conn)(c), err
 }
 
 // All returns the object's open sockets, in the order they were accepted:
 // Cloudflare's getWebSockets().
-func (s *Sockets) All() []*Conn { return s.list("") }
+func (s *Sockets) All() []*Conn {
+	return conns((*sockets.Sockets)(s).All())
+}
 
 // WithTag returns the object's open sockets that carry tag, in the order
 // they were accepted: Cloudflare's getWebSockets(tag).
-func (s *Sockets) WithTag(tag string) []*Conn { return s.list(tag) }
-
-func (s *Sockets) list(tag string) []*Conn {
-	h := s.hub
-	h.mu.Lock()
-	defer h.mu.Unlock()
-	if o := h.objects[s.key]; o != nil {
-		return o.list(tag)
-	}
-	return nil
+func (s *Sockets) WithTag(tag string) []*Conn {
+	return conns((*sockets.Sockets)(s).WithTag(tag))
 }
-
-// BroadcastOption chooses the recipients or the type of a Broadcast.
-type BroadcastOption func(*broadcast)
-
-type broadcast struct {
-	tag    string
-	except *Conn
-	binary bool
-}
-
-// Tag limits a Broadcast to the sockets that carry tag.
-func Tag(tag string) BroadcastOption { return func(b *broadcast) { b.tag = tag } }
-
-// Except leaves c out of a Broadcast (typically the sender).
-func Except(c *Conn) BroadcastOption { return func(b *broadcast) { b.except = c } }
-
-// Binary makes a Broadcast send a binary message instead of text.
-func Binary() BroadcastOption { return func(b *broadcast) { b.binary = true } }
 
 // Broadcast sends data, as text unless Binary is given, to every open
 // socket of the object, or those with a Tag, except one given to Except.
 // The recipients are those open now; like Send, the message goes out once
 // the call's writes are durable.
 func (s *Sockets) Broadcast(data []byte, opts ...BroadcastOption) {
-	var b broadcast
-	for _, o := range opts {
-		o(&b)
+	engineOpts := make([]sockets.BroadcastOption, len(opts))
+	for i, o := range opts {
+		engineOpts[i] = sockets.BroadcastOption(o)
 	}
-	e := envelope{data: clone(data), binary: b.binary}
-	to := s.list(b.tag)
-	send := func() {
-		for _, c := range to {
-			if c != b.except {
-				c.write(e)
-			}
-		}
-	}
-	if cs := s.call(); cs != nil {
-		cs.effects = append(cs.effects, send)
-	} else {
-		send()
-	}
+	(*sockets.Sockets)(s).Broadcast(data, engineOpts...)
 }
 
 // SetAutoResponse sets the object's auto-response: a text message equal to
@@ -163,24 +86,87 @@ func (s *Sockets) Broadcast(data []byte, opts ...BroadcastOption) {
 // long as the server runs, across hibernation; inside a call it is undone
 // if the call fails.
 func (s *Sockets) SetAutoResponse(request, response string) error {
-	if len(request) > MaxAutoResponse || len(response) > MaxAutoResponse {
-		return ErrAutoResponseTooLarge
+	return (*sockets.Sockets)(s).SetAutoResponse(request, response)
+}
+
+// ID returns the socket's ID, unique in the server.
+func (c *Conn) ID() string {
+	return (*sockets.Conn)(c).ID()
+}
+
+// Tags returns the tags the socket was accepted with: Cloudflare's getTags.
+func (c *Conn) Tags() []string {
+	return (*sockets.Conn)(c).Tags()
+}
+
+// Send sends a text message. Inside a call it goes out once the call's
+// writes are durable, and not at all if the call fails. It fails with
+// ErrClosed on a socket that is closed or closing: after Close, in the
+// same call too, as Cloudflare's send throws after close.
+func (c *Conn) Send(data []byte) error {
+	return (*sockets.Conn)(c).Send(data)
+}
+
+// SendBinary sends a binary message, as Send.
+func (c *Conn) SendBinary(data []byte) error {
+	return (*sockets.Conn)(c).SendBinary(data)
+}
+
+// Close closes the socket with a close frame of code and reason. Inside a
+// call it happens once the call's writes are durable, and not at all if
+// the call fails; from Close on, Send fails with ErrClosed. The object's
+// WebSocketClose hook then runs with the code and reason of the client's
+// reply.
+//
+// The code must be one a close frame may carry: 1000-1003, 1007-1014 or
+// 3000-4999; any other is refused with ErrInvalidCloseCode, and nothing
+// is sent. The reason is cut to the 123 bytes a frame holds, at a
+// character boundary (Cloudflare throws instead), invalid UTF-8 replaced.
+//
+// Closing a socket that is closed or closing already does nothing and
+// returns nil, as Cloudflare ignores a second close: this includes Close
+// inside WebSocketClose, where the server has completed the close
+// handshake already (it answers a client's close frame at once).
+func (c *Conn) Close(code int, reason string) error {
+	return (*sockets.Conn)(c).Close(code, reason)
+}
+
+// Attachment returns the socket's attachment (nil if none): Cloudflare's
+// deserializeAttachment. It survives hibernation.
+func (c *Conn) Attachment() []byte {
+	return (*sockets.Conn)(c).Attachment()
+}
+
+// SetAttachment sets the socket's attachment, at most 16 KiB:
+// Cloudflare's serializeAttachment. It is kept in the server's memory, not
+// in storage, for as long as the socket is open; inside a call it is
+// undone if the call fails.
+func (c *Conn) SetAttachment(b []byte) error {
+	return (*sockets.Conn)(c).SetAttachment(b)
+}
+
+// LastAutoResponse returns when the socket was last answered by the
+// object's auto-response, and the zero time if never.
+func (c *Conn) LastAutoResponse() time.Time {
+	return (*sockets.Conn)(c).LastAutoResponse()
+}
+
+// BufferedAmount returns the bytes sent to the socket and not yet written
+// to its connection, counting MessageOverhead per message besides its
+// payload: the browser WebSocket's bufferedAmount. A client that does not
+// read makes it grow until the server's bound (server.WithMaxSocketBuffer,
+// default 4 MiB), where the socket is closed as a slow client
+// (ErrSlowClient). An object may check it to skip what a socket that is
+// behind can do without.
+func (c *Conn) BufferedAmount() int64 {
+	return (*sockets.Conn)(c).BufferedAmount()
+}
+
+// conns converts the engine's sockets to the ones an object holds.
+func conns(cs []*sockets.Conn) []*Conn {
+	out := make([]*Conn, len(cs))
+	for i, c := range cs {
+		out[i] = (*Conn)(c)
 	}
-	h := s.hub
-	h.mu.Lock()
-	o := h.object(s.key)
-	oldReq, oldRes := o.autoReq, o.autoRes
-	o.autoReq, o.autoRes = request, response
-	if request == "" {
-		o.autoRes = ""
-		h.prune(s.key, o)
-	}
-	h.mu.Unlock()
-	s.journal(func() {
-		h.mu.Lock()
-		defer h.mu.Unlock()
-		o := h.object(s.key)
-		o.autoReq, o.autoRes = oldReq, oldRes
-	})
-	return nil
+	return out
 }

@@ -16,8 +16,8 @@ import (
 	"github.com/durablego/durable/examples/counter"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // The figures of cluster mode beside the node database's, in one run:
@@ -35,14 +35,14 @@ import (
 // store, closed at the benchmark's end (nil: the node database).
 var stores = []struct {
 	name string
-	open func(b *testing.B) storage.ObjectStore
+	open func(b *testing.B) engine.ObjectStore
 }{
-	{"sqlite", func(*testing.B) storage.ObjectStore { return nil }},
-	{"etcd3", func(b *testing.B) storage.ObjectStore {
+	{"sqlite", func(*testing.B) engine.ObjectStore { return nil }},
+	{"etcd3", func(b *testing.B) engine.ObjectStore {
 		c := etcdtest.Start(b, 3, etcdtest.WithTicks(100*time.Millisecond, time.Second))
 		return open(b, c.Client(b), etcdstore.WithTTL(5*time.Second))
 	}},
-	{"etcd3-tmpfs", func(b *testing.B) storage.ObjectStore {
+	{"etcd3-tmpfs", func(b *testing.B) engine.ObjectStore {
 		root, err := os.MkdirTemp("/dev/shm", "durable-bench-")
 		if err != nil {
 			b.Skip("no tmpfs at /dev/shm:", err)
@@ -55,7 +55,7 @@ var stores = []struct {
 
 // benchServer is a server with the Counter class on store (nil: the node
 // database of dir).
-func benchServer(b *testing.B, store storage.ObjectStore, dir string) (*server.Server, *counterv1durable.CounterNamespace) {
+func benchServer(b *testing.B, store engine.ObjectStore, dir string) (*server.Server, *counterv1durable.CounterNamespace) {
 	b.Helper()
 	opts := []server.Option{server.WithDataDir(dir), server.WithSecret(secret), server.WithLogger(quiet), server.WithMaxActiveObjects(100_000)}
 	if store != nil {
@@ -79,7 +79,7 @@ func shutdown(b *testing.B, srv *server.Server) {
 	srv.Shutdown(ctx) // a second Shutdown errs, harmlessly
 }
 
-func forEachStore(b *testing.B, fn func(b *testing.B, store storage.ObjectStore)) {
+func forEachStore(b *testing.B, fn func(b *testing.B, store engine.ObjectStore)) {
 	for _, s := range stores {
 		b.Run(s.name, func(b *testing.B) { fn(b, s.open(b)) })
 	}
@@ -88,7 +88,7 @@ func forEachStore(b *testing.B, fn func(b *testing.B, store storage.ObjectStore)
 // BenchmarkCallLatency: one caller increments one counter; every call
 // persists a state change. Reports p50 and p99.
 func BenchmarkCallLatency(b *testing.B) {
-	forEachStore(b, func(b *testing.B, store storage.ObjectStore) {
+	forEachStore(b, func(b *testing.B, store engine.ObjectStore) {
 		_, counters := benchServer(b, store, b.TempDir())
 		stub := counters.Get(counters.IDFromName("latency"))
 		ctx := context.Background()
@@ -109,7 +109,7 @@ func BenchmarkCallLatency(b *testing.B) {
 
 // BenchmarkHotObject: 64 callers increment one counter in process.
 func BenchmarkHotObject(b *testing.B) {
-	forEachStore(b, func(b *testing.B, store storage.ObjectStore) {
+	forEachStore(b, func(b *testing.B, store engine.ObjectStore) {
 		_, counters := benchServer(b, store, b.TempDir())
 		stub := counters.Get(counters.IDFromName("hot"))
 		parallel(b, func(ctx context.Context, req *counterv1.IncrementRequest) error {
@@ -122,7 +122,7 @@ func BenchmarkHotObject(b *testing.B) {
 // BenchmarkManyObjects: 64 callers increment counters chosen at random
 // among 10,000, in process.
 func BenchmarkManyObjects(b *testing.B) {
-	forEachStore(b, func(b *testing.B, store storage.ObjectStore) {
+	forEachStore(b, func(b *testing.B, store engine.ObjectStore) {
 		_, counters := benchServer(b, store, b.TempDir())
 		const n = 10_000
 		ids := make([]durable.ID, n)
@@ -158,7 +158,7 @@ func parallel(b *testing.B, call func(context.Context, *counterv1.IncrementReque
 // not in memory (a fresh server on the same store each 2,000 calls), and
 // reads its state. Reports p50 and p99.
 func BenchmarkColdActivation(b *testing.B) {
-	forEachStore(b, func(b *testing.B, store storage.ObjectStore) {
+	forEachStore(b, func(b *testing.B, store engine.ObjectStore) {
 		dir := b.TempDir()
 		ctx := context.Background()
 		const stored = 2000

@@ -23,9 +23,9 @@ import (
 	"github.com/durablego/durable/cluster/etcdtest"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // TestMain lets the test binary run as a node process: a server on the
@@ -290,8 +290,8 @@ func TestPausedNodeIsFenced(t *testing.T) {
 	cctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	_, err := stubA.Put(cctx, &durabletestv1.PutRequest{Key: "late", Value: []byte("v")})
-	if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, storage.ErrUnavailable) {
-		t.Fatalf("late call of the resumed node = %v, want Unavailable matching storage.ErrUnavailable", err)
+	if connect.CodeOf(err) != connect.CodeUnavailable || !errors.Is(err, engine.ErrUnavailable) {
+		t.Fatalf("late call of the resumed node = %v, want Unavailable matching engine.ErrUnavailable", err)
 	}
 	list, err := stubB.List(ctx, &durabletestv1.ListRequest{})
 	if err != nil {

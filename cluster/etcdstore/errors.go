@@ -6,7 +6,7 @@ import (
 
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // ErrNotOwner fails a read or a commit of an object whose partition this
@@ -14,7 +14,7 @@ import (
 // lease ended, or the lease could not be renewed in time. A commit failed
 // with it wrote nothing, except after a timeout (see Store.Commit).
 // It matches storage.ErrUnavailable.
-var ErrNotOwner = fmt.Errorf("%w: etcdstore: this store does not own the object's partition", storage.ErrUnavailable)
+var ErrNotOwner = fmt.Errorf("%w: etcdstore: this store does not own the object's partition", engine.ErrUnavailable)
 
 // ErrClosed is returned by a Store after Close.
 var ErrClosed = errors.New("etcdstore: store is closed")
@@ -27,11 +27,11 @@ func storeError(err error) error {
 	case err == nil:
 		return nil
 	case errors.Is(err, rpctypes.ErrNoSpace):
-		return fmt.Errorf("%w: the etcd cluster's quota is used up (compact, defragment and disarm the alarm): %w", storage.ErrDatabaseFull, err)
+		return fmt.Errorf("%w: the etcd cluster's quota is used up (compact, defragment and disarm the alarm): %w", engine.ErrDatabaseFull, err)
 	case errors.Is(err, rpctypes.ErrRequestTooLarge), errors.Is(err, rpctypes.ErrTooManyOps):
-		return fmt.Errorf("%w: %w", storage.ErrTooLarge, err)
+		return fmt.Errorf("%w: %w", engine.ErrTooLarge, err)
 	}
-	return fmt.Errorf("%w: etcd: %w", storage.ErrUnavailable, err)
+	return fmt.Errorf("%w: etcd: %w", engine.ErrUnavailable, err)
 }
 
 // permanent reports whether retrying the same request cannot succeed.

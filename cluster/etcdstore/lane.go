@@ -10,7 +10,7 @@ import (
 
 	clientv3 "go.etcd.io/etcd/client/v3"
 
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // lane commits the batches of the partitions p with p % lanes equal to
@@ -18,8 +18,8 @@ import (
 // waiting batches as fit.
 type lane struct {
 	s       *Store
-	in      chan *storage.Batch
-	pending []*storage.Batch // taken from in, not yet acknowledged, in order
+	in      chan *engine.Batch
+	pending []*engine.Batch // taken from in, not yet acknowledged, in order
 }
 
 func (l *lane) run() {
@@ -53,14 +53,14 @@ func (l *lane) run() {
 // commit packs the first batches of pending into one transaction, commits
 // it and acknowledges them; it returns the batches still to commit, in
 // order.
-func (l *lane) commit(pending []*storage.Batch) []*storage.Batch {
+func (l *lane) commit(pending []*engine.Batch) []*engine.Batch {
 	s := l.s
 	pk := newPack(s)
 	i := 0
 	for ; i < len(pending); i++ {
 		b := pending[i]
 		if !b.Valid() {
-			b.Done(storage.ErrStale)
+			b.Done(engine.ErrStale)
 			continue
 		}
 		p := Partition(b.ID())
@@ -103,7 +103,7 @@ func (l *lane) commit(pending []*storage.Batch) []*storage.Batch {
 
 // shift moves rest, the tail of pending, to its front, and clears what
 // is left behind so that acknowledged batches are not kept reachable.
-func shift(pending, rest []*storage.Batch) []*storage.Batch {
+func shift(pending, rest []*engine.Batch) []*engine.Batch {
 	n := copy(pending, rest)
 	clear(pending[n:])
 	return pending[:n]
@@ -112,7 +112,7 @@ func shift(pending, rest []*storage.Batch) []*storage.Batch {
 // send commits pk in one fenced transaction, sending it again while etcd
 // does not answer. When the fence of some partitions failed, it fails
 // their batches and returns the others (nil when all committed).
-func (l *lane) send(pk *pack) (retry []*storage.Batch, err error) {
+func (l *lane) send(pk *pack) (retry []*engine.Batch, err error) {
 	s := l.s
 	old, err := l.oldAlarms(pk)
 	if err != nil {
@@ -165,7 +165,7 @@ func (l *lane) send(pk *pack) (retry []*storage.Batch, err error) {
 		retry = append(retry, b)
 	}
 	if retry == nil {
-		retry = []*storage.Batch{} // all failed: nothing left of the pack
+		retry = []*engine.Batch{} // all failed: nothing left of the pack
 	}
 	return retry, nil
 }
@@ -261,7 +261,7 @@ type view struct {
 	writeState   bool
 	cleared      bool
 	writes       map[string]write
-	alarm        storage.AlarmChange
+	alarm        engine.AlarmChange
 	alarmChanged bool
 	cost         cost
 }
@@ -275,7 +275,7 @@ func (v *view) clone() *view {
 	return &c
 }
 
-func (v *view) merge(b *storage.Batch) {
+func (v *view) merge(b *engine.Batch) {
 	if st, ok := b.State(); ok {
 		v.state, v.writeState = st, true
 	}
@@ -379,7 +379,7 @@ type pack struct {
 	s       *Store
 	views   map[objKey]*view
 	order   []*view
-	batches []*storage.Batch
+	batches []*engine.Batch
 	parts   map[int]int64 // partition → token: one compare each
 	ops     int
 	bytes   int
@@ -396,7 +396,7 @@ const reserve = 16 << 10
 
 // add merges b into the pack if the transaction stays within etcd's
 // limits, and reports whether it did.
-func (pk *pack) add(b *storage.Batch, p int, tok int64) bool {
+func (pk *pack) add(b *engine.Batch, p int, tok int64) bool {
 	key := objKey{b.Class(), b.ID()}
 	old := pk.views[key]
 	var nv *view
@@ -432,10 +432,10 @@ func (pk *pack) add(b *storage.Batch, p int, tok int64) bool {
 }
 
 // tooLarge is the error of a batch that does not fit a transaction alone.
-func (pk *pack) tooLarge(b *storage.Batch) error {
+func (pk *pack) tooLarge(b *engine.Batch) error {
 	v := &view{class: b.Class(), id: b.ID()}
 	v.merge(b)
 	c := v.measure(pk.s.keys)
 	return fmt.Errorf("%w: the %s object's writes need %d operations and about %d bytes in one etcd transaction; the limits are %d operations and %d bytes (etcd's --max-txn-ops and --max-request-bytes); nothing was written",
-		storage.ErrTooLarge, b.Class(), c.ops, c.bytes, pk.s.cfg.maxOps, pk.s.cfg.maxBytes-reserve)
+		engine.ErrTooLarge, b.Class(), c.ops, c.bytes, pk.s.cfg.maxOps, pk.s.cfg.maxBytes-reserve)
 }

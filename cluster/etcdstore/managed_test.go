@@ -9,8 +9,8 @@ import (
 
 	"github.com/durablego/durable/cluster/etcdstore"
 	"github.com/durablego/durable/cluster/etcdtest"
-	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/storage/storagetest"
+	"github.com/durablego/durable/internal/engine"
+	"github.com/durablego/durable/internal/storetest"
 )
 
 // TestManagedOwnership: a store opened WithManagedOwnership owns nothing
@@ -23,7 +23,7 @@ func TestManagedOwnership(t *testing.T) {
 	name := etcdstore.WithCluster("managed")
 	a := open(t, cli, name, etcdstore.WithManagedOwnership(), etcdstore.WithOwner("a"))
 	b := open(t, cli, name, etcdstore.WithManagedOwnership(), etcdstore.WithOwner("b"))
-	id := storagetest.ID(7)
+	id := storetest.ID(7)
 	p := etcdstore.Partition(id)
 	for q := range etcdstore.Partitions {
 		if a.Token(q) != 0 || a.Owns(q) {
@@ -50,9 +50,9 @@ func TestManagedOwnership(t *testing.T) {
 	if b.Token(p) <= tokA {
 		t.Fatalf("b's token %d is not above a's %d", b.Token(p), tokA)
 	}
-	stA := storage.NewStore(a, "Ledger", id)
-	storagetest.Call(t, stA, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("a")) })
-	if err := storagetest.Commit(stA, []byte("a")); !errors.Is(err, etcdstore.ErrNotOwner) {
+	stA := engine.NewStore(a, "Ledger", id)
+	storetest.Call(t, stA, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("a")) })
+	if err := storetest.Commit(stA, []byte("a")); !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Fatalf("a's commit after releasing = %v, want ErrNotOwner", err)
 	}
 	// Forget: a drops p+1 without touching etcd (as a node does when its

@@ -24,9 +24,9 @@ import (
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/probe"
 	"github.com/durablego/durable/server"
-	"github.com/durablego/durable/storage"
 )
 
 // secret is the ID secret every test server shares: servers on one store
@@ -213,7 +213,7 @@ func TestServerTooLargeCall(t *testing.T) {
 	ctx := context.Background()
 	cli := etcdtest.Start(t, 1).Client(t)
 	n := startNode(t, cli, "big")
-	big := make([]byte, storage.MaxValueSize)
+	big := make([]byte, engine.MaxValueSize)
 	n.probe.OnPut = func(ctx context.Context, o *durabletestv1durable.ProbeObject) error {
 		if o.ID.Name() != "big" {
 			return nil
@@ -226,12 +226,12 @@ func TestServerTooLargeCall(t *testing.T) {
 		return nil
 	}
 	_, err := n.probes.Get(n.probes.IDFromName("big")).Put(ctx, &durabletestv1.PutRequest{Key: "k", Value: big})
-	if !errors.Is(err, storage.ErrTooLarge) || connect.CodeOf(err) != connect.CodeResourceExhausted {
+	if !errors.Is(err, engine.ErrTooLarge) || connect.CodeOf(err) != connect.CodeResourceExhausted {
 		t.Fatalf("too large call in process = %v (code %v), want ErrTooLarge, ResourceExhausted", err, connect.CodeOf(err))
 	}
 	rc := durabletestv1durable.NewProbeClient(h2cClient(), n.url)
 	_, err = rc.Get(rc.IDFromName("big")).Put(ctx, &durabletestv1.PutRequest{Key: "k", Value: big})
-	if connect.CodeOf(err) != connect.CodeResourceExhausted || !errors.Is(err, storage.ErrTooLarge) {
+	if connect.CodeOf(err) != connect.CodeResourceExhausted || !errors.Is(err, engine.ErrTooLarge) {
 		t.Fatalf("too large call remotely = %v, want ResourceExhausted matching ErrTooLarge", err)
 	}
 	if kind := durable.KindOf(err); kind != durable.KindWriteTooLarge {

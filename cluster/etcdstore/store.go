@@ -1,4 +1,4 @@
-// Package etcdstore is an object store (storage.ObjectStore) on etcd: the
+// Package etcdstore is an object store (engine.ObjectStore) on etcd: the
 // state, key-value storage and alarms of Durable objects live in an etcd
 // cluster, so that an acknowledged call survives the loss of the node that
 // ran it, and at most one node can commit for an object at any time.
@@ -42,8 +42,8 @@ import (
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
+	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/internal/objectkey"
-	"github.com/durablego/durable/storage"
 )
 
 // Option configures Open.
@@ -137,7 +137,7 @@ type Store struct {
 	commits, batches, written atomic.Uint64
 }
 
-var _ storage.ObjectStore = (*Store)(nil)
+var _ engine.ObjectStore = (*Store)(nil)
 
 // Open grants the store's lease on cli's cluster and takes ownership of
 // every partition, waiting (until ctx ends) for those another store holds
@@ -184,7 +184,7 @@ func Open(ctx context.Context, cli *clientv3.Client, opts ...Option) (*Store, er
 	}
 	s.lanes = make([]*lane, cfg.lanes)
 	for i := range s.lanes {
-		s.lanes[i] = &lane{s: s, in: make(chan *storage.Batch, cfg.queue)}
+		s.lanes[i] = &lane{s: s, in: make(chan *engine.Batch, cfg.queue)}
 		s.laneWG.Add(1)
 		go s.lanes[i].run()
 	}
@@ -533,7 +533,7 @@ const scanPage = 64
 // Scan calls fn for the object's entries in r: Ranges of the object's
 // keys in the byte order of the KV API, sorted and limited by etcd, a page
 // at a time, every page at the revision of the first.
-func (s *Store) Scan(ctx context.Context, class string, id [32]byte, r storage.KeyRange, limit int, fn func(key string, value []byte) bool) error {
+func (s *Store) Scan(ctx context.Context, class string, id [32]byte, r engine.KeyRange, limit int, fn func(key string, value []byte) bool) error {
 	if _, err := s.owns(Partition(id)); err != nil {
 		return err
 	}
@@ -595,11 +595,11 @@ const dueChunk = 16
 // (dueChunk+1) × limit entries: after each transaction only the first
 // limit are kept, and the due time of the last of them bounds the ranges
 // of the partitions still to read.
-func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int64, limit int) ([]storage.DueAlarm, error) {
+func (s *Store) DueAlarms(ctx context.Context, after engine.DueAlarm, until int64, limit int) ([]engine.DueAlarm, error) {
 	if limit <= 0 || until < after.At {
 		return nil, nil
 	}
-	var out []storage.DueAlarm
+	var out []engine.DueAlarm
 	var ops []clientv3.Op
 	var parts []int
 	flush := func() error {
@@ -618,7 +618,7 @@ func (s *Store) DueAlarms(ctx context.Context, after storage.DueAlarm, until int
 				if err != nil {
 					return err
 				}
-				if a := (storage.DueAlarm{Key: objectkey.Key{Class: class, ID: id}, At: at}); after.Less(a) {
+				if a := (engine.DueAlarm{Key: objectkey.Key{Class: class, ID: id}, At: at}); after.Less(a) {
 					out = append(out, a)
 				}
 			}
@@ -689,8 +689,8 @@ func (s *Store) Empty(ctx context.Context) (bool, error) {
 // Stats returns what the store has committed: Commits counts etcd
 // transactions, Batches the batches they carried, Bytes their states,
 // keys and values.
-func (s *Store) Stats() storage.Stats {
-	return storage.Stats{Commits: s.commits.Load(), Batches: s.batches.Load(), Bytes: s.written.Load()}
+func (s *Store) Stats() engine.Stats {
+	return engine.Stats{Commits: s.commits.Load(), Batches: s.batches.Load(), Bytes: s.written.Load()}
 }
 
 // Commit queues b in its partition's lane. It blocks while the lane's
@@ -703,7 +703,7 @@ func (s *Store) Stats() storage.Stats {
 // the commit timeout passes; when the fence changed meanwhile, or the
 // timeout passed, the batch fails although it may be durable: an
 // ambiguous failure, never a lost acknowledged write.
-func (s *Store) Commit(b *storage.Batch) {
+func (s *Store) Commit(b *engine.Batch) {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	if s.closed {
@@ -756,8 +756,8 @@ func (s *Store) shutdownLease(ctx context.Context) error {
 }
 
 // sortAlarms sorts by DueAlarm.Less.
-func sortAlarms(a []storage.DueAlarm) {
-	slices.SortFunc(a, func(x, y storage.DueAlarm) int {
+func sortAlarms(a []engine.DueAlarm) {
+	slices.SortFunc(a, func(x, y engine.DueAlarm) int {
 		switch {
 		case x.Less(y):
 			return -1

@@ -14,8 +14,8 @@ import (
 
 	"github.com/durablego/durable/cluster/etcdstore"
 	"github.com/durablego/durable/cluster/etcdtest"
-	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/storage/storagetest"
+	"github.com/durablego/durable/internal/engine"
+	"github.com/durablego/durable/internal/storetest"
 )
 
 var quiet = slog.New(slog.DiscardHandler)
@@ -44,7 +44,7 @@ func fresh(t testing.TB, cli *clientv3.Client, opts ...etcdstore.Option) *etcdst
 // database passes (storage/storagetest), on one embedded member.
 func TestObjectStoreContract(t *testing.T) {
 	cli := etcdtest.Start(t, 1).Client(t)
-	storagetest.Run(t, func(t *testing.T) storage.ObjectStore { return fresh(t, cli) })
+	storetest.Run(t, func(t *testing.T) engine.ObjectStore { return fresh(t, cli) })
 }
 
 // TestOpenOwnsEveryPartition: every owner key exists under the store's
@@ -77,21 +77,21 @@ func TestTooLargeWritesNothing(t *testing.T) {
 	s := fresh(t, cli)
 	for _, tc := range []struct {
 		name  string
-		write func(kv *storage.KV) error
+		write func(kv *engine.KV) error
 	}{
-		{"bytes", func(kv *storage.KV) error { // 16 × 128 KiB = 2 MiB
+		{"bytes", func(kv *engine.KV) error { // 16 × 128 KiB = 2 MiB
 			for i := range 16 {
-				if err := kv.Put(ctx, fmt.Sprint("big", i), make([]byte, storage.MaxValueSize)); err != nil {
+				if err := kv.Put(ctx, fmt.Sprint("big", i), make([]byte, engine.MaxValueSize)); err != nil {
 					return err
 				}
 			}
 			return nil
 		}},
-		{"operations", func(kv *storage.KV) error { // 200 keys
+		{"operations", func(kv *engine.KV) error { // 200 keys
 			m := map[string][]byte{}
 			for i := range 200 {
 				m[fmt.Sprint("k", i)] = []byte{1}
-				if len(m) == storage.MaxKeysPerCall {
+				if len(m) == engine.MaxKeysPerCall {
 					if err := kv.PutMany(ctx, m); err != nil {
 						return err
 					}
@@ -102,25 +102,25 @@ func TestTooLargeWritesNothing(t *testing.T) {
 		}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			st := storage.NewStore(s, "Big", storagetest.ID(8))
-			storagetest.Call(t, st, tc.write)
-			err := storagetest.Commit(st, []byte("state"))
-			if !errors.Is(err, storage.ErrTooLarge) {
+			st := engine.NewStore(s, "Big", storetest.ID(8))
+			storetest.Call(t, st, tc.write)
+			err := storetest.Commit(st, []byte("state"))
+			if !errors.Is(err, engine.ErrTooLarge) {
 				t.Fatalf("commit of a too large call = %v, want ErrTooLarge", err)
 			}
 			if !strings.Contains(err.Error(), "nothing was written") {
 				t.Fatalf("the error does not say nothing was written: %v", err)
 			}
-			if _, ok, err := s.LoadState(ctx, "Big", storagetest.ID(8)); ok || err != nil {
+			if _, ok, err := s.LoadState(ctx, "Big", storetest.ID(8)); ok || err != nil {
 				t.Fatalf("the state of the refused call was written: %v, %v", ok, err)
 			}
-			if _, ok, err := s.Get(ctx, "Big", storagetest.ID(8), "k0"); ok || err != nil {
+			if _, ok, err := s.Get(ctx, "Big", storetest.ID(8), "k0"); ok || err != nil {
 				t.Fatalf("a key of the refused call was written: %v, %v", ok, err)
 			}
 			// The store still commits, in the same lane (same partition).
-			st = storage.NewStore(s, "Big", storagetest.ID(8+etcdstore.Partitions))
-			storagetest.Call(t, st, func(kv *storage.KV) error { return kv.Put(ctx, "small", []byte("ok")) })
-			if err := storagetest.Commit(st, []byte("s")); err != nil {
+			st = engine.NewStore(s, "Big", storetest.ID(8+etcdstore.Partitions))
+			storetest.Call(t, st, func(kv *engine.KV) error { return kv.Put(ctx, "small", []byte("ok")) })
+			if err := storetest.Commit(st, []byte("s")); err != nil {
 				t.Fatal(err)
 			}
 		})
@@ -136,9 +136,9 @@ func TestFenceRefusesLateCommit(t *testing.T) {
 	cli := etcdtest.Start(t, 1).Client(t)
 	name := etcdstore.WithCluster("fence")
 	a := open(t, cli, name)
-	stA := storage.NewStore(a, "Ledger", storagetest.ID(3))
-	storagetest.Call(t, stA, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("a1")) })
-	if err := storagetest.Commit(stA, []byte("a1")); err != nil {
+	stA := engine.NewStore(a, "Ledger", storetest.ID(3))
+	storetest.Call(t, stA, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("a1")) })
+	if err := storetest.Commit(stA, []byte("a1")); err != nil {
 		t.Fatal(err)
 	}
 
@@ -148,30 +148,30 @@ func TestFenceRefusesLateCommit(t *testing.T) {
 		t.Fatal(err)
 	}
 	b := open(t, cli, name)
-	p := etcdstore.Partition(storagetest.ID(3))
+	p := etcdstore.Partition(storetest.ID(3))
 	if b.Token(p) <= a.Token(p) && a.Token(p) != 0 {
 		t.Fatalf("b's token %d is not above a's %d", b.Token(p), a.Token(p))
 	}
-	stB := storage.NewStore(b, "Ledger", storagetest.ID(3))
-	storagetest.Call(t, stB, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("b1")) })
-	if err := storagetest.Commit(stB, []byte("b1")); err != nil {
+	stB := engine.NewStore(b, "Ledger", storetest.ID(3))
+	storetest.Call(t, stB, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("b1")) })
+	if err := storetest.Commit(stB, []byte("b1")); err != nil {
 		t.Fatal(err)
 	}
 
 	// a's late commit: refused by the fence, or by a's own knowledge that
 	// its lease is gone; either way its caller is told and nothing lands.
-	storagetest.Call(t, stA, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("a2")) })
-	err := storagetest.Commit(stA, []byte("a2"))
+	storetest.Call(t, stA, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("a2")) })
+	err := storetest.Commit(stA, []byte("a2"))
 	if !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Fatalf("late commit of the fenced store = %v, want ErrNotOwner", err)
 	}
-	if v, _, err := b.LoadState(ctx, "Ledger", storagetest.ID(3)); err != nil || string(v) != "b1" {
+	if v, _, err := b.LoadState(ctx, "Ledger", storetest.ID(3)); err != nil || string(v) != "b1" {
 		t.Fatalf("state after the late commit = %q, %v; want b1", v, err)
 	}
-	if v, _, err := b.Get(ctx, "Ledger", storagetest.ID(3), "k"); err != nil || string(v) != "b1" {
+	if v, _, err := b.Get(ctx, "Ledger", storetest.ID(3), "k"); err != nil || string(v) != "b1" {
 		t.Fatalf("key after the late commit = %q, %v; want b1", v, err)
 	}
-	if _, _, err := a.LoadState(ctx, "Ledger", storagetest.ID(3)); !errors.Is(err, etcdstore.ErrNotOwner) {
+	if _, _, err := a.LoadState(ctx, "Ledger", storetest.ID(3)); !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Fatalf("read of the fenced store = %v, want ErrNotOwner", err)
 	}
 }
@@ -185,7 +185,7 @@ func TestFenceInTheTransaction(t *testing.T) {
 	ctx := context.Background()
 	cli := etcdtest.Start(t, 1).Client(t)
 	a := open(t, cli, etcdstore.WithCluster("fence2"), etcdstore.WithTTL(30*time.Second))
-	id := storagetest.ID(5)
+	id := storetest.ID(5)
 	p := etcdstore.Partition(id)
 	key := fmt.Sprintf("/durable/fence2/parts/%04x", p)
 	// A usurper takes p: delete a's key and create its own.
@@ -202,9 +202,9 @@ func TestFenceInTheTransaction(t *testing.T) {
 	if a.Token(p) == 0 {
 		t.Fatal("a already knows it lost the partition; the test needs it to believe it owns it")
 	}
-	st := storage.NewStore(a, "Ledger", id)
-	storagetest.Call(t, st, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("late")) })
-	err = storagetest.Commit(st, []byte("late"))
+	st := engine.NewStore(a, "Ledger", id)
+	storetest.Call(t, st, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("late")) })
+	err = storetest.Commit(st, []byte("late"))
 	if !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Fatalf("commit after the partition was taken = %v, want ErrNotOwner", err)
 	}
@@ -216,10 +216,10 @@ func TestFenceInTheTransaction(t *testing.T) {
 		t.Fatal("the store still believes it owns the partition after the fence failed")
 	}
 	// Another partition of the same lane is still a's.
-	other := storagetest.ID(5 + 8)
-	st2 := storage.NewStore(a, "Ledger", other)
-	storagetest.Call(t, st2, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("ok")) })
-	if err := storagetest.Commit(st2, []byte("ok")); err != nil {
+	other := storetest.ID(5 + 8)
+	st2 := engine.NewStore(a, "Ledger", other)
+	storetest.Call(t, st2, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("ok")) })
+	if err := storetest.Commit(st2, []byte("ok")); err != nil {
 		t.Fatalf("commit to a partition still owned: %v", err)
 	}
 }
@@ -235,9 +235,9 @@ func TestLanePacksAndSplits(t *testing.T) {
 	const n = 400
 	done := make(chan error, n)
 	for i := range n {
-		id := storagetest.ID(i * 8) // partitions ≡ 0 mod 8: lane 0
-		st := storage.NewStore(s, "Pack", id)
-		storagetest.Call(t, st, func(kv *storage.KV) error {
+		id := storetest.ID(i * 8) // partitions ≡ 0 mod 8: lane 0
+		st := engine.NewStore(s, "Pack", id)
+		storetest.Call(t, st, func(kv *engine.KV) error {
 			return kv.PutMany(ctx, map[string][]byte{"a": {1}, "b": {2}, "c": {3}})
 		})
 		st.Commit([]byte("s"), true, nil, func(err error) { done <- err })
@@ -252,7 +252,7 @@ func TestLanePacksAndSplits(t *testing.T) {
 		t.Fatalf("Stats = %+v: want %d batches in at least %d and far fewer than %d transactions", st, n, n*4/128, n)
 	}
 	for i := range n {
-		if v, ok, err := s.Get(ctx, "Pack", storagetest.ID(i*8), "c"); !ok || err != nil || v[0] != 3 {
+		if v, ok, err := s.Get(ctx, "Pack", storetest.ID(i*8), "c"); !ok || err != nil || v[0] != 3 {
 			t.Fatalf("object %d: c = %v, %v, %v", i, v, ok, err)
 		}
 	}

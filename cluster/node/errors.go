@@ -4,7 +4,7 @@ import (
 	"errors"
 	"fmt"
 
-	"github.com/durablego/durable/storage"
+	"github.com/durablego/durable/internal/engine"
 )
 
 // ErrConfigMismatch refuses to start a node whose cluster ID, secret or
@@ -22,11 +22,11 @@ var ErrNameTaken = errors.New("node: the node name is held by another live proce
 // objects: another node owns the partition now (or this node's lease
 // ended). Calls failed with it wrote nothing and are safe to retry; it
 // matches storage.ErrUnavailable.
-var ErrMoved = fmt.Errorf("%w: node: the object's partition moved to another node", storage.ErrUnavailable)
+var ErrMoved = fmt.Errorf("%w: node: the object's partition moved to another node", engine.ErrUnavailable)
 
 // ErrNoOwner fails Locate when no node serves the object's partition
 // within the wait (WithLocateWait); it matches storage.ErrUnavailable.
-var ErrNoOwner = fmt.Errorf("%w: node: no node serves the object's partition now", storage.ErrUnavailable)
+var ErrNoOwner = fmt.Errorf("%w: node: no node serves the object's partition now", engine.ErrUnavailable)
 
 // ErrClosed is returned by a Node after Leave or Close.
 var ErrClosed = errors.New("node: closed")

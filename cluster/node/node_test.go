@@ -16,8 +16,8 @@ import (
 	"github.com/durablego/durable/cluster/etcdstore"
 	"github.com/durablego/durable/cluster/etcdtest"
 	"github.com/durablego/durable/cluster/node"
-	"github.com/durablego/durable/storage"
-	"github.com/durablego/durable/storage/storagetest"
+	"github.com/durablego/durable/internal/engine"
+	"github.com/durablego/durable/internal/storetest"
 )
 
 const ttl = 2 * time.Second
@@ -375,11 +375,11 @@ func TestFencedNodeCommitsNothing(t *testing.T) {
 	ctx := context.Background()
 	a := mustStart(t, ec.Endpoints(), "n1", setup{cluster: "fence"})
 	eventually(t, 10*time.Second, "n1 owns everything", func() bool { return a.n.Owned() == etcdstore.Partitions })
-	id := storagetest.ID(7)
+	id := storetest.ID(7)
 	p := etcdstore.Partition(id)
-	obj := storage.NewStore(a.st, "Ledger", id)
-	storagetest.Call(t, obj, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("v1")) })
-	if err := storagetest.Commit(obj, []byte("v1")); err != nil {
+	obj := engine.NewStore(a.st, "Ledger", id)
+	storetest.Call(t, obj, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("v1")) })
+	if err := storetest.Commit(obj, []byte("v1")); err != nil {
 		t.Fatal(err)
 	}
 	// An intruder deletes the owner key and re-creates it under its lease.
@@ -409,8 +409,8 @@ func TestFencedNodeCommitsNothing(t *testing.T) {
 	if !took {
 		t.Fatal("the intruder never took the partition")
 	}
-	storagetest.Call(t, obj, func(kv *storage.KV) error { return kv.Put(ctx, "k", []byte("v2")) })
-	if err := storagetest.Commit(obj, []byte("v2")); !errors.Is(err, etcdstore.ErrNotOwner) {
+	storetest.Call(t, obj, func(kv *engine.KV) error { return kv.Put(ctx, "k", []byte("v2")) })
+	if err := storetest.Commit(obj, []byte("v2")); !errors.Is(err, etcdstore.ErrNotOwner) {
 		t.Fatalf("commit after the partition was taken = %v, want ErrNotOwner", err)
 	}
 	resp, err := cli.Get(ctx, a.st.Prefix()+"o/", clientv3.WithPrefix())
