@@ -11,8 +11,10 @@ import (
 // WithStore runs the server's objects on store instead of the node
 // database: their state, key-value storage and alarms, and the server's
 // facts about its data (the fingerprint of the ID secret), live there. The
-// cluster module's etcd store is one, so that an acknowledged call
-// survives the loss of the node. The data directory still holds the
+// cluster module's etcd store (etcdstore.Open) is one, so that an
+// acknowledged call survives the loss of the node. The interface a store
+// implements is the engine's, internal to Durable's modules: stores come
+// from the cluster module, not from users. The data directory still holds the
 // server's lock and, unless WithSecret is given, its secret: servers that
 // share a store must share the secret (New refuses another one). Classes
 // with SQL cannot be registered on such a server: their databases are
