@@ -40,7 +40,6 @@ package main
 import (
 	"context"
 	"crypto/subtle"
-	"database/sql"
 	"errors"
 	"flag"
 	"fmt"
@@ -57,31 +56,13 @@ import (
 	"connectrpc.com/connect"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
-	"github.com/durablego/durable/examples/analytics"
 	"github.com/durablego/durable/examples/cart"
-	"github.com/durablego/durable/examples/chat"
-	"github.com/durablego/durable/examples/counter"
-	"github.com/durablego/durable/examples/document"
-	"github.com/durablego/durable/examples/preferences"
-	"github.com/durablego/durable/examples/ratelimiter"
+	"github.com/durablego/durable/examples/exampleserver"
 	"github.com/durablego/durable/examples/session"
-	"github.com/durablego/durable/examples/usersession"
-	"github.com/durablego/durable/examples/wallet"
 	"github.com/durablego/durable/examples/webui"
-	"github.com/durablego/durable/gen/examples/analytics/v1/analyticsv1durable"
-	"github.com/durablego/durable/gen/examples/cart/v1/cartv1durable"
-	"github.com/durablego/durable/gen/examples/chat/v1/chatv1durable"
-	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
-	"github.com/durablego/durable/gen/examples/document/v1/documentv1durable"
-	"github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durable"
-	"github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durable"
-	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
-	"github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1durable"
-	"github.com/durablego/durable/gen/examples/wallet/v1/walletv1durable"
 	"github.com/durablego/durable/server"
 )
 
@@ -177,20 +158,13 @@ func run(cfg config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err
 	}
-	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)})
-	if cfg.metricsAddr == "" {
-		srv.Mount("GET /metrics", metrics)
-	} else {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics)
-		stop, err := serveAside("-metrics-addr", cfg.metricsAddr, mux, log, "metrics", "/metrics")
-		if err != nil {
-			return errors.Join(err, srv.Shutdown(context.Background()))
-		}
-		defer func() { err = errors.Join(err, stop()) }()
+	stopMetrics, err := exampleserver.ServeMetrics(srv, reg, cfg.metricsAddr, log)
+	if err != nil {
+		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
+	defer func() { err = errors.Join(err, stopMetrics()) }()
 	if cfg.pprofAddr != "" {
-		stop, err := serveAside("-pprof-addr", cfg.pprofAddr, server.ProfilingHandler(), log, "pprof", "/debug/pprof/")
+		stop, err := exampleserver.ServeAside("-pprof-addr", cfg.pprofAddr, server.ProfilingHandler(), log, "pprof", "/debug/pprof/")
 		if err != nil {
 			return errors.Join(err, srv.Shutdown(context.Background()))
 		}
@@ -206,7 +180,7 @@ func run(cfg config, log *slog.Logger) (err error) {
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
 	defer func() { err = errors.Join(err, orders.Close()) }()
-	if err := register(srv, orders, sessionIdle); err != nil {
+	if err := exampleserver.RegisterAll(srv, orders, sessionIdle); err != nil {
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
 
@@ -240,65 +214,6 @@ func run(cfg config, log *slog.Logger) (err error) {
 	}
 	log.Info("stopped cleanly")
 	return nil
-}
-
-// register registers every example class of the reference page. Sessions
-// expire after sessionIdle without activity.
-func register(srv *server.Server, orders *sql.DB, sessionIdle time.Duration) error {
-	if _, err := counterv1durable.RegisterCounter(srv, counter.Counter{}); err != nil {
-		return err
-	}
-	if _, err := preferencesv1durable.RegisterPreferences(srv, preferences.Preferences{}); err != nil {
-		return err
-	}
-	if _, err := walletv1durable.RegisterWallet(srv, wallet.Wallet{}); err != nil {
-		return err
-	}
-	if _, err := analyticsv1durable.RegisterAnalytics(srv, analytics.Analytics{}); err != nil {
-		return err
-	}
-	if _, err := usersessionv1durable.RegisterUserSession(srv, usersession.UserSession{}); err != nil {
-		return err
-	}
-	if _, err := cartv1durable.RegisterCart(srv, cart.Cart{Orders: orders}); err != nil {
-		return err
-	}
-	if _, err := ratelimiterv1durable.RegisterRateLimiter(srv, ratelimiter.RateLimiter{}); err != nil {
-		return err
-	}
-	if _, err := sessionv1durable.RegisterSession(srv, session.Session{Idle: sessionIdle}); err != nil {
-		return err
-	}
-	if _, err := chatv1durable.RegisterChatRoom(srv, chat.ChatRoom{}); err != nil {
-		return err
-	}
-	if _, err := documentv1durable.RegisterDocument(srv, document.Document{}); err != nil {
-		return err
-	}
-	return nil
-}
-
-// serveAside serves h on an address of its own (that of the flag named
-// flagName), apart from the objects, logs its URL (path on it) under key,
-// and returns the function that stops it.
-func serveAside(flagName, addr string, h http.Handler, log *slog.Logger, key, path string) (stop func() error, err error) {
-	ln, err := net.Listen("tcp", addr)
-	if err != nil {
-		return nil, fmt.Errorf("%s: %w", flagName, err)
-	}
-	hs := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, ErrorLog: slog.NewLogLogger(log.Handler(), slog.LevelWarn)}
-	served := make(chan error, 1)
-	go func() { served <- hs.Serve(ln) }()
-	log.Info("serving "+key, key, fmt.Sprintf("http://%s%s", ln.Addr(), path))
-	return func() error {
-		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
-		defer cancel()
-		err := hs.Shutdown(ctx)
-		if serr := <-served; !errors.Is(serr, http.ErrServerClosed) {
-			err = errors.Join(err, serr)
-		}
-		return err
-	}, nil
 }
 
 // adminGuard opens the admin door to the callers with the bearer token

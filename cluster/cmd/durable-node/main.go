@@ -33,25 +33,12 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
 	"github.com/durablego/durable/cluster/etcdstore"
 	"github.com/durablego/durable/cluster/node"
-	"github.com/durablego/durable/examples/chat"
-	"github.com/durablego/durable/examples/counter"
-	"github.com/durablego/durable/examples/preferences"
-	"github.com/durablego/durable/examples/ratelimiter"
+	"github.com/durablego/durable/examples/exampleserver"
 	"github.com/durablego/durable/examples/session"
-	"github.com/durablego/durable/examples/usersession"
-	"github.com/durablego/durable/examples/wallet"
-	"github.com/durablego/durable/gen/examples/chat/v1/chatv1durable"
-	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
-	"github.com/durablego/durable/gen/examples/preferences/v1/preferencesv1durable"
-	"github.com/durablego/durable/gen/examples/ratelimiter/v1/ratelimiterv1durable"
-	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
-	"github.com/durablego/durable/gen/examples/usersession/v1/usersessionv1durable"
-	"github.com/durablego/durable/gen/examples/wallet/v1/walletv1durable"
 	"github.com/durablego/durable/server"
 )
 
@@ -137,7 +124,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	openCtx, cancel := context.WithTimeout(ctx, cfg.openTimeout)
 	defer cancel()
 	n, err := node.New(openCtx, cli, store, node.Config{Name: cfg.node, AdvertiseURL: cfg.advertise, Secret: secret,
-		Classes: classes, DataDir: cfg.data}, node.WithLogger(log), node.WithRegisterer(reg))
+		Classes: exampleserver.WithoutSQL, DataDir: cfg.data}, node.WithLogger(log), node.WithRegisterer(reg))
 	if err != nil {
 		return err // a secret or class set other than the cluster's is refused here
 	}
@@ -150,26 +137,17 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	if err != nil {
 		return err // a secret other than the cluster's is refused here
 	}
-	if err := register(srv, cfg.sessionIdle); err != nil {
+	if err := exampleserver.RegisterWithoutSQL(srv, cfg.sessionIdle); err != nil {
 		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
-	if got := srv.Classes(); !slices.Equal(got, classes) {
-		return errors.Join(fmt.Errorf("registered classes %v, but the node announces %v", got, classes), srv.Shutdown(context.Background()))
+	if got := srv.Classes(); !slices.Equal(got, exampleserver.WithoutSQL) {
+		return errors.Join(fmt.Errorf("registered classes %v, but the node announces %v", got, exampleserver.WithoutSQL), srv.Shutdown(context.Background()))
 	}
-	metrics := promhttp.HandlerFor(reg, promhttp.HandlerOpts{})
-	if cfg.metricsAddr == "" {
-		srv.Mount("GET /metrics", metrics)
-	} else {
-		mux := http.NewServeMux()
-		mux.Handle("GET /metrics", metrics)
-		mln, err := net.Listen("tcp", cfg.metricsAddr)
-		if err != nil {
-			return errors.Join(fmt.Errorf("-metrics-addr: %w", err), srv.Shutdown(context.Background()))
-		}
-		hs := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
-		go hs.Serve(mln) //nolint:errcheck // closed below
-		defer hs.Close()
+	stopMetrics, err := exampleserver.ServeMetrics(srv, reg, cfg.metricsAddr, log)
+	if err != nil {
+		return errors.Join(err, srv.Shutdown(context.Background()))
 	}
+	defer func() { err = errors.Join(err, stopMetrics()) }()
 	ln, err := net.Listen("tcp", cfg.addr)
 	if err != nil {
 		return errors.Join(err, srv.Shutdown(context.Background()))
@@ -203,22 +181,3 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	log.Info("stopped cleanly")
 	return nil
 }
-
-// classes are the names of the classes register registers, in the order
-// Server.Classes gives them: every node of a cluster must serve the same.
-var classes = []string{"ChatRoom", "Counter", "Preferences", "RateLimiter", "Session", "UserSession", "Wallet"}
-
-// register registers the example classes that keep no SQL database.
-func register(srv *server.Server, sessionIdle time.Duration) error {
-	return errors.Join(
-		reg(counterv1durable.RegisterCounter(srv, counter.Counter{})),
-		reg(preferencesv1durable.RegisterPreferences(srv, preferences.Preferences{})),
-		reg(walletv1durable.RegisterWallet(srv, wallet.Wallet{})),
-		reg(usersessionv1durable.RegisterUserSession(srv, usersession.UserSession{})),
-		reg(ratelimiterv1durable.RegisterRateLimiter(srv, ratelimiter.RateLimiter{})),
-		reg(sessionv1durable.RegisterSession(srv, session.Session{Idle: sessionIdle})),
-		reg(chatv1durable.RegisterChatRoom(srv, chat.ChatRoom{})),
-	)
-}
-
-func reg[T any](_ T, err error) error { return err }
