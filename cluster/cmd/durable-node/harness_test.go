@@ -276,6 +276,7 @@ func (c *etcdCluster) waitLeader(d time.Duration) *etcdMember {
 type durableNode struct {
 	name, addr, data, log string
 	p                     *proc
+	stopped               bool // by SIGSTOP: the checks do not call through it
 }
 
 // url is the node's base URL.

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"flag"
@@ -112,6 +113,10 @@ type env struct {
 
 	start time.Time
 	load  *load
+	// callTimeout bounds the load's calls (default 3 s): sigstop sets it
+	// longer than the stop, so that calls sent before it are answered
+	// after the node wakes.
+	callTimeout time.Duration
 
 	// sessions are Sessions given data before the fault: their idle
 	// alarms must delete the data after it.
@@ -122,7 +127,7 @@ type env struct {
 
 func newEnv(t *testing.T, etcdBin, nodeBin, name string) *env {
 	dir := t.TempDir()
-	e := &env{t: t, dir: dir, nodeBin: nodeBin, cluster: "scen-" + name, start: time.Now()}
+	e := &env{t: t, dir: dir, nodeBin: nodeBin, cluster: "scen-" + name, start: time.Now(), callTimeout: callTimeout}
 	e.prefix = "/durable/" + e.cluster + "/"
 	e.secret = filepath.Join(dir, "secret")
 	if err := os.WriteFile(e.secret, []byte(secretText), 0o600); err != nil {
@@ -134,9 +139,9 @@ func newEnv(t *testing.T, etcdBin, nodeBin, name string) *env {
 		e.addNode(t, i)
 	}
 	e.waitBalanced(t, e.names(), 60*time.Second)
-	t.Cleanup(func() {
+	t.Cleanup(func() { // before t.TempDir's cleanup removes dir
 		if t.Failed() {
-			t.Logf("process logs are in %s (kept: failed)", dir)
+			keepLogs(t, dir)
 		}
 	})
 	return e
@@ -172,11 +177,12 @@ func (e *env) startNode(t *testing.T, n *durableNode) {
 	}
 }
 
-// names returns the names of the nodes whose processes run.
+// names returns the names of the nodes whose processes run (and are not
+// stopped by SIGSTOP).
 func (e *env) names() []string {
 	var s []string
 	for _, n := range e.nodes {
-		if n.p.running() {
+		if n.p.running() && !n.stopped {
 			s = append(s, n.name)
 		}
 	}
@@ -294,11 +300,11 @@ func (e *env) startLoad(t *testing.T) {
 	t.Cleanup(l.halt)
 }
 
-// urls returns the base URLs of the running nodes.
+// urls returns the base URLs of the running nodes (not stopped).
 func (e *env) urls() []string {
 	var s []string
 	for _, n := range e.nodes {
-		if n.p.running() {
+		if n.p.running() && !n.stopped {
 			s = append(s, n.url())
 		}
 	}
@@ -327,7 +333,7 @@ func (l *load) client(ctx context.Context, r, c int) {
 		cl := counterv1durable.NewCounterClient(http.DefaultClient, base)
 		obj := cl.Get(cl.IDFromName(name))
 		in := regInput{reg: r, inc: i%4 != 3}
-		cctx, cancel := context.WithTimeout(ctx, callTimeout)
+		cctx, cancel := context.WithTimeout(ctx, l.e.callTimeout)
 		call := time.Now()
 		var v int64
 		var err error
@@ -726,8 +732,8 @@ func (e *env) checkCommits(t *testing.T) {
 		id := counterSpace.FromName(fmt.Sprint("reg-", r)).Bytes()
 		regKeys[fmt.Sprintf("%so/%04x/Counter/%x/s", e.prefix, etcdstore.Partition(id), id)] = r
 	}
-	last := map[int]int64{}
-	writes, outside := 0, 0
+	last := map[int]*mvccpb.KeyValue{}
+	writes, outside, resent := 0, 0, 0
 	wch := e.cli.Watch(ctx, e.prefix, clientv3.WithPrefix(), clientv3.WithRev(1))
 	done := false
 	for !done {
@@ -763,10 +769,20 @@ func (e *env) checkCommits(t *testing.T) {
 					if err := proto.Unmarshal(ev.Kv.Value, &st); err != nil {
 						t.Fatalf("reg-%d's state at revision %d: %v", r, rev, err)
 					}
-					if st.GetValue() <= last[r] {
-						t.Errorf("reg-%d committed %d at revision %d after %d: two owners committed it", r, st.GetValue(), rev, last[r])
+					var prev counterv1.CounterState
+					if kv := last[r]; kv != nil {
+						_ = proto.Unmarshal(kv.Value, &prev) // read before
 					}
-					last[r] = st.GetValue()
+					switch {
+					case last[r] != nil && bytes.Equal(last[r].Value, ev.Kv.Value):
+						// The same bytes, timestamp included: a lane sent
+						// its transaction again after an answer it did not
+						// get (etcdstore's retry), not another owner.
+						resent++
+					case st.GetValue() <= prev.GetValue():
+						t.Errorf("reg-%d committed %d at revision %d after %d at %d: two owners committed it", r, st.GetValue(), rev, prev.GetValue(), last[r].ModRevision)
+					}
+					last[r] = ev.Kv
 				}
 			}
 			if rev >= until {
@@ -777,11 +793,28 @@ func (e *env) checkCommits(t *testing.T) {
 	if outside > 0 {
 		t.Errorf("%d of %d object writes happened outside their partition's ownership", outside, writes)
 	}
-	t.Logf("etcd history: %d object writes, each under its partition's owner key; registers' committed values only grew", writes)
+	t.Logf("etcd history: %d object writes, each under its partition's owner key; registers' committed values only grew (%d identical re-sent states)", writes, resent)
 }
 
 // partitionOfName is the partition of the object of class named name, its
 // ID derived with the cluster's secret as every node derives it.
 func partitionOfName(class, name string) int {
 	return etcdstore.Partition(durable.NewIDSpace(class, []byte(secretText)).FromName(name).Bytes())
+}
+
+// keepLogs copies the processes' logs of a failed scenario out of its
+// temporary directory, which the test's cleanup removes.
+func keepLogs(t *testing.T, dir string) {
+	keep, err := os.MkdirTemp("", "durable-scenario-logs-")
+	if err != nil {
+		t.Logf("cannot keep the logs: %v", err)
+		return
+	}
+	logs, _ := filepath.Glob(filepath.Join(dir, "*.log"))
+	for _, l := range logs {
+		if b, err := os.ReadFile(l); err == nil {
+			_ = os.WriteFile(filepath.Join(keep, filepath.Base(l)), b, 0o600)
+		}
+	}
+	t.Logf("the processes' logs are kept in %s", keep)
 }
