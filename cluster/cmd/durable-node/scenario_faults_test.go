@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"math"
+	"sync"
+
+	clientv3 "go.etcd.io/etcd/client/v3"
 	"net/http"
 	"syscall"
 	"testing"
@@ -70,11 +73,19 @@ func scenarioKill9(t *testing.T, e *env) {
 	victim, survivor := e.nodes[1], e.nodes[0]
 	probes := e.probesOn(t, victim.name)
 	e.setAlarms(t, victim.name, survivor)
+	acquired := e.watchAcquisitions(t)
 	victim.p.kill()
 	killed := time.Now()
 	e.load.route(e.urls())
-	metric(t, "failover_s", e.recovered(t, probes, killed))
+	metric(t, "lease_expired_s", e.recordGone(t, victim.name, killed))
 	e.waitBalanced(t, e.names(), 60*time.Second)
+	metric(t, "takeover_s", time.Since(killed)) // every partition with its new owner in etcd
+	if times := acquired(); len(times) > 0 {
+		metric(t, "first_acquired_s", times[0].Sub(killed))
+		metric(t, "last_acquired_s", times[len(times)-1].Sub(killed))
+		t.Logf("kill9: %d partitions acquired after the kill", len(times))
+	}
+	metric(t, "failover_s", e.recovered(t, probes, killed))
 	e.warm(settle)
 }
 
@@ -251,4 +262,51 @@ func scenarioEtcdQuorum(t *testing.T, e *env) {
 	metric(t, "recovery_after_quorum_s", e.recovered(t, e.probesOn(t, ""), back))
 	e.waitBalanced(t, e.names(), 60*time.Second)
 	e.warm(settle)
+}
+
+// recordGone polls etcd until the node's record (nodes/{name}, under its
+// lease) is gone, and returns the time since from: when its lease expired.
+func (e *env) recordGone(t *testing.T, name string, from time.Time) time.Duration {
+	t.Helper()
+	for deadline := time.Now().Add(60 * time.Second); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(t.Context(), time.Second)
+		resp, err := e.cli.Get(ctx, e.prefix+"nodes/"+name, clientv3.WithCountOnly())
+		cancel()
+		if err == nil && resp.Count == 0 {
+			return time.Since(from)
+		}
+		time.Sleep(20 * time.Millisecond) // polling etcd with a deadline
+	}
+	t.Fatalf("%s's record is still in etcd 60 s later", name)
+	return 0
+}
+
+// watchAcquisitions watches the owner keys from now on; the function it
+// returns stops the watch and returns when each acquisition was seen, in
+// order.
+func (e *env) watchAcquisitions(t *testing.T) func() []time.Time {
+	ctx, cancel := context.WithCancel(t.Context())
+	var mu sync.Mutex
+	var times []time.Time
+	done := make(chan struct{})
+	wch := e.cli.Watch(ctx, e.prefix+"parts/", clientv3.WithPrefix())
+	go func() {
+		defer close(done)
+		for wr := range wch {
+			for _, ev := range wr.Events {
+				if ev.Type == clientv3.EventTypePut && ev.Kv.CreateRevision == ev.Kv.ModRevision {
+					mu.Lock()
+					times = append(times, time.Now())
+					mu.Unlock()
+				}
+			}
+		}
+	}()
+	return func() []time.Time {
+		cancel()
+		<-done
+		mu.Lock()
+		defer mu.Unlock()
+		return times
+	}
 }

@@ -284,12 +284,13 @@ type load struct {
 	ops    []porcupine.Operation
 	acked  [registers][]int64 // values acknowledged increments returned
 	failed atomic.Int64
-	dialed atomic.Int64 // failed to connect: certainly not executed
+	dialed atomic.Int64   // failed to connect: certainly not executed
+	errs   map[string]int // failures by message (under mu), for the log
 }
 
 // startLoad starts the clients through every running node.
 func (e *env) startLoad(t *testing.T) {
-	l := &load{e: e, stop: make(chan struct{})}
+	l := &load{e: e, stop: make(chan struct{}), errs: map[string]int{}}
 	l.route(e.urls())
 	e.load = l
 	for r := range registers {
@@ -372,6 +373,9 @@ func (l *load) record(client int, in regInput, call, ret time.Time, v int64, err
 		Call: call.Sub(l.e.start).Nanoseconds(), Return: ret.Sub(l.e.start).Nanoseconds(), Output: regOutput{value: v}}
 	if err != nil {
 		l.failed.Add(1)
+		l.mu.Lock()
+		l.errs[errorClass(err)]++
+		l.mu.Unlock()
 		if isDialError(err) || !in.inc {
 			// Never sent, or a read: neither can have changed the register.
 			l.dialed.Add(1)
@@ -631,6 +635,9 @@ func (e *env) check(t *testing.T) {
 		ok += len(a)
 	}
 	t.Logf("load: %d operations recorded, %d increments acknowledged, %d calls failed (%d never sent or reads)", len(l.ops), ok, l.failed.Load(), l.dialed.Load())
+	for msg, n := range l.errs {
+		t.Logf("failed %d times: %s", n, msg)
+	}
 	if ok == 0 {
 		t.Fatal("no increment was acknowledged: the scenario ran without load")
 	}
@@ -817,4 +824,19 @@ func keepLogs(t *testing.T, dir string) {
 		}
 	}
 	t.Logf("the processes' logs are kept in %s", keep)
+}
+
+// errorClass is err's message without what varies between calls (ports),
+// to count failures by kind.
+func errorClass(err error) string {
+	msg := err.Error()
+	if i := strings.Index(msg, "127.0.0."); i >= 0 {
+		if j := strings.IndexAny(msg[i:], " \"),"); j > 0 {
+			msg = msg[:i] + "{addr}" + msg[i+j:]
+		}
+	}
+	if len(msg) > 200 {
+		msg = msg[:200]
+	}
+	return msg
 }
