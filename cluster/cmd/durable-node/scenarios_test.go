@@ -567,9 +567,8 @@ func (e *env) openSocketsTo(t *testing.T, rooms []string, owner, via *durableNod
 // reads its history message.
 func dialRoom(t *testing.T, base, room string) *websocket.Conn {
 	t.Helper()
-	u := "ws" + strings.TrimPrefix(base, "http") + "/objects/" + chatv1durable.ChatRoomURLSegment + "/" + url.PathEscape(room) + "/?username=alice"
 	d := websocket.Dialer{HandshakeTimeout: 5 * time.Second}
-	conn, res, err := d.DialContext(t.Context(), u, nil)
+	conn, res, err := d.DialContext(t.Context(), roomURL(base, room, "alice"), nil)
 	if err != nil {
 		if res != nil {
 			err = fmt.Errorf("%w (HTTP %d)", err, res.StatusCode)
@@ -580,6 +579,11 @@ func dialRoom(t *testing.T, base, room string) *websocket.Conn {
 		t.Fatalf("WebSocket to %s: no history message: %v", room, err)
 	}
 	return conn
+}
+
+// roomURL is the WebSocket URL of a chat room through the node at base.
+func roomURL(base, room, user string) string {
+	return "ws" + strings.TrimPrefix(base, "http") + "/objects/" + chatv1durable.ChatRoomURLSegment + "/" + url.PathEscape(room) + "/?username=" + url.QueryEscape(user)
 }
 
 // checkSockets asserts that every watched socket closed with 1012 and
@@ -599,8 +603,7 @@ func (e *env) checkSockets(t *testing.T) {
 		urls := e.urls()
 		var conn *websocket.Conn
 		for deadline := time.Now().Add(20 * time.Second); conn == nil; {
-			u := "ws" + strings.TrimPrefix(urls[0], "http") + "/objects/" + chatv1durable.ChatRoomURLSegment + "/" + url.PathEscape(ws.room) + "/?username=bob"
-			c, _, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).DialContext(t.Context(), u, nil)
+			c, _, err := (&websocket.Dialer{HandshakeTimeout: 5 * time.Second}).DialContext(t.Context(), roomURL(urls[0], ws.room, "bob"), nil)
 			if err == nil {
 				conn = c
 				break
@@ -715,7 +718,8 @@ func (e *env) finalReads(t *testing.T) [registers]int64 {
 
 // checkCommits replays etcd's history of the deployment (the store never
 // compacts it) and asserts, from outside the nodes, that no object was
-// committed under two owners: every write to an object's keys happened
+// committed under two owners: every write to an object's keys (and to the
+// alarm index) happened
 // while its partition's owner key existed (the fence every commit
 // compares), and the committed values of each register only grow: a
 // second owner committing from its own copy would write a value again or
@@ -760,10 +764,11 @@ func (e *env) checkCommits(t *testing.T) {
 				} else if ev.Type == mvccpb.DELETE && len(spans[p]) > 0 {
 					spans[p][len(spans[p])-1].to = rev
 				}
-			case strings.HasPrefix(key, e.prefix+"o/"):
+			case strings.HasPrefix(key, e.prefix+"o/") || strings.HasPrefix(key, e.prefix+"al/"):
+				// An object's keys, or its partition's alarm index.
 				writes++
 				var p int
-				fmt.Sscanf(strings.TrimPrefix(key, e.prefix+"o/"), "%x", &p)
+				fmt.Sscanf(key[strings.IndexByte(key[len(e.prefix):], '/')+len(e.prefix)+1:], "%x", &p)
 				s := spans[p]
 				if len(s) == 0 || s[len(s)-1].to != 0 && s[len(s)-1].to <= rev || s[len(s)-1].from >= rev {
 					outside++
