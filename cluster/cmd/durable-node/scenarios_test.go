@@ -845,3 +845,28 @@ func errorClass(err error) string {
 	}
 	return msg
 }
+
+// TestRegisterModelRejectsSplitBrain checks the scenarios' checker itself:
+// two increments acknowledged with the same value (two owners) or a read
+// that misses an acknowledged increment are not linearizable; an increment
+// of unknown outcome may have happened or not.
+func TestRegisterModelRejectsSplitBrain(t *testing.T) {
+	op := func(c int, inc bool, call, ret, v int64, unknown bool) porcupine.Operation {
+		return porcupine.Operation{ClientId: c, Input: regInput{inc: inc}, Call: call, Return: ret, Output: regOutput{value: v, unknown: unknown}}
+	}
+	for _, tc := range []struct {
+		name string
+		h    []porcupine.Operation
+		want porcupine.CheckResult
+	}{
+		{"sequential", []porcupine.Operation{op(0, true, 0, 1, 1, false), op(1, true, 2, 3, 2, false), op(0, false, 4, 5, 2, false)}, porcupine.Ok},
+		{"the same value twice", []porcupine.Operation{op(0, true, 0, 3, 1, false), op(1, true, 1, 2, 1, false)}, porcupine.Illegal},
+		{"a lost increment", []porcupine.Operation{op(0, true, 0, 1, 1, false), op(1, false, 2, 3, 0, false)}, porcupine.Illegal},
+		{"unknown, then seen", []porcupine.Operation{op(0, true, 0, math.MaxInt64, 0, true), op(1, true, 2, 3, 2, false)}, porcupine.Ok},
+		{"unknown, never seen", []porcupine.Operation{op(0, true, 0, math.MaxInt64, 0, true), op(1, true, 2, 3, 1, false), op(1, false, 4, 5, 1, false)}, porcupine.Ok},
+	} {
+		if got := porcupine.CheckOperationsTimeout(registerModel, tc.h, 10*time.Second); got != tc.want {
+			t.Errorf("%s: %v, want %v", tc.name, got, tc.want)
+		}
+	}
+}
