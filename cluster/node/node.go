@@ -449,6 +449,7 @@ func (n *Node) Leave(ctx context.Context) error {
 			}()
 		}
 		wg.Wait()
+		n.awaitSuccessors(ctx)
 	}
 	cctx, cancel := n.call(ctx)
 	if _, err := n.cli.Txn(cctx).If(clientv3.Compare(clientv3.LeaseValue(n.nodeKey()), "=", n.st.Lease())).
@@ -464,6 +465,51 @@ func (n *Node) Leave(ctx context.Context) error {
 		os.Remove(f)
 	}
 	return errors.Join(errs...)
+}
+
+// successorWait caps how long Leave waits for the table to show the new
+// owners of the partitions it handed off.
+const successorWait = 10 * time.Second
+
+// awaitSuccessors waits, within ctx and successorWait, until the table
+// shows another node owning every partition, when another node is active
+// to take them. Leave stops the watch next, and the server goes on
+// answering until it shuts down: with the table frozen before the new
+// owners took their partitions, a request for one would find no owner and
+// fail (ErrClosed) instead of being forwarded.
+func (n *Node) awaitSuccessors(ctx context.Context) {
+	others := false
+	for name, m := range *n.members.Load() {
+		others = others || (name != n.self && m.state == Active)
+	}
+	if !others {
+		return
+	}
+	ctx, cancel := context.WithTimeout(ctx, successorWait)
+	defer cancel()
+	t := time.NewTimer(waitPoll)
+	defer t.Stop()
+	for {
+		ch := n.changes()
+		done := true
+		for p := range etcdstore.Partitions {
+			if o := n.parts[p].Load(); o == nil || o.name == n.self {
+				done = false
+				break
+			}
+		}
+		if done {
+			return
+		}
+		select {
+		case <-ch:
+		case <-t.C:
+			t.Reset(waitPoll)
+		case <-ctx.Done():
+			n.log.Warn("node: left before every partition had a new owner", "err", ctx.Err())
+			return
+		}
+	}
 }
 
 // Close stops the node's loops without leaving: its record and

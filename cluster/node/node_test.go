@@ -310,10 +310,16 @@ func TestLeaveHandsEveryPartitionOff(t *testing.T) {
 	rest := ms[:2]
 	eventually(t, 10*time.Second, "the others converge", func() bool { return converged(rest) })
 	t.Logf("leave: %d partitions handed off and re-owned in %v", owned, time.Since(start))
-	// The departed node no longer answers local, and its record is gone.
+	// The departed node no longer answers local, and it forwards every
+	// partition to its new owner: its server answers requests until it
+	// shuts down, and they must not fail for want of an owner.
 	for p := range etcdstore.Partitions {
-		if loc, err := leaving.n.Locate(context.Background(), idOf(p)); err == nil && loc.Local {
-			t.Fatalf("the departed node answers partition %d local", p)
+		loc, err := leaving.n.Locate(context.Background(), idOf(p))
+		if err != nil {
+			t.Fatalf("after Leave, partition %d is not forwarded: %v", p, err)
+		}
+		if loc.Local || loc.Node == "n3" || loc.URL == "" {
+			t.Fatalf("after Leave, the departed node locates partition %d at %+v, want another node", p, loc)
 		}
 	}
 }
