@@ -243,7 +243,7 @@ func (s *Server) route(next http.Handler) http.Handler {
 		case err != nil:
 			answer(unavailableError(err), "")
 		case loc.Local:
-			next.ServeHTTP(w, r)
+			next.ServeHTTP(w, withLocated(r, id, loc))
 		case hops > 0:
 			answer(notOwnerError(loc), loc.URL)
 		default:
@@ -316,6 +316,31 @@ func (s *Server) locate(ctx context.Context, id [32]byte) (Location, error) {
 		}
 		t.Stop()
 	}
+}
+
+// located is the router's answer for the object a request addresses, which
+// the handler's call (routeCall) reads from the request's context instead
+// of asking the placement a second time.
+type located struct {
+	id  [32]byte
+	loc Location
+}
+
+type locatedKey struct{}
+
+// withLocated returns r with the router's answer loc for the object id in
+// its context.
+func withLocated(r *http.Request, id [32]byte, loc Location) *http.Request {
+	return r.WithContext(context.WithValue(r.Context(), locatedKey{}, located{id, loc}))
+}
+
+// locatedHere reports whether the router found the object id served here,
+// for the request of ctx, and no hand-off of it has begun since. The
+// answer is of this request's object only: a call the object makes with
+// its caller's context, to another object, asks the placement.
+func (rt *router) locatedHere(ctx context.Context, id [32]byte) bool {
+	l, ok := ctx.Value(locatedKey{}).(located)
+	return ok && l.id == id && l.loc.Local && rt.holds.held(id) == nil
 }
 
 // unavailableError is the Connect error of a call whose object no node
@@ -391,7 +416,7 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 		rt.fail(w, r, unavailableError(err))
 		return
 	case loc.Local:
-		local.ServeHTTP(w, again)
+		local.ServeHTTP(w, withLocated(again, id, loc))
 		return
 	}
 	if target, err = url.Parse(loc.URL); err != nil || target.Host == "" {

@@ -563,3 +563,36 @@ func TestSetServing(t *testing.T) {
 }
 
 func grpcTrailer(md *metadata.MD) grpc.CallOption { return grpc.Trailer(md) }
+
+// TestPlacementAskedOncePerCall: the router's answer is the call's, so
+// that each node a routed call passes asks its placement once: an RPC and
+// a Fetch request straight to the owner, and through a forwarding node.
+func TestPlacementAskedOncePerCall(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	ctx := context.Background()
+	for _, via := range []int{1, 0} {
+		counters := counterv1durable.NewCounterClient(h2cClient(), nodes[via].url)
+		stub := counters.Get(counters.IDFromName(fmt.Sprint("once-", via)))
+		before0, before1 := nodes[0].place.asked.Load(), nodes[1].place.asked.Load()
+		if _, err := stub.Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.Post(nodes[via].url+fmt.Sprintf("/objects/counter/once-fetch-%d/increment", via), "application/json", strings.NewReader(`{"amount":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("Fetch through node %d: status %d", via, res.StatusCode)
+		}
+		asked0, asked1 := nodes[0].place.asked.Load()-before0, nodes[1].place.asked.Load()-before1
+		want0 := int64(0)
+		if via == 0 {
+			want0 = 2
+		}
+		if asked0 != want0 || asked1 != 2 {
+			t.Errorf("an RPC and a Fetch through node %d: node 0 asked %d times, node 1 %d; want %d and 2", via, asked0, asked1, want0)
+		}
+	}
+}
