@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -96,7 +97,7 @@ func (rt *router) addressRemote(ctx context.Context, h http.Header, method, path
 	if chain := callchain.Header(ctx); chain != "" {
 		h.Set(durable.HeaderCallChain, chain)
 	}
-	rt.setForwarded(h, 1, method, path)
+	rt.setForwarded(h, 1, method, path, time.Now())
 }
 
 // fetchRemote sends the Fetch request of the object id, whose body is
@@ -130,6 +131,6 @@ func (rt *router) fetchRemote(ctx context.Context, segment string, id durable.ID
 	if chain := callchain.Header(ctx); chain != "" {
 		out.Header.Set(durable.HeaderCallChain, chain)
 	}
-	rt.setForwarded(out.Header, 1, out.Method, out.URL.EscapedPath())
+	rt.setForwarded(out.Header, 1, out.Method, out.URL.EscapedPath(), time.Now())
 	return rt.peer.Do(out)
 }

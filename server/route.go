@@ -54,20 +54,36 @@ import (
 // # Trust between nodes
 //
 // A node believes HeaderForwardedBy and HeaderHops only from its peers:
-// they must carry HeaderForwardSignature, an HMAC-SHA256 keyed by the
-// server's ID secret (which every node of a cluster shares, since they
-// must derive the same IDs) of the forwarding node's name, the hop count,
-// the method and the request's path. A request whose signature does not
-// verify is a client's: its forwarding headers are removed and it is
-// routed as if it came from a client, so that a client can neither skip
-// the routing nor forge a loop. The signature does not cover the body or
-// the other headers, and it does not expire: it stops a client from
-// forging the forwarding headers, not an attacker who can read node-to-
-// node traffic. Durable-Call-Chain and the ID headers are believed from
-// anyone, as on one node (a caller can only hurt its own calls with them).
-// In production, node-to-node traffic must run over mTLS (or a private
-// network); this package serves and forwards plaintext h2c, which is what
-// the tests on loopback use.
+// they must carry HeaderForwardSignature, "<unix milliseconds>.<hex>": the
+// time the forwarding node signed at and an HMAC-SHA256, keyed by a key
+// derived from the server's ID secret (which every node of a cluster
+// shares, since they must derive the same IDs), of the forwarding node's
+// name, the hop count, that time, the method and the request's path. A
+// request whose signature does not verify, or was signed more than
+// ForwardWindow before or after this node's clock, is a client's: its
+// forwarding headers are removed and it is routed as if it came from a
+// client, so that a client can neither skip the routing nor forge a loop.
+//
+// What the headers grant is small: a request marked as forwarded is not
+// forwarded again (a node that does not serve its object answers
+// not-owner), and one marked MaxHops times is refused. They let nobody
+// skip the guard, which runs on the owner for every request, nor address
+// another object or method than the client could anyway. So the signature
+// covers what a replay could change to make them grant something else
+// (the method and path, the hops) and expires, so that headers seen once
+// (in a log, a trace, a proxy's capture) stop working within the window;
+// a replay within the window, to the same method and path, can only have
+// the request refused or served where it lands, which a client can ask
+// for anyway. It does not cover the body nor the other headers: to sign
+// the body the forwarder would have to buffer all of it before sending
+// the headers (a streaming body, a 4 MiB message, a WebSocket), and one
+// who can alter a body in transit between nodes can alter anything there.
+// Integrity and secrecy of node-to-node traffic are the transport's job:
+// in production it must run over mTLS (or a private network); this
+// package serves and forwards plaintext h2c, which is what the tests on
+// loopback use. The window must exceed the skew of the nodes' clocks.
+// Durable-Call-Chain and the ID headers are believed from anyone, as on
+// one node (a caller can only hurt its own calls with them).
 
 // Headers of routing between nodes.
 const (
@@ -97,6 +113,11 @@ const (
 
 // MaxHops is how many times a request may be forwarded.
 const MaxHops = 2
+
+// ForwardWindow is how long a forwarding signature is believed, before and
+// after its time (see "Trust between nodes"): more than the nodes' clocks
+// may differ by, far less than headers seen once should be of use.
+const ForwardWindow = 30 * time.Second
 
 // DefaultRouteWait bounds how long a call waits, at the node that received
 // it, while its object's partition is being handed off by this node.
@@ -161,22 +182,26 @@ func forwardKey(secret []byte) []byte {
 	return m.Sum(nil)
 }
 
-func (rt *router) sign(node string, hops int, method, path string) string {
+// sign returns the value of HeaderForwardSignature for a request with
+// method to path, forwarded by node for the hops-th time, signed at ms
+// (Unix milliseconds).
+func (rt *router) sign(node string, hops int, ms int64, method, path string) string {
 	m := hmac.New(sha256.New, rt.key)
-	fmt.Fprintf(m, "%s\n%d\n%s\n%s", node, hops, method, path)
-	return hex.EncodeToString(m.Sum(nil))
+	fmt.Fprintf(m, "%s\n%d\n%d\n%s\n%s", node, hops, ms, method, path)
+	var b []byte
+	b = strconv.AppendInt(b, ms, 10)
+	b = append(b, '.')
+	return string(hex.AppendEncode(b, m.Sum(nil)))
 }
 
 // hopsOf returns how many times r was forwarded by a peer, and strips the
-// forwarding headers of a request whose signature does not verify.
-func (rt *router) hopsOf(r *http.Request) int {
+// forwarding headers of a request whose signature does not verify at now.
+func (rt *router) hopsOf(r *http.Request, now time.Time) int {
 	sig := r.Header.Get(HeaderForwardSignature)
 	if sig == "" && r.Header.Get(HeaderHops) == "" && r.Header.Get(HeaderForwardedBy) == "" {
 		return 0
 	}
-	node, hops := r.Header.Get(HeaderForwardedBy), r.Header.Get(HeaderHops)
-	n, err := strconv.Atoi(hops)
-	if err == nil && n > 0 && hmac.Equal([]byte(sig), []byte(rt.sign(node, n, r.Method, r.URL.EscapedPath()))) {
+	if n := rt.verify(r.Header.Get(HeaderForwardedBy), r.Header.Get(HeaderHops), sig, r.Method, r.URL.EscapedPath(), now); n > 0 {
 		return n
 	}
 	r.Header.Del(HeaderForwardSignature)
@@ -185,12 +210,33 @@ func (rt *router) hopsOf(r *http.Request) int {
 	return 0
 }
 
-// setForwarded sets the signed forwarding headers on h, for a request with
-// method to path forwarded for the hops-th time.
-func (rt *router) setForwarded(h http.Header, hops int, method, path string) {
+// verify returns the hop count of forwarding headers whose signature sig
+// is good at now, 0 when it is not.
+func (rt *router) verify(node, hops, sig, method, path string, now time.Time) int {
+	n, err := strconv.Atoi(hops)
+	if err != nil || n <= 0 {
+		return 0
+	}
+	at, _, ok := strings.Cut(sig, ".")
+	ms, err := strconv.ParseInt(at, 10, 64)
+	if !ok || err != nil {
+		return 0
+	}
+	if d := now.Sub(time.UnixMilli(ms)); d > ForwardWindow || d < -ForwardWindow {
+		return 0
+	}
+	if !hmac.Equal([]byte(sig), []byte(rt.sign(node, n, ms, method, path))) {
+		return 0
+	}
+	return n
+}
+
+// setForwarded sets the forwarding headers on h, signed at now, for a
+// request with method to path forwarded for the hops-th time.
+func (rt *router) setForwarded(h http.Header, hops int, method, path string, now time.Time) {
 	h.Set(HeaderForwardedBy, rt.node)
 	h.Set(HeaderHops, strconv.Itoa(hops))
-	h.Set(HeaderForwardSignature, rt.sign(rt.node, hops, method, path))
+	h.Set(HeaderForwardSignature, rt.sign(rt.node, hops, now.UnixMilli(), method, path))
 }
 
 // route wraps next, the server's mux, with the router; next itself
@@ -202,7 +248,7 @@ func (s *Server) route(next http.Handler) http.Handler {
 	}
 	errs := connect.NewErrorWriter(s.opts.handlerOptions...)
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
-		hops := rt.hopsOf(r)
+		hops := rt.hopsOf(r, time.Now())
 		id, fetch, ok := s.routeID(r)
 		if !ok {
 			next.ServeHTTP(w, r)
@@ -468,7 +514,7 @@ func (rt *router) rewrite(pr *httputil.ProxyRequest) {
 	if st.body != nil && !st.last {
 		pr.Out.Body = st.body
 	}
-	rt.setForwarded(pr.Out.Header, st.hops, pr.Out.Method, pr.Out.URL.EscapedPath())
+	rt.setForwarded(pr.Out.Header, st.hops, pr.Out.Method, pr.Out.URL.EscapedPath(), time.Now())
 }
 
 // RoundTrip sends WebSocket upgrades over HTTP/1.1 and the rest over h2c.

@@ -596,3 +596,66 @@ func TestPlacementAskedOncePerCall(t *testing.T) {
 		}
 	}
 }
+
+// TestForwardingSignatureRefused: forwarding headers at MaxHops that a
+// node signed now are believed (the request is refused as a loop); the
+// same headers expired, signed too far ahead, replayed to another path
+// or method, with another hop count or node name, or with a bad MAC are
+// not: they are removed and the request is routed as a client's, to the
+// owner, which runs it.
+func TestForwardingSignatureRefused(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	hc := h2cClient()
+	rpc := "/" + durabletestv1connect.ProbeName + "/Add"
+	fetch := "/objects/counter/sig/increment"
+	send := func(h map[string][]string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, nodes[0].url+rpc, strings.NewReader(`{"amount":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(durable.HeaderObjectName, "sig")
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	sign := func(at time.Time, hops int, method, path string) map[string][]string {
+		return server.ForwardedHeaderAt(nodes[0].srv, at, hops, method, path)
+	}
+	now := time.Now()
+	if code := send(sign(now, server.MaxHops, http.MethodPost, rpc)); code != http.StatusServiceUnavailable {
+		t.Fatalf("signed now: status %d; want 503 (the hop limit)", code)
+	}
+	withHeader := func(h map[string][]string, k, v string) map[string][]string {
+		h[k] = []string{v}
+		return h
+	}
+	sig := sign(now, server.MaxHops, http.MethodPost, rpc)[server.HeaderForwardSignature][0]
+	_, mac, _ := strings.Cut(sig, ".")
+	for _, c := range []struct {
+		name string
+		h    map[string][]string
+	}{
+		{"expired", sign(now.Add(-server.ForwardWindow-time.Second), server.MaxHops, http.MethodPost, rpc)},
+		{"ahead", sign(now.Add(server.ForwardWindow+time.Second), server.MaxHops, http.MethodPost, rpc)},
+		{"replayed to another path", sign(now, server.MaxHops, http.MethodPost, fetch)},
+		{"replayed with another method", sign(now, server.MaxHops, http.MethodGet, rpc)},
+		{"hops changed", withHeader(sign(now, 1, http.MethodPost, rpc), server.HeaderHops, fmt.Sprint(server.MaxHops))},
+		{"node changed", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardedBy, "node9")},
+		{"time changed", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardSignature, fmt.Sprint(now.UnixMilli()+1, ".", mac))},
+		{"no time", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardSignature, mac)},
+		{"bad MAC", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardSignature, fmt.Sprint(now.UnixMilli(), ".00"))},
+	} {
+		if code := send(c.h); code != http.StatusOK {
+			t.Errorf("%s: status %d; want 200 (routed as a client's)", c.name, code)
+		}
+	}
+	if nodes[1].srv.ActiveObjects() != 1 || nodes[0].srv.ActiveObjects() != 0 {
+		t.Fatalf("active: node 0 %d, node 1 %d; the refused headers' requests were not routed to the owner", nodes[0].srv.ActiveObjects(), nodes[1].srv.ActiveObjects())
+	}
+}
