@@ -79,7 +79,7 @@ func remoteClient[Req, Res any](rt *router, base, procedure string) *connect.Cli
 // not run: the node does not serve the object, or refused the connection.
 func retryable(err error) bool {
 	var ce *connect.Error
-	if errors.As(err, &ce) && ce.Meta().Get(durable.HeaderError) == string(KindNotOwner) {
+	if errors.As(err, &ce) && ce.Meta().Get(durable.HeaderError) == string(durable.KindNotOwner) {
 		return true
 	}
 	return refused(err)

@@ -44,7 +44,7 @@ import (
 // A node that receives a forwarded request for an object it does not
 // serve (its table is newer or older than the forwarder's) does not
 // forward it again: it answers Connect Unavailable (HTTP 503 on the Fetch
-// routes) with Durable-Error "not-owner" (KindNotOwner) and HeaderOwner
+// routes) with Durable-Error "not-owner" (durable.KindNotOwner) and HeaderOwner
 // naming the owner it knows. The forwarder then asks the placement again
 // and retries once. It retries only what certainly did not run: a
 // not-owner answer, or a connection the owner refused; any other failure
@@ -97,18 +97,6 @@ const (
 	// HeaderOwner is, on a not-owner answer, the base URL of the node that
 	// serves the object, as far as the answering node knows.
 	HeaderOwner = "Durable-Owner"
-)
-
-// Kinds of the Durable-Error header set by routing. They are not in
-// durable's table of kinds: a remote client sees their Connect code,
-// Unavailable, which is safe to retry.
-const (
-	// KindNotOwner: the node that answered does not serve the object.
-	// Nothing ran; retry (through any node).
-	KindNotOwner durable.Kind = "not-owner"
-	// KindMoved: the object's partition was lost by the node that had it
-	// (Drop) while the call waited. Nothing was written; retry.
-	KindMoved durable.Kind = "moved"
 )
 
 // MaxHops is how many times a request may be forwarded.
@@ -401,8 +389,8 @@ func unavailableError(err error) *connect.Error {
 // notOwnerError is the answer of a node that does not serve the object,
 // to a request forwarded to it.
 func notOwnerError(loc Location) *connect.Error {
-	err := connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: this node does not serve the object; node %q does (%s): retry", loc.Node, loc.URL))
-	return withKind(err, KindNotOwner)
+	err := connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w; node %q does (%s): retry", durable.ErrNotOwner, loc.Node, loc.URL))
+	return withKind(err, durable.KindNotOwner)
 }
 
 // forwardState is the state of one forwarded request, shared by the
@@ -448,7 +436,7 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 			return
 		}
 		if st.body.over {
-			rt.fail(w, r, withKind(connect.NewError(connect.CodeUnavailable, errors.New("durable: the node the request went to does not serve the object, and the body is too large to send again: retry")), KindNotOwner))
+			rt.fail(w, r, withKind(connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w that the request went to, and the body is too large to send again: retry", durable.ErrNotOwner)), durable.KindNotOwner))
 			return
 		}
 	}
@@ -542,7 +530,7 @@ var errNotOwner = errors.New("durable: not owner")
 // notOwnerResponse reports whether res is a not-owner answer: the router
 // that answers one sets its Durable-Error header in every protocol.
 func notOwnerResponse(res *http.Response) bool {
-	return res.Header.Get(durable.HeaderError) == string(KindNotOwner)
+	return res.Header.Get(durable.HeaderError) == string(durable.KindNotOwner)
 }
 
 func (rt *router) proxyError(w http.ResponseWriter, r *http.Request, err error) {

@@ -338,8 +338,8 @@ func TestNotOwnerRetry(t *testing.T) {
 	counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url)
 	_, err = counters.Get(counters.IDFromName("never")).Increment(ctx, &counterv1.IncrementRequest{})
 	var ce *connect.Error
-	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(server.KindNotOwner) {
-		t.Fatalf("views that disagree: %v; want Unavailable not-owner", err)
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(durable.KindNotOwner) || !errors.Is(err, durable.ErrNotOwner) {
+		t.Fatalf("views that disagree: %v; want Unavailable not-owner, matching ErrNotOwner", err)
 	}
 	if ce.Meta().Get(server.HeaderOwner) != nodes[2].url {
 		t.Fatalf("owner hint %q; want %q", ce.Meta().Get(server.HeaderOwner), nodes[2].url)
@@ -487,8 +487,8 @@ func TestDropFailsQueuedCallsMoved(t *testing.T) {
 	for range 3 {
 		err := <-queued
 		var ce *connect.Error
-		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(server.KindMoved) || !strings.Contains(err.Error(), "lease gone") {
-			t.Fatalf("queued call: %v; want Unavailable moved", err)
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(durable.KindMoved) || !strings.Contains(err.Error(), "lease gone") || !errors.Is(err, durable.ErrMoved) {
+			t.Fatalf("queued call: %v; want Unavailable moved, matching ErrMoved", err)
 		}
 	}
 	close(nodes[1].probe.Gate)
