@@ -112,8 +112,16 @@ const ForwardWindow = 30 * time.Second
 const DefaultRouteWait = 10 * time.Second
 
 // maxReplay is how much of a forwarded request's body is kept to send it
-// again after a not-owner answer. A larger body is not retried.
-const maxReplay = 4 << 20
+// again after a not-owner answer; past it, the forwarder keeps none. A
+// node answers not-owner from its router, before anything reads the body,
+// so by then the forwarder has sent at most the peer's HTTP/2 receive
+// window for the stream (1 MiB, Go's default) and read at most one more
+// frame buffer of it: 2 MiB keeps every body a not-owner answer can find
+// read, while a forwarder of many large uploads holds at most 2 MiB for
+// each (the owner holds its message limit, 4 MiB). A not-owner answer
+// after more (a peer with larger windows) is passed to the client, who
+// may retry: nothing ran.
+const maxReplay = 2 << 20
 
 // router is the routing state of a server with a placement.
 type router struct {
@@ -141,10 +149,14 @@ func newRouter(s *Server, p Placement) *router {
 			DialContext:         dialer.DialContext,
 			MaxIdleConnsPerHost: 64,
 			IdleConnTimeout:     90 * time.Second,
+			// A proxy passes bodies as they are: the transport must not
+			// ask for gzip of its own and inflate the answer here.
+			DisableCompression: true,
 		},
 		h1: &http.Transport{
-			DialContext:     dialer.DialContext,
-			IdleConnTimeout: 90 * time.Second,
+			DialContext:        dialer.DialContext,
+			IdleConnTimeout:    90 * time.Second,
+			DisableCompression: true,
 		},
 	}
 	if rt.node == "" {
