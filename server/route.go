@@ -8,6 +8,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash"
 	"io"
 	"net"
 	"net/http"
@@ -54,7 +55,7 @@ import (
 // # Trust between nodes
 //
 // A node believes HeaderForwardedBy and HeaderHops only from its peers:
-// they must carry HeaderForwardSignature, "<unix milliseconds>.<hex>": the
+// they must carry HeaderForwardSignature, "<unix seconds>.<hex>": the
 // time the forwarding node signed at and an HMAC-SHA256, keyed by a key
 // derived from the server's ID secret (which every node of a cluster
 // shares, since they must derive the same IDs), of the forwarding node's
@@ -134,6 +135,8 @@ type router struct {
 	peer      *http.Client // h2c, for in-process calls to other nodes
 	clients   sync.Map     // remoteKey → *connect.Client[Req, Res], for remote.go
 	holds     holds
+	buffers   bufferPool
+	macs      sync.Pool // hash.Hash: HMAC-SHA256 keyed by key
 }
 
 func newRouter(s *Server, p Placement) *router {
@@ -169,9 +172,32 @@ func newRouter(s *Server, p Placement) *router {
 		ModifyResponse: rt.modifyResponse,
 		ErrorHandler:   rt.proxyError,
 		ErrorLog:       nil,
-		FlushInterval:  -1, // gRPC and streams: every write goes out at once
+		// Zero: the proxy flushes each write of a streaming answer (gRPC,
+		// server streams, text/event-stream: any without a
+		// Content-Length) at once by itself, and an answer of known length
+		// leaves in one write with its headers, not in three.
+		FlushInterval: 0,
+		BufferPool:    &rt.buffers,
 	}
 	return rt
+}
+
+// bufferPool is an httputil.BufferPool of 32 KiB buffers, those the proxy
+// copies answers through: without it the proxy allocates one for every
+// forwarded request, which was half of what a forwarding node allocated.
+type bufferPool struct{ p sync.Pool }
+
+func (b *bufferPool) Get() []byte {
+	if buf, ok := b.p.Get().(*[32 << 10]byte); ok {
+		return buf[:]
+	}
+	return new([32 << 10]byte)[:]
+}
+
+func (b *bufferPool) Put(buf []byte) {
+	if len(buf) == 32<<10 {
+		b.p.Put((*[32 << 10]byte)(buf))
+	}
 }
 
 // forwardKey derives the HMAC key of the forwarding headers from the ID
@@ -183,15 +209,33 @@ func forwardKey(secret []byte) []byte {
 }
 
 // sign returns the value of HeaderForwardSignature for a request with
-// method to path, forwarded by node for the hops-th time, signed at ms
-// (Unix milliseconds).
-func (rt *router) sign(node string, hops int, ms int64, method, path string) string {
-	m := hmac.New(sha256.New, rt.key)
-	fmt.Fprintf(m, "%s\n%d\n%d\n%s\n%s", node, hops, ms, method, path)
-	var b []byte
-	b = strconv.AppendInt(b, ms, 10)
-	b = append(b, '.')
-	return string(hex.AppendEncode(b, m.Sum(nil)))
+// method to path, forwarded by node for the hops-th time, signed at sec
+// (Unix seconds). The value is the same for a second: HPACK then sends
+// it as an index into its table, where a value new on every request
+// would be sent whole and would evict the other headers from the table.
+func (rt *router) sign(node string, hops int, sec int64, method, path string) string {
+	m, _ := rt.macs.Get().(hash.Hash)
+	if m == nil {
+		m = hmac.New(sha256.New, rt.key)
+	}
+	var b [128]byte
+	msg := append(b[:0], node...)
+	msg = append(msg, '\n')
+	msg = strconv.AppendInt(msg, int64(hops), 10)
+	msg = append(msg, '\n')
+	msg = strconv.AppendInt(msg, sec, 10)
+	msg = append(msg, '\n')
+	msg = append(msg, method...)
+	msg = append(msg, '\n')
+	msg = append(msg, path...)
+	m.Write(msg)
+	var sum [sha256.Size]byte
+	out := strconv.AppendInt(b[:0], sec, 10)
+	out = append(out, '.')
+	out = hex.AppendEncode(out, m.Sum(sum[:0]))
+	m.Reset()
+	rt.macs.Put(m)
+	return string(out)
 }
 
 // hopsOf returns how many times r was forwarded by a peer, and strips the
@@ -218,14 +262,14 @@ func (rt *router) verify(node, hops, sig, method, path string, now time.Time) in
 		return 0
 	}
 	at, _, ok := strings.Cut(sig, ".")
-	ms, err := strconv.ParseInt(at, 10, 64)
+	sec, err := strconv.ParseInt(at, 10, 64)
 	if !ok || err != nil {
 		return 0
 	}
-	if d := now.Sub(time.UnixMilli(ms)); d > ForwardWindow || d < -ForwardWindow {
+	if d := now.Sub(time.Unix(sec, 0)); d > ForwardWindow || d < -ForwardWindow {
 		return 0
 	}
-	if !hmac.Equal([]byte(sig), []byte(rt.sign(node, n, ms, method, path))) {
+	if !hmac.Equal([]byte(sig), []byte(rt.sign(node, n, sec, method, path))) {
 		return 0
 	}
 	return n
@@ -236,7 +280,7 @@ func (rt *router) verify(node, hops, sig, method, path string, now time.Time) in
 func (rt *router) setForwarded(h http.Header, hops int, method, path string, now time.Time) {
 	h.Set(HeaderForwardedBy, rt.node)
 	h.Set(HeaderHops, strconv.Itoa(hops))
-	h.Set(HeaderForwardSignature, rt.sign(rt.node, hops, now.UnixMilli(), method, path))
+	h.Set(HeaderForwardSignature, rt.sign(rt.node, hops, now.Unix(), method, path))
 }
 
 // route wraps next, the server's mux, with the router; next itself
