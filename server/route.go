@@ -652,11 +652,18 @@ func (b *replayBody) Read(p []byte) (int, error) {
 // body from another goroutine): it does not wait for it.
 func (b *replayBody) Close() error {
 	b.once.Do(func() {
-		go func() {
-			b.mu.Lock()
+		finish := func() {
 			b.done = true
 			b.mu.Unlock()
 			close(b.closed)
+		}
+		if b.mu.TryLock() { // no Read in progress: the common case
+			finish()
+			return
+		}
+		go func() {
+			b.mu.Lock()
+			finish()
 		}()
 	})
 	return nil
