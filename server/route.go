@@ -21,6 +21,7 @@ import (
 	"time"
 
 	"connectrpc.com/connect"
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/storage"
@@ -126,6 +127,7 @@ const maxReplay = 2 << 20
 
 // router is the routing state of a server with a placement.
 type router struct {
+	srv       *Server // for its metrics, set after the router
 	placement Placement
 	node      string // this node's name, for HeaderForwardedBy
 	key       []byte // HMAC key of the forwarding headers
@@ -144,6 +146,7 @@ func newRouter(s *Server, p Placement) *router {
 	h2.SetUnencryptedHTTP2(true)
 	dialer := &net.Dialer{Timeout: 5 * time.Second, KeepAlive: 30 * time.Second}
 	rt := &router{
+		srv:       s,
 		placement: p,
 		node:      s.opts.nodeName,
 		key:       forwardKey(s.secret),
@@ -458,9 +461,10 @@ type forwardState struct {
 	// retry: the attempt certainly did not run (not-owner, refused); set
 	// by the hooks, read by forward.
 	retry   bool
-	owner   string // the not-owner answer's hint
-	refused bool   // the retry is for a refused connection
-	last    bool   // the second attempt: its failures are answered
+	outcome forwardOutcome // when it is not retried
+	owner   string         // the not-owner answer's hint
+	refused bool           // the retry is for a refused connection
+	last    bool           // the second attempt: its failures are answered
 }
 
 type forwardKeyType struct{}
@@ -469,10 +473,15 @@ type forwardKeyType struct{}
 // not-owner answer or a refused connection it asks the placement again and
 // retries once, here if the object is now local.
 func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id [32]byte, loc Location, local http.Handler) {
+	s.metrics.forwarded(rt.forwardOnce(w, r, s, id, loc, local))
+}
+
+// forwardOnce is forward, returning its outcome for the metrics.
+func (rt *router) forwardOnce(w http.ResponseWriter, r *http.Request, s *Server, id [32]byte, loc Location, local http.Handler) forwardOutcome {
 	target, err := url.Parse(loc.URL)
 	if err != nil || target.Host == "" {
 		rt.fail(w, r, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: the placement gave node %q the URL %q: %v", loc.Node, loc.URL, err)))
-		return
+		return forwardFailed
 	}
 	st := &forwardState{target: target, hops: 1}
 	if r.Body != nil && r.Body != http.NoBody {
@@ -480,8 +489,9 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 	}
 	rt.proxy.ServeHTTP(w, r.WithContext(context.WithValue(r.Context(), forwardKeyType{}, st)))
 	if !st.retry {
-		return
+		return st.outcome
 	}
+	s.metrics.forwardRetried()
 	if st.body != nil {
 		// The first attempt's body must be done with before it is read
 		// again.
@@ -489,11 +499,11 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 		case <-st.body.closed:
 		case <-r.Context().Done():
 			rt.fail(w, r, connect.NewError(codeOf(r.Context().Err()), r.Context().Err()))
-			return
+			return forwardCanceled
 		}
 		if st.body.over {
 			rt.fail(w, r, withKind(connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w that the request went to, and the body is too large to send again: retry", durable.ErrNotOwner)), durable.KindNotOwner))
-			return
+			return forwardNotOwner
 		}
 	}
 	again := r.Clone(r.Context())
@@ -504,17 +514,79 @@ func (rt *router) forward(w http.ResponseWriter, r *http.Request, s *Server, id 
 	switch {
 	case err != nil:
 		rt.fail(w, r, unavailableError(err))
-		return
+		return failedOrCanceled(r.Context())
 	case loc.Local:
 		local.ServeHTTP(w, withLocated(again, id, loc))
-		return
+		return forwardLocal
 	}
 	if target, err = url.Parse(loc.URL); err != nil || target.Host == "" {
 		rt.fail(w, r, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: the placement gave node %q the URL %q: %v", loc.Node, loc.URL, err)))
-		return
+		return forwardFailed
 	}
 	st2 := &forwardState{target: target, hops: 1, last: true}
 	rt.proxy.ServeHTTP(w, again.WithContext(context.WithValue(r.Context(), forwardKeyType{}, st2)))
+	return st2.outcome
+}
+
+// forwardOutcome is how a forwarded call ended, for the outcome label of
+// durable_forwarded_calls_total.
+type forwardOutcome int
+
+const (
+	forwardOK       forwardOutcome = iota // a peer answered, whatever it said
+	forwardLocal                          // retried here: the object came back
+	forwardNotOwner                       // the nodes disagreed on its owner
+	forwardFailed                         // no peer answered: Unavailable
+	forwardCanceled                       // the caller left first
+	forwardOutcomes
+)
+
+var forwardOutcomeNames = [forwardOutcomes]string{"ok", "local", "not_owner", "failed", "canceled"}
+
+// failedOrCanceled is the outcome of a forward that got no answer.
+func failedOrCanceled(ctx context.Context) forwardOutcome {
+	if ctx.Err() != nil {
+		return forwardCanceled
+	}
+	return forwardFailed
+}
+
+// forwardMetrics are the collectors of forwarding, part of the server's
+// metrics when it has a placement.
+type forwardMetrics struct {
+	outcomes [forwardOutcomes]prometheus.Counter
+	retries  prometheus.Counter
+}
+
+// newForwardMetrics returns the metrics of forwarding and the collectors
+// to register.
+func newForwardMetrics() (*forwardMetrics, []prometheus.Collector) {
+	calls := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "durable_forwarded_calls_total",
+		Help: "Calls this node sent to the node that serves their object (forwarded requests and in-process calls), by outcome: ok (the owner answered), local (retried here), not_owner, failed, canceled.",
+	}, []string{"outcome"})
+	m := &forwardMetrics{retries: prometheus.NewCounter(prometheus.CounterOpts{
+		Name: "durable_forward_retries_total",
+		Help: "Forwarded calls sent again after a not-owner answer or a refused connection: nothing had run.",
+	})}
+	for o, name := range forwardOutcomeNames {
+		m.outcomes[o] = calls.WithLabelValues(name)
+	}
+	return m, []prometheus.Collector{calls, m.retries}
+}
+
+// forwarded counts a forwarded call's outcome; nothing without metrics.
+func (m *metrics) forwarded(o forwardOutcome) {
+	if m != nil && m.forward != nil {
+		m.forward.outcomes[o].Inc()
+	}
+}
+
+// forwardRetried counts a retry of a forwarded call.
+func (m *metrics) forwardRetried() {
+	if m != nil && m.forward != nil {
+		m.forward.retries.Inc()
+	}
 }
 
 // relocate asks the placement again where the object id is served, after
@@ -573,7 +645,11 @@ func (rt *router) RoundTrip(r *http.Request) (*http.Response, error) {
 // second attempt's.
 func (rt *router) modifyResponse(res *http.Response) error {
 	st := res.Request.Context().Value(forwardKeyType{}).(*forwardState)
-	if st.last || !notOwnerResponse(res) {
+	if !notOwnerResponse(res) {
+		return nil
+	}
+	if st.last {
+		st.outcome = forwardNotOwner
 		return nil
 	}
 	st.retry = true
@@ -599,8 +675,10 @@ func (rt *router) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 		return
 	}
 	if r.Context().Err() != nil {
+		st.outcome = forwardCanceled
 		return // the client left
 	}
+	st.outcome = forwardFailed
 	rt.fail(w, r, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: forwarding to %s: %w", st.target.Host, err)))
 }
 

@@ -111,6 +111,13 @@ type node struct {
 // object.
 func newCluster(t testing.TB, n, owner int) (*table, []*node) {
 	t.Helper()
+	return newClusterWith(t, n, owner, nil)
+}
+
+// newClusterWith is newCluster with more options for node i, from opts
+// when it is not nil.
+func newClusterWith(t testing.TB, n, owner int, opts func(i int) []server.Option) (*table, []*node) {
+	t.Helper()
 	db, err := storage.Open(filepath.Join(t.TempDir(), "objects.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +135,11 @@ func newCluster(t testing.TB, n, owner int) (*table, []*node) {
 	nodes := make([]*node, n)
 	for i := range n {
 		p := &placement{self: i, tb: tb}
-		e := newEnvIn(t, t.TempDir(), server.WithStore(db), server.WithSecret(secret), server.WithPlacement(p), server.WithNodeName(fmt.Sprint("node", i)))
+		o := []server.Option{server.WithStore(db), server.WithSecret(secret), server.WithPlacement(p), server.WithNodeName(fmt.Sprint("node", i))}
+		if opts != nil {
+			o = append(o, opts(i)...)
+		}
+		e := newEnvIn(t, t.TempDir(), o...)
 		sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
 		if _, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp); err != nil {
 			t.Fatal(err)
@@ -657,5 +668,92 @@ func TestForwardingSignatureRefused(t *testing.T) {
 	}
 	if nodes[1].srv.ActiveObjects() != 1 || nodes[0].srv.ActiveObjects() != 0 {
 		t.Fatalf("active: node 0 %d, node 1 %d; the refused headers' requests were not routed to the owner", nodes[0].srv.ActiveObjects(), nodes[1].srv.ActiveObjects())
+	}
+}
+
+// TestForwardedCallMetrics reads durable_forwarded_calls_total and
+// durable_forward_retries_total from the forwarding node's registry:
+// calls forwarded to the owner over each protocol and the Fetch route,
+// and in process, are "ok"; one retried after a stale view is "ok" with
+// a retry; views that disagree for good give "not_owner"; an owner that
+// refuses connections past the caller's deadline gives "canceled", and
+// one without a usable URL "failed". The owner forwarded nothing.
+func TestForwardedCallMetrics(t *testing.T) {
+	regs := make([]*metricsOf, 3)
+	tb, nodes := newClusterWith(t, 3, 1, func(i int) []server.Option {
+		m, opt := withMetrics()
+		regs[i] = m
+		return []server.Option{opt}
+	})
+	ctx := context.Background()
+	get := func(i int, name string, labels ...string) float64 {
+		return regs[i].gather(t).get(name, labels...)
+	}
+	counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url)
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post(nodes[0].url+"/objects/counter/metrics/increment", "application/json", strings.NewReader(`{"amount":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if _, err := nodes[0].counters.Get(nodes[0].counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(0, "durable_forwarded_calls_total", "outcome", "ok"); got != 3 {
+		t.Fatalf("node 0 forwarded %v calls ok; want 3 (Connect, Fetch, in process)", got)
+	}
+	// A stale view once: retried at the owner.
+	nodes[0].place.staleTo = 2
+	nodes[0].place.stale.Store(1)
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, retries := get(0, "durable_forwarded_calls_total", "outcome", "ok"), get(0, "durable_forward_retries_total"); ok != 4 || retries != 1 {
+		t.Fatalf("after a stale view: %v ok, %v retries; want 4 and 1", ok, retries)
+	}
+	// For good: every answer names the other node.
+	nodes[0].place.stale.Store(1 << 30)
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{}); !errors.Is(err, durable.ErrNotOwner) {
+		t.Fatalf("views that disagree: %v; want ErrNotOwner", err)
+	}
+	if got := get(0, "durable_forwarded_calls_total", "outcome", "not_owner"); got != 1 {
+		t.Fatalf("not_owner: %v; want 1", got)
+	}
+	nodes[0].place.stale.Store(0)
+	// An owner that refuses connections while the placement names it,
+	// past the caller's deadline: canceled.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	setURL := func(u string) {
+		tb.mu.Lock()
+		tb.urls = append([]string(nil), tb.urls...)
+		tb.urls[1] = u
+		tb.mu.Unlock()
+	}
+	setURL(dead)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(short, &counterv1.IncrementRequest{}); err == nil {
+		t.Fatal("a call to an owner that refuses connections succeeded")
+	}
+	eventually(t, "the refused call is counted canceled", func() bool {
+		return get(0, "durable_forwarded_calls_total", "outcome", "canceled") == 1
+	})
+	// An owner the placement gives no usable URL: failed.
+	setURL("http://")
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{}); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("a call to an owner without a URL: %v; want Unavailable", err)
+	}
+	if got := get(0, "durable_forwarded_calls_total", "outcome", "failed"); got != 1 {
+		t.Fatalf("failed: %v; want 1", got)
+	}
+	if got := get(1, "durable_forwarded_calls_total"); got != 0 {
+		t.Fatalf("the owner forwarded %v calls", got)
 	}
 }
