@@ -63,6 +63,14 @@ var (
 	ErrReentrantCall = errors.New("durable: reentrant call would deadlock")
 	// ErrShutdown: the server is shutting down and takes no new calls.
 	ErrShutdown = errors.New("durable: server is shutting down")
+	// ErrNotOwner: in cluster mode, the node the call reached does not
+	// serve the object, and the nodes' views of who does disagree; nothing
+	// ran, and the call can be retried. Its Connect code is Unavailable.
+	ErrNotOwner = errors.New("durable: this node does not serve the object")
+	// ErrMoved: in cluster mode, the object's partition was lost by the
+	// node that had it while the call waited; nothing was written, and the
+	// call can be retried. Its Connect code is Unavailable.
+	ErrMoved = errors.New("durable: the object moved to another node")
 	// ErrDenied: the server's guard (server.WithGuard) refused the request.
 	// Its Connect code is the guard's, PermissionDenied by default.
 	ErrDenied = errors.New("durable: request denied by the server's guard")

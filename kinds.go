@@ -38,8 +38,16 @@ import (
 //	overloaded           ErrOverloaded                             ResourceExhausted    503
 //	reentrant            ErrReentrantCall                          FailedPrecondition   508
 //	shutdown             ErrShutdown                               Unavailable          503
+//	not-owner            ErrNotOwner                               Unavailable          503
+//	moved                ErrMoved                                  Unavailable          503
 //	denied               ErrDenied                                 the guard's          the code's
 //	cross-origin         ErrCrossOrigin                            PermissionDenied     403
+//
+// "not-owner" and "moved" are routing's, in cluster mode: the node that
+// answered does not serve the object (its view of the partition table
+// differs from the forwarder's, for good), or the object's partition was
+// lost while the call waited; nothing ran, and the call can be retried
+// through any node.
 //
 // "denied" is a request the server's guard (server.WithGuard) refused: its
 // code is the guard's (PermissionDenied unless the guard returned a
@@ -95,6 +103,8 @@ const (
 	KindOverloaded     Kind = "overloaded"
 	KindReentrant      Kind = "reentrant"
 	KindShutdown       Kind = "shutdown"
+	KindNotOwner       Kind = "not-owner"
+	KindMoved          Kind = "moved"
 	KindDenied         Kind = "denied"
 	KindCrossOrigin    Kind = "cross-origin"
 )
@@ -130,6 +140,8 @@ var kinds = [...]kindInfo{
 	{KindOverloaded, []error{ErrOverloaded}, connect.CodeResourceExhausted, http.StatusServiceUnavailable, false},
 	{KindReentrant, []error{ErrReentrantCall}, connect.CodeFailedPrecondition, http.StatusLoopDetected, false},
 	{KindShutdown, []error{ErrShutdown}, connect.CodeUnavailable, http.StatusServiceUnavailable, false},
+	{KindNotOwner, []error{ErrNotOwner}, connect.CodeUnavailable, http.StatusServiceUnavailable, false},
+	{KindMoved, []error{ErrMoved}, connect.CodeUnavailable, http.StatusServiceUnavailable, false},
 	{KindDenied, []error{ErrDenied}, connect.CodePermissionDenied, http.StatusForbidden, false},
 	{KindCrossOrigin, []error{ErrCrossOrigin}, connect.CodePermissionDenied, http.StatusForbidden, false},
 }

@@ -156,6 +156,9 @@ func (n *Namespace[S]) routeCall(ctx context.Context, e *entry[S], key objectkey
 		}
 		return nil, nil, false
 	}
+	if rt.locatedHere(ctx, key.ID) {
+		return nil, nil, false // the router asked for this request
+	}
 	loc, err := n.srv.locate(ctx, key.ID)
 	switch {
 	case err != nil:

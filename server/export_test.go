@@ -1,5 +1,7 @@
 package server
 
+import "time"
+
 // Connections returns how many connections Serve counts as open and, of
 // those, idle; zero before Serve.
 func Connections(s *Server) (open, idle int) {
@@ -19,10 +21,16 @@ func StorageDescriptors(s *Server) int { return s.storageDescriptors() }
 const DescriptorsPerSQLFile = descriptorsPerSQLFile
 
 // ForwardedHeader returns the signed forwarding headers s would set on a
-// request with method to path forwarded for the hops-th time, for the
-// tests of the hop limit.
+// request with method to path forwarded for the hops-th time, signed now,
+// for the tests of the hop limit.
 func ForwardedHeader(s *Server, hops int, method, path string) map[string][]string {
+	return ForwardedHeaderAt(s, time.Now(), hops, method, path)
+}
+
+// ForwardedHeaderAt is ForwardedHeader signed at the time at, for the
+// tests of expired signatures.
+func ForwardedHeaderAt(s *Server, at time.Time, hops int, method, path string) map[string][]string {
 	h := make(map[string][]string)
-	s.router.setForwarded(h, hops, method, path)
+	s.router.setForwarded(h, hops, method, path, at)
 	return h
 }

@@ -206,7 +206,7 @@ func Fetch[S proto.Message](ctx context.Context, n *Namespace[S], id durable.ID,
 			return errorResponse(httpStatus(ce.Code()), "", ce).httpResponse(req), nil
 		case !loc.Local:
 			if n.class.Segment == "" {
-				return errorResponse(http.StatusServiceUnavailable, KindNotOwner, fmt.Errorf("durable: class %s has no URL segment: its objects cannot be fetched on node %q", n.class.Name, loc.Node)).httpResponse(req), nil
+				return errorResponse(http.StatusServiceUnavailable, durable.KindNotOwner, fmt.Errorf("%w: class %s has no URL segment: its objects cannot be fetched on node %q", durable.ErrNotOwner, n.class.Name, loc.Node)).httpResponse(req), nil
 			}
 			res, err := rt.fetchRemote(ctx, n.class.Segment, id, loc, req, body)
 			if err != nil {
@@ -362,7 +362,7 @@ func routed(err error) bool {
 		return false
 	}
 	kind := durable.Kind(ce.Meta().Get(durable.HeaderError))
-	return kind == KindNotOwner || kind == KindMoved
+	return kind == durable.KindNotOwner || kind == durable.KindMoved
 }
 
 // failureResponse is the answer to a Fetch call that failed other than by

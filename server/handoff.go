@@ -12,6 +12,7 @@ import (
 	"connectrpc.com/connect"
 	"connectrpc.com/grpchealth"
 
+	"github.com/durablego/durable"
 	"github.com/durablego/durable/gen/durable/v1/durablev1connect"
 	"github.com/durablego/durable/internal/alarms"
 	"github.com/durablego/durable/internal/objectkey"
@@ -76,7 +77,7 @@ func (s *Server) Release(ctx context.Context, match func(id [32]byte) bool) erro
 // was lost (its fence failed, the node's lease is gone): they leave memory
 // without committing (what they had not committed is discarded), the
 // calls queued for them fail with Unavailable and Durable-Error "moved"
-// (KindMoved: safe to retry, nothing was written) wrapping reason, their
+// (durable.KindMoved: safe to retry, nothing was written) wrapping reason, their
 // WebSockets are closed with 1012 and their alarms dropped from this
 // node's scheduler. New calls for them wait, as after Release, until the
 // placement names another node.
@@ -155,8 +156,8 @@ func movedError(reason error) *connect.Error {
 	if reason == nil {
 		reason = errors.New("partition lost")
 	}
-	err := connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: the object moved to another node before the call ran, nothing was written: retry: %w", reason))
-	return withKind(err, KindMoved)
+	err := connect.NewError(connect.CodeUnavailable, fmt.Errorf("%w before the call ran, nothing was written: retry: %w", durable.ErrMoved, reason))
+	return withKind(err, durable.KindMoved)
 }
 
 // evictMatching asks the objects match selects to leave memory once their

@@ -44,6 +44,15 @@ import (
 //     "failed", or "reset" after a call overran its time limit while
 //     ignoring its context (WithCallTimeout; its goroutine is leaked until
 //     the call returns).
+//   - durable_forwarded_calls_total{outcome}, with a placement (cluster
+//     mode): calls this node sent to the node that serves their object,
+//     forwarded requests and in-process calls alike, by outcome: "ok" (the
+//     owner answered, whatever it answered: the call's own outcome is in
+//     the owner's durable_calls_total), "local" (retried here, the object
+//     having come back), "not_owner" (the nodes disagreed on the owner),
+//     "failed" (no node answered) or "canceled" (the caller left first);
+//     durable_forward_retries_total: those sent again after a not-owner
+//     answer or a refused connection.
 //   - durable_alarms_fired_total{class}: runs of Alarm hooks, retries
 //     included; durable_alarms_retried_total{class}: the runs that were
 //     retries; durable_alarms_dropped_total{class}: alarms given up after
@@ -104,6 +113,7 @@ type metrics struct {
 	fired       *prometheus.CounterVec
 	retried     *prometheus.CounterVec
 	dropped     *prometheus.CounterVec
+	forward     *forwardMetrics // nil without a placement
 }
 
 func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
@@ -145,6 +155,11 @@ func newMetrics(s *Server, reg prometheus.Registerer) (*metrics, error) {
 	}
 	collectors := []prometheus.Collector{m.calls, m.duration, m.queue, m.activations, m.evictions,
 		m.fired, m.retried, m.dropped, newStateCollector(s)}
+	if s.router != nil {
+		var more []prometheus.Collector
+		m.forward, more = newForwardMetrics()
+		collectors = append(collectors, more...)
+	}
 	for i, c := range collectors {
 		if err := reg.Register(c); err != nil {
 			for _, done := range collectors[:i] {

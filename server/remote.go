@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/url"
 	"strings"
+	"time"
 
 	"connectrpc.com/connect"
 	"google.golang.org/protobuf/proto"
@@ -41,23 +42,44 @@ func callRemote[S proto.Message, Req, Res any](ctx context.Context, n *Namespace
 		return nil, connect.NewError(connect.CodeUnavailable, fmt.Errorf("durable: class %s has no protobuf service: its objects cannot be called on node %q", n.class.Name, loc.Node))
 	}
 	procedure := "/" + n.class.Service + "/" + method
+	m := n.srv.metrics
 	for attempt := 0; ; attempt++ {
 		r := connect.NewRequest(req)
 		n.srv.router.addressRemote(ctx, r.Header(), http.MethodPost, procedure, id)
 		res, err := remoteClient[Req, Res](n.srv.router, loc.URL, procedure).CallUnary(ctx, r)
 		if err == nil {
+			m.forwarded(forwardOK)
 			return res.Msg, nil
 		}
 		if attempt > 0 || !retryable(err) {
+			m.forwarded(remoteOutcome(ctx, err))
 			return nil, remoteerr.Restore(n.class.Name, method, err)
 		}
+		m.forwardRetried()
 		if loc, err = n.srv.relocate(ctx, key.ID, loc, refused(err)); err != nil {
+			m.forwarded(failedOrCanceled(ctx))
 			return nil, unavailableError(err)
 		}
 		if loc.Local {
+			m.forwarded(forwardLocal)
 			return nil, errLocalAgain
 		}
 	}
+}
+
+// remoteOutcome is the outcome of a call to another node that failed
+// with err: the owner answered when the error carries a Durable-Error
+// kind, as Durable's own answers do; one without is taken as the
+// network's.
+func remoteOutcome(ctx context.Context, err error) forwardOutcome {
+	var ce *connect.Error
+	switch {
+	case errors.As(err, &ce) && ce.Meta().Get(durable.HeaderError) == string(durable.KindNotOwner):
+		return forwardNotOwner
+	case ce != nil && ce.Meta().Get(durable.HeaderError) != "":
+		return forwardOK
+	}
+	return failedOrCanceled(ctx)
 }
 
 // errLocalAgain is callRemote's answer when, on its retry, the placement
@@ -78,7 +100,7 @@ func remoteClient[Req, Res any](rt *router, base, procedure string) *connect.Cli
 // not run: the node does not serve the object, or refused the connection.
 func retryable(err error) bool {
 	var ce *connect.Error
-	if errors.As(err, &ce) && ce.Meta().Get(durable.HeaderError) == string(KindNotOwner) {
+	if errors.As(err, &ce) && ce.Meta().Get(durable.HeaderError) == string(durable.KindNotOwner) {
 		return true
 	}
 	return refused(err)
@@ -96,7 +118,7 @@ func (rt *router) addressRemote(ctx context.Context, h http.Header, method, path
 	if chain := callchain.Header(ctx); chain != "" {
 		h.Set(durable.HeaderCallChain, chain)
 	}
-	rt.setForwarded(h, 1, method, path)
+	rt.setForwarded(h, 1, method, path, time.Now())
 }
 
 // fetchRemote sends the Fetch request of the object id, whose body is
@@ -130,6 +152,15 @@ func (rt *router) fetchRemote(ctx context.Context, segment string, id durable.ID
 	if chain := callchain.Header(ctx); chain != "" {
 		out.Header.Set(durable.HeaderCallChain, chain)
 	}
-	rt.setForwarded(out.Header, 1, out.Method, out.URL.EscapedPath())
-	return rt.peer.Do(out)
+	rt.setForwarded(out.Header, 1, out.Method, out.URL.EscapedPath(), time.Now())
+	res, err := rt.peer.Do(out)
+	switch {
+	case err != nil:
+		rt.srv.metrics.forwarded(failedOrCanceled(ctx))
+	case notOwnerResponse(res):
+		rt.srv.metrics.forwarded(forwardNotOwner)
+	default:
+		rt.srv.metrics.forwarded(forwardOK)
+	}
+	return res, err
 }

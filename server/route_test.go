@@ -111,6 +111,13 @@ type node struct {
 // object.
 func newCluster(t testing.TB, n, owner int) (*table, []*node) {
 	t.Helper()
+	return newClusterWith(t, n, owner, nil)
+}
+
+// newClusterWith is newCluster with more options for node i, from opts
+// when it is not nil.
+func newClusterWith(t testing.TB, n, owner int, opts func(i int) []server.Option) (*table, []*node) {
+	t.Helper()
 	db, err := engine.Open(filepath.Join(t.TempDir(), "objects.db"))
 	if err != nil {
 		t.Fatal(err)
@@ -128,7 +135,11 @@ func newCluster(t testing.TB, n, owner int) (*table, []*node) {
 	nodes := make([]*node, n)
 	for i := range n {
 		p := &placement{self: i, tb: tb}
-		e := newEnvIn(t, t.TempDir(), server.WithStore(db), server.WithSecret(secret), server.WithPlacement(p), server.WithNodeName(fmt.Sprint("node", i)))
+		o := []server.Option{server.WithStore(db), server.WithSecret(secret), server.WithPlacement(p), server.WithNodeName(fmt.Sprint("node", i))}
+		if opts != nil {
+			o = append(o, opts(i)...)
+		}
+		e := newEnvIn(t, t.TempDir(), o...)
 		sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
 		if _, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp); err != nil {
 			t.Fatal(err)
@@ -338,8 +349,8 @@ func TestNotOwnerRetry(t *testing.T) {
 	counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url)
 	_, err = counters.Get(counters.IDFromName("never")).Increment(ctx, &counterv1.IncrementRequest{})
 	var ce *connect.Error
-	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(server.KindNotOwner) {
-		t.Fatalf("views that disagree: %v; want Unavailable not-owner", err)
+	if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(durable.KindNotOwner) || !errors.Is(err, durable.ErrNotOwner) {
+		t.Fatalf("views that disagree: %v; want Unavailable not-owner, matching ErrNotOwner", err)
 	}
 	if ce.Meta().Get(server.HeaderOwner) != nodes[2].url {
 		t.Fatalf("owner hint %q; want %q", ce.Meta().Get(server.HeaderOwner), nodes[2].url)
@@ -487,8 +498,8 @@ func TestDropFailsQueuedCallsMoved(t *testing.T) {
 	for range 3 {
 		err := <-queued
 		var ce *connect.Error
-		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(server.KindMoved) || !strings.Contains(err.Error(), "lease gone") {
-			t.Fatalf("queued call: %v; want Unavailable moved", err)
+		if !errors.As(err, &ce) || ce.Code() != connect.CodeUnavailable || ce.Meta().Get(durable.HeaderError) != string(durable.KindMoved) || !strings.Contains(err.Error(), "lease gone") || !errors.Is(err, durable.ErrMoved) {
+			t.Fatalf("queued call: %v; want Unavailable moved, matching ErrMoved", err)
 		}
 	}
 	close(nodes[1].probe.Gate)
@@ -563,3 +574,186 @@ func TestSetServing(t *testing.T) {
 }
 
 func grpcTrailer(md *metadata.MD) grpc.CallOption { return grpc.Trailer(md) }
+
+// TestPlacementAskedOncePerCall: the router's answer is the call's, so
+// that each node a routed call passes asks its placement once: an RPC and
+// a Fetch request straight to the owner, and through a forwarding node.
+func TestPlacementAskedOncePerCall(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	ctx := context.Background()
+	for _, via := range []int{1, 0} {
+		counters := counterv1durable.NewCounterClient(h2cClient(), nodes[via].url)
+		stub := counters.Get(counters.IDFromName(fmt.Sprint("once-", via)))
+		before0, before1 := nodes[0].place.asked.Load(), nodes[1].place.asked.Load()
+		if _, err := stub.Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+			t.Fatal(err)
+		}
+		res, err := http.Post(nodes[via].url+fmt.Sprintf("/objects/counter/once-fetch-%d/increment", via), "application/json", strings.NewReader(`{"amount":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		if res.StatusCode != http.StatusOK {
+			t.Fatalf("Fetch through node %d: status %d", via, res.StatusCode)
+		}
+		asked0, asked1 := nodes[0].place.asked.Load()-before0, nodes[1].place.asked.Load()-before1
+		want0 := int64(0)
+		if via == 0 {
+			want0 = 2
+		}
+		if asked0 != want0 || asked1 != 2 {
+			t.Errorf("an RPC and a Fetch through node %d: node 0 asked %d times, node 1 %d; want %d and 2", via, asked0, asked1, want0)
+		}
+	}
+}
+
+// TestForwardingSignatureRefused: forwarding headers at MaxHops that a
+// node signed now are believed (the request is refused as a loop); the
+// same headers expired, signed too far ahead, replayed to another path
+// or method, with another hop count or node name, or with a bad MAC are
+// not: they are removed and the request is routed as a client's, to the
+// owner, which runs it.
+func TestForwardingSignatureRefused(t *testing.T) {
+	_, nodes := newCluster(t, 2, 1)
+	hc := h2cClient()
+	rpc := "/" + durabletestv1connect.ProbeName + "/Add"
+	fetch := "/objects/counter/sig/increment"
+	send := func(h map[string][]string) int {
+		t.Helper()
+		req, _ := http.NewRequest(http.MethodPost, nodes[0].url+rpc, strings.NewReader(`{"amount":1}`))
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(durable.HeaderObjectName, "sig")
+		for k, v := range h {
+			req.Header[k] = v
+		}
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res.StatusCode
+	}
+	sign := func(at time.Time, hops int, method, path string) map[string][]string {
+		return server.ForwardedHeaderAt(nodes[0].srv, at, hops, method, path)
+	}
+	now := time.Now()
+	if code := send(sign(now, server.MaxHops, http.MethodPost, rpc)); code != http.StatusServiceUnavailable {
+		t.Fatalf("signed now: status %d; want 503 (the hop limit)", code)
+	}
+	withHeader := func(h map[string][]string, k, v string) map[string][]string {
+		h[k] = []string{v}
+		return h
+	}
+	sig := sign(now, server.MaxHops, http.MethodPost, rpc)[server.HeaderForwardSignature][0]
+	_, mac, _ := strings.Cut(sig, ".")
+	for _, c := range []struct {
+		name string
+		h    map[string][]string
+	}{
+		{"expired", sign(now.Add(-server.ForwardWindow-time.Second), server.MaxHops, http.MethodPost, rpc)},
+		{"ahead", sign(now.Add(server.ForwardWindow+time.Second), server.MaxHops, http.MethodPost, rpc)},
+		{"replayed to another path", sign(now, server.MaxHops, http.MethodPost, fetch)},
+		{"replayed with another method", sign(now, server.MaxHops, http.MethodGet, rpc)},
+		{"hops changed", withHeader(sign(now, 1, http.MethodPost, rpc), server.HeaderHops, fmt.Sprint(server.MaxHops))},
+		{"node changed", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardedBy, "node9")},
+		{"time changed", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardSignature, fmt.Sprint(now.Unix()+1, ".", mac))},
+		{"no time", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardSignature, mac)},
+		{"bad MAC", withHeader(sign(now, server.MaxHops, http.MethodPost, rpc), server.HeaderForwardSignature, fmt.Sprint(now.Unix(), ".00"))},
+	} {
+		if code := send(c.h); code != http.StatusOK {
+			t.Errorf("%s: status %d; want 200 (routed as a client's)", c.name, code)
+		}
+	}
+	if nodes[1].srv.ActiveObjects() != 1 || nodes[0].srv.ActiveObjects() != 0 {
+		t.Fatalf("active: node 0 %d, node 1 %d; the refused headers' requests were not routed to the owner", nodes[0].srv.ActiveObjects(), nodes[1].srv.ActiveObjects())
+	}
+}
+
+// TestForwardedCallMetrics reads durable_forwarded_calls_total and
+// durable_forward_retries_total from the forwarding node's registry:
+// calls forwarded to the owner over each protocol and the Fetch route,
+// and in process, are "ok"; one retried after a stale view is "ok" with
+// a retry; views that disagree for good give "not_owner"; an owner that
+// refuses connections past the caller's deadline gives "canceled", and
+// one without a usable URL "failed". The owner forwarded nothing.
+func TestForwardedCallMetrics(t *testing.T) {
+	regs := make([]*metricsOf, 3)
+	tb, nodes := newClusterWith(t, 3, 1, func(i int) []server.Option {
+		m, opt := withMetrics()
+		regs[i] = m
+		return []server.Option{opt}
+	})
+	ctx := context.Background()
+	get := func(i int, name string, labels ...string) float64 {
+		return regs[i].gather(t).get(name, labels...)
+	}
+	counters := counterv1durable.NewCounterClient(h2cClient(), nodes[0].url)
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	res, err := http.Post(nodes[0].url+"/objects/counter/metrics/increment", "application/json", strings.NewReader(`{"amount":1}`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	res.Body.Close()
+	if _, err := nodes[0].counters.Get(nodes[0].counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if got := get(0, "durable_forwarded_calls_total", "outcome", "ok"); got != 3 {
+		t.Fatalf("node 0 forwarded %v calls ok; want 3 (Connect, Fetch, in process)", got)
+	}
+	// A stale view once: retried at the owner.
+	nodes[0].place.staleTo = 2
+	nodes[0].place.stale.Store(1)
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if ok, retries := get(0, "durable_forwarded_calls_total", "outcome", "ok"), get(0, "durable_forward_retries_total"); ok != 4 || retries != 1 {
+		t.Fatalf("after a stale view: %v ok, %v retries; want 4 and 1", ok, retries)
+	}
+	// For good: every answer names the other node.
+	nodes[0].place.stale.Store(1 << 30)
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{}); !errors.Is(err, durable.ErrNotOwner) {
+		t.Fatalf("views that disagree: %v; want ErrNotOwner", err)
+	}
+	if got := get(0, "durable_forwarded_calls_total", "outcome", "not_owner"); got != 1 {
+		t.Fatalf("not_owner: %v; want 1", got)
+	}
+	nodes[0].place.stale.Store(0)
+	// An owner that refuses connections while the placement names it,
+	// past the caller's deadline: canceled.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	dead := "http://" + ln.Addr().String()
+	ln.Close()
+	setURL := func(u string) {
+		tb.mu.Lock()
+		tb.urls = append([]string(nil), tb.urls...)
+		tb.urls[1] = u
+		tb.mu.Unlock()
+	}
+	setURL(dead)
+	short, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	defer cancel()
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(short, &counterv1.IncrementRequest{}); err == nil {
+		t.Fatal("a call to an owner that refuses connections succeeded")
+	}
+	eventually(t, "the refused call is counted canceled", func() bool {
+		return get(0, "durable_forwarded_calls_total", "outcome", "canceled") == 1
+	})
+	// An owner the placement gives no usable URL: failed.
+	setURL("http://")
+	if _, err := counters.Get(counters.IDFromName("metrics")).Increment(ctx, &counterv1.IncrementRequest{}); connect.CodeOf(err) != connect.CodeUnavailable {
+		t.Fatalf("a call to an owner without a URL: %v; want Unavailable", err)
+	}
+	if got := get(0, "durable_forwarded_calls_total", "outcome", "failed"); got != 1 {
+		t.Fatalf("failed: %v; want 1", got)
+	}
+	if got := get(1, "durable_forwarded_calls_total"); got != 0 {
+		t.Fatalf("the owner forwarded %v calls", got)
+	}
+}

@@ -94,6 +94,7 @@ type setup struct {
 	secret  []byte
 	classes []string
 	dataDir string
+	opts    []node.Option // more options of node.New
 }
 
 func client(t testing.TB, endpoints []string) *clientv3.Client {
@@ -120,7 +121,7 @@ func start(t testing.TB, endpoints []string, name string, s setup) (*member, err
 		s.secret = []byte("test secret")
 	}
 	n, err := node.New(ctx, cli, st, node.Config{Name: name, AdvertiseURL: "http://" + name + ".invalid", Secret: s.secret, Classes: s.classes, DataDir: s.dataDir},
-		node.WithLocateWait(ttl))
+		append([]node.Option{node.WithLocateWait(ttl)}, s.opts...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -69,6 +69,8 @@ export const durableErrorKinds = {
   "overloaded": { code: Code.ResourceExhausted, status: 503, method: false, matches: ["overloaded"] },
   "reentrant": { code: Code.FailedPrecondition, status: 508, method: false, matches: ["reentrant"] },
   "shutdown": { code: Code.Unavailable, status: 503, method: false, matches: ["shutdown"] },
+  "not-owner": { code: Code.Unavailable, status: 503, method: false, matches: ["not-owner"] },
+  "moved": { code: Code.Unavailable, status: 503, method: false, matches: ["moved"] },
   "denied": { code: Code.PermissionDenied, status: 403, method: false, matches: ["denied"] },
   "cross-origin": { code: Code.PermissionDenied, status: 403, method: false, matches: ["cross-origin"] },
 } as const satisfies Record<string, { code: Code; status: number; method: boolean; matches: readonly string[] }>;
