@@ -179,11 +179,16 @@ func (s *Scheduler) loop() {
 }
 
 // load pages the index in while the loaded part ends before the horizon,
-// and no more than a page is held. It holds the lock across the query: an
+// and no more than a page is held. Once the index is loaded completely up
+// to some time, it reads again only when that time is less than half the
+// horizon ahead: every committed alarm wakes the loop, and re-reading the
+// index on each wake cost one query per alarm set, though Update had told
+// the scheduler of it already. It holds the lock across the query: an
 // Update racing with it would otherwise see the old cursor, leave its alarm
 // to the index, and find the cursor moved past it when the page lands.
 func (s *Scheduler) load(now time.Time) {
 	until := now.Add(s.cfg.Horizon).UnixMilli()
+	refill := now.Add(s.cfg.Horizon / 2).UnixMilli()
 	stale := now.Add(-s.cfg.Horizon).UnixMilli()
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -192,7 +197,7 @@ func (s *Scheduler) load(now time.Time) {
 			delete(s.fired, key) // no news will come that late
 		}
 	}
-	for len(s.next) < s.cfg.PageSize && !(s.complete && s.cursor.At >= until) {
+	for len(s.next) < s.cfg.PageSize && !(s.complete && s.cursor.At > refill) {
 		page, err := s.index.DueAlarms(context.Background(), s.cursor, until, s.cfg.PageSize)
 		if err != nil {
 			s.cfg.Logger.Error("durable: reading the alarm index", "err", err)
