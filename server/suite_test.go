@@ -17,6 +17,8 @@ func TestSuite(t *testing.T) {
 				return []server.Option{server.WithDataDir(dir)}, nil
 			}
 		},
-		SQL: true,
+		SQL:      true,
+		Catalog:  true,
+		Synctest: true,
 	})
 }

@@ -244,6 +244,7 @@ func testManyAlarmsAtTheSameInstant(t *testing.T, d Deployment) {
 // four alarms are all set before the first is due however slow the
 // machine, so the order observed is the scheduler's alone.
 func testAlarmsFireInTimeOrder(t *testing.T, d Deployment) {
+	requireSynctest(t, d)
 	synctest.Test(t, func(t *testing.T) {
 		e := alarmEnv(t, d)
 		base := time.Now().Add(100 * time.Millisecond)

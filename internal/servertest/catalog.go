@@ -10,6 +10,7 @@ import (
 // An object evicted (here: its server restarted) before its alarm fires
 // knows its name inside Alarm: the name is stored with the object.
 func testNamePersistedForAlarmAfterRestart(t *testing.T, d Deployment) {
+	requireCatalog(t, d)
 	st := d.Storage(t)
 	e := newEnvOn(t, st)
 	e.alarmAt(t, "named-object", time.Now().Add(time.Hour))

@@ -159,6 +159,24 @@ func requireSQL(t testing.TB, d Deployment) {
 	}
 }
 
+// requireCatalog skips the test unless servers on d keep the catalog of
+// objects' names.
+func requireCatalog(t testing.TB, d Deployment) {
+	t.Helper()
+	if !d.Catalog {
+		t.Skip("servers on the deployment keep no catalog of objects' names (Deployment.Catalog is false): an object activated by its ID after a restart does not know its name")
+	}
+}
+
+// requireSynctest skips the test unless servers on d run in a
+// testing/synctest bubble.
+func requireSynctest(t testing.TB, d Deployment) {
+	t.Helper()
+	if !d.Synctest {
+		t.Skip("servers on the deployment cannot run in a testing/synctest bubble (Deployment.Synctest is false)")
+	}
+}
+
 // h2cClient speaks HTTP/2 without TLS, as gRPC needs.
 func h2cClient() *http.Client {
 	var p http.Protocols

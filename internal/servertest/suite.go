@@ -21,6 +21,18 @@ type Deployment struct {
 	// SQL is whether classes with SQL storage (sql: true) can be
 	// registered; the tests of SQL objects are skipped when it is false.
 	SQL bool
+	// Catalog is whether servers on the storage keep the catalog of stored
+	// objects (the node database's), which records the name an object was
+	// created from: with it an object activated by its ID after a restart
+	// (by its alarm) knows its name. A server given WithStore has none; the
+	// tests of names after a restart are skipped when it is false.
+	Catalog bool
+	// Synctest is whether servers on the storage can run inside a
+	// testing/synctest bubble, on its fake clock: true for a store in
+	// process that does no network I/O, false for one that talks to
+	// servers outside the bubble (its timeouts would fire at once). The
+	// tests in a bubble are skipped when it is false.
+	Synctest bool
 }
 
 // Storage is one isolated storage of a deployment. Each call opens it for
