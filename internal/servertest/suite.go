@@ -85,6 +85,10 @@ var tests = []struct {
 	{"InitRunsOnceAndFailureIsRetried", testInitRunsOnceAndFailureIsRetried},
 	// catalog.go
 	{"NamePersistedForAlarmAfterRestart", testNamePersistedForAlarmAfterRestart},
+	// conn.go
+	{"StalledBodyCut", testStalledBodyCut},
+	{"TrickledBodyCut", testTrickledBodyCut},
+	{"ConnectionCapRefusesWhenBusy", testConnectionCapRefusesWhenBusy},
 	// emptyname.go
 	{"EmptyNameIsAnOrdinaryObject", testEmptyNameIsAnOrdinaryObject},
 	// errors.go
