@@ -67,7 +67,9 @@ func (e *env) probeState(t testing.TB, name string) *durabletestv1.ProbeState {
 
 func testAlarmFiresOnceAndIsCleared(t *testing.T, d Deployment) {
 	e := alarmEnv(t, d)
-	due := time.Now().Add(50 * time.Millisecond)
+	// Far enough ahead for the two calls below to return before it is
+	// due: the first call of a server on etcd takes 200 ms under -race.
+	due := time.Now().Add(500 * time.Millisecond)
 	e.alarmAt(t, "a", due)
 	if at, _ := e.schedule(t, "a", &durabletestv1.ScheduleRequest{}); at.UnixMilli() != due.UnixMilli() {
 		t.Fatalf("GetAlarm = %v, want %v", at, due)
