@@ -1,6 +1,7 @@
 package server
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -57,6 +58,7 @@ type netOptions struct {
 	minBodyRate   int64         // bytes/s; <= 0: no minimum
 	maxConns      int           // <= 0: derived from the descriptor limit
 	fdReserve     int           // < 0: derived from the descriptor limit
+	drainGrace    time.Duration // WithDrainGrace; 0: none
 }
 
 func defaultNetOptions() netOptions {
@@ -397,5 +399,39 @@ func (b *bodyWatch) finish() {
 	b.done = true
 	if b.timer != nil {
 		b.timer.Stop()
+	}
+}
+
+// closeWhenDraining has every HTTP/1 response written during Shutdown's
+// drain grace close its connection (Connection: close), so that clients
+// holding keep-alive connections to a draining server learn of it from
+// their next response and dial again (through their load balancer, which
+// sees NOT_SERVING) instead of finding the connection closed under a new
+// request that cannot be retried. WebSocket upgrades are left alone:
+// their response must say Connection: Upgrade. HTTP/2 has no such header;
+// its clients hear of the end from the GOAWAY http.Server.Shutdown sends.
+func (s *Server) closeWhenDraining(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if s.draining.Load() && r.ProtoMajor == 1 && r.Header.Get("Upgrade") == "" {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
+// drainGrace keeps Serve serving, as usual, for WithDrainGrace's grace
+// after health turned NOT_SERVING, or until ctx ends.
+func (s *Server) drainGrace(ctx context.Context) {
+	s.mu.RLock()
+	serving := s.conns != nil
+	s.mu.RUnlock()
+	if s.opts.net.drainGrace <= 0 || !serving {
+		return
+	}
+	timer := time.NewTimer(s.opts.net.drainGrace)
+	defer timer.Stop()
+	select {
+	case <-timer.C:
+	case <-ctx.Done():
 	}
 }

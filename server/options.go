@@ -273,6 +273,22 @@ func WithBodyTimeout(stall time.Duration, minRate int) Option {
 // It has no effect on Handler.
 func WithMaxConnections(n int) Option { return func(o *options) { o.net.maxConns = n } }
 
+// WithDrainGrace has Shutdown, under Serve, go on serving as usual for up
+// to grace once its health checks answer NOT_SERVING, before it stops
+// accepting connections: time for load balancers to see the health change
+// and stop sending, and for clients with keep-alive connections to move.
+// During the grace every HTTP/1 response closes its connection
+// (Connection: close), so that a client's next request dials anew rather
+// than racing the connection's close. The grace lasts its whole length
+// (or until Shutdown's context ends): a server cannot tell a client gone
+// for good from one about to dial again. Without it a request sent on a
+// keep-alive connection just as Shutdown closes it fails, and net/http
+// retries only idempotent ones. Default 0: no grace. It has no effect on
+// Handler.
+func WithDrainGrace(grace time.Duration) Option {
+	return func(o *options) { o.net.drainGrace = grace }
+}
+
 // WithDescriptorReserve sets how many file descriptors the default
 // connection cap of WithMaxConnections leaves to the rest of the process:
 // the node database, three per open object of a class declared sql: true,

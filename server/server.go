@@ -102,6 +102,7 @@ type Server struct {
 	active   atomic.Int64 // objects in memory, across classes
 	actors   sync.WaitGroup
 	closing  atomic.Bool
+	draining atomic.Bool   // in Shutdown's drain grace (WithDrainGrace)
 	shutdown chan struct{} // closed when Shutdown starts draining objects
 	sockets  *sockets.Hub
 	metrics  *metrics   // nil unless WithMetrics
@@ -407,7 +408,7 @@ func (s *Server) Serve(ln net.Listener) error {
 	protocols.SetUnencryptedHTTP2(true)
 	limiter := newConnLimiter(ln, s.opts.net.budget(), s.log)
 	hs := &http.Server{
-		Handler:           watchBodies(s.Handler(), s.opts.net.bodyStall, s.opts.net.minBodyRate),
+		Handler:           s.closeWhenDraining(watchBodies(s.Handler(), s.opts.net.bodyStall, s.opts.net.minBodyRate)),
 		Protocols:         &protocols,
 		ReadHeaderTimeout: DefaultHTTPReadHeaderTimeout,
 		IdleTimeout:       DefaultHTTPIdleTimeout,
@@ -446,6 +447,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 	if s.closing.Swap(true) {
 		return errors.New("server: Shutdown called twice")
 	}
+	// Before health flips: a client that sees NOT_SERVING and calls again
+	// is answered with Connection: close.
+	s.draining.Store(s.opts.net.drainGrace > 0)
 	// Draining is visible first: a load balancer's health checks see
 	// NOT_SERVING from now on, and stop sending.
 	s.mu.RLock()
@@ -453,6 +457,9 @@ func (s *Server) Shutdown(ctx context.Context) error {
 		s.notServing(append([]string{durablev1connect.IDServiceName}, s.services...))
 	}
 	s.mu.RUnlock()
+	// Then, with WithDrainGrace, serving on as usual while clients and
+	// load balancers move away.
+	s.drainGrace(ctx)
 	var errs []error
 	// Alarms first: a run dispatched now would find the mailboxes closed.
 	// Those not fired stay in the index for the next start.

@@ -3,10 +3,13 @@ package node_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"net"
 	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,7 +43,7 @@ type durableNode struct {
 
 var clusterSecret = []byte("cluster test secret, 32 bytes..")
 
-func startDurable(t *testing.T, endpoints []string, name string) *durableNode {
+func startDurable(t testing.TB, endpoints []string, name string) *durableNode {
 	t.Helper()
 	ctx := context.Background()
 	cli := client(t, endpoints)
@@ -55,7 +58,7 @@ func startDurable(t *testing.T, endpoints []string, name string) *durableNode {
 	}
 	d := &durableNode{name: name, url: "http://" + ln.Addr().String(), st: st, served: make(chan error, 1)}
 	d.n, err = node.New(ctx, cli, st, node.Config{Name: name, AdvertiseURL: d.url, Secret: clusterSecret,
-		Classes: []string{"Counter"}, DataDir: t.TempDir()}, node.WithLocateWait(3*ttl))
+		Classes: []string{"Counter"}, DataDir: t.TempDir()}, node.WithLocateWait(3*ttl), node.WithLogger(slog.New(slog.DiscardHandler)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -76,7 +79,7 @@ func startDurable(t *testing.T, endpoints []string, name string) *durableNode {
 }
 
 // leave hands the node's partitions off, then shuts its server down.
-func (d *durableNode) leave(t *testing.T) {
+func (d *durableNode) leave(t testing.TB) {
 	t.Helper()
 	if d.stopped {
 		return
@@ -100,7 +103,7 @@ func (d *durableNode) leave(t *testing.T) {
 // crash stops the node as a dead process would: its lease is not revoked
 // and nothing is handed off; the others take its partitions once the lease
 // expires.
-func (d *durableNode) crash(t *testing.T) {
+func (d *durableNode) crash(t testing.TB) {
 	t.Helper()
 	d.stopped = true
 	d.n.Close()
@@ -185,4 +188,66 @@ func TestThreeServersServeEveryObjectThroughAnyNode(t *testing.T) {
 	}
 	t.Logf("every counter read back through the survivor %v after the crash (TTL %v)", time.Since(start), ttl)
 	eventually(t, 10*ttl, "the survivor owns every partition", func() bool { return nodes[0].n.Owned() == etcdstore.Partitions })
+}
+
+// BenchmarkThreeNodesConnect measures calls over Connect (h2c) to 1,000
+// counters spread over three nodes in process, on one 3-member etcd,
+// 64 callers each sending every call to the next node in turn (so two
+// calls in three are forwarded to the owner): the cluster's throughput
+// over the network, as a client sees it (calls/s), with p50 and p99.
+func BenchmarkThreeNodesConnect(b *testing.B) {
+	endpoints := etcdtest.Start(b, 3).Endpoints()
+	nodes := []*durableNode{startDurable(b, endpoints, "b1"), startDurable(b, endpoints, "b2"), startDurable(b, endpoints, "b3")}
+	eventually(b, 10*ttl, "every partition owned", func() bool {
+		owned := 0
+		for _, d := range nodes {
+			owned += d.n.Owned()
+		}
+		return owned == etcdstore.Partitions
+	})
+	const objects, callers = 1000, 64
+	ids := make([]durable.ID, objects)
+	for i := range ids {
+		ids[i] = nodes[0].counters.IDFromName(fmt.Sprint("bench-", i))
+	}
+	hc := h2c()
+	stubs := make([]*counterv1durable.CounterClient, len(nodes))
+	for i, d := range nodes {
+		stubs[i] = counterv1durable.NewCounterClient(hc, d.url)
+	}
+	var next atomic.Int64
+	lat := make([][]time.Duration, callers)
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for c := range callers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				_, err := stubs[i%int64(len(nodes))].Get(ids[(i*7919)%objects]).Increment(context.Background(), &counterv1.IncrementRequest{Amount: 1})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[c] = append(lat[c], time.Since(t0))
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	slices.Sort(all)
+	if len(all) > 0 {
+		b.ReportMetric(float64(len(all))/elapsed.Seconds(), "calls/s")
+		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
+		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+	}
 }

@@ -52,6 +52,7 @@ type config struct {
 	ttl, idle        time.Duration
 	sessionIdle      time.Duration
 	openTimeout      time.Duration
+	drainGrace       time.Duration
 }
 
 func main() {
@@ -66,6 +67,7 @@ func main() {
 	flag.StringVar(&cfg.metricsAddr, "metrics-addr", "", `address to serve /metrics on instead of -addr ("": on -addr)`)
 	flag.DurationVar(&cfg.ttl, "ttl", 5*time.Second, "the node's lease: how long after a crash its partitions stay fenced")
 	flag.DurationVar(&cfg.idle, "idle", 10*time.Second, "how long an idle object stays in memory")
+	flag.DurationVar(&cfg.drainGrace, "drain-grace", 2*time.Second, "on SIGTERM, once the partitions are handed off: how long to go on serving with health NOT_SERVING, for load balancers to move away")
 	flag.DurationVar(&cfg.sessionIdle, "session-idle", session.DefaultIdle, "how long a Session may stay inactive before its alarm deletes its data")
 	flag.DurationVar(&cfg.openTimeout, "open-timeout", 2*time.Minute, "how long to wait for the partitions (an old lease must expire first)")
 	flag.Parse()
@@ -133,7 +135,7 @@ func run(ctx context.Context, cfg config, log *slog.Logger) (err error) {
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	srv, err := server.New(server.WithStore(store), server.WithPlacement(n), server.WithNodeName(cfg.node),
 		server.WithDataDir(cfg.data), server.WithSecret(secret), server.WithIdleTimeout(cfg.idle),
-		server.WithLogger(log), server.WithMetrics(reg))
+		server.WithLogger(log), server.WithMetrics(reg), server.WithDrainGrace(cfg.drainGrace))
 	if err != nil {
 		return err // a secret other than the cluster's is refused here
 	}

@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"connectrpc.com/grpchealth"
 	"github.com/anishathalye/porcupine"
 	"github.com/cespare/xxhash/v2"
 	"github.com/gorilla/websocket"
@@ -286,13 +287,18 @@ type load struct {
 	failed atomic.Int64
 	dialed atomic.Int64   // failed to connect: certainly not executed
 	errs   map[string]int // failures by message (under mu), for the log
+	// draining holds the base URLs whose health says NOT_SERVING: the
+	// clients avoid them, as a load balancer would.
+	draining atomic.Pointer[map[string]bool]
 }
 
 // startLoad starts the clients through every running node.
 func (e *env) startLoad(t *testing.T) {
 	l := &load{e: e, stop: make(chan struct{}), errs: map[string]int{}}
 	l.route(e.urls())
+	l.draining.Store(&map[string]bool{})
 	e.load = l
+	l.wg.Go(func() { l.watchHealth(t.Context()) })
 	for r := range registers {
 		for c := range perRegister {
 			l.wg.Go(func() { l.client(t.Context(), r, c) })
@@ -315,6 +321,65 @@ func (e *env) urls() []string {
 // route sets the nodes the clients call through.
 func (l *load) route(urls []string) { l.via.Store(&urls) }
 
+// serving returns the nodes to call through: those route set, less the
+// ones draining, unless every one is.
+func (l *load) serving() []string {
+	via := *l.via.Load()
+	draining := *l.draining.Load()
+	var live []string
+	for _, u := range via {
+		if !draining[u] {
+			live = append(live, u)
+		}
+	}
+	if len(live) == 0 {
+		return via
+	}
+	return live
+}
+
+// watchHealth asks every routed node's health service every 100 ms
+// whether it serves, as a load balancer's health checks do, and has the
+// clients avoid those answering NOT_SERVING (a node in its drain grace)
+// until one answers SERVING again. A node that does not answer keeps its
+// mark: one that never said NOT_SERVING (killed, paused) is still called,
+// for that is what those faults test.
+func (l *load) watchHealth(ctx context.Context) {
+	tick := time.NewTicker(100 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		select {
+		case <-l.stop:
+			return
+		case <-ctx.Done():
+			return
+		case <-tick.C:
+		}
+		was := *l.draining.Load()
+		draining := map[string]bool{}
+		for _, u := range *l.via.Load() {
+			if serving, ok := healthOf(ctx, u); ok {
+				draining[u] = !serving
+			} else {
+				draining[u] = was[u]
+			}
+		}
+		l.draining.Store(&draining)
+	}
+}
+
+// healthOf asks the node at base whether it serves; ok is false when it
+// does not answer.
+func healthOf(ctx context.Context, base string) (serving, ok bool) {
+	ctx, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+	defer cancel()
+	res, err := grpchealth.NewClient(http.DefaultClient, base).Check(ctx, &grpchealth.CheckRequest{})
+	if err != nil {
+		return false, false
+	}
+	return res.Status != grpchealth.StatusNotServing, true
+}
+
 // client is one client of register r: increments and reads, each through
 // the next node in turn. A failed call is recorded as an operation of
 // unknown outcome (porcupine's convention: it returns at the end of the
@@ -329,7 +394,7 @@ func (l *load) client(ctx context.Context, r, c int) {
 			return
 		default:
 		}
-		via := *l.via.Load()
+		via := l.serving()
 		base := via[(r+c+i)%len(via)]
 		cl := counterv1durable.NewCounterClient(http.DefaultClient, base)
 		obj := cl.Get(cl.IDFromName(name))
