@@ -10,7 +10,6 @@ import (
 	"net"
 	"net/http"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -135,64 +134,6 @@ func (b *stallingBody) Read(p []byte) (int, error) {
 	return 0, b.ctx.Err()
 }
 
-// TestStalledBodyCut: a body that stops arriving is cut after the stall
-// timeout, over HTTP/1.1 (Connect) and HTTP/2 (gRPC): the call fails with
-// DeadlineExceeded, naming server.ErrBodyTooSlow.
-func TestStalledBodyCut(t *testing.T) {
-	e := newEnv(t, server.WithBodyTimeout(200*time.Millisecond, 0))
-	e.serve(t)
-	code, msg := stalledCall(t, http.DefaultClient, e.url, "application/json", []byte(`{"class":"Cou`))
-	if code != connect.CodeDeadlineExceeded || !strings.Contains(msg, server.ErrBodyTooSlow.Error()) {
-		t.Errorf("Connect over HTTP/1.1: %v %q, want DeadlineExceeded for a stalled body", code, msg)
-	}
-	code, msg = stalledCall(t, h2cClient(), e.url, "application/grpc", []byte{0, 0, 0, 0, 100, 10, 3})
-	if code != connect.CodeDeadlineExceeded || !strings.Contains(msg, "stalled") {
-		t.Errorf("gRPC over h2c: %v %q, want DeadlineExceeded for a stalled body", code, msg)
-	}
-}
-
-// TestTrickledBodyCut: a body trickled a byte every 20 ms never stalls for
-// the stall timeout of 300 ms, but is cut for its rate, far under the
-// minimum of 1 KiB/s, long before it is complete.
-func TestTrickledBodyCut(t *testing.T) {
-	e := newEnv(t, server.WithBodyTimeout(300*time.Millisecond, 1024))
-	e.serve(t)
-	pr, pw := io.Pipe()
-	defer pw.Close()
-	const length = 10_000 // 200 s at this rate
-	sent := make(chan int, 1)
-	go func() {
-		n := 0
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for ; n < length; n++ {
-			if _, err := pw.Write([]byte{' '}); err != nil {
-				break
-			}
-			<-tick.C
-		}
-		sent <- n
-	}()
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, e.url+durablev1connect.IDServiceIDFromNameProcedure, pr)
-	req.Header.Set("Content-Type", "application/json")
-	req.ContentLength = length
-	res, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatalf("the trickled call got no answer: %v", err)
-	}
-	b, _ := io.ReadAll(res.Body)
-	res.Body.Close()
-	if code, msg := connectCode(t, res.StatusCode, b); code != connect.CodeDeadlineExceeded {
-		t.Errorf("%v %q, want DeadlineExceeded for a trickled body", code, msg)
-	}
-	pw.CloseWithError(errors.New("done"))
-	if n := <-sent; n >= length {
-		t.Errorf("the whole body was read: %d bytes", n)
-	}
-}
-
 // connectCode decodes a Connect unary error answer.
 func connectCode(t testing.TB, status int, body []byte) (connect.Code, string) {
 	t.Helper()
@@ -312,36 +253,6 @@ func TestConnectionCapClosesIdle(t *testing.T) {
 	}
 	// The others are open and served.
 	conns[limit-1].roundTrip(t)
-}
-
-// TestConnectionCapRefusesWhenBusy: with every connection running a call,
-// a new connection is closed at once rather than left waiting; once the
-// calls end, new clients are served.
-func TestConnectionCapRefusesWhenBusy(t *testing.T) {
-	const limit = 4
-	e := newEnv(t, server.WithMaxConnections(limit))
-	e.serve(t)
-	probes := durabletestv1durable.NewProbeClient(&http.Client{Transport: &http.Transport{}}, e.url)
-	var wg sync.WaitGroup
-	for i := range limit {
-		wg.Go(func() {
-			if _, err := probes.Get(probes.IDFromName(fmt.Sprint("busy-", i))).Block(context.Background(), &durabletestv1.BlockRequest{}); err != nil {
-				t.Errorf("a blocked call: %v", err)
-			}
-		})
-	}
-	for range limit {
-		<-e.probe.Entered
-	}
-	if c := dialRaw(t, e.url); !c.closedByServer() {
-		t.Error("a connection past the cap, with none idle, was not closed")
-	}
-	close(e.probe.Gate)
-	wg.Wait()
-	ids := durablev1connect.NewIDServiceClient(&http.Client{Transport: &http.Transport{}}, e.url)
-	if _, err := ids.IDFromName(context.Background(), connect.NewRequest(&durablev1.IDFromNameRequest{Class: "Counter", Name: "after"})); err != nil {
-		t.Fatalf("a new client once the calls ended: %v", err)
-	}
 }
 
 // TestConnectionCapDefault: the default cap leaves half the descriptor

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -18,10 +18,10 @@ import (
 	"github.com/durablego/durable/server"
 )
 
-func TestStateSurvivesRestart(t *testing.T) {
-	dir := t.TempDir()
+func testStateSurvivesRestart(t *testing.T, d Deployment) {
+	st := d.Storage(t)
 	ctx := context.Background()
-	e := newEnvIn(t, dir)
+	e := newEnvOn(t, st)
 	stub := e.counters.Get(e.counters.IDFromName("persist"))
 	unique := e.counters.NewUniqueID()
 	for range 3 {
@@ -34,7 +34,7 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 	e.shutdown(t)
 
-	e2 := newEnvIn(t, dir)
+	e2 := newEnvOn(t, st)
 	r, err := e2.counters.Get(e2.counters.IDFromName("persist")).GetValue(ctx, &counterv1.GetValueRequest{})
 	if err != nil || r.GetValue() != 21 {
 		t.Fatalf("after restart: value %d, err %v; want 21", r.GetValue(), err)
@@ -50,8 +50,8 @@ func TestStateSurvivesRestart(t *testing.T) {
 	}
 }
 
-func TestIdleObjectsAreEvictedAndReactivated(t *testing.T) {
-	e := newEnv(t, server.WithIdleTimeout(10*time.Millisecond))
+func testIdleObjectsAreEvictedAndReactivated(t *testing.T, d Deployment) {
+	e := newEnv(t, d, server.WithIdleTimeout(10*time.Millisecond))
 	ctx := context.Background()
 	for i := range 5 {
 		stub := e.counters.Get(e.counters.IDFromName(fmt.Sprint("idle-", i)))
@@ -68,9 +68,9 @@ func TestIdleObjectsAreEvictedAndReactivated(t *testing.T) {
 	}
 }
 
-func TestActiveObjectsAreCapped(t *testing.T) {
+func testActiveObjectsAreCapped(t *testing.T, d Deployment) {
 	const limit = 3
-	e := newEnv(t, server.WithMaxActiveObjects(limit), server.WithIdleTimeout(time.Hour))
+	e := newEnv(t, d, server.WithMaxActiveObjects(limit), server.WithIdleTimeout(time.Hour))
 	ctx := context.Background()
 	for i := range 20 {
 		stub := e.counters.Get(e.counters.IDFromName(fmt.Sprint("lru-", i)))
@@ -87,8 +87,8 @@ func TestActiveObjectsAreCapped(t *testing.T) {
 	}
 }
 
-func TestFullMailboxIsOverloaded(t *testing.T) {
-	e := newEnv(t, server.WithMailboxSize(1))
+func testFullMailboxIsOverloaded(t *testing.T, d Deployment) {
+	e := newEnv(t, d, server.WithMailboxSize(1))
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("busy"))
 	blocked := make(chan error, 1)
@@ -128,8 +128,8 @@ func TestFullMailboxIsOverloaded(t *testing.T) {
 	}
 }
 
-func TestReentrantChainFailsInsteadOfDeadlocking(t *testing.T) {
-	e := newEnv(t)
+func testReentrantChainFailsInsteadOfDeadlocking(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 	defer cancel()
 	a := e.probes.Get(e.probes.IDFromName("a"))
@@ -153,8 +153,8 @@ func TestReentrantChainFailsInsteadOfDeadlocking(t *testing.T) {
 	}
 }
 
-func TestShutdownDrainsQueuedCalls(t *testing.T) {
-	e := newEnv(t)
+func testShutdownDrainsQueuedCalls(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("drain"))
 	blocked := make(chan error, 1)
@@ -194,15 +194,18 @@ func TestShutdownDrainsQueuedCalls(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.closed = true
+	if err := e.release(); err != nil {
+		t.Fatal(err)
+	}
 
-	e2 := newEnvIn(t, e.dir)
+	e2 := newEnvOn(t, e.storage)
 	if v := probeValue(t, e2, "drain"); v != n {
 		t.Fatalf("after restart: value %d, want %d", v, n)
 	}
 }
 
-func TestIDs(t *testing.T) {
-	e := newEnv(t)
+func testIDs(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	a, b := e.counters.IDFromName("x"), e.counters.IDFromName("x")
 	if !a.Equal(b) || a.String() != b.String() || a.Name() != "x" {
 		t.Fatalf("IDFromName not deterministic: %v %v", a, b)
@@ -264,8 +267,8 @@ func flip(s string) string {
 	return s[:len(s)-1] + string(last)
 }
 
-func TestUnknownClass(t *testing.T) {
-	e := newEnv(t)
+func testUnknownClass(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	_, err := e.srv.Class("Nope")
 	var nf *durable.ClassNotFoundError
 	if !errors.Is(err, durable.ErrClassNotFound) || !errors.As(err, &nf) {

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -11,12 +11,12 @@ import (
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 )
 
-// TestEmptyNameIsAnOrdinaryObject: as on Cloudflare, where idFromName("")
+// testEmptyNameIsAnOrdinaryObject: as on Cloudflare, where idFromName("")
 // is an object like any other, the object named "" is reachable in process
 // and remotely, over every protocol and by Fetch, without the secret; it
 // is one object, not the zero ID and not the object of another name.
-func TestEmptyNameIsAnOrdinaryObject(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testEmptyNameIsAnOrdinaryObject(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	ctx := context.Background()
 	local := e.counters.Get(e.counters.IDFromName(""))
 	if _, err := local.Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {

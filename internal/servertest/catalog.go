@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"testing"
@@ -9,14 +9,15 @@ import (
 
 // An object evicted (here: its server restarted) before its alarm fires
 // knows its name inside Alarm: the name is stored with the object.
-func TestNamePersistedForAlarmAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnvIn(t, dir)
+func testNamePersistedForAlarmAfterRestart(t *testing.T, d Deployment) {
+	requireCatalog(t, d)
+	st := d.Storage(t)
+	e := newEnvOn(t, st)
 	e.alarmAt(t, "named-object", time.Now().Add(time.Hour))
 	e.alarmAt(t, "named-object", time.Now().Add(200*time.Millisecond))
 	e.shutdown(t)
 
-	e = newEnvIn(t, dir)
+	e = newEnvOn(t, st)
 	e.probe.Alarms = make(chan probe.AlarmRun, 16)
 	e.serve(t) // starts the scheduler without calling the object
 	run := e.nextRun(t)

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -25,9 +25,9 @@ type sockEnv struct {
 	ns *server.Namespace[*durabletestv1.ProbeState]
 }
 
-func newSockEnv(t testing.TB, opts ...server.Option) *sockEnv {
+func newSockEnv(t testing.TB, d Deployment, opts ...server.Option) *sockEnv {
 	t.Helper()
-	e := newEnv(t, opts...)
+	e := newEnv(t, d, opts...)
 	sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
 	ns, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp)
 	if err != nil {
@@ -107,8 +107,8 @@ func ask(t testing.TB, c *gorilla.Conn, text string) string {
 	return recv(t, c)
 }
 
-func TestWebSocketTagsBroadcast(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketTagsBroadcast(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	a := e.dial(t, "room", "tags=red,all&hello=1")
 	b := e.dial(t, "room", "tags=blue,all")
 	c := e.dial(t, "room", "tags=red")
@@ -139,12 +139,12 @@ func TestWebSocketTagsBroadcast(t *testing.T) {
 	}
 }
 
-// TestWebSocketOrdering: a client that reads, but slower than the object
+// testWebSocketOrdering: a client that reads, but slower than the object
 // answers it (1,000 echoes, answered by group commits of up to 256 calls
 // at once), gets every answer, in order: a burst past melody's 256-message
 // buffer waits for the socket instead of being dropped.
-func TestWebSocketOrdering(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketOrdering(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	c := e.dial(t, "order", "")
 	const n = 1000
 	go func() {
@@ -161,10 +161,10 @@ func TestWebSocketOrdering(t *testing.T) {
 	}
 }
 
-// TestWebSocketAllOrder checks that All and WithTag list the open sockets
+// testWebSocketAllOrder checks that All and WithTag list the open sockets
 // in the order they were accepted, as sockets close and open.
-func TestWebSocketAllOrder(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketAllOrder(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	var conns []*gorilla.Conn
 	var ids []string
 	open := func(q string) {
@@ -220,8 +220,8 @@ func TestWebSocketAllOrder(t *testing.T) {
 	}
 }
 
-func TestWebSocketHibernation(t *testing.T) {
-	e := newSockEnv(t, server.WithIdleTimeout(50*time.Millisecond))
+func testWebSocketHibernation(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d, server.WithIdleTimeout(50*time.Millisecond))
 	c := e.dial(t, "sleepy", "tags=x,y")
 	if got := ask(t, c, "attach blob"); got != "ok" {
 		t.Fatal(got)
@@ -260,14 +260,14 @@ func TestWebSocketHibernation(t *testing.T) {
 	if ev := e.nextClose(t); ev.Code != 1000 || ev.Reason != "done" || !ev.Clean || ev.All != 1 {
 		t.Fatalf("close event %+v", ev)
 	}
-	d := e.dial(t, "sleepy", "")
-	if got := ask(t, d, "whoami"); !strings.Contains(got, "all=1") {
+	d2 := e.dial(t, "sleepy", "")
+	if got := ask(t, d2, "whoami"); !strings.Contains(got, "all=1") {
 		t.Fatalf("after the close: %q", got)
 	}
 }
 
-func TestWebSocketInProcessFetch(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketInProcessFetch(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	req, _ := http.NewRequest(http.MethodGet, "/", nil)
 	req.Header.Set("Connection", "Upgrade")
 	req.Header.Set("Upgrade", "websocket")
@@ -282,8 +282,8 @@ func TestWebSocketInProcessFetch(t *testing.T) {
 	}
 }
 
-func TestWebSocketLimits(t *testing.T) {
-	e := newSockEnv(t, server.WithMaxSocketsPerObject(3), server.WithMaxMessageSize(1024))
+func testWebSocketLimits(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d, server.WithMaxSocketsPerObject(3), server.WithMaxMessageSize(1024))
 	for range 3 {
 		e.dial(t, "full", "")
 	}
@@ -314,8 +314,8 @@ func TestWebSocketLimits(t *testing.T) {
 	}
 }
 
-func TestWebSocketDisconnect(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketDisconnect(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	a := e.dial(t, "d", "")
 	b := e.dial(t, "d", "")
 	if got := ask(t, b, "whoami"); !strings.Contains(got, "all=2") {
@@ -344,8 +344,8 @@ func TestWebSocketDisconnect(t *testing.T) {
 	}
 }
 
-func TestWebSocketFailingHook(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketFailingHook(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	a := e.dial(t, "f", "")
 	b := e.dial(t, "f", "")
 	send(t, a, "fail never-sent")
@@ -361,8 +361,8 @@ func TestWebSocketFailingHook(t *testing.T) {
 	}
 }
 
-func TestWebSocketShutdown(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketShutdown(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	c := e.dial(t, "s", "")
 	ask(t, c, "echo up")
 	done := make(chan struct{})
@@ -376,10 +376,10 @@ func TestWebSocketShutdown(t *testing.T) {
 	<-done
 }
 
-// TestWebSocketOversizedInputs: tags, attachments and auto-responses over
+// testWebSocketOversizedInputs: tags, attachments and auto-responses over
 // their limits are refused with the limit's error, and change nothing.
-func TestWebSocketOversizedInputs(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketOversizedInputs(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	for _, q := range []string{"tags=a,,b", "tags=" + strings.Repeat("t", websocket.MaxTagLength+1)} {
 		if _, res, err := e.tryDial("big", q); err == nil || res == nil || res.StatusCode != http.StatusBadRequest {
 			t.Fatalf("dial with %.40s…: %v, want 400", q, err)
@@ -408,10 +408,10 @@ func TestWebSocketOversizedInputs(t *testing.T) {
 	}
 }
 
-// TestWebSocketShutdownDeadline: a close hook that does not return holds
+// testWebSocketShutdownDeadline: a close hook that does not return holds
 // Shutdown only until its context ends.
-func TestWebSocketShutdownDeadline(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketShutdownDeadline(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	hold := make(chan struct{})
 	e.sp.HoldClose = hold
 	c := e.dial(t, "held", "")
@@ -431,13 +431,13 @@ func TestWebSocketShutdownDeadline(t *testing.T) {
 	}
 }
 
-// TestWebSocketSlowClient: a client that never reads, in a room where
+// testWebSocketSlowClient: a client that never reads, in a room where
 // another socket broadcasts 32 KiB messages, passes the server's bound of
 // 256 KiB: the object's WebSocketError hears of ErrSlowClient, and the
 // socket's close event says 1013 "slow client". The socket that reads
 // gets every broadcast, before and after.
-func TestWebSocketSlowClient(t *testing.T) {
-	e := newSockEnv(t, server.WithMaxSocketBuffer(256<<10))
+func testWebSocketSlowClient(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d, server.WithMaxSocketBuffer(256<<10))
 	stalled := e.dial(t, "room", "tags=all") // never reads
 	reader := e.dial(t, "room", "tags=all")
 	big := strings.Repeat("x", 32<<10)

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -57,12 +57,12 @@ func dialOrigin(t *testing.T, e *env, origin string) int {
 	return res.StatusCode
 }
 
-// TestCrossOriginRefusedByDefault: a page of another origin can neither
+// testCrossOriginRefusedByDefault: a page of another origin can neither
 // post to an object's Fetch route (no preflight is needed for text/plain)
 // nor open a WebSocket, with Origin: null too; the server's own origin,
 // programs that send no Origin and safe GETs are unaffected.
-func TestCrossOriginRefusedByDefault(t *testing.T) {
-	e := newSockEnv(t).env
+func testCrossOriginRefusedByDefault(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d).env
 	self := e.url // the Origin of the server's own pages
 	url := e.url + "/objects/counter/victim/increment"
 	for _, c := range []struct {
@@ -115,10 +115,10 @@ func TestCrossOriginRefusedByDefault(t *testing.T) {
 	}
 }
 
-// TestTrustedOrigins: a listed origin may post and open WebSockets; the
+// testTrustedOrigins: a listed origin may post and open WebSockets; the
 // others are still refused.
-func TestTrustedOrigins(t *testing.T) {
-	e := newSockEnv(t, server.WithTrustedOrigins("http://app.example")).env
+func testTrustedOrigins(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d, server.WithTrustedOrigins("http://app.example")).env
 	url := e.url + "/objects/counter/c/increment"
 	for origin, want := range map[string]int{"http://app.example": http.StatusOK, "http://evil.example": http.StatusForbidden, "https://app.example": http.StatusForbidden} {
 		if status, _ := browserPost(t, url, http.Header{"Origin": {origin}, "Sec-Fetch-Site": {"cross-site"}}); status != want {
@@ -133,12 +133,12 @@ func TestTrustedOrigins(t *testing.T) {
 	}
 }
 
-// TestOriginOptionsRefuseMalformed: New fails on an origin that is not
+// testOriginOptionsRefuseMalformed: New fails on an origin that is not
 // scheme://host[:port], and on "null".
-func TestOriginOptionsRefuseMalformed(t *testing.T) {
+func testOriginOptionsRefuseMalformed(t *testing.T, d Deployment) {
 	for _, bad := range []string{"app.example", "http://app.example/", "http://app.example/path", "*", "null", "http://"} {
 		for name, opt := range map[string]server.Option{"WithTrustedOrigins": server.WithTrustedOrigins(bad), "WithCORS": server.WithCORS(bad)} {
-			srv, err := server.New(server.WithDataDir(t.TempDir()), opt)
+			srv, err := newServer(t, d, opt)
 			if err == nil {
 				srv.Shutdown(context.Background())
 				t.Errorf("%s(%q): New succeeded", name, bad)
@@ -164,19 +164,19 @@ func preflight(t *testing.T, url, origin string) (int, http.Header) {
 	return res.StatusCode, res.Header
 }
 
-// TestCORS: off by default (a preflight is not allowed); with WithCORS, a
+// testCORS: off by default (a preflight is not allowed); with WithCORS, a
 // listed origin's preflight is answered with the Durable headers allowed,
 // its call gets Access-Control-Allow-Origin and may read Durable-Error,
 // and another origin's preflight is not allowed.
-func TestCORS(t *testing.T) {
+func testCORS(t *testing.T, d Deployment) {
 	rpc := counterv1connect.CounterIncrementProcedure
-	off := newEnv(t)
+	off := newEnv(t, d)
 	off.serve(t)
 	if status, h := preflight(t, off.url+rpc, "http://app.example"); status/100 == 2 || h.Get("Access-Control-Allow-Origin") != "" {
 		t.Fatalf("preflight without WithCORS: %d %v, want no CORS", status, h)
 	}
 
-	e := newEnv(t, server.WithCORS("http://app.example"))
+	e := newEnv(t, d, server.WithCORS("http://app.example"))
 	e.serve(t)
 	status, h := preflight(t, e.url+rpc, "http://app.example")
 	allowed := strings.Split(strings.ToLower(h.Get("Access-Control-Allow-Headers")), ",")

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -56,8 +56,8 @@ func nextSeen(t testing.TB, seen <-chan alarmSeen) alarmSeen {
 // Inside the hook the running alarm is no longer set, so the common
 // "set an alarm if none is set" pattern reschedules, and GetAlarm then
 // reports the alarm the hook set.
-func TestAlarmHookSeesNoAlarmAndCanReschedule(t *testing.T) {
-	e := alarmEnv(t)
+func testAlarmHookSeesNoAlarmAndCanReschedule(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	seenAfterSet := make(chan bool, 4)
 	seen := watchAlarm(e, func(ctx context.Context, o *durabletestv1durable.ProbeObject, _ durable.AlarmInfo) error {
 		if _, ok, err := o.GetAlarm(ctx); err != nil || ok {
@@ -91,8 +91,8 @@ func TestAlarmHookSeesNoAlarmAndCanReschedule(t *testing.T) {
 
 // A time in the past set inside the hook (Cloudflare's idiom for "run
 // again at once") is a new alarm: it fires again.
-func TestAlarmHookSetsPastTimeRunsAgain(t *testing.T) {
-	e := alarmEnv(t)
+func testAlarmHookSetsPastTimeRunsAgain(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	watchAlarm(e, func(ctx context.Context, o *durabletestv1durable.ProbeObject, info durable.AlarmInfo) error {
 		if o.State.AlarmRuns > 0 {
 			return nil
@@ -113,8 +113,8 @@ func TestAlarmHookSetsPastTimeRunsAgain(t *testing.T) {
 
 // DeleteAlarm inside the hook cancels what the hook set; alone it deletes
 // nothing more than the run did, and is no error.
-func TestAlarmHookDeleteAlarm(t *testing.T) {
-	e := alarmEnv(t)
+func testAlarmHookDeleteAlarm(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	watchAlarm(e, func(ctx context.Context, o *durabletestv1durable.ProbeObject, _ durable.AlarmInfo) error {
 		if o.ID.Name() == "set-then-delete" {
 			if err := o.SetAlarm(ctx, time.Now().Add(20*time.Millisecond)); err != nil {
@@ -149,8 +149,8 @@ func TestAlarmHookDeleteAlarm(t *testing.T) {
 // A failed run is rolled back, the running alarm's removal with it: until
 // its retry starts, GetAlarm in other calls reports it, at its time, as
 // Cloudflare's does ("set if it has failed and any retry has not begun").
-func TestAlarmFailedRunStaysSet(t *testing.T) {
-	e := alarmEnv(t, server.WithAlarmRetry(time.Hour))
+func testAlarmFailedRunStaysSet(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d, server.WithAlarmRetry(time.Hour))
 	seen := watchAlarm(e, nil)
 	e.probe.AlarmFailures.Store(1)
 	due, err := e.schedule(t, "failing", &durabletestv1.ScheduleRequest{AtMs: time.Now().UnixMilli()})
@@ -172,8 +172,8 @@ func TestAlarmFailedRunStaysSet(t *testing.T) {
 }
 
 // In every retry, too, the running alarm is not set inside the hook.
-func TestAlarmRetrySeesNoAlarm(t *testing.T) {
-	e := alarmEnv(t, server.WithAlarmRetry(5*time.Millisecond))
+func testAlarmRetrySeesNoAlarm(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d, server.WithAlarmRetry(5*time.Millisecond))
 	seen := watchAlarm(e, nil)
 	e.probe.AlarmFailures.Store(2)
 	e.alarmAt(t, "retried", time.Now())
@@ -194,8 +194,8 @@ func TestAlarmRetrySeesNoAlarm(t *testing.T) {
 }
 
 // SetAlarm with a time in the past stores now, as Cloudflare's does.
-func TestAlarmInThePastIsStoredAsNow(t *testing.T) {
-	e := alarmEnv(t)
+func testAlarmInThePastIsStoredAsNow(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	before := time.Now().UnixMilli()
 	at, err := e.schedule(t, "past", &durabletestv1.ScheduleRequest{AtMs: time.Now().Add(-time.Hour).UnixMilli()})
 	after := time.Now().UnixMilli()

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -18,9 +18,9 @@ import (
 )
 
 // alarmEnv is an env whose probes report every alarm run.
-func alarmEnv(t testing.TB, opts ...server.Option) *env {
+func alarmEnv(t testing.TB, d Deployment, opts ...server.Option) *env {
 	t.Helper()
-	e := newEnv(t, opts...)
+	e := newEnv(t, d, opts...)
 	e.probe.Alarms = make(chan probe.AlarmRun, 1024)
 	return e
 }
@@ -65,9 +65,11 @@ func (e *env) probeState(t testing.TB, name string) *durabletestv1.ProbeState {
 	return r.GetState()
 }
 
-func TestAlarmFiresOnceAndIsCleared(t *testing.T) {
-	e := alarmEnv(t)
-	due := time.Now().Add(50 * time.Millisecond)
+func testAlarmFiresOnceAndIsCleared(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
+	// Far enough ahead for the two calls below to return before it is
+	// due: the first call of a server on etcd takes 200 ms under -race.
+	due := time.Now().Add(500 * time.Millisecond)
 	e.alarmAt(t, "a", due)
 	if at, _ := e.schedule(t, "a", &durabletestv1.ScheduleRequest{}); at.UnixMilli() != due.UnixMilli() {
 		t.Fatalf("GetAlarm = %v, want %v", at, due)
@@ -102,8 +104,8 @@ func (e *env) sentinel(t testing.TB, after time.Duration) []probe.AlarmRun {
 	}
 }
 
-func TestAlarmReplacementDeletionAndRollback(t *testing.T) {
-	e := alarmEnv(t)
+func testAlarmReplacementDeletionAndRollback(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	// Replaced: only the new time fires.
 	e.alarmAt(t, "replaced", time.Now().Add(time.Hour))
 	e.alarmAt(t, "replaced", time.Now().Add(20*time.Millisecond))
@@ -132,8 +134,8 @@ func TestAlarmReplacementDeletionAndRollback(t *testing.T) {
 	}
 }
 
-func TestAlarmTimes(t *testing.T) {
-	e := alarmEnv(t)
+func testAlarmTimes(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	// In the past: fires at once.
 	e.alarmAt(t, "past", time.Now().Add(-time.Hour))
 	if r := e.nextRun(t); !r.ID.Equal(e.probes.IDFromName("past")) {
@@ -148,8 +150,8 @@ func TestAlarmTimes(t *testing.T) {
 	}
 }
 
-func TestAlarmRetriesWithCount(t *testing.T) {
-	e := alarmEnv(t, server.WithAlarmRetry(5*time.Millisecond))
+func testAlarmRetriesWithCount(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d, server.WithAlarmRetry(5*time.Millisecond))
 	e.probe.AlarmFailures.Store(2)
 	e.alarmAt(t, "retry", time.Now())
 	for want := range 3 {
@@ -164,8 +166,8 @@ func TestAlarmRetriesWithCount(t *testing.T) {
 	}
 }
 
-func TestAlarmDroppedAfterSixRetries(t *testing.T) {
-	e := alarmEnv(t, server.WithAlarmRetry(time.Millisecond))
+func testAlarmDroppedAfterSixRetries(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d, server.WithAlarmRetry(time.Millisecond))
 	e.probe.AlarmFailures.Store(1000)
 	e.alarmAt(t, "doomed", time.Now())
 	for want := range 7 {
@@ -183,8 +185,8 @@ func TestAlarmDroppedAfterSixRetries(t *testing.T) {
 	}
 }
 
-func TestHandlerThatSetsANewAlarmKeepsIt(t *testing.T) {
-	e := alarmEnv(t)
+func testHandlerThatSetsANewAlarmKeepsIt(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	e.probe.Reschedule.Store(int64(30 * time.Millisecond))
 	e.alarmAt(t, "again", time.Now())
 	e.nextRun(t)
@@ -199,8 +201,8 @@ func TestHandlerThatSetsANewAlarmKeepsIt(t *testing.T) {
 	})
 }
 
-func TestAlarmActivatesEvictedObject(t *testing.T) {
-	e := alarmEnv(t, server.WithIdleTimeout(5*time.Millisecond))
+func testAlarmActivatesEvictedObject(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d, server.WithIdleTimeout(5*time.Millisecond))
 	e.alarmAt(t, "sleeper", time.Now().Add(300*time.Millisecond))
 	eventually(t, "the object is evicted", func() bool { return e.srv.ActiveObjects() == 0 })
 	if r := e.nextRun(t); !r.ID.Equal(e.probes.IDFromName("sleeper")) {
@@ -208,23 +210,23 @@ func TestAlarmActivatesEvictedObject(t *testing.T) {
 	}
 }
 
-func TestOverdueAlarmFiresAfterRestart(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnvIn(t, dir)
+func testOverdueAlarmFiresAfterRestart(t *testing.T, d Deployment) {
+	st := d.Storage(t)
+	e := newEnvOn(t, st)
 	due := time.Now().Add(200 * time.Millisecond)
 	e.alarmAt(t, "overdue", due)
 	e.shutdown(t)
 	for time.Now().Before(due.Add(50 * time.Millisecond)) {
 		time.Sleep(10 * time.Millisecond) // let the alarm fall due while no server runs
 	}
-	e2 := newEnvIn(t, dir)
+	e2 := newEnvOn(t, st)
 	eventually(t, "the overdue alarm runs after the restart", func() bool {
 		return e2.probeState(t, "overdue").GetAlarmRuns() == 1
 	})
 }
 
-func TestManyAlarmsAtTheSameInstant(t *testing.T) {
-	e := alarmEnv(t)
+func testManyAlarmsAtTheSameInstant(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d)
 	const n = 300
 	due := time.Now().Add(200 * time.Millisecond)
 	for i := range n {
@@ -240,12 +242,13 @@ func TestManyAlarmsAtTheSameInstant(t *testing.T) {
 	}
 }
 
-// TestAlarmsFireInTimeOrder runs in a synctest bubble: with fake time the
+// testAlarmsFireInTimeOrder runs in a synctest bubble: with fake time the
 // four alarms are all set before the first is due however slow the
 // machine, so the order observed is the scheduler's alone.
-func TestAlarmsFireInTimeOrder(t *testing.T) {
+func testAlarmsFireInTimeOrder(t *testing.T, d Deployment) {
+	requireSynctest(t, d)
 	synctest.Test(t, func(t *testing.T) {
-		e := alarmEnv(t)
+		e := alarmEnv(t, d)
 		base := time.Now().Add(100 * time.Millisecond)
 		names := []string{"third", "first", "fourth", "second"}
 		offsets := []time.Duration{60, 0, 90, 30}

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -17,8 +17,8 @@ import (
 	"github.com/durablego/durable/server"
 )
 
-func TestCounterInProcess(t *testing.T) {
-	e := newEnv(t)
+func testCounterInProcess(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	ctx := context.Background()
 	stub := e.counters.Get(e.counters.IDFromName("user-123"))
 
@@ -76,8 +76,8 @@ func TestCounterInProcess(t *testing.T) {
 	}
 }
 
-func TestConcurrentCallsAreSerialized(t *testing.T) {
-	e := newEnv(t)
+func testConcurrentCallsAreSerialized(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	stub := e.counters.Get(e.counters.IDFromName("hot"))
 	const callers, each = 64, 40
 	seen := make([]int64, 0, callers*each)
@@ -118,8 +118,8 @@ func TestConcurrentCallsAreSerialized(t *testing.T) {
 	}
 }
 
-func TestMethodErrorRollsBackState(t *testing.T) {
-	e := newEnv(t)
+func testMethodErrorRollsBackState(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("p"))
 	if _, err := stub.Add(ctx, &durabletestv1.AddRequest{Amount: 5}); err != nil {
@@ -151,8 +151,8 @@ func TestMethodErrorRollsBackState(t *testing.T) {
 	}
 }
 
-func TestPanicBecomesInternalErrorAndRollsBack(t *testing.T) {
-	e := newEnv(t)
+func testPanicBecomesInternalErrorAndRollsBack(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("p"))
 	if _, err := stub.Add(ctx, &durabletestv1.AddRequest{Amount: 2}); err != nil {
@@ -172,11 +172,11 @@ func TestPanicBecomesInternalErrorAndRollsBack(t *testing.T) {
 	}
 }
 
-// TestFailedCallInBatchKeepsOthers queues calls behind a blocked one so that
+// testFailedCallInBatchKeepsOthers queues calls behind a blocked one so that
 // they run as one group-committed batch, and checks that the failing ones in
 // the middle undo only their own changes.
-func TestFailedCallInBatchKeepsOthers(t *testing.T) {
-	e := newEnv(t)
+func testFailedCallInBatchKeepsOthers(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("batch"))
 
@@ -212,8 +212,8 @@ func TestFailedCallInBatchKeepsOthers(t *testing.T) {
 	}
 }
 
-func TestInitRunsOnceAndFailureIsRetried(t *testing.T) {
-	e := newEnv(t, server.WithIdleTimeout(5*time.Millisecond))
+func testInitRunsOnceAndFailureIsRetried(t *testing.T, d Deployment) {
+	e := newEnv(t, d, server.WithIdleTimeout(5*time.Millisecond))
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("init"))
 

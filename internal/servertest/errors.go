@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"bytes"
@@ -8,8 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
 	"regexp"
 	"strings"
 	"sync"
@@ -156,13 +154,13 @@ func rawCounterCall(ctx context.Context, url string, opts []connect.ClientOption
 	return err
 }
 
-// TestErrorKindsMatchTheSameSentinels: for each kind of failure, the error
+// testErrorKindsMatchTheSameSentinels: for each kind of failure, the error
 // in process and the error over Connect, gRPC and gRPC-Web restored by the
 // client package match the same sentinels with errors.Is, have the same
 // code, the table's for the kind, and are *RPCErrors alike.
-func TestErrorKindsMatchTheSameSentinels(t *testing.T) {
+func testErrorKindsMatchTheSameSentinels(t *testing.T, d Deployment) {
 	logs, logOpt := capturedLog()
-	e := newEnv(t, logOpt)
+	e := newEnv(t, d, logOpt)
 	e.serve(t)
 	probeID := e.probes.IDFromName("p").String()
 	remoteProbe := func(opts []connect.ClientOption, name string) durabletestv1durable.ProbeStub {
@@ -315,13 +313,14 @@ func TestErrorKindsMatchTheSameSentinels(t *testing.T) {
 	}
 }
 
-// TestStorageErrorKinds: a state over the cap and a database over its cap
+// testStorageErrorKinds: a state over the cap and a database over its cap
 // are ResourceExhausted RPCErrors matching their sentinels in process and
 // remotely; the full database reaches the remote caller as a generic
 // message, its cause logged.
-func TestStorageErrorKinds(t *testing.T) {
+func testStorageErrorKinds(t *testing.T, d Deployment) {
+	requireSQL(t, d)
 	logs, logOpt := capturedLog()
-	e := newEnv(t, logOpt, server.WithMaxStateSize(8), server.WithMaxSQLSize(64<<10))
+	e := newEnv(t, d, logOpt, server.WithMaxStateSize(8), server.WithMaxSQLSize(64<<10))
 	ledgers := registerLedger(t, e)
 	e.serve(t)
 	ctx := context.Background()
@@ -372,54 +371,12 @@ func TestStorageErrorKinds(t *testing.T) {
 	}
 }
 
-// TestInternalErrorHidesPaths: an object whose SQL file cannot be opened
-// (a file stands where its class's directory should be) fails remote calls
-// with Internal and a generic message with an identifier, never a server
-// path, and the server logs that identifier with the full cause; in
-// process the error has the full cause.
-func TestInternalErrorHidesPaths(t *testing.T) {
-	logs, logOpt := capturedLog()
-	e := newEnv(t, logOpt)
-	ledgers := registerLedger(t, e)
-	e.serve(t)
-	ctx := context.Background()
-	if err := os.MkdirAll(filepath.Join(e.dir, "sql"), 0o755); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(filepath.Join(e.dir, "sql", "Ledger"), []byte("in the way"), 0o644); err != nil {
-		t.Fatal(err)
-	}
-	internal := kindCase{name: "unopenable SQL file", kind: durable.KindInternal, code: connect.CodeInternal,
-		sentinels: []error{durable.ErrInternal}, rpc: true}
-	for _, p := range protocols {
-		l := durabletestv1durable.NewLedgerClient(h2cClient(), e.url, client.WithClientOptions(p.opts...))
-		_, err := l.Get(l.IDFromName("x")).Record(ctx, &durabletestv1.RecordRequest{Key: "k"})
-		internal.check(t, p.name, err)
-		internal.checkWire(t, p.name, err)
-		if err == nil {
-			continue
-		}
-		msg := err.Error()
-		ref := errorRef(msg)
-		if ref == "" || strings.Contains(msg, "/") || strings.Contains(msg, e.dir) {
-			t.Errorf("%s: remote message %q, want a generic one with an error id and no path", p.name, msg)
-		} else if line := logs.line("level=ERROR", "error_id="+ref, "class=Ledger", "method=Record"); !strings.Contains(line, e.dir) {
-			t.Errorf("%s: log line for error_id=%s is %q, want one with the full cause", p.name, ref, line)
-		}
-	}
-	_, err := ledgers.Get(ledgers.IDFromName("x")).Record(ctx, &durabletestv1.RecordRequest{Key: "k"})
-	internal.check(t, "in process", err)
-	if err != nil && !strings.Contains(err.Error(), e.dir) {
-		t.Errorf("in process: %q, want the full cause", err)
-	}
-}
-
-// TestUnknownMethodIsUnimplemented: a method a known class does not have
+// testUnknownMethodIsUnimplemented: a method a known class does not have
 // is Unimplemented in the caller's protocol, naming the class's methods:
 // over google.golang.org/grpc, and Connect and gRPC-Web (through the
 // client package, with durable.ErrMethodNotFound), not a plain-text 404.
-func TestUnknownMethodIsUnimplemented(t *testing.T) {
-	e := newEnv(t)
+func testUnknownMethodIsUnimplemented(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	conn := grpcConn(t, e.url)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "durable-object-name", "x")
@@ -456,13 +413,13 @@ func TestUnknownMethodIsUnimplemented(t *testing.T) {
 	}
 }
 
-// TestFetchRouteHidesPanics: a Fetch that panics answers the HTTP route
+// testFetchRouteHidesPanics: a Fetch that panics answers the HTTP route
 // with a 500 of kind "internal" whose body is a generic message with an
 // identifier, logged at Error with the panic; the in-process Fetch has the
 // panic in its body.
-func TestFetchRouteHidesPanics(t *testing.T) {
+func testFetchRouteHidesPanics(t *testing.T, d Deployment) {
 	logs, logOpt := capturedLog()
-	e, _ := newFetchEnv(t, logOpt)
+	e, _ := newFetchEnv(t, d, logOpt)
 	status, body, h := do(t, http.MethodPost, e.url+"/objects/counter/p/panic", "")
 	ref := errorRef(body)
 	if status != http.StatusInternalServerError || durable.Kind(h.Get(durable.HeaderError)) != durable.KindInternal || ref == "" || strings.Contains(body, "panicking") {

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -41,8 +41,8 @@ var protocols = []struct {
 	{"grpc-web", []connect.ClientOption{connect.WithGRPCWeb()}},
 }
 
-func TestRemoteStubsOverEveryProtocol(t *testing.T) {
-	e := newEnv(t)
+func testRemoteStubsOverEveryProtocol(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	ctx := context.Background()
 	for _, p := range protocols {
@@ -82,8 +82,8 @@ func TestRemoteStubsOverEveryProtocol(t *testing.T) {
 	}
 }
 
-func TestRemoteErrors(t *testing.T) {
-	e := newEnv(t)
+func testRemoteErrors(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	ctx := context.Background()
 	for _, p := range protocols {
@@ -125,8 +125,8 @@ func TestRemoteErrors(t *testing.T) {
 	}
 }
 
-func TestRemoteIDHeaders(t *testing.T) {
-	e := newEnv(t)
+func testRemoteIDHeaders(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	id := e.counters.NewUniqueID().String()
 	cases := []struct {
@@ -159,8 +159,8 @@ func TestRemoteIDHeaders(t *testing.T) {
 	}
 }
 
-func TestRemoteOverload(t *testing.T) {
-	e := newEnv(t, server.WithMailboxSize(1))
+func testRemoteOverload(t *testing.T, d Deployment) {
+	e := newEnv(t, d, server.WithMailboxSize(1))
 	e.serve(t)
 	ctx := context.Background()
 	probes := durabletestv1durable.NewProbeClient(h2cClient(), e.url)
@@ -187,10 +187,10 @@ func TestRemoteOverload(t *testing.T) {
 	}
 }
 
-// TestReentrantChainAcrossTheNetwork has every hop go through the network,
+// testReentrantChainAcrossTheNetwork has every hop go through the network,
 // so only the Durable-Call-Chain header can reveal the cycle.
-func TestReentrantChainAcrossTheNetwork(t *testing.T) {
-	e := newEnv(t)
+func testReentrantChainAcrossTheNetwork(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	probes := durabletestv1durable.NewProbeClient(h2cClient(), e.url, client.WithClientOptions(connect.WithGRPC()))
 	e.probe.Peer = func(name string) durabletestv1durable.ProbeStub { return probes.Get(probes.IDFromName(name)) }
@@ -208,10 +208,10 @@ func TestReentrantChainAcrossTheNetwork(t *testing.T) {
 	}
 }
 
-// TestGRPCClient calls through google.golang.org/grpc, gRPC proper, with the
+// testGRPCClient calls through google.golang.org/grpc, gRPC proper, with the
 // object's name in metadata, as a client in any language would.
-func TestGRPCClient(t *testing.T) {
-	e := newEnv(t)
+func testGRPCClient(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	conn := grpcConn(t, e.url)
 	ctx := metadata.AppendToOutgoingContext(context.Background(), "durable-object-name", "grpc-counter")
@@ -263,10 +263,10 @@ func TestGRPCClient(t *testing.T) {
 	stream.CloseSend()
 }
 
-// TestHTTP1Connect calls with the Connect protocol over HTTP/1.1 and JSON,
+// testHTTP1Connect calls with the Connect protocol over HTTP/1.1 and JSON,
 // as curl does.
-func TestHTTP1Connect(t *testing.T) {
-	e := newEnv(t)
+func testHTTP1Connect(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	req, _ := http.NewRequest(http.MethodPost, e.url+counterv1connect.CounterIncrementProcedure, strings.NewReader(`{"amount": 4}`))
 	req.Header.Set("Content-Type", "application/json")
@@ -282,10 +282,10 @@ func TestHTTP1Connect(t *testing.T) {
 	}
 }
 
-// TestRemoteUnknownClass calls a class the server does not register, over
+// testRemoteUnknownClass calls a class the server does not register, over
 // every protocol.
-func TestRemoteUnknownClass(t *testing.T) {
-	srv, err := server.New(server.WithDataDir(t.TempDir()), server.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
+func testRemoteUnknownClass(t *testing.T, d Deployment) {
+	srv, err := newServer(t, d, server.WithLogger(slog.New(slog.NewTextHandler(t.Output(), nil))))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -12,10 +12,8 @@ import (
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/examples/session"
-	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	sessionv1 "github.com/durablego/durable/gen/examples/session/v1"
 	"github.com/durablego/durable/gen/examples/session/v1/sessionv1durable"
-	"github.com/durablego/durable/internal/engine"
 	"github.com/durablego/durable/server"
 )
 
@@ -28,12 +26,12 @@ func registerSessions(t testing.TB, e *env) *sessionv1durable.SessionNamespace {
 	return sessions
 }
 
-// TestStateSizeCap: a call that would leave a state over WithMaxStateSize
+// testStateSizeCap: a call that would leave a state over WithMaxStateSize
 // fails with ResourceExhausted, naming the size and the limit, over the
 // network and in process, and nothing of it is written.
-func TestStateSizeCap(t *testing.T) {
+func testStateSizeCap(t *testing.T, d Deployment) {
 	const limit = 64 << 10
-	e := newEnv(t, server.WithMaxStateSize(limit))
+	e := newEnv(t, d, server.WithMaxStateSize(limit))
 	sessions := registerSessions(t, e)
 	e.serve(t)
 	ctx := context.Background()
@@ -55,7 +53,7 @@ func TestStateSizeCap(t *testing.T) {
 
 	// Nothing of the refused calls was kept, in memory or on disk.
 	e.shutdown(t)
-	e2 := newEnvIn(t, e.dir, server.WithMaxStateSize(limit))
+	e2 := newEnvOn(t, e.storage, server.WithMaxStateSize(limit))
 	data, err := registerSessions(t, e2).Get(sessions.IDFromName("big")).GetData(ctx, &sessionv1.GetDataRequest{})
 	if err != nil {
 		t.Fatal(err)
@@ -71,32 +69,4 @@ func keys(m map[string]string) []string {
 		ks = append(ks, k)
 	}
 	return ks
-}
-
-// TestStorageOutOfMemoryFailsTheCallNotTheProcess: with the state cap
-// lifted, states of tens of MiB run SQLite out of memory in the node
-// database's writer; the call fails with ResourceExhausted and the server
-// goes on serving every other object, and that one.
-func TestStorageOutOfMemoryFailsTheCallNotTheProcess(t *testing.T) {
-	e := newEnv(t, server.WithMaxStateSize(1<<30))
-	sessions := registerSessions(t, e)
-	ctx := context.Background()
-	stub := sessions.Get(sessions.IDFromName("huge"))
-	value := strings.Repeat("x", 16<<20)
-	var err error
-	for i := 0; i < 16 && err == nil; i++ {
-		_, err = stub.SetData(ctx, &sessionv1.SetDataRequest{Key: fmt.Sprint(i), Value: value})
-	}
-	if !errors.Is(err, engine.ErrOutOfMemory) || connect.CodeOf(err) != connect.CodeResourceExhausted {
-		t.Fatalf("growing the state by 16 MiB a call: %v, want engine.ErrOutOfMemory with ResourceExhausted", err)
-	}
-	counter := e.counters.Get(e.counters.IDFromName("other"))
-	for range 3 {
-		if _, err := counter.Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
-			t.Fatalf("another object after the failure: %v", err)
-		}
-	}
-	if _, err := stub.Touch(ctx, &sessionv1.TouchRequest{}); err != nil && connect.CodeOf(err) != connect.CodeResourceExhausted {
-		t.Fatalf("the object that failed, called again: %v", err)
-	}
 }

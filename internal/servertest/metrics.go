@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -113,17 +113,17 @@ next:
 }
 
 // metricsEnv is an env with metrics, served with /metrics mounted.
-func metricsEnv(t testing.TB, opts ...server.Option) (*env, *metricsOf) {
+func metricsEnv(t testing.TB, d Deployment, opts ...server.Option) (*env, *metricsOf) {
 	t.Helper()
 	m, opt := withMetrics()
-	e := newEnv(t, append(opts, opt)...)
+	e := newEnv(t, d, append(opts, opt)...)
 	e.serve(t)
 	m.mount(e)
 	return e, m
 }
 
-func TestMetricsCallsByCode(t *testing.T) {
-	e, m := metricsEnv(t)
+func testMetricsCallsByCode(t *testing.T, d Deployment) {
+	e, m := metricsEnv(t, d)
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("calls"))
 	for range 3 {
@@ -189,8 +189,8 @@ func TestMetricsCallsByCode(t *testing.T) {
 	}
 }
 
-func TestMetricsStorageCommits(t *testing.T) {
-	e, m := metricsEnv(t)
+func testMetricsStorageCommits(t *testing.T, d Deployment) {
+	e, m := metricsEnv(t, d)
 	ctx := context.Background()
 	before := m.scrape(t)
 	stub := e.probes.Get(e.probes.IDFromName("writer"))
@@ -221,9 +221,9 @@ func TestMetricsStorageCommits(t *testing.T) {
 	}
 }
 
-func TestMetricsActivationsAndEvictions(t *testing.T) {
+func testMetricsActivationsAndEvictions(t *testing.T, d Deployment) {
 	t.Run("capacity and shutdown", func(t *testing.T) {
-		e, m := metricsEnv(t, server.WithMaxActiveObjects(2), server.WithIdleTimeout(time.Hour))
+		e, m := metricsEnv(t, d, server.WithMaxActiveObjects(2), server.WithIdleTimeout(time.Hour))
 		ctx := context.Background()
 		inc := func(name string) {
 			t.Helper()
@@ -259,7 +259,7 @@ func TestMetricsActivationsAndEvictions(t *testing.T) {
 		}
 	})
 	t.Run("idle", func(t *testing.T) {
-		e, m := metricsEnv(t, server.WithIdleTimeout(10*time.Millisecond))
+		e, m := metricsEnv(t, d, server.WithIdleTimeout(10*time.Millisecond))
 		ctx := context.Background()
 		for i := range 3 {
 			if _, err := e.counters.Get(e.counters.IDFromName(fmt.Sprint("idle-", i))).Increment(ctx, &counterv1.IncrementRequest{Amount: 1}); err != nil {
@@ -277,8 +277,8 @@ func TestMetricsActivationsAndEvictions(t *testing.T) {
 	})
 }
 
-func TestMetricsMailboxDepthAndOverload(t *testing.T) {
-	e, m := metricsEnv(t, server.WithMailboxSize(2))
+func testMetricsMailboxDepthAndOverload(t *testing.T, d Deployment) {
+	e, m := metricsEnv(t, d, server.WithMailboxSize(2))
 	ctx := context.Background()
 	stub := e.probes.Get(e.probes.IDFromName("busy"))
 	blocked := make(chan error, 1)
@@ -322,8 +322,8 @@ func TestMetricsMailboxDepthAndOverload(t *testing.T) {
 	}
 }
 
-func TestMetricsAlarms(t *testing.T) {
-	e, m := metricsEnv(t, server.WithAlarmRetry(time.Millisecond))
+func testMetricsAlarms(t *testing.T, d Deployment) {
+	e, m := metricsEnv(t, d, server.WithAlarmRetry(time.Millisecond))
 	e.probe.Alarms = make(chan probe.AlarmRun, 1024)
 
 	// Two failed runs, then a successful retry.
@@ -364,9 +364,9 @@ func TestMetricsAlarms(t *testing.T) {
 	}
 }
 
-func TestMetricsFetch(t *testing.T) {
+func testMetricsFetch(t *testing.T, d Deployment) {
 	m, opt := withMetrics()
-	e, _ := newFetchEnv(t, opt)
+	e, _ := newFetchEnv(t, d, opt)
 	m.mount(e)
 	if status, _, _ := do(t, http.MethodGet, e.url+"/objects/counter/f/echo/x", ""); status != http.StatusOK {
 		t.Fatalf("echo: %d", status)
@@ -389,9 +389,9 @@ func TestMetricsFetch(t *testing.T) {
 	}
 }
 
-func TestMetricsWebSockets(t *testing.T) {
+func testMetricsWebSockets(t *testing.T, d Deployment) {
 	m, opt := withMetrics()
-	e := newSockEnv(t, opt)
+	e := newSockEnv(t, d, opt)
 	m.mount(e.env)
 	a := e.dial(t, "room", "")
 	b := e.dial(t, "room", "")
@@ -415,16 +415,16 @@ func TestMetricsWebSockets(t *testing.T) {
 	}
 }
 
-func TestMetricsRegistrationErrors(t *testing.T) {
+func testMetricsRegistrationErrors(t *testing.T, d Deployment) {
 	reg := prometheus.NewRegistry()
 	as := func(name string) server.Option {
 		return server.WithMetrics(prometheus.WrapRegistererWith(prometheus.Labels{"server": name}, reg))
 	}
 	// Two servers share a registry, each with a label of its own.
-	newEnv(t, as("a"))
-	newEnv(t, as("b"))
+	newEnv(t, d, as("a"))
+	newEnv(t, d, as("b"))
 	// A third with the label of the first would report the same series.
-	_, err := server.New(server.WithDataDir(t.TempDir()), as("a"))
+	_, err := newServer(t, d, as("a"))
 	if err == nil || !strings.Contains(err.Error(), "metrics") {
 		t.Fatalf("a second server labelled a: %v", err)
 	}
@@ -432,20 +432,5 @@ func TestMetricsRegistrationErrors(t *testing.T) {
 	// still gathers.
 	if _, err := reg.Gather(); err != nil {
 		t.Fatal(err)
-	}
-}
-
-// BenchmarkHotObjectMetrics is BenchmarkHotObject with metrics off and on:
-// what the per-call metrics cost on the cheapest path, an in-process call
-// to one hot object. Compare with benchstat -col /metrics.
-func BenchmarkHotObjectMetrics(b *testing.B) {
-	for _, metrics := range []string{"off", "on"} {
-		b.Run("metrics="+metrics, func(b *testing.B) {
-			var opts []server.Option
-			if metrics == "on" {
-				opts = append(opts, server.WithMetrics(prometheus.NewRegistry()))
-			}
-			benchHotObject(b, newEnv(b, opts...))
-		})
 	}
 }

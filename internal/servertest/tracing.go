@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -36,11 +36,11 @@ func tracedClient(t *testing.T) (client.Option, *tracetest.SpanRecorder) {
 
 // tracedEnv is an env served with tracing on, with WithTracing's options
 // opts, and the recorder of its spans.
-func tracedEnv(t *testing.T, opts ...otelconnect.Option) (*env, *tracetest.SpanRecorder) {
+func tracedEnv(t *testing.T, d Deployment, opts ...otelconnect.Option) (*env, *tracetest.SpanRecorder) {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec))
-	e := newEnv(t, server.WithTracing(tp, opts...))
+	e := newEnv(t, d, server.WithTracing(tp, opts...))
 	e.serve(t)
 	return e, rec
 }
@@ -70,8 +70,8 @@ func spanNamed(t *testing.T, rec *tracetest.SpanRecorder, name string) sdktrace.
 	return found[0]
 }
 
-func TestTracingServerSpans(t *testing.T) {
-	e, serverRec := tracedEnv(t)
+func testTracingServerSpans(t *testing.T, d Deployment) {
+	e, serverRec := tracedEnv(t, d)
 	traced, clientRec := tracedClient(t)
 	counters := counterv1durable.NewCounterClient(h2cClient(), e.url, traced)
 	ctx := context.Background()
@@ -120,8 +120,8 @@ func TestTracingServerSpans(t *testing.T) {
 	}
 }
 
-func TestTracingTrustRemote(t *testing.T) {
-	e, serverRec := tracedEnv(t, otelconnect.WithTrustRemote())
+func testTracingTrustRemote(t *testing.T, d Deployment) {
+	e, serverRec := tracedEnv(t, d, otelconnect.WithTrustRemote())
 	traced, clientRec := tracedClient(t)
 	counters := counterv1durable.NewCounterClient(h2cClient(), e.url, traced)
 	if _, err := counters.Get(counters.IDFromName("traced")).Increment(context.Background(), &counterv1.IncrementRequest{Amount: 1}); err != nil {

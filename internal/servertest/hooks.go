@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -56,19 +56,19 @@ func (rightHooksToo) WebSocketMessage(context.Context, *probeObject, *websocket.
 	return nil
 }
 
-// TestRegisterRefusesHookWithWrongSignature registers, for each hook, an
+// testRegisterRefusesHookWithWrongSignature registers, for each hook, an
 // implementation whose method of that name has a slightly wrong signature,
 // which would silently never be called: Register fails with
 // ErrHookSignature, naming the class, the method, the signature found and
 // the one expected, and registers nothing.
-func TestRegisterRefusesHookWithWrongSignature(t *testing.T) {
+func testRegisterRefusesHookWithWrongSignature(t *testing.T, d Deployment) {
 	p := &probe.Probe{}
 	for _, tc := range []struct {
 		name string
 		impl durabletestv1durable.Probe
 		want []string // in the error
 	}{
-		{"Init without error", initNoError{p}, []string{"class Probe", "server_test.initNoError.Init is func(context.Context, *durable.Object[",
+		{"Init without error", initNoError{p}, []string{"class Probe", "servertest.initNoError.Init is func(context.Context, *durable.Object[",
 			"must be func(context.Context, *durable.Object[*durabletestv1.ProbeState]) error"}},
 		{"Alarm without info", alarmNoInfo{p}, []string{"alarmNoInfo.Alarm is func(context.Context, *durable.Object[*durabletestv1.ProbeState]) error",
 			"must be func(context.Context, *durable.Object[*durabletestv1.ProbeState], durable.AlarmInfo) error"}},
@@ -77,11 +77,11 @@ func TestRegisterRefusesHookWithWrongSignature(t *testing.T) {
 		{"WebSocketMessage of bytes", messageBytes{p}, []string{"*websocket.Conn, []uint8) error", "*websocket.Conn, websocket.Message) error"}},
 		{"WebSocketClose without clean", closeNoClean{p}, []string{"WebSocketClose hook", "int, string, bool) error"}},
 		{"WebSocketError without result", errorNoResult{p}, []string{"*websocket.Conn, error), but", "*websocket.Conn, error) error"}},
-		{"Init on a pointer, registered by value", initOnPointer{p}, []string{"Init has a pointer receiver", "register a *server_test.initOnPointer"}},
+		{"Init on a pointer, registered by value", initOnPointer{p}, []string{"Init has a pointer receiver", "register a *servertest.initOnPointer"}},
 		{"two wrong at once", wrongTwoAtOnce{p}, []string{"wrongTwoAtOnce.Init is", "wrongTwoAtOnce.WebSocketMessage is"}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			srv, err := server.New(server.WithDataDir(t.TempDir()))
+			srv, err := newServer(t, d)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -103,7 +103,7 @@ func TestRegisterRefusesHookWithWrongSignature(t *testing.T) {
 
 	// The right signatures, by value or pointer, still register.
 	for _, impl := range []durabletestv1durable.Probe{rightHooksToo{p}, &initOnPointer{p}, p} {
-		srv, err := server.New(server.WithDataDir(t.TempDir()))
+		srv, err := newServer(t, d)
 		if err != nil {
 			t.Fatal(err)
 		}

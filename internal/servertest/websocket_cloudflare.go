@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"errors"
@@ -43,8 +43,8 @@ func readClose(t testing.TB, c *gorilla.Conn) *gorilla.CloseError {
 
 // A code a close frame may not carry is refused, and nothing is sent: the
 // socket stays open. A valid one goes out as given.
-func TestWebSocketCloseCodes(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketCloseCodes(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	e.sp.Results = make(chan error, 16)
 	c := e.dial(t, "codes", "")
 	for _, code := range []int{-1, 0, 999, 1004, 1005, 1006, 1015, 1016, 2999, 5000, 65535} {
@@ -70,8 +70,8 @@ func TestWebSocketCloseCodes(t *testing.T) {
 
 // After Close, in the same call, Send fails with ErrClosed and a second
 // Close does nothing; only the close frame goes out.
-func TestWebSocketSendAfterClose(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketSendAfterClose(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	e.sp.Results = make(chan error, 16)
 	c := e.dial(t, "after", "")
 	send(t, c, "close-send 4000 bye")
@@ -88,8 +88,8 @@ func TestWebSocketSendAfterClose(t *testing.T) {
 
 // Inside WebSocketClose, ws.Close is allowed (the handshake is complete:
 // the client got the server's close frame) and ws.Send fails.
-func TestWebSocketCloseInsideCloseHook(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketCloseInsideCloseHook(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	e.sp.CloseInClose = true
 	c := e.dial(t, "hook", "")
 	if err := c.WriteMessage(gorilla.CloseMessage, gorilla.FormatCloseMessage(4000, "bye")); err != nil {
@@ -112,8 +112,8 @@ func TestWebSocketCloseInsideCloseHook(t *testing.T) {
 
 // A connection that ends without a close frame is 1006, unclean, with
 // Cloudflare's reason; a close frame without a code is 1005, clean.
-func TestWebSocketDroppedAndCodelessClose(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketDroppedAndCodelessClose(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	c := e.dial(t, "dropped", "")
 	quiet(t, c)
 	c.UnderlyingConn().Close()
@@ -132,8 +132,8 @@ func TestWebSocketDroppedAndCodelessClose(t *testing.T) {
 
 // A close reason over the 123 bytes of a frame is cut at a character
 // boundary, and invalid UTF-8 replaced: the client gets a valid frame.
-func TestWebSocketCloseReasonCut(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketCloseReasonCut(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	for _, tc := range []struct{ reason, want string }{
 		{strings.Repeat("é", 100), strings.Repeat("é", 61)},
 		{strings.Repeat("x", 122) + "é", strings.Repeat("x", 122)},
@@ -150,8 +150,8 @@ func TestWebSocketCloseReasonCut(t *testing.T) {
 
 // Tags: a repeated one counts once and is listed once, in the order of
 // first appearance; the length is counted in bytes.
-func TestWebSocketTagsDistinctAndInBytes(t *testing.T) {
-	e := newSockEnv(t)
+func testWebSocketTagsDistinctAndInBytes(t *testing.T, d Deployment) {
+	e := newSockEnv(t, d)
 	tags := func(ts ...string) string { return "tags=" + url.QueryEscape(strings.Join(ts, ",")) }
 	c := e.dial(t, "tags", tags("y", "x", "y", "x", "z"))
 	if got := ask(t, c, "whoami"); !strings.HasPrefix(got, "tags=y,x,z ") {

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"bytes"
@@ -10,7 +10,6 @@ import (
 	"strings"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/durablego/durable"
 	"github.com/durablego/durable/examples/counter"
@@ -94,10 +93,10 @@ func (f *fetchCounter) Fetch(ctx context.Context, o *counterv1durable.CounterObj
 }
 
 // newFetchEnv serves a server whose Counter class is a fetchCounter.
-func newFetchEnv(t *testing.T, opts ...server.Option) (*env, *fetchCounter) {
+func newFetchEnv(t *testing.T, d Deployment, opts ...server.Option) (*env, *fetchCounter) {
 	t.Helper()
 	impl := &fetchCounter{entered: make(chan struct{}, 8), gate: make(chan struct{})}
-	e := newEnvCounterIn(t, t.TempDir(), impl, opts...)
+	e := newEnvCounterOn(t, d.Storage(t), impl, opts...)
 	e.serve(t)
 	impl.local = e.counters
 	impl.remote = counterv1durable.NewCounterClient(http.DefaultClient, e.url)
@@ -163,8 +162,8 @@ func counterValue(t *testing.T, e *env, name string) int64 {
 	return res.GetValue()
 }
 
-func TestFetchRoutes(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testFetchRoutes(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	byName := e.url + "/objects/counter/a%2Fb" // the name "a/b"
 
 	status, body, h := do(t, http.MethodPost, byName+"/increment", `{"amount": 5}`)
@@ -209,8 +208,8 @@ func TestFetchRoutes(t *testing.T) {
 	}
 }
 
-func TestFetchRouteErrors(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testFetchRouteErrors(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	probeID := e.probes.IDFromName("x").String()
 	for _, tc := range []struct {
 		name, path string
@@ -242,8 +241,8 @@ func TestFetchRouteErrors(t *testing.T) {
 	}
 }
 
-func TestFetchBodyLimit(t *testing.T) {
-	e, _ := newFetchEnv(t, server.WithMaxRequestBody(16))
+func testFetchBodyLimit(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d, server.WithMaxRequestBody(16))
 	url := e.url + "/objects/counter/limited/increment"
 	if status, body, _ := do(t, http.MethodPost, url, `{"amount":12345}`); status != http.StatusOK || body != `{"value":12345}` {
 		t.Fatalf("a body of exactly the limit = %d %q", status, body)
@@ -273,8 +272,8 @@ func TestFetchBodyLimit(t *testing.T) {
 	}
 }
 
-func TestFetchFailureRollsBack(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testFetchFailureRollsBack(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	base := e.url + "/objects/counter/fails"
 	do(t, http.MethodPost, base+"/increment", `{"amount": 7}`)
 
@@ -318,8 +317,8 @@ func TestFetchFailureRollsBack(t *testing.T) {
 	}
 }
 
-func TestFetchStubs(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testFetchStubs(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	ctx := context.Background()
 	post := func(amount string) *http.Request {
 		req, _ := http.NewRequest(http.MethodPost, "http://counter/increment", strings.NewReader(`{"amount": `+amount+`}`))
@@ -385,10 +384,10 @@ func TestFetchStubs(t *testing.T) {
 	}
 }
 
-// TestFetchReentrant: a Fetch that calls its own object's Fetch, in
+// testFetchReentrant: a Fetch that calls its own object's Fetch, in
 // process or over HTTP, gets 508 Loop Detected instead of a deadlock.
-func TestFetchReentrant(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testFetchReentrant(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	for _, path := range []string{"/self", "/self?remote"} {
 		status, body, _ := do(t, http.MethodGet, e.url+"/objects/counter/loop"+path, "")
 		if status != http.StatusOK || body != "508 reentrant" {
@@ -397,11 +396,11 @@ func TestFetchReentrant(t *testing.T) {
 	}
 }
 
-// TestFetchSerializedWithRPC: increments through the HTTP route, the
+// testFetchSerializedWithRPC: increments through the HTTP route, the
 // in-process stub's Fetch and RPC, all at once on one object, add up
 // exactly: Fetch runs through the mailbox like any call.
-func TestFetchSerializedWithRPC(t *testing.T) {
-	e, _ := newFetchEnv(t)
+func testFetchSerializedWithRPC(t *testing.T, d Deployment) {
+	e, _ := newFetchEnv(t, d)
 	const workers, each = 8, 25
 	stub := e.counters.Get(e.counters.IDFromName("shared"))
 	url := e.url + "/objects/counter/shared/increment"
@@ -441,52 +440,24 @@ func TestFetchSerializedWithRPC(t *testing.T) {
 	}
 }
 
-// TestFetchDurable: what a Fetch acknowledged is there after a restart.
-func TestFetchDurable(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnvIn(t, dir)
+// testFetchDurable: what a Fetch acknowledged is there after a restart.
+func testFetchDurable(t *testing.T, d Deployment) {
+	st := d.Storage(t)
+	e := newEnvOn(t, st)
 	e.serve(t)
 	if status, body, _ := do(t, http.MethodPost, e.url+"/objects/counter/kept/increment", `{"amount": 4}`); status != http.StatusOK {
 		t.Fatalf("POST = %d %q", status, body)
 	}
 	e.shutdown(t)
-	if got := counterValue(t, newEnvIn(t, dir), "kept"); got != 4 {
+	if got := counterValue(t, newEnvOn(t, st), "kept"); got != 4 {
 		t.Errorf("value after a restart = %d, want 4", got)
 	}
 }
 
-// BenchmarkFetchHotObject: BenchmarkHotObject through the in-process
-// stub's Fetch (POST /increment with a JSON body) instead of RPC.
-func BenchmarkFetchHotObject(b *testing.B) {
-	e := newEnv(b)
-	stub := e.counters.Get(e.counters.IDFromName("hot"))
-	body := []byte(`{"amount": 1}`)
-	b.SetParallelism(parallelism())
-	b.ReportAllocs()
-	start := time.Now()
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		for pb.Next() {
-			req, err := http.NewRequestWithContext(ctx, http.MethodPost, "http://counter/increment", bytes.NewReader(body))
-			if err != nil {
-				b.Error(err)
-				return
-			}
-			res, err := stub.Fetch(ctx, req)
-			if err != nil || res.StatusCode != http.StatusOK {
-				b.Errorf("Fetch = %v, %v", res, err)
-				return
-			}
-			res.Body.Close()
-		}
-	})
-	reportRate(b, start)
-}
-
-// TestFetchOverloaded fills an object's mailbox behind a blocked Fetch: the
+// testFetchOverloaded fills an object's mailbox behind a blocked Fetch: the
 // next request is refused at once with 503 and the "overloaded" kind.
-func TestFetchOverloaded(t *testing.T) {
-	e, impl := newFetchEnv(t, server.WithMailboxSize(1))
+func testFetchOverloaded(t *testing.T, d Deployment) {
+	e, impl := newFetchEnv(t, d, server.WithMailboxSize(1))
 	url := e.url + durable.FetchByNamePrefix + "counter/busy"
 	blocked := doAsync(t, http.MethodGet, url+"/block")
 	<-impl.entered

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -63,9 +63,9 @@ func (l *accessLog) reset() {
 
 // newGuardEnv is an env with the Counter, Probe and SocketProbe classes
 // and a route at GET /extra, guarded by g, served on a loopback port.
-func newGuardEnv(t *testing.T, g server.Guard, opts ...server.Option) *env {
+func newGuardEnv(t *testing.T, d Deployment, g server.Guard, opts ...server.Option) *env {
 	t.Helper()
-	e := newEnv(t, append([]server.Option{server.WithGuard(g)}, opts...)...)
+	e := newEnv(t, d, append([]server.Option{server.WithGuard(g)}, opts...)...)
 	sp := &probe.SocketProbe{Closed: make(chan probe.SocketClose, 64), Errors: make(chan error, 64)}
 	if _, err := server.Register[*durabletestv1.ProbeState](e.srv, server.Class{Name: "SocketProbe", Segment: "socket-probe"}, sp); err != nil {
 		t.Fatal(err)
@@ -99,15 +99,15 @@ func listServices(ctx context.Context, conn *grpc.ClientConn) ([]string, error) 
 	return names, nil
 }
 
-// TestGuardDenyAllClosesEveryDoor: a guard that refuses everything refuses
+// testGuardDenyAllClosesEveryDoor: a guard that refuses everything refuses
 // RPCs over Connect, gRPC-Web and gRPC (the grpc-go client), the ID
 // service, reflection, unknown procedures, Fetch by name and by ID,
 // WebSocket upgrades and mounted routes, each with the code or status of
 // its protocol and the kind "denied", and nothing reaches an object; health
 // still answers SERVING, and in-process calls are not guarded.
-func TestGuardDenyAllClosesEveryDoor(t *testing.T) {
+func testGuardDenyAllClosesEveryDoor(t *testing.T, d Deployment) {
 	var log accessLog
-	e := newGuardEnv(t, func(_ context.Context, a *server.Access) error {
+	e := newGuardEnv(t, d, func(_ context.Context, a *server.Access) error {
 		log.add(a)
 		return errors.New("closed")
 	})
@@ -228,11 +228,11 @@ func TestGuardDenyAllClosesEveryDoor(t *testing.T) {
 	}
 }
 
-// TestGuardRefusesBeforeReadingTheBody: the guard refuses an RPC and a
+// testGuardRefusesBeforeReadingTheBody: the guard refuses an RPC and a
 // Fetch whose body never ends; the answer comes without the body being
 // read.
-func TestGuardRefusesBeforeReadingTheBody(t *testing.T) {
-	e := newGuardEnv(t, func(context.Context, *server.Access) error {
+func testGuardRefusesBeforeReadingTheBody(t *testing.T, d Deployment) {
+	e := newGuardEnv(t, d, func(context.Context, *server.Access) error {
 		return connect.NewError(connect.CodeUnauthenticated, errors.New("who are you?"))
 	})
 	for _, c := range []struct {
@@ -263,15 +263,15 @@ func TestGuardRefusesBeforeReadingTheBody(t *testing.T) {
 	}
 }
 
-// TestGuardSelective: a guard asking for a token lets the calls that carry
+// testGuardSelective: a guard asking for a token lets the calls that carry
 // it through every door, refuses the others with its own code and the
 // metadata it set (WWW-Authenticate), and sees the object addressed by ID
 // without a name.
-func TestGuardSelective(t *testing.T) {
+func testGuardSelective(t *testing.T, d Deployment) {
 	var log accessLog
 	refusal := connect.NewError(connect.CodeUnauthenticated, errors.New("token required"))
 	refusal.Meta().Set("WWW-Authenticate", `Bearer realm="durable"`)
-	e := newGuardEnv(t, func(_ context.Context, a *server.Access) error {
+	e := newGuardEnv(t, d, func(_ context.Context, a *server.Access) error {
 		log.add(a)
 		if a.Request.Header.Get("Authorization") != "Bearer good" {
 			return refusal // one shared error for every request
@@ -351,10 +351,10 @@ func TestGuardSelective(t *testing.T) {
 	}
 }
 
-// TestGuardNoneKeepsAnswers: without WithGuard the doors are as they were:
+// testGuardNoneKeepsAnswers: without WithGuard the doors are as they were:
 // the unknown class is still answered with the classes that exist.
-func TestGuardNoneKeepsAnswers(t *testing.T) {
-	e := newEnv(t)
+func testGuardNoneKeepsAnswers(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	e.serve(t)
 	code, body, _ := do(t, http.MethodGet, e.url+"/objects/no-such-class/x/", "")
 	if code != http.StatusNotFound || !strings.Contains(body, "/objects/counter/") {

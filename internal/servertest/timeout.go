@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -79,8 +79,8 @@ func wantDeadline(t testing.TB, err error, method string) {
 	}
 }
 
-func TestCallTimeoutEndsTheContext(t *testing.T) {
-	e, m := metricsEnv(t, server.WithCallTimeout(shortLimit))
+func testCallTimeoutEndsTheContext(t *testing.T, d Deployment) {
+	e, m := metricsEnv(t, d, server.WithCallTimeout(shortLimit))
 	stub := e.probes.Get(e.probes.IDFromName("patient"))
 	ctx := context.Background()
 	if _, err := stub.Add(ctx, &durabletestv1.AddRequest{Amount: 1}); err != nil {
@@ -102,8 +102,8 @@ func TestCallTimeoutEndsTheContext(t *testing.T) {
 	}
 }
 
-func TestCallTimeoutResetsAStuckObject(t *testing.T) {
-	e, m := metricsEnv(t, server.WithCallTimeout(shortLimit))
+func testCallTimeoutResetsAStuckObject(t *testing.T, d Deployment) {
+	e, m := metricsEnv(t, d, server.WithCallTimeout(shortLimit))
 	h := newHang(t)
 	e.probe.OnPut = func(_ context.Context, o *durabletestv1durable.ProbeObject) error {
 		return h.block(func() error {
@@ -149,8 +149,8 @@ func TestCallTimeoutResetsAStuckObject(t *testing.T) {
 	}
 }
 
-func TestCallTimeoutOverTheNetwork(t *testing.T) {
-	e := newEnv(t, server.WithCallTimeout(shortLimit))
+func testCallTimeoutOverTheNetwork(t *testing.T, d Deployment) {
+	e := newEnv(t, d, server.WithCallTimeout(shortLimit))
 	e.serve(t)
 	h := newHang(t)
 	e.probe.OnPut = func(context.Context, *durabletestv1durable.ProbeObject) error {
@@ -174,8 +174,9 @@ func TestCallTimeoutOverTheNetwork(t *testing.T) {
 	}
 }
 
-func TestCallTimeoutResetsAStuckSQLObject(t *testing.T) {
-	e := newEnv(t, server.WithCallTimeout(shortLimit))
+func testCallTimeoutResetsAStuckSQLObject(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	e := newEnv(t, d, server.WithCallTimeout(shortLimit))
 	h := newHang(t)
 	ledgers, err := durabletestv1durable.RegisterLedger(e.srv, probe.Ledger{OnRecord: func(_ context.Context, o *durabletestv1durable.LedgerObject) error {
 		return h.block(func() error {
@@ -214,7 +215,8 @@ func TestCallTimeoutResetsAStuckSQLObject(t *testing.T) {
 // runaway never ends by itself.
 const runaway = `WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c) SELECT count(*) FROM c`
 
-func TestCallTimeoutInterruptsRunawySQL(t *testing.T) {
+func testCallTimeoutInterruptsRunawySQL(t *testing.T, d Deployment) {
+	requireSQL(t, d)
 	for _, tc := range []struct {
 		name string
 		ctx  func(ctx context.Context) context.Context
@@ -225,7 +227,7 @@ func TestCallTimeoutInterruptsRunawySQL(t *testing.T) {
 		{"background", func(context.Context) context.Context { return context.Background() }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, server.WithCallTimeout(shortLimit))
+			e := newEnv(t, d, server.WithCallTimeout(shortLimit))
 			var armed atomic.Bool
 			returned := make(chan error, 1)
 			ledgers, err := durabletestv1durable.RegisterLedger(e.srv, probe.Ledger{OnRecord: func(ctx context.Context, o *durabletestv1durable.LedgerObject) error {
@@ -261,9 +263,9 @@ func TestCallTimeoutInterruptsRunawySQL(t *testing.T) {
 	}
 }
 
-func TestCallersThatGaveUpFreeTheirMailboxSlots(t *testing.T) {
+func testCallersThatGaveUpFreeTheirMailboxSlots(t *testing.T, d Deployment) {
 	const size = 4
-	e := newEnv(t, server.WithMailboxSize(size))
+	e := newEnv(t, d, server.WithMailboxSize(size))
 	id := e.probes.IDFromName("busy")
 	stub := e.probes.Get(id)
 	blocked := make(chan error, 1)
@@ -314,8 +316,8 @@ func TestCallersThatGaveUpFreeTheirMailboxSlots(t *testing.T) {
 	}
 }
 
-func TestAlarmThatOverrunsIsRetried(t *testing.T) {
-	e := alarmEnv(t, server.WithAlarmRetry(5*time.Millisecond), server.WithCallTimeout(shortLimit))
+func testAlarmThatOverrunsIsRetried(t *testing.T, d Deployment) {
+	e := alarmEnv(t, d, server.WithAlarmRetry(5*time.Millisecond), server.WithCallTimeout(shortLimit))
 	h := newHang(t)
 	h.armed.Store(true)
 	e.probe.OnAlarm = func(_ context.Context, o *durabletestv1durable.ProbeObject, _ durable.AlarmInfo) error {
@@ -335,10 +337,11 @@ func TestAlarmThatOverrunsIsRetried(t *testing.T) {
 	}
 }
 
-func TestShutdownWithAStuckObject(t *testing.T) {
-	dir := t.TempDir()
+func testShutdownWithAStuckObject(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	st := d.Storage(t)
 	// No limit in reach: only Shutdown's deadline cuts the stuck calls.
-	e := newEnvIn(t, dir, server.WithCallTimeout(time.Hour))
+	e := newEnvOn(t, st, server.WithCallTimeout(time.Hour))
 	h := newHang(t)
 	e.probe.OnPut = func(_ context.Context, o *durabletestv1durable.ProbeObject) error {
 		return h.block(func() error { return o.Storage.Put(context.Background(), "late", nil) })
@@ -389,8 +392,11 @@ func TestShutdownWithAStuckObject(t *testing.T) {
 	if err := sql.afterRelease(t); !errors.Is(err, engine.ErrFenced) {
 		t.Fatalf("SQL of the stuck goroutine: %v, want ErrFenced", err)
 	}
+	if err := e.release(); err != nil {
+		t.Fatal(err)
+	}
 
-	e2 := newEnvIn(t, dir)
+	e2 := newEnvOn(t, st)
 	ledgers2, err := durabletestv1durable.RegisterLedger(e2.srv, probe.Ledger{})
 	if err != nil {
 		t.Fatal(err)
@@ -403,7 +409,7 @@ func TestShutdownWithAStuckObject(t *testing.T) {
 	}
 }
 
-func TestCallContextHasTheEarlierDeadline(t *testing.T) {
+func testCallContextHasTheEarlierDeadline(t *testing.T, d Deployment) {
 	for _, tc := range []struct {
 		name   string
 		limit  time.Duration
@@ -413,7 +419,7 @@ func TestCallContextHasTheEarlierDeadline(t *testing.T) {
 		{"caller first", time.Hour, time.Minute},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			e := newEnv(t, server.WithCallTimeout(tc.limit))
+			e := newEnv(t, d, server.WithCallTimeout(tc.limit))
 			var got time.Time
 			var ok bool
 			e.probe.OnPut = func(ctx context.Context, _ *durabletestv1durable.ProbeObject) error {
@@ -438,8 +444,8 @@ func TestCallContextHasTheEarlierDeadline(t *testing.T) {
 	}
 }
 
-func TestInitThatOverrunsFailsTheActivation(t *testing.T) {
-	e := newEnv(t, server.WithCallTimeout(shortLimit))
+func testInitThatOverrunsFailsTheActivation(t *testing.T, d Deployment) {
+	e := newEnv(t, d, server.WithCallTimeout(shortLimit))
 	h := newHang(t)
 	h.armed.Store(true)
 	e.probe.OnInit = func(_ context.Context, o *durabletestv1durable.ProbeObject) error {
@@ -463,14 +469,14 @@ func TestInitThatOverrunsFailsTheActivation(t *testing.T) {
 	}
 }
 
-// TestCallTimeoutCountsFromEachCallsStart: a call queued behind a slow one
+// testCallTimeoutCountsFromEachCallsStart: a call queued behind a slow one
 // in the same batch gets its whole limit, although the limit of a batch's
 // later calls first counts from the batch's start (to spare a clock read
 // per call): the watchdog gives such a call a full limit from when it
 // finds it past that.
-func TestCallTimeoutCountsFromEachCallsStart(t *testing.T) {
+func testCallTimeoutCountsFromEachCallsStart(t *testing.T, d Deployment) {
 	const limit = 400 * time.Millisecond
-	e := newEnv(t, server.WithCallTimeout(limit))
+	e := newEnv(t, d, server.WithCallTimeout(limit))
 	work := func(ctx context.Context, d time.Duration) error {
 		for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(5 * time.Millisecond) {
 			if err := ctx.Err(); err != nil {

@@ -1,12 +1,9 @@
-package server_test
+package servertest
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
-	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
@@ -40,10 +37,11 @@ func read(t testing.TB, ledgers *durabletestv1durable.LedgerNamespace, name stri
 	return r
 }
 
-// TestEveryKindOfWriteRollsBack checks that a method that fails or panics
+// testEveryKindOfWriteRollsBack checks that a method that fails or panics
 // leaves its state, key-value and SQL writes undone, in one commit.
-func TestEveryKindOfWriteRollsBack(t *testing.T) {
-	e := newEnv(t)
+func testEveryKindOfWriteRollsBack(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	e := newEnv(t, d)
 	ledgers := registerLedger(t, e)
 	ctx := context.Background()
 	stub := ledgers.Get(ledgers.IDFromName("l"))
@@ -78,8 +76,8 @@ func TestEveryKindOfWriteRollsBack(t *testing.T) {
 	}
 }
 
-func TestStorageLimitIsInvalidArgument(t *testing.T) {
-	e := newEnv(t)
+func testStorageLimitIsInvalidArgument(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	_, err := e.probes.Get(e.probes.IDFromName("big")).Put(context.Background(),
 		&durabletestv1.PutRequest{Key: "k", Value: make([]byte, engine.MaxValueSize+1)})
 	var rpc *durable.RPCError
@@ -91,8 +89,9 @@ func TestStorageLimitIsInvalidArgument(t *testing.T) {
 	}
 }
 
-func TestValidation(t *testing.T) {
-	e := newEnv(t)
+func testValidation(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	e := newEnv(t, d)
 	ledgers := registerLedger(t, e)
 	ctx := context.Background()
 	stub := ledgers.Get(ledgers.IDFromName("v"))
@@ -120,8 +119,9 @@ func TestValidation(t *testing.T) {
 	}
 }
 
-func TestObjectsAreIsolated(t *testing.T) {
-	e := newEnv(t)
+func testObjectsAreIsolated(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	e := newEnv(t, d)
 	ledgers := registerLedger(t, e)
 	ctx := context.Background()
 	for _, name := range []string{"one", "two"} {
@@ -144,9 +144,10 @@ func TestObjectsAreIsolated(t *testing.T) {
 	}
 }
 
-func TestSQLObjectSurvivesEvictionAndRestart(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnvIn(t, dir, server.WithIdleTimeout(5*time.Millisecond))
+func testSQLObjectSurvivesEvictionAndRestart(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	st := d.Storage(t)
+	e := newEnvOn(t, st, server.WithIdleTimeout(5*time.Millisecond))
 	ledgers := registerLedger(t, e)
 	ctx := context.Background()
 	for i := range 5 {
@@ -160,15 +161,16 @@ func TestSQLObjectSurvivesEvictionAndRestart(t *testing.T) {
 	}
 	e.shutdown(t)
 
-	e2 := newEnvIn(t, dir)
+	e2 := newEnvOn(t, st)
 	ledgers2 := registerLedger(t, e2)
 	if r := read(t, ledgers2, "durable"); r.GetState().GetEntries() != 5 || len(r.GetRows()) != 5 || len(r.GetKeys()) != 5 {
 		t.Fatalf("after restart: %v", r)
 	}
 }
 
-func TestSQLSizeCapFailsCleanly(t *testing.T) {
-	e := newEnv(t, server.WithMaxSQLSize(64<<10))
+func testSQLSizeCapFailsCleanly(t *testing.T, d Deployment) {
+	requireSQL(t, d)
+	e := newEnv(t, d, server.WithMaxSQLSize(64<<10))
 	ledgers := registerLedger(t, e)
 	ctx := context.Background()
 	stub := ledgers.Get(ledgers.IDFromName("full"))
@@ -187,95 +189,5 @@ func TestSQLSizeCapFailsCleanly(t *testing.T) {
 	}
 	if r := read(t, ledgers, "full"); int(r.GetState().GetEntries()) != recorded || len(r.GetRows()) != recorded {
 		t.Fatalf("after the refused write: %d entries, %d rows, want %d", r.GetState().GetEntries(), len(r.GetRows()), recorded)
-	}
-}
-
-// BenchmarkHotObjectKVPut: 64 callers on one object, each call putting one
-// key-value entry and changing the state.
-func BenchmarkHotObjectKVPut(b *testing.B) {
-	e := newEnv(b)
-	stub := e.probes.Get(e.probes.IDFromName("hot-kv"))
-	b.SetParallelism(parallelism())
-	b.ReportAllocs()
-	start := time.Now()
-	var next atomicCounter
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		me := next.add()
-		value := make([]byte, 100)
-		for i := 0; pb.Next(); i++ {
-			if _, err := stub.Put(ctx, &durabletestv1.PutRequest{Key: fmt.Sprint(me, ":", i%100), Value: value}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	reportRate(b, start)
-}
-
-// BenchmarkHotSQLObject: 64 callers on one object with SQL, each call
-// inserting a row, putting an entry and changing the state.
-func BenchmarkHotSQLObject(b *testing.B) {
-	e := newEnv(b)
-	ledgers := registerLedger(b, e)
-	stub := ledgers.Get(ledgers.IDFromName("hot-sql"))
-	b.SetParallelism(parallelism())
-	b.ReportAllocs()
-	start := time.Now()
-	var next atomicCounter
-	b.RunParallel(func(pb *testing.PB) {
-		ctx := context.Background()
-		me := next.add()
-		for i := 0; pb.Next(); i++ {
-			if _, err := stub.Record(ctx, &durabletestv1.RecordRequest{Key: fmt.Sprint(me, ":", i)}); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
-	reportRate(b, start)
-}
-
-func TestCorruptNodeDatabaseFailsClearly(t *testing.T) {
-	dir := t.TempDir()
-	if err := os.WriteFile(filepath.Join(dir, "objects.db"), bytes.Repeat([]byte("not sqlite "), 1000), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	_, err := server.New(server.WithDataDir(dir))
-	if err == nil || !strings.Contains(err.Error(), "not a database") {
-		t.Fatalf("New on a corrupt database: %v", err)
-	}
-}
-
-func TestCorruptObjectDatabaseFailsItsCallsOnly(t *testing.T) {
-	dir := t.TempDir()
-	e := newEnvIn(t, dir)
-	ledgers := registerLedger(t, e)
-	ctx := context.Background()
-	if _, err := ledgers.Get(ledgers.IDFromName("broken")).Record(ctx, &durabletestv1.RecordRequest{Key: "a"}); err != nil {
-		t.Fatal(err)
-	}
-	e.shutdown(t)
-	files, _ := filepath.Glob(filepath.Join(dir, "sql", "Ledger", "*.db"))
-	if len(files) != 1 {
-		t.Fatalf("object database files: %v", files)
-	}
-	for _, f := range append(files, files[0]+"-wal", files[0]+"-shm") {
-		os.Remove(f)
-	}
-	if err := os.WriteFile(files[0], bytes.Repeat([]byte("garbage "), 1000), 0o600); err != nil {
-		t.Fatal(err)
-	}
-
-	e2 := newEnvIn(t, dir)
-	ledgers2 := registerLedger(t, e2)
-	_, err := ledgers2.Get(ledgers2.IDFromName("broken")).Read(ctx, &durabletestv1.ReadRequest{})
-	var rpc *durable.RPCError
-	if !errors.As(err, &rpc) || rpc.Code != connect.CodeInternal || !strings.Contains(rpc.Message, "not a database") {
-		t.Fatalf("call to a corrupt object: %v", err)
-	}
-	// Other objects, and the server, are unaffected.
-	if r := read(t, ledgers2, "healthy"); r.GetState().GetEntries() != 0 {
-		t.Fatalf("healthy ledger: %v", r)
 	}
 }

@@ -1,4 +1,4 @@
-package server_test
+package servertest
 
 import (
 	"context"
@@ -14,8 +14,8 @@ import (
 
 // From the moment Shutdown starts, health checks answer NOT_SERVING, for
 // the server and for each service, while calls in flight still finish.
-func TestHealthNotServingFromShutdown(t *testing.T) {
-	e := newEnv(t)
+func testHealthNotServingFromShutdown(t *testing.T, d Deployment) {
+	e := newEnv(t, d)
 	// The handler on an http.Server of the test's own, which Shutdown does
 	// not close: the health checks reach the server while it drains.
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
