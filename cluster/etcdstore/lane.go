@@ -6,6 +6,7 @@ import (
 	"maps"
 	"slices"
 	"strconv"
+	"sync/atomic"
 	"time"
 
 	clientv3 "go.etcd.io/etcd/client/v3"
@@ -135,6 +136,11 @@ func (l *lane) send(pk *pack) (retry []*engine.Batch, err error) {
 		return nil, err
 	}
 	if resp.Succeeded {
+		// Before the batches are acknowledged: a read that begins after
+		// an acknowledgement must not be served below this revision.
+		for p := range pk.parts {
+			raise(&s.committed[p], resp.Header.Revision)
+		}
 		return nil, nil
 	}
 	// A fence failed; etcd does not say which: read the owner keys.
@@ -230,6 +236,16 @@ func (l *lane) retry(op func(ctx context.Context) error) error {
 		s.cfg.logger.Warn("etcdstore: commit failed, retrying", "err", err, "backoff", backoff)
 		time.Sleep(backoff)
 		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// raise sets v to rev if rev is higher.
+func raise(v *atomic.Int64, rev int64) {
+	for {
+		old := v.Load()
+		if old >= rev || v.CompareAndSwap(old, rev) {
+			return
+		}
 	}
 }
 
