@@ -26,6 +26,7 @@ import (
 	"github.com/durablego/durable/client"
 	durabletestv1 "github.com/durablego/durable/gen/durabletest/v1"
 	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1connect"
+	"github.com/durablego/durable/gen/durabletest/v1/durabletestv1durable"
 	counterv1 "github.com/durablego/durable/gen/examples/counter/v1"
 	"github.com/durablego/durable/gen/examples/counter/v1/counterv1durable"
 	"github.com/durablego/durable/internal/engine"
@@ -470,6 +471,55 @@ func TestReleaseDrainsUnderLoad(t *testing.T) {
 	}
 	if nodes[1].srv.ActiveObjects() != 0 {
 		t.Fatalf("node 1 activated the object again")
+	}
+}
+
+// TestReleaseOfAStuckObject: a hand-off does not wait on a method that
+// ignores its context: at the call's time limit the object is reset, and
+// Release returns while the stuck goroutine still runs. The new owner
+// reads what was committed before, nothing of the stuck call.
+func TestReleaseOfAStuckObject(t *testing.T) {
+	tb, nodes := newClusterWith(t, 2, 1, func(int) []server.Option {
+		return []server.Option{server.WithCallTimeout(300 * time.Millisecond)}
+	})
+	ctx := context.Background()
+	p := nodes[1].probes
+	id := p.IDFromName("stuck")
+	if _, err := p.Get(id).Add(ctx, &durabletestv1.AddRequest{Amount: 5}); err != nil {
+		t.Fatal(err)
+	}
+	entered, unstick := make(chan struct{}), make(chan struct{})
+	nodes[1].probe.OnPut = func(context.Context, *durabletestv1durable.ProbeObject) error {
+		close(entered)
+		<-unstick // ignores its context
+		return nil
+	}
+	defer close(unstick)
+	stuck := make(chan error, 1)
+	go func() {
+		_, err := p.Get(id).Put(ctx, &durabletestv1.PutRequest{Key: "k", Value: []byte("v")})
+		stuck <- err
+	}()
+	<-entered
+	rctx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	if err := nodes[1].srv.Release(rctx, func([32]byte) bool { return true }); err != nil {
+		t.Fatalf("Release with a stuck object: %v", err)
+	}
+	if err := <-stuck; connect.CodeOf(err) != connect.CodeDeadlineExceeded {
+		t.Fatalf("the stuck call: %v, want DeadlineExceeded", err)
+	}
+	if n := nodes[1].srv.ActiveObjects(); n != 0 {
+		t.Fatalf("node 1 holds %d objects after Release", n)
+	}
+	tb.set(0)
+	r, err := nodes[0].probes.Get(id).Get(ctx, &durabletestv1.GetRequest{})
+	if err != nil || r.GetState().GetValue() != 5 {
+		t.Fatalf("on the new owner: state %v, %v; want value 5", r.GetState(), err)
+	}
+	list, err := nodes[0].probes.Get(id).List(ctx, &durabletestv1.ListRequest{})
+	if err != nil || len(list.GetKeys()) != 0 {
+		t.Fatalf("on the new owner: keys %v, %v; want none (nothing of the stuck Put)", list.GetKeys(), err)
 	}
 }
 

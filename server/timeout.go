@@ -321,13 +321,15 @@ func (a *actor[S]) reset(stuck *call[S], restart bool, stuckErr error) {
 	queued := append(append([]*call[S](nil), rest...), a.mailbox.drain()...)
 	var fresh *actor[S]
 	if n.actors[a.key.ID] == a {
-		delete(n.actors, a.key.ID)
+		// Through drop and add, which keep resident (what eviction,
+		// Release and Drop go through) the same set as actors.
+		n.drop(a)
 		if restart && len(queued) > 0 && !n.srv.closing.Load() {
 			fresh = newActor(n, a.key)
 			for len(queued) > 0 && fresh.mailbox.push(queued[0]) {
 				queued = queued[1:]
 			}
-			n.actors[a.key.ID] = fresh
+			n.add(fresh)
 			n.m.activated()
 			n.srv.actors.Add(1)
 			go fresh.loop()
