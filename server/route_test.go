@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net"
 	"net/http"
 	"path/filepath"
@@ -254,6 +255,59 @@ func TestForwardedWebSocketEchoes(t *testing.T) {
 	}
 	if nodes[0].srv.ActiveObjects() != 0 {
 		t.Fatalf("node 0 activated the socket's object")
+	}
+}
+
+// TestCrossOriginThroughAForwarder: browsers' doors hold the same through
+// a node that does not own the object as on its owner. A CORS preflight
+// (which names no object) is answered by the node it reaches, by the same
+// policy; a cross-site state change on a Fetch route and a cross-site
+// socket are refused with 403 before any node runs the object.
+func TestCrossOriginThroughAForwarder(t *testing.T) {
+	const app, evil = "https://app.example", "https://evil.example"
+	_, nodes := newClusterWith(t, 2, 1, func(int) []server.Option { return []server.Option{server.WithCORS(app)} })
+	hc := &http.Client{}
+	do := func(method, path, origin string, h http.Header) *http.Response {
+		t.Helper()
+		req, err := http.NewRequest(method, nodes[0].url+path, strings.NewReader(`{"amount":1}`))
+		if err != nil {
+			t.Fatal(err)
+		}
+		maps.Copy(req.Header, h)
+		req.Header.Set("Origin", origin)
+		res, err := hc.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		io.Copy(io.Discard, res.Body)
+		res.Body.Close()
+		return res
+	}
+	preflight := http.Header{"Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type,durable-object-name"}}
+	if res := do(http.MethodOptions, "/durabletest.v1.Probe/Add", app, preflight); res.StatusCode/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != app {
+		t.Fatalf("preflight from %s through node 0: %d, allow-origin %q", app, res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+	if res := do(http.MethodOptions, "/durabletest.v1.Probe/Add", evil, preflight); res.Header.Get("Access-Control-Allow-Origin") != "" {
+		t.Fatalf("preflight from %s through node 0 allowed: %d, allow-origin %q", evil, res.StatusCode, res.Header.Get("Access-Control-Allow-Origin"))
+	}
+	crossSite := http.Header{"Sec-Fetch-Site": {"cross-site"}, "Content-Type": {"application/json"}}
+	if res := do(http.MethodPost, "/objects/counter/csrf-evil/increment", evil, crossSite); res.StatusCode != http.StatusForbidden || res.Header.Get(durable.HeaderError) != string(durable.KindCrossOrigin) {
+		t.Fatalf("cross-site POST through node 0: %d, kind %q; want 403 cross-origin", res.StatusCode, res.Header.Get(durable.HeaderError))
+	}
+	if res := do(http.MethodPost, "/objects/counter/csrf-app/increment", app, crossSite); res.StatusCode != http.StatusOK {
+		t.Fatalf("POST from the trusted %s through node 0: %d", app, res.StatusCode)
+	}
+	ws := http.Header{"Origin": {evil}}
+	_, res, err := gorilla.DefaultDialer.Dial("ws"+strings.TrimPrefix(nodes[0].url, "http")+"/objects/socket-probe/csws/", ws)
+	if err == nil || res == nil || res.StatusCode != http.StatusForbidden {
+		code := 0
+		if res != nil {
+			code = res.StatusCode
+		}
+		t.Fatalf("cross-site socket through node 0: %v (status %d); want 403", err, code)
+	}
+	if n0, n1 := nodes[0].srv.ActiveObjects(), nodes[1].srv.ActiveObjects(); n0 != 0 || n1 != 1 {
+		t.Fatalf("active: node 0 %d, node 1 %d; want 0 and 1 (the trusted POST's object only)", n0, n1)
 	}
 }
 
