@@ -36,7 +36,13 @@ func BenchmarkHotObjectPlaced(b *testing.B) {
 // same run, so that the machine's load weighs on both alike. The callers
 // share one client, over h2c or HTTP/1.1. It reports the calls/s of each,
 // forwarded as a percentage of direct, and the p50 and p99 latencies.
-func BenchmarkForwardedCall(b *testing.B) {
+func BenchmarkForwardedCall(b *testing.B) { benchForwarded(b, callers) }
+
+// BenchmarkForwardedCallLatency is BenchmarkForwardedCall with one caller:
+// what the hop adds to a call's latency when nothing queues.
+func BenchmarkForwardedCallLatency(b *testing.B) { benchForwarded(b, 1) }
+
+func benchForwarded(b *testing.B, callers int) {
 	for _, c := range []struct {
 		name string
 		hc   func() *http.Client
