@@ -275,13 +275,7 @@ func TestCrossOriginThroughAForwarder(t *testing.T) {
 		}
 		maps.Copy(req.Header, h)
 		req.Header.Set("Origin", origin)
-		res, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res
+		return doDiscard(t, hc, req)
 	}
 	preflight := http.Header{"Access-Control-Request-Method": {"POST"}, "Access-Control-Request-Headers": {"content-type,durable-object-name"}}
 	if res := do(http.MethodOptions, "/durabletest.v1.Probe/Add", app, preflight); res.StatusCode/100 != 2 || res.Header.Get("Access-Control-Allow-Origin") != app {
@@ -311,6 +305,18 @@ func TestCrossOriginThroughAForwarder(t *testing.T) {
 	}
 }
 
+// doDiscard sends req and returns its response, its body read and closed.
+func doDiscard(t testing.TB, hc *http.Client, req *http.Request) *http.Response {
+	t.Helper()
+	res, err := hc.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	io.Copy(io.Discard, res.Body)
+	res.Body.Close()
+	return res
+}
+
 // dialVia opens a socket on the SocketProbe name through the node at base.
 func dialVia(t testing.TB, base, name string) *gorilla.Conn {
 	t.Helper()
@@ -338,16 +344,8 @@ func TestHopLimit(t *testing.T) {
 		req, _ := http.NewRequest(http.MethodPost, nodes[0].url+p, strings.NewReader(body))
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set(durable.HeaderObjectName, "hops")
-		for k, v := range h {
-			req.Header[k] = v
-		}
-		res, err := hc.Do(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		io.Copy(io.Discard, res.Body)
-		res.Body.Close()
-		return res
+		maps.Copy(req.Header, h)
+		return doDiscard(t, hc, req)
 	}
 	res := send(server.ForwardedHeader(nodes[0].srv, server.MaxHops, http.MethodPost, path), path, `{"amount":1}`)
 	if res.StatusCode != http.StatusServiceUnavailable {
