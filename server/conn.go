@@ -307,8 +307,16 @@ func watchBodies(h http.Handler, stall time.Duration, minRate int64) http.Handle
 }
 
 // bodyWatch is a request body whose reads are cut when they stall. One
-// timer per request, reset per read: no per-read allocation, and no
+// timer per request, armed by the first read and re-armed only when it
+// fires: no per-read allocation, no timer work on most reads, and no
 // message to the HTTP/2 connection's goroutine unless a read is cut.
+//
+// The deadlines of successive reads never decrease (each is the earlier of
+// the read's start plus the stall timeout and the time the bytes read so
+// far allow at the minimum rate, and both grow), so a timer armed for an
+// earlier read fires no later than the pending read's deadline: check then
+// sets it again for what is left, or leaves it unarmed when no read is
+// pending, and the next read arms it.
 type bodyWatch struct {
 	io.ReadCloser
 	w       http.ResponseWriter
@@ -320,6 +328,8 @@ type bodyWatch struct {
 	n        int64     // bytes read
 	deadline time.Time // of the read pending; zero when none is
 	timer    *time.Timer
+	armed    bool // the timer is set (or its check is running)
+	eof      bool // the body returned io.EOF: so does every next read
 	cut      bool // a read was cut: every next one fails
 	done     bool // the handler returned: w must not be used
 }
@@ -329,6 +339,12 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 	if b.cut {
 		b.mu.Unlock()
 		return 0, b.err()
+	}
+	if b.eof {
+		// Connect reads a body to its end, then once more to discard what
+		// is left: nothing can stall.
+		b.mu.Unlock()
+		return 0, io.EOF
 	}
 	now := time.Now()
 	if b.start.IsZero() {
@@ -345,9 +361,13 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 		}
 	}
 	b.deadline = deadline
-	if b.timer == nil {
+	switch {
+	case b.armed: // for an earlier read: it fires no later than deadline
+	case b.timer == nil:
+		b.armed = true
 		b.timer = time.AfterFunc(deadline.Sub(now), b.check)
-	} else {
+	default:
+		b.armed = true
 		b.timer.Reset(deadline.Sub(now))
 	}
 	b.mu.Unlock()
@@ -357,6 +377,7 @@ func (b *bodyWatch) Read(p []byte) (int, error) {
 	b.mu.Lock()
 	b.n += int64(n)
 	b.deadline = time.Time{}
+	b.eof = err == io.EOF
 	cut := b.cut
 	b.mu.Unlock()
 	if cut {
@@ -371,12 +392,14 @@ func (b *bodyWatch) check() {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	if b.done || b.cut || b.deadline.IsZero() {
+		b.armed = false // no read pending: the next one arms the timer
 		return
 	}
 	if wait := time.Until(b.deadline); wait > 0 {
-		b.timer.Reset(wait) // a later read moved the deadline
+		b.timer.Reset(wait) // a later read moved the deadline; still armed
 		return
 	}
+	b.armed = false
 	b.cut = true
 	// A deadline in the past fails the pending read at once (HTTP/1.1:
 	// the connection's; HTTP/2: the stream's). The error is ignored: a

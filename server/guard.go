@@ -208,7 +208,7 @@ func idOfHeaders(ns registeredClass, h http.Header) durable.ID {
 	names, ids := h.Values(durable.HeaderObjectName), h.Values(durable.HeaderObjectID)
 	switch {
 	case len(names) == 1 && len(ids) == 0:
-		return ns.ids().FromName(names[0])
+		return ns.idFromName(names[0])
 	case len(ids) == 1 && len(names) == 0:
 		if id, err := ns.ids().FromString(ids[0]); err == nil {
 			return id

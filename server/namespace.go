@@ -43,6 +43,7 @@ type Namespace[S proto.Message] struct {
 	srv     *Server
 	class   Class
 	space   *durable.IDSpace
+	names   *nameCache // IDs of recent names (names.go)
 	init    durable.Initializer[S]
 	alarm   durable.Alarmer[S]
 	fetcher durable.Fetcher[S]
@@ -85,6 +86,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any) (*Namespace[S
 		srv:      srv,
 		class:    class,
 		space:    durable.NewIDSpace(class.Name, srv.secret),
+		names:    newNameCache(),
 		newState: func() S { return proto.New().Interface().(S) },
 		actors:   make(map[[32]byte]*actor[S]),
 	}
@@ -123,7 +125,7 @@ func Register[S proto.Message](srv *Server, class Class, impl any) (*Namespace[S
 func (n *Namespace[S]) Class() Class { return n.class }
 
 // IDFromName returns the ID that name maps to.
-func (n *Namespace[S]) IDFromName(name string) durable.ID { return n.space.FromName(name) }
+func (n *Namespace[S]) IDFromName(name string) durable.ID { return n.names.fromName(n.space, name) }
 
 // IDFromString parses the canonical form of an ID of this class. An ID of
 // another registered class fails with a message naming that class.
@@ -167,6 +169,9 @@ func (n *Namespace[S]) openStore(a *actor[S]) (*engine.Store, error) {
 
 func (n *Namespace[S]) ids() *durable.IDSpace { return n.space }
 
+// idFromName is IDFromName, for the router.
+func (n *Namespace[S]) idFromName(name string) durable.ID { return n.IDFromName(name) }
+
 // classOfID returns the registered class whose namespace minted raw, or "".
 func (s *Server) classOfID(raw [32]byte) string {
 	s.mu.RLock()
@@ -188,7 +193,7 @@ func (n *Namespace[S]) resolve(id durable.ID) (durable.ID, objectkey.Key, error)
 	case id.Class() != n.class.Name:
 		return id, objectkey.Key{}, fmt.Errorf("%w: an ID of class %q cannot address a %s object", durable.ErrIDNamespace, id.Class(), n.class.Name)
 	case !id.Resolved():
-		id = n.space.FromName(id.Name())
+		id = n.IDFromName(id.Name())
 	}
 	return id, objectkey.Key{Class: n.class.Name, ID: id.Bytes()}, nil
 }

@@ -119,6 +119,7 @@ type Server struct {
 type registeredClass interface {
 	Class() Class
 	ids() *durable.IDSpace
+	idFromName(name string) durable.ID // ids().FromName, cached
 	drain()
 	queued(id durable.ID) int
 	runAlarm(key objectkey.Key, due time.Time, retry int, done func(error))

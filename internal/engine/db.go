@@ -124,7 +124,7 @@ func (db *DB) submit(b *Batch) {
 	db.mu.RLock()
 	defer db.mu.RUnlock()
 	if db.closed {
-		b.done(ErrClosed)
+		b.Done(ErrClosed)
 		return
 	}
 	db.queue <- b
@@ -244,7 +244,7 @@ func (db *DB) commitGroup(group []*Batch) {
 	live := group[:0:0]
 	for _, b := range group {
 		if b.valid != nil && !b.valid() {
-			b.done(ErrStale)
+			b.Done(ErrStale)
 			continue
 		}
 		live = append(live, b)
@@ -257,7 +257,7 @@ func (db *DB) commitGroup(group []*Batch) {
 	}
 	err = fullError(err, "")
 	for _, b := range live {
-		b.done(err)
+		b.Done(err)
 	}
 }
 

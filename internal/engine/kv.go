@@ -602,15 +602,28 @@ func (kv *KV) Rollback() {
 
 // batch returns the writes of the batch's successful calls and empties it;
 // with merge, the writes of Init still held go under them.
+//
+// A batch that writes no key and leaves the alarm alone (a state change
+// only, the hot path) gets noWrites, and the layer it leaves stays in
+// place: no new layer per batch.
 func (kv *KV) takeBatch(merge bool) *layer {
 	b := kv.stack[0]
-	kv.stack[0] = &layer{}
 	if base := kv.base; base != nil && merge {
+		kv.stack[0] = &layer{}
 		kv.base = nil
-		b = over(base, b)
+		return over(base, b)
 	}
+	if b.empty() && !b.rollback {
+		return noWrites
+	}
+	kv.stack[0] = &layer{}
 	return b
 }
+
+// noWrites is the batch layer of a batch without key or alarm writes.
+// Batch layers are only read once taken (flushed, applied, encoded): it is
+// never written.
+var noWrites = &layer{}
 
 // over applies the writes of top on below, as a later layer hides an
 // earlier one, and returns below.

@@ -61,12 +61,9 @@ func (n *nodeStore) commit(state []byte, writeState bool, kv *layer, valid func(
 		kv:         kv,
 		side:       n.side,
 		valid:      valid,
-		done: func(err error) {
-			if err == nil {
-				n.acked.Store(seq)
-			}
-			done(err)
-		},
+		done:       done,
+		acked:      &n.acked,
+		seq:        seq,
 	})
 }
 

@@ -3,6 +3,7 @@ package engine
 import (
 	"context"
 	"errors"
+	"sync/atomic"
 )
 
 // ObjectStore is where the state, key-value storage and alarm of objects of
@@ -113,6 +114,10 @@ type Batch struct {
 	valid      func() bool // asked just before applying; false: skip, ErrStale
 	done       func(error) // called once, from the writer goroutine
 	side       *sideWrite  // a rare write beside the object's data; nil on the hot path
+	// acked, when set, is the object's last committed batch: Done stores
+	// seq in it on success before calling done (no closure per batch).
+	acked *atomic.Uint64
+	seq   uint64
 }
 
 func (b *Batch) empty() bool { return !b.writeState && b.kv.empty() && b.side == nil }
@@ -160,7 +165,12 @@ func (b *Batch) Valid() bool { return b.valid == nil || b.valid() }
 
 // Done acknowledges the batch: nil once all of it is durable, else why
 // nothing of it was written. A store calls it exactly once.
-func (b *Batch) Done(err error) { b.done(err) }
+func (b *Batch) Done(err error) {
+	if err == nil && b.acked != nil {
+		b.acked.Store(b.seq)
+	}
+	b.done(err)
+}
 
 // NewStore returns the store of one object, of a class without SQL, whose
 // state and key-value storage live in os.

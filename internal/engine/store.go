@@ -89,6 +89,10 @@ func (s *Store) Initialized() {
 func (s *Store) Commit(state []byte, writeState bool, valid func() bool, done func(error)) {
 	batch := s.KV.takeBatch(writeState || s.Dirty())
 	op := batch.alarm
+	if op.kind == alarmUnchanged {
+		s.b.commit(state, writeState, batch, valid, done) // nothing to tell
+		return
+	}
 	s.b.commit(state, writeState, batch, valid, func(err error) {
 		if err == nil {
 			s.alarmCommitted(op)
