@@ -2,6 +2,8 @@ package etcdstore_test
 
 import (
 	"context"
+	"fmt"
+	"runtime"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -16,28 +18,61 @@ import (
 	"github.com/durablego/durable/internal/storetest"
 )
 
-// laggingMember sits in a client's gRPC chain and counts its reads; while
-// on, it answers every serializable Range as a member that has applied
-// none of the store's writes would: revision 1, no keys. A linearizable
-// Range always goes through untouched.
+// laggingMember sits in a client's gRPC chain and counts its reads (a
+// Range, or a read-only Txn of Ranges, by the store's gathering of reads);
+// while on, it answers every serializable one as a member that has
+// applied none of the store's writes would: revision 1, no keys. A
+// linearizable read always goes through untouched.
 type laggingMember struct {
 	on             atomic.Bool
 	serial, strict atomic.Int64
+	requests       atomic.Int64  // serializable read requests
+	gate           chan struct{} // when not nil, the first such request waits for it
 }
 
 func (l *laggingMember) intercept(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
-	r, ok := req.(*etcdserverpb.RangeRequest)
-	if !ok {
+	var ranges []*etcdserverpb.RangeRequest
+	switch r := req.(type) {
+	case *etcdserverpb.RangeRequest:
+		ranges = append(ranges, r)
+	case *etcdserverpb.TxnRequest:
+		if len(r.Compare) > 0 || len(r.Failure) > 0 {
+			break
+		}
+		for _, op := range r.Success {
+			if op.GetRequestRange() == nil {
+				ranges = nil // writes: not a read
+				break
+			}
+			ranges = append(ranges, op.GetRequestRange())
+		}
+	}
+	if len(ranges) == 0 {
 		return invoker(ctx, method, req, reply, cc, opts...)
 	}
-	if r.Serializable {
-		l.serial.Add(1)
+	serializable := ranges[0].Serializable
+	if serializable {
+		l.serial.Add(int64(len(ranges)))
+		if l.requests.Add(1) == 1 && l.gate != nil {
+			<-l.gate
+		}
 	} else {
-		l.strict.Add(1)
+		l.strict.Add(int64(len(ranges)))
 	}
 	err := invoker(ctx, method, req, reply, cc, opts...)
-	if resp, ok := reply.(*etcdserverpb.RangeResponse); ok && err == nil && r.Serializable && l.on.Load() {
+	if err != nil || !serializable || !l.on.Load() {
+		return err
+	}
+	switch resp := reply.(type) {
+	case *etcdserverpb.RangeResponse:
 		resp.Header.Revision, resp.Kvs, resp.Count, resp.More = 1, nil, 0, false
+	case *etcdserverpb.TxnResponse:
+		resp.Header.Revision = 1
+		for _, op := range resp.Responses {
+			if rr := op.GetResponseRange(); rr != nil {
+				rr.Kvs, rr.Count, rr.More = nil, 0, false
+			}
+		}
 	}
 	return err
 }
@@ -140,5 +175,62 @@ func TestStrictReadsAreLinearizable(t *testing.T) {
 	}
 	if n := lag.serial.Load(); n != 0 {
 		t.Fatalf("%d serializable reads under WithStrictReads, want 0", n)
+	}
+}
+
+// TestReadsAreGathered: the single-key reads that arrive while one is in
+// flight go to etcd in one request, and each gets its own answer.
+func TestReadsAreGathered(t *testing.T) {
+	ctx := context.Background()
+	c := etcdtest.Start(t, 1)
+	name := etcdstore.WithCluster("gather")
+	s := open(t, c.Client(t), name)
+	const n = 64
+	for i := range n {
+		st := engine.NewStore(s, "Ledger", storetest.ID(i))
+		if err := storetest.Commit(st, []byte{byte(i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	cli, lag := laggingClient(t, c)
+	lag.gate = make(chan struct{})
+	r := open(t, cli, name)
+	errs := make(chan error, n)
+	read := func(i int) {
+		v, found, err := r.LoadState(ctx, "Ledger", storetest.ID(i))
+		if err == nil && (!found || len(v) != 1 || v[0] != byte(i)) {
+			err = fmt.Errorf("object %d: state %v, found %v", i, v, found)
+		}
+		errs <- err
+	}
+	go read(0) // held at the gate
+	spinUntil(t, "the first read is in flight", func() bool { return lag.requests.Load() == 1 })
+	for i := 1; i < n; i++ {
+		go read(i)
+	}
+	spinUntil(t, "the other reads queue", func() bool { return etcdstore.QueuedReads(r) == n-1 })
+	close(lag.gate)
+	for range n {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := lag.requests.Load(); got != 2 {
+		t.Fatalf("%d read requests for %d reads, want 2 (the first alone, then the %d that queued behind it)", got, n, n-1)
+	}
+}
+
+// spinUntil yields until cond holds, failing the test after 10 s.
+func spinUntil(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(10 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting until %s", what)
+		}
+		runtime.Gosched()
 	}
 }

@@ -42,6 +42,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"go.etcd.io/etcd/api/v3/etcdserverpb"
+	"go.etcd.io/etcd/api/v3/mvccpb"
 	"go.etcd.io/etcd/api/v3/v3rpc/rpctypes"
 	clientv3 "go.etcd.io/etcd/client/v3"
 
@@ -160,6 +162,8 @@ type Store struct {
 	onLose atomic.Pointer[func(ps []int)] // SetLossHook's
 
 	commits, batches, written atomic.Uint64
+
+	reads localReads // the serializable reads of single keys, gathered
 }
 
 var _ engine.ObjectStore = (*Store)(nil)
@@ -559,11 +563,23 @@ func (s *Store) read(ctx context.Context, p int, key string, opts ...clientv3.Op
 		// Load the floor before reading: a commit acknowledged after it
 		// was loaded is one the caller did not wait for.
 		floor := max(s.tokens[p].Load(), s.committed[p].Load())
-		cctx, cancel := s.call(ctx)
-		resp, err := s.cli.Get(cctx, key, append(opts, clientv3.WithSerializable())...)
-		cancel()
-		if err == nil && resp.Header.Revision >= floor {
-			return resp, nil
+		if len(opts) == 0 {
+			// One key: gathered with the other reads in flight.
+			kv, rev, err := s.getLocal(ctx, key)
+			if err == nil && rev >= floor {
+				resp := &clientv3.GetResponse{Header: &etcdserverpb.ResponseHeader{Revision: rev}}
+				if kv != nil {
+					resp.Kvs, resp.Count = []*mvccpb.KeyValue{kv}, 1
+				}
+				return resp, nil
+			}
+		} else {
+			cctx, cancel := s.call(ctx)
+			resp, err := s.cli.Get(cctx, key, append(opts, clientv3.WithSerializable())...)
+			cancel()
+			if err == nil && resp.Header.Revision >= floor {
+				return resp, nil
+			}
 		}
 		if ctx.Err() != nil {
 			return nil, storeError(ctx.Err())
