@@ -128,15 +128,7 @@ func h2c() *http.Client {
 // increment is still there, served by the survivor.
 func TestThreeServersServeEveryObjectThroughAnyNode(t *testing.T) {
 	ctx := context.Background()
-	endpoints := etcdtest.Start(t, 1).Endpoints()
-	nodes := []*durableNode{startDurable(t, endpoints, "n1"), startDurable(t, endpoints, "n2"), startDurable(t, endpoints, "n3")}
-	eventually(t, 10*ttl, "every partition owned", func() bool {
-		owned := 0
-		for _, d := range nodes {
-			owned += d.n.Owned()
-		}
-		return owned == etcdstore.Partitions
-	})
+	nodes := startThree(t, etcdtest.Start(t, 1).Endpoints(), "n")
 	const objects, rounds = 60, 3
 	ids := make([]durable.ID, objects)
 	for i := range ids {
@@ -196,15 +188,7 @@ func TestThreeServersServeEveryObjectThroughAnyNode(t *testing.T) {
 // calls in three are forwarded to the owner): the cluster's throughput
 // over the network, as a client sees it (calls/s), with p50 and p99.
 func BenchmarkThreeNodesConnect(b *testing.B) {
-	endpoints := etcdtest.Start(b, 3).Endpoints()
-	nodes := []*durableNode{startDurable(b, endpoints, "b1"), startDurable(b, endpoints, "b2"), startDurable(b, endpoints, "b3")}
-	eventually(b, 10*ttl, "every partition owned", func() bool {
-		owned := 0
-		for _, d := range nodes {
-			owned += d.n.Owned()
-		}
-		return owned == etcdstore.Partitions
-	})
+	nodes := startThree(b, etcdtest.Start(b, 3).Endpoints(), "b")
 	const objects, callers = 1000, 64
 	ids := make([]durable.ID, objects)
 	for i := range ids {
@@ -250,4 +234,19 @@ func BenchmarkThreeNodesConnect(b *testing.B) {
 		b.ReportMetric(float64(all[len(all)/2].Microseconds())/1000, "p50-ms")
 		b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
 	}
+}
+
+// startThree starts the nodes {prefix}1 to {prefix}3 on endpoints and
+// waits until they own every partition between them.
+func startThree(tb testing.TB, endpoints []string, prefix string) []*durableNode {
+	tb.Helper()
+	nodes := []*durableNode{startDurable(tb, endpoints, prefix+"1"), startDurable(tb, endpoints, prefix+"2"), startDurable(tb, endpoints, prefix+"3")}
+	eventually(tb, 10*ttl, "every partition owned", func() bool {
+		owned := 0
+		for _, d := range nodes {
+			owned += d.n.Owned()
+		}
+		return owned == etcdstore.Partitions
+	})
+	return nodes
 }
