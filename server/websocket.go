@@ -38,10 +38,16 @@ func (n *Namespace[S]) socketEvent(key objectkey.Key, ev sockets.Event) error {
 		}
 	case sockets.EventClose:
 		if n.wsClose == nil {
+			ev.Conn.Leave()
 			return nil
 		}
 		method = "WebSocketClose"
 		fn = func(ctx context.Context, o *durable.Object[S]) error {
+			// The socket leaves the object's list as the call ends, in
+			// the mailbox, not after the call returned: the hook's
+			// broadcast may reach a client that calls at once, and that
+			// call must not find the socket still listed.
+			defer ev.Conn.Leave()
 			return n.wsClose.WebSocketClose(ctx, o, (*websocket.Conn)(ev.Conn), ev.Code, ev.Reason, ev.Clean)
 		}
 	case sockets.EventError:

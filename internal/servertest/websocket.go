@@ -177,12 +177,11 @@ func testWebSocketAllOrder(t *testing.T, d Deployment) {
 		if ev := e.nextClose(t); ev.ID != ids[i] {
 			t.Fatalf("close event for %s, want %s", ev.ID, ids[i])
 		}
-		// The socket leaves All once WebSocketClose returned: after the
-		// probe told of it, and maybe after the next message's call.
-		gone := ids[i]
-		eventually(t, "the closed socket leaves All", func() bool {
-			return !strings.Contains(ask(t, conns[7], "ids"), gone)
-		})
+		// The socket leaves All as its WebSocketClose call ends: the
+		// next call of the object, queued behind it, finds it gone.
+		if got := ask(t, conns[7], "ids"); strings.Contains(got, ids[i]) {
+			t.Fatalf("All after %s's close call = %s, still listing it", ids[i], got)
+		}
 		ids[i] = ""
 	}
 	want := func(idx ...int) string {

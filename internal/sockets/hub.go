@@ -273,6 +273,15 @@ func (h *Hub) remove(c *Conn) {
 	h.prune(c.key, o)
 }
 
+// Leave takes c out of its object's sockets, as a closed socket leaves
+// All and WithTag. The server calls it as the object's WebSocketClose call
+// ends, inside the call, so that every later call of the object, and
+// anything a client does after hearing of the close from the hook's
+// messages, finds c gone; during the hook c is still listed, with Send
+// refused. Serve takes c out after the close was delivered in any case
+// (no hook, a hook reset as stuck): leaving twice does nothing.
+func (c *Conn) Leave() { c.hub.remove(c) }
+
 // Serve upgrades the connection of r, whose Fetch accepted c, and serves
 // the socket until it closes: it returns after the close was delivered to
 // the object and the socket left the hub. The server calls it once the
