@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"slices"
+	"sync"
 	"syscall"
 
 	"github.com/ncruces/go-sqlite3"
@@ -125,10 +126,24 @@ func (f *fileStore) openConn() error {
 	// the fsyncs the durability needs.
 	sync, locking := "OFF", ""
 	var imageName string
+	// A file materialize has just written holds Durable's tables, made in
+	// memory under the authorizer, and nothing to repair; so does a new
+	// in-memory database, a copy of the template. Only a file of an
+	// earlier activation (or an earlier version) needs both.
+	fresh := f.fresh
+	f.fresh = false
 	if f.mem {
-		// An image of its own, which materialize writes to the file.
+		// An image of its own, which materialize writes to the file,
+		// starting as a copy of the template: Durable's tables made once
+		// per process, not parsed and committed again for every object.
 		f.image, imageName, name = newMemImage()
 		flags |= sqlite3.OPEN_URI
+		t, err := memTemplate()
+		if err != nil {
+			return err
+		}
+		f.image.data = append(make([]byte, 0, 2*len(t)), t...)
+		fresh = true
 	} else {
 		sync = synchronous(f.cfg.durability)
 		// The object's goroutine is the file's only user: with the lock
@@ -143,22 +158,12 @@ func (f *fileStore) openConn() error {
 			return err
 		}
 	}
-	// A file materialize has just written holds Durable's tables, made in
-	// memory under the authorizer, and nothing to repair; so does a new
-	// in-memory database once fileSchema has run. Only a file of an
-	// earlier activation (or an earlier version) needs both.
-	fresh := f.fresh
-	f.fresh = false
 	c, err := open(name, flags)
 	if imageName != "" {
 		memImages.Delete(imageName) // the connection took it, or failed to
 	}
 	if err == nil {
-		pages := max(1, f.cfg.maxSize/4096)
-		// busy_timeout first: an evicted object's connection may still be
-		// closing when the object is activated again.
-		setup := fmt.Sprintf(`PRAGMA busy_timeout=5000; %s PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
-		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, locking, sync, pages)
+		setup := connSetup(locking, sync, f.cfg.maxSize)
 		if !fresh {
 			setup += fileSchema
 		}
@@ -195,6 +200,38 @@ func (f *fileStore) openConn() error {
 	f.conn = c
 	return nil
 }
+
+// connSetup returns the pragmas every connection of an object's database
+// runs first, with locking (a pragma or "") and synchronous's value, and
+// maxSize the cap of the database in bytes.
+func connSetup(locking, sync string, maxSize int64) string {
+	// busy_timeout first: an evicted object's connection may still be
+	// closing when the object is activated again.
+	return fmt.Sprintf(`PRAGMA busy_timeout=5000; %s PRAGMA page_size=4096; PRAGMA journal_mode=WAL; PRAGMA synchronous=%s;
+		PRAGMA max_page_count=%d; PRAGMA foreign_keys=ON;`, locking, sync, max(1, maxSize/4096))
+}
+
+// memTemplate returns the image every new object's in-memory database
+// starts from: an empty database with the page size and Durable's tables,
+// made once per process by the setup a new database would otherwise run
+// itself (about a third of a millisecond of parsing and committing per
+// object). What lives only in a connection (the other pragmas, the
+// authorizer, the statements) each connection still sets.
+var memTemplate = sync.OnceValues(func() ([]byte, error) {
+	m, imageName, uri := newMemImage()
+	c, err := open(uri, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE|sqlite3.OPEN_NOMUTEX|sqlite3.OPEN_URI)
+	memImages.Delete(imageName)
+	if err != nil {
+		return nil, err
+	}
+	if err := pragmas(c, connSetup("", "OFF", DefaultMaxSQLSize)+fileSchema); err != nil {
+		return nil, err
+	}
+	if err := c.Close(); err != nil {
+		return nil, fmt.Errorf("storage: template database: %w", err)
+	}
+	return m.data, nil
+})
 
 // prepareAll prepares Durable's statements on c and installs the
 // authorizer; on an error it closes c.

@@ -3,6 +3,7 @@ package engine_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"slices"
@@ -437,4 +438,80 @@ func TestSQLObjectFileHasNoSharedMemory(t *testing.T) {
 		}
 		return nil
 	})
+}
+
+// TestNewSQLObjectsStartApart: every new object's in-memory database is
+// its own copy of the template made once per process. A table, a row, a
+// key and the state of one new object appear in none opened before or
+// after it, and each still materializes into a file of its own. Object 1
+// writes only a key, which fits the template's pages: a copy that shared
+// the template's bytes would hand that key to object 2.
+func TestNewSQLObjectsStartApart(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	var stores []*engine.Store
+	for i := range 3 {
+		st := openFileAt(t, filepath.Join(dir, fmt.Sprintf("object-%d.db", i)))
+		stores = append(stores, st)
+		if err := call(t, st, func(kv *engine.KV) error {
+			var tables int64
+			if cur := exec(t, st, `SELECT count(*) FROM sqlite_schema WHERE name NOT LIKE '\_durable\_%' ESCAPE '\'`); !cur.Next() || cur.Scan(&tables) != nil || tables != 0 {
+				return fmt.Errorf("object %d starts with %d tables of another", i, tables)
+			}
+			if _, found, err := kv.Get(ctx, "mine"); err != nil || found {
+				return fmt.Errorf("object %d starts with another's key (found %v, %v)", i, found, err)
+			}
+			if i != 1 { // object 1 writes a key only: its pages do not grow
+				exec(t, st, fmt.Sprintf(`CREATE TABLE t%d (v TEXT)`, i))
+				exec(t, st, fmt.Sprintf(`INSERT INTO t%d VALUES ('row %d')`, i, i))
+			}
+			return kv.Put(ctx, "mine", []byte(fmt.Sprint(i)))
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if i == 1 { // one of them materializes between the others' opening
+			if err := commit(st, []byte("state 1")); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for i, st := range stores {
+		if i != 1 {
+			if err := commit(st, []byte(fmt.Sprint("state ", i))); err != nil {
+				t.Fatal(err)
+			}
+		}
+		if err := st.Close(); err != nil {
+			t.Fatal(err)
+		}
+		st = openFileAt(t, filepath.Join(dir, fmt.Sprintf("object-%d.db", i)))
+		if err := call(t, st, func(kv *engine.KV) error {
+			names := exec(t, st, `SELECT name FROM sqlite_schema WHERE name NOT LIKE '\_durable\_%' ESCAPE '\' ORDER BY name`)
+			var got []string
+			for names.Next() {
+				var name string
+				if err := names.Scan(&name); err != nil {
+					return err
+				}
+				got = append(got, name)
+			}
+			want := []string{fmt.Sprint("t", i)}
+			if i == 1 {
+				want = nil
+			}
+			if !slices.Equal(got, want) {
+				return fmt.Errorf("object %d's tables = %q, want %q", i, got, want)
+			}
+			v, _, err := kv.Get(ctx, "mine")
+			if err != nil || string(v) != fmt.Sprint(i) {
+				return fmt.Errorf("object %d's key = %q, %v", i, v, err)
+			}
+			return nil
+		}); err != nil {
+			t.Fatal(err)
+		}
+		if s, _, err := st.LoadState(ctx); err != nil || string(s) != fmt.Sprint("state ", i) {
+			t.Fatalf("object %d's state = %q, %v", i, s, err)
+		}
+	}
 }
