@@ -341,7 +341,7 @@ func (f *fileStore) runChecked(stmt *sqlite3.Stmt, cur *Cursor, last bool, args 
 		return fmt.Errorf("storage: savepoint: %w", err)
 	}
 	err := f.run(stmt, cur, last, args)
-	if err == nil {
+	if err == nil && mayReachDurable(f.tolerated, stmt.SQL()) {
 		var why string
 		err = f.asDurable(func() (err error) {
 			why, err = f.schemaViolation(f.tolerated)
@@ -361,6 +361,25 @@ func (f *fileStore) runChecked(stmt *sqlite3.Stmt, cur *Cursor, last bool, args 
 		err = fmt.Errorf("storage: release savepoint: %w", rerr)
 	}
 	return err
+}
+
+// mayReachDurable reports whether a schema change of text, in a database
+// whose schema tolerated the violations tolerated, needs the check that
+// follows it: most of a new object's first call, its CREATE TABLEs, is
+// the check's compilation otherwise. Every violation the check finds
+// names Durable's tables or is a TEMP object, so it is spelled in the
+// statement: "_durable" (a _durable_* name in any quoting or case, a
+// virtual table named "_durable" whose shadow tables would be _durable_*),
+// or "temp" (TEMP, TEMPORARY, the temp schema); SQLite identifiers have no
+// escapes that would hide either. A statement with neither is skipped
+// only when nothing is tolerated: otherwise the check also forgets what
+// the statement dropped.
+func mayReachDurable(tolerated map[string]bool, text string) bool {
+	if len(tolerated) > 0 {
+		return true
+	}
+	lower := strings.ToLower(text)
+	return strings.Contains(lower, "_durable") || strings.Contains(lower, "temp")
 }
 
 // asDurable runs op as Durable's own statements run, without the
