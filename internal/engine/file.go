@@ -188,7 +188,7 @@ func (f *fileStore) openConn() error {
 		}
 	}
 	if err == nil {
-		err = f.prepareAll(c)
+		err = f.authorizeOn(c)
 	}
 	if err != nil {
 		f.releaseFile()
@@ -233,36 +233,11 @@ var memTemplate = sync.OnceValues(func() ([]byte, error) {
 	return m.data, nil
 })
 
-// prepareAll prepares Durable's statements on c and installs the
-// authorizer; on an error it closes c.
-func (f *fileStore) prepareAll(c *sqlite3.Conn) error {
-	stmts := map[**sqlite3.Stmt]string{
-		&f.begin:        `BEGIN IMMEDIATE`,
-		&f.commitStmt:   `COMMIT`,
-		&f.rollback:     `ROLLBACK`,
-		&f.savepoint:    `SAVEPOINT durable`,
-		&f.release:      `RELEASE durable`,
-		&f.rollbackTo:   `ROLLBACK TO durable`,
-		&f.loadStmt:     `SELECT state FROM _durable_state WHERE id = 1`,
-		&f.saveState:    `INSERT INTO _durable_state (id, state) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET state = excluded.state`,
-		&f.kvGet:        `SELECT value FROM _durable_kv WHERE key = ?1`,
-		&f.kvPut:        `INSERT INTO _durable_kv (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value`,
-		&f.kvDelete:     `DELETE FROM _durable_kv WHERE key = ?`,
-		&f.kvWipe:       `DELETE FROM _durable_kv`,
-		&f.alarmGet:     `SELECT at_ms FROM _durable_alarm WHERE id = 1`,
-		&f.alarmSet:     `INSERT INTO _durable_alarm (id, at_ms) VALUES (1, ?) ON CONFLICT (id) DO UPDATE SET at_ms = excluded.at_ms`,
-		&f.alarmDelete:  `DELETE FROM _durable_alarm`,
-		&f.pageCount:    `SELECT (SELECT * FROM pragma_page_count) - (SELECT * FROM pragma_freelist_count)`, // pages in use
-		&f.pageSizeStmt: `PRAGMA page_size`,
-		&f.schemaStmt:   `PRAGMA schema_version`,
-	}
-	f.scans.add(stmts, `_durable_kv`, ``)
-	if err := prepare(c, stmts); err != nil {
-		c.Close()
-		return err
-	}
+// authorizeOn installs the authorizer on c, the connection of f; on an
+// error it closes c. Durable's statements are prepared at their first use
+// (see stmt), most of them never on a new object's in-memory connection.
+func (f *fileStore) authorizeOn(c *sqlite3.Conn) error {
 	if err := c.SetAuthorizer(f.authorize); err != nil {
-		f.closeStmts()
 		c.Close()
 		return fmt.Errorf("storage: %w", err)
 	}
@@ -306,37 +281,51 @@ type fileStore struct {
 	ddlStmt   *sqlite3.Stmt
 	tolerated map[string]bool
 
-	begin, commitStmt, rollback, savepoint, release, rollbackTo *sqlite3.Stmt
-	loadStmt, saveState, kvGet, kvPut, kvDelete, kvWipe         *sqlite3.Stmt
-	alarmGet, alarmSet, alarmDelete                             *sqlite3.Stmt
-	pageCount, pageSizeStmt, schemaStmt                         *sqlite3.Stmt
-	scans                                                       scans
+	stmts [numFileStmts]*sqlite3.Stmt // Durable's, nil until first used
 }
 
 func (f *fileStore) loadState(context.Context) ([]byte, bool, error) {
 	if err := f.reopen(); err != nil {
 		return nil, false, err
 	}
-	return one(f.loadStmt)
+	s, err := f.stmt(stmtLoadState)
+	if err != nil {
+		return nil, false, err
+	}
+	return one(s)
 }
 
 func (f *fileStore) get(_ context.Context, key string) ([]byte, bool, error) {
-	f.kvGet.BindText(1, key)
-	return one(f.kvGet)
+	s, err := f.stmt(stmtKVGet)
+	if err != nil {
+		return nil, false, err
+	}
+	s.BindText(1, key)
+	return one(s)
 }
 
 func (f *fileStore) scan(_ context.Context, kr keyRange, limit int, fn func(string, []byte) bool) error {
-	return f.scans.run(f.scans.pick(kr), kr, limit, fn)
+	s, err := f.stmt(pickScan(kr))
+	if err != nil {
+		return err
+	}
+	return runScan(s, kr, limit, fn)
 }
 
-func (f *fileStore) alarm(context.Context) (int64, bool, error) { return oneInt(f.alarmGet) }
+func (f *fileStore) alarm(context.Context) (int64, bool, error) {
+	s, err := f.stmt(stmtAlarmGet)
+	if err != nil {
+		return 0, false, err
+	}
+	return oneInt(s)
+}
 
 func (f *fileStore) beginCall() error {
 	if err := f.reopen(); err != nil {
 		return err
 	}
 	if !f.inTx {
-		if err := f.begin.Exec(); err != nil {
+		if err := f.exec(stmtBegin); err != nil {
 			return fmt.Errorf("storage: begin: %w", err)
 		}
 		f.inTx = true
@@ -374,7 +363,11 @@ func (f *fileStore) endCall(ok bool) error {
 }
 
 func (f *fileStore) schemaVersion() (int64, error) {
-	v, _, err := oneInt(f.schemaStmt)
+	s, err := f.stmt(stmtSchemaVersion)
+	if err != nil {
+		return 0, err
+	}
+	v, _, err := oneInt(s)
 	if err != nil {
 		return 0, fmt.Errorf("storage: schema version: %w", err)
 	}
@@ -395,7 +388,7 @@ func (f *fileStore) reopen() error {
 }
 
 func (f *fileStore) beginTx() error {
-	if err := f.savepoint.Exec(); err != nil {
+	if err := f.exec(stmtSavepoint); err != nil {
 		return fmt.Errorf("storage: savepoint: %w", err)
 	}
 	f.calls++
@@ -416,11 +409,11 @@ func (f *fileStore) endTx(commit bool) error {
 		return errTxLost
 	}
 	if !commit {
-		if err := f.rollbackTo.Exec(); err != nil {
+		if err := f.exec(stmtRollbackTo); err != nil {
 			return fmt.Errorf("storage: roll back to savepoint: %w", err)
 		}
 	}
-	if err := f.release.Exec(); err != nil {
+	if err := f.exec(stmtRelease); err != nil {
 		return fmt.Errorf("storage: release savepoint: %w", err)
 	}
 	return nil
@@ -471,7 +464,7 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 	}
 	if !f.inTx {
 		if writeState || !kv.empty() {
-			if err := f.begin.Exec(); err != nil {
+			if err := f.exec(stmtBegin); err != nil {
 				return fmt.Errorf("storage: begin: %w", err)
 			}
 			f.inTx = true
@@ -486,20 +479,28 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 		}
 	}()
 	if writeState {
-		f.saveState.BindBlob(1, nonNil(state))
-		if err := f.saveState.Exec(); err != nil {
+		s, err := f.stmt(stmtSaveState)
+		if err != nil {
+			return err
+		}
+		s.BindBlob(1, nonNil(state))
+		if err := s.Exec(); err != nil {
 			return fmt.Errorf("storage: write state: %w", err)
 		}
 	}
 	if kv.cleared {
-		if err := f.kvWipe.Exec(); err != nil {
+		if err := f.exec(stmtKVWipe); err != nil {
 			return fmt.Errorf("storage: delete all keys: %w", err)
 		}
 	}
 	for key, v := range kv.writes {
-		s := f.kvPut
+		k := stmtKVPut
 		if v.deleted {
-			s = f.kvDelete
+			k = stmtKVDelete
+		}
+		s, err := f.stmt(k)
+		if err != nil {
+			return err
 		}
 		s.BindText(1, key)
 		if !v.deleted {
@@ -511,15 +512,18 @@ func (f *fileStore) commitNow(state []byte, writeState bool, kv *layer) (err err
 	}
 	switch kv.alarm.kind {
 	case alarmSet:
-		f.alarmSet.BindInt64(1, kv.alarm.at)
-		err = f.alarmSet.Exec()
+		var s *sqlite3.Stmt
+		if s, err = f.stmt(stmtAlarmSet); err == nil {
+			s.BindInt64(1, kv.alarm.at)
+			err = s.Exec()
+		}
 	case alarmDeleted:
-		err = f.alarmDelete.Exec()
+		err = f.exec(stmtAlarmDelete)
 	}
 	if err != nil {
 		return fmt.Errorf("storage: write the alarm: %w", err)
 	}
-	if err := f.commitStmt.Exec(); err != nil {
+	if err := f.exec(stmtCommit); err != nil {
 		return fmt.Errorf("storage: commit: %w", err)
 	}
 	f.inTx = false
@@ -541,7 +545,7 @@ func (f *fileStore) reset() {
 		return
 	}
 	if f.inTx || !f.conn.GetAutocommit() {
-		f.rollback.Exec() // nothing better to do if even this fails
+		f.exec(stmtRollback) // nothing better to do if even this fails
 	}
 	f.inTx, f.calls, f.wrote, f.undone = false, 0, false, 0
 }
@@ -560,10 +564,8 @@ func (f *fileStore) close() error {
 // closeStmts closes Durable's statements and the object's cached ones.
 func (f *fileStore) closeStmts() {
 	f.dropCache()
-	closeAll(f.begin, f.commitStmt, f.rollback, f.savepoint, f.release, f.rollbackTo,
-		f.loadStmt, f.saveState, f.kvGet, f.kvPut, f.kvDelete, f.kvWipe, f.alarmGet, f.alarmSet, f.alarmDelete,
-		f.pageCount, f.pageSizeStmt, f.schemaStmt)
-	f.scans.close()
+	closeAll(f.stmts[:]...)
+	clear(f.stmts[:])
 }
 
 // closeConn closes the connection and every statement on it.
@@ -600,7 +602,11 @@ func (f *fileStore) releaseFile() {
 
 func (f *fileStore) size() (int64, error) {
 	var n [2]int64
-	for i, s := range []*sqlite3.Stmt{f.pageCount, f.pageSizeStmt} {
+	for i, k := range []fileStmt{stmtPageCount, stmtPageSize} {
+		s, err := f.stmt(k)
+		if err != nil {
+			return 0, err
+		}
 		if s.Step() {
 			n[i] = s.ColumnInt64(0)
 		}

@@ -86,7 +86,7 @@ func overLimit(err error) bool {
 // database: its limits, double-quoted string literals accepted (SQLite's
 // legacy default, which Cloudflare keeps and this build turns off),
 // defensive mode (no writes to FTS5's shadow tables or to the schema) and
-// the FTS5 module. The authorizer is set by prepareAll.
+// the FTS5 module. The authorizer is set by authorizeOn.
 //
 // Registering FTS5 costs about half a millisecond per connection, as much
 // as opening it, so it is registered only on a database that has virtual

@@ -353,7 +353,7 @@ func (r *reader) scan(class string, id [32]byte, kr keyRange, limit int, fn func
 	s := r.scans.pick(kr)
 	s.BindText(1, class)
 	s.BindBlob(2, id[:])
-	return r.scans.run(s, kr, limit, fn)
+	return runScan(s, kr, limit, fn)
 }
 
 func (r *reader) close() {
@@ -391,18 +391,22 @@ type scans struct {
 }
 
 func (sc *scans) add(stmts map[**sqlite3.Stmt]string, table, filter string) {
-	q := func(bounded bool, order string) string {
-		upper := ""
-		if bounded {
-			upper = ` AND key < ?4`
-		}
-		return `SELECT key, value FROM ` + table + ` WHERE ` + filter + `key >= ?3` + upper +
-			` ORDER BY key ` + order + ` LIMIT ?5`
+	stmts[&sc.asc] = scanSQL(table, filter, false, "ASC")
+	stmts[&sc.desc] = scanSQL(table, filter, false, "DESC")
+	stmts[&sc.ascTo] = scanSQL(table, filter, true, "ASC")
+	stmts[&sc.descTo] = scanSQL(table, filter, true, "DESC")
+}
+
+// scanSQL is the range query over table's keys, ordered by order ("ASC"
+// or "DESC"), with an upper bound when bounded; filter, if any, ends in
+// AND.
+func scanSQL(table, filter string, bounded bool, order string) string {
+	upper := ""
+	if bounded {
+		upper = ` AND key < ?4`
 	}
-	stmts[&sc.asc] = q(false, "ASC")
-	stmts[&sc.desc] = q(false, "DESC")
-	stmts[&sc.ascTo] = q(true, "ASC")
-	stmts[&sc.descTo] = q(true, "DESC")
+	return `SELECT key, value FROM ` + table + ` WHERE ` + filter + `key >= ?3` + upper +
+		` ORDER BY key ` + order + ` LIMIT ?5`
 }
 
 func (sc *scans) pick(kr keyRange) *sqlite3.Stmt {
@@ -417,7 +421,8 @@ func (sc *scans) pick(kr keyRange) *sqlite3.Stmt {
 	return sc.asc
 }
 
-func (sc *scans) run(s *sqlite3.Stmt, kr keyRange, limit int, fn func(string, []byte) bool) error {
+// runScan runs s, one of the scans, over kr.
+func runScan(s *sqlite3.Stmt, kr keyRange, limit int, fn func(string, []byte) bool) error {
 	defer s.Reset()
 	s.BindText(3, kr.lo)
 	if kr.hasHi {
