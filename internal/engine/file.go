@@ -217,7 +217,23 @@ func connSetup(locking, sync string, maxSize int64) string {
 // itself (about a third of a millisecond of parsing and committing per
 // object). What lives only in a connection (the other pragmas, the
 // authorizer, the statements) each connection still sets.
-var memTemplate = sync.OnceValues(func() ([]byte, error) {
+//
+// The template is made at its first use, not when the package is
+// initialized: a program that links the engine without running an object
+// (a remote-only client) must not link SQLite for it.
+func memTemplate() ([]byte, error) {
+	template.once.Do(func() { template.data, template.err = makeMemTemplate() })
+	return template.data, template.err
+}
+
+// template is memTemplate's image, made once.
+var template struct {
+	once sync.Once
+	data []byte
+	err  error
+}
+
+func makeMemTemplate() ([]byte, error) {
 	m, imageName, uri := newMemImage()
 	c, err := open(uri, sqlite3.OPEN_READWRITE|sqlite3.OPEN_CREATE|sqlite3.OPEN_NOMUTEX|sqlite3.OPEN_URI)
 	memImages.Delete(imageName)
@@ -231,7 +247,7 @@ var memTemplate = sync.OnceValues(func() ([]byte, error) {
 		return nil, fmt.Errorf("storage: template database: %w", err)
 	}
 	return m.data, nil
-})
+}
 
 // authorizeOn installs the authorizer on c, the connection of f; on an
 // error it closes c. Durable's statements are prepared at their first use
